@@ -1,0 +1,36 @@
+"""The only module that imports the Keras 2 stack: TensorFlow, tf_keras and tfmot.
+
+tfmot's pruning and quantization wrappers work only on tf_keras models, so pruning,
+QAT and conversion run on a tf_keras *twin* of the Keras 3 model (same builder, same
+weights, see :func:`twin_from_keras3`).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import tensorflow as tf  # noqa: E402
+import tensorflow_model_optimization as tfmot  # noqa: E402
+import tf_keras  # noqa: E402
+
+from toolkit.errors import ToolkitError  # noqa: E402
+
+if not tf.keras.__name__.startswith("tf_keras"):
+    raise ToolkitError(
+        "TensorFlow was imported before TF_USE_LEGACY_KERAS=1 was set, so tfmot cannot work; "
+        "import `converters` before anything that imports TensorFlow"
+    )
+
+
+def twin_from_keras3(model, config) -> "tf_keras.Model":
+    """A tf_keras model built from the same :class:`training.allcnn.ModelConfig` with ``model``'s weights."""
+    from training.allcnn import copy_weights, create_model
+
+    twin = create_model(config, tf_keras)
+    copy_weights(model, twin)
+    return twin
+
+
+__all__ = ["tf", "tf_keras", "tfmot", "twin_from_keras3"]

@@ -1,0 +1,66 @@
+"""Atomic artifact writes: write to a temporary file beside the target, then rename.
+
+A run killed at any moment leaves either the previous complete artifact or the new
+complete artifact, never a truncated one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success rename it onto ``target``.
+
+    The temporary file keeps the target's suffix (or ``suffix``) because some writers,
+    such as ``keras.Model.save``, choose the format from the file extension.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=f".{target.stem}.", suffix=suffix if suffix is not None else target.suffix, dir=target.parent
+    )
+    os.close(descriptor)
+    os.unlink(temporary)  # writers that refuse to overwrite get a fresh path
+    temporary_path = Path(temporary)
+    try:
+        yield temporary_path
+        if temporary_path.exists():
+            with open(temporary_path, "rb") as handle:
+                os.fsync(handle.fileno())
+        os.replace(temporary_path, target)
+    finally:
+        if temporary_path.exists():
+            temporary_path.unlink()
+
+
+def write_bytes(target: str | os.PathLike, data: bytes) -> Path:
+    """Atomically write ``data`` to ``target`` and return the target path."""
+    with atomic_path(target) as temporary:
+        temporary.write_bytes(data)
+    return Path(target)
+
+
+def write_text(target: str | os.PathLike, text: str) -> Path:
+    """Atomically write UTF-8 ``text`` to ``target`` and return the target path."""
+    return write_bytes(target, text.encode("utf-8"))
+
+
+def write_json(target: str | os.PathLike, payload: Any) -> Path:
+    """Atomically write ``payload`` as indented JSON (numpy scalars allowed)."""
+    return write_text(target, json.dumps(payload, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars and arrays turn up in reports; json cannot serialise them itself.
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__} to JSON")

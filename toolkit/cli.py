@@ -1,0 +1,89 @@
+"""`toolkit` command line: a thin layer that parses flags and calls one stage function.
+
+Each subcommand lives in ``toolkit/commands/<name>.py`` with ``add_arguments(parser)``
+and ``run(args) -> int``; they are imported only when chosen, so ``toolkit classify``
+on a device never touches TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Sequence
+
+from toolkit import __version__
+from toolkit.errors import ToolkitError
+
+# name -> (module, one-line help). Order is the order of the product's path.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("toolkit.commands.train", "train All-CNN-C (Keras 3, TensorFlow or JAX backend)"),
+    "eval": ("toolkit.commands.evaluate", "evaluate a .keras or .tflite model on a dataset"),
+    "prune": ("toolkit.commands.prune", "magnitude-prune a trained model and fine-tune it (tfmot)"),
+    "qat": ("toolkit.commands.qat", "quantization-aware fine-tuning, keeping sparsity (tfmot)"),
+    "convert": ("toolkit.commands.convert", "export TFLite (int8, float16, dynamic, float32) with a parity report"),
+    "pipeline": ("toolkit.commands.pipeline", "train -> prune -> qat -> convert -> eval, resumable"),
+    "classify": ("toolkit.commands.classify", "the edge app: classify camera, video, images or streams"),
+    "benchmark": ("toolkit.commands.benchmark", "size, latency and accuracy of every format side by side"),
+}
+
+
+def _load(module_name: str):
+    return importlib.import_module(module_name)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser; every subcommand module is imported to add its flags."""
+    parser = argparse.ArgumentParser(
+        prog="toolkit",
+        description="Train All-CNN-C, prune, quantise, convert to int8 TFLite and classify camera frames on edge devices.",
+    )
+    parser.add_argument("--version", action="version", version=f"toolkit {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        subparser = subparsers.add_parser(
+            name, help=help_text, description=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        )
+        try:
+            module = _load(module_name)
+        except ModuleNotFoundError as error:
+            subparser.set_defaults(_missing=str(error))
+            continue
+        module.add_arguments(subparser)
+        subparser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``toolkit`` console script; returns the process exit code."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if getattr(args, "_missing", None):
+        print(f"error: toolkit {args.command} is not available here: {args._missing}", file=sys.stderr)
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except ToolkitError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the CLI promises one line, never a traceback
+        if os.environ.get("TOOLKIT_DEBUG"):
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(
+            f"error: {type(error).__name__}: {message} (set TOOLKIT_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per `toolkit` subcommand: ``add_arguments(parser)`` and ``run(args) -> int``."""

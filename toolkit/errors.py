@@ -1,0 +1,13 @@
+"""The one exception type the CLI turns into a one-line message and a non-zero exit."""
+
+
+class ToolkitError(Exception):
+    """A problem with the user's input or environment, explained in one line.
+
+    Raise it with a message that names the offending file, flag or value; the CLI
+    prints ``error: <message>`` and exits with ``exit_code`` instead of a traceback.
+    """
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -1,0 +1,201 @@
+"""The one preprocessing path, in pure numpy, shared by training, calibration, parity and the edge app.
+
+A camera frame (OpenCV gives BGR, uint8, any size) and a dataset image (RGB, uint8)
+both go through :func:`prepare_image`:
+
+    colour order -> centre crop to a square -> resize to the model input
+    -> scale to [0, 1] -> subtract mean, divide by std (per channel)
+
+and, for an integer model, :func:`quantize` into the input tensor's int8/uint8 codes.
+The model card (``toolkit.model_card``) carries the input size, colour order and
+mean/std, so nothing here is configured twice.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+COLOUR_ORDERS = ("RGB", "BGR", "GRAY")
+
+# ITU-R BT.601 luma weights, the ones OpenCV's RGB2GRAY uses.
+_LUMA_RGB = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def convert_colour(image: np.ndarray, source_order: str, target_order: str) -> np.ndarray:
+    """Convert an HxWxC (or HxW) image between RGB, BGR and GRAY; returns HxWxC."""
+    if source_order not in COLOUR_ORDERS or target_order not in COLOUR_ORDERS:
+        raise ValueError(f"colour order must be one of {COLOUR_ORDERS}, got {source_order!r} -> {target_order!r}")
+    if image.ndim == 2:
+        image = image[:, :, None]
+        source_order = "GRAY"
+    if image.ndim != 3:
+        raise ValueError(f"expected an HxWxC image, got shape {image.shape}")
+    if image.shape[2] == 1:
+        source_order = "GRAY"
+    elif image.shape[2] == 4:  # drop alpha
+        image = image[:, :, :3]
+    if source_order == target_order:
+        return image
+    if source_order == "GRAY":
+        return np.repeat(image, 3, axis=2)
+    rgb = image if source_order == "RGB" else image[:, :, ::-1]
+    if target_order == "RGB":
+        return rgb
+    if target_order == "BGR":
+        return rgb[:, :, ::-1]
+    grey = rgb.astype(np.float32) @ _LUMA_RGB
+    if np.issubdtype(image.dtype, np.integer):
+        grey = np.clip(np.rint(grey), 0, np.iinfo(image.dtype).max)
+    return grey.astype(image.dtype)[:, :, None]
+
+
+def center_crop_square(image: np.ndarray) -> np.ndarray:
+    """Crop the largest centred square from an HxW(xC) image."""
+    height, width = image.shape[:2]
+    side = min(height, width)
+    top = (height - side) // 2
+    left = (width - side) // 2
+    return image[top : top + side, left : left + side]
+
+
+def _resize_weights(source: int, target: int) -> np.ndarray:
+    """A (target x source) matrix that resamples one axis.
+
+    Shrinking averages the source pixels each target pixel covers, weighted by
+    overlap (OpenCV's INTER_AREA); enlarging interpolates linearly between pixel
+    centres (INTER_LINEAR with half-pixel centres). Either way each row sums to 1.
+    """
+    weights = np.zeros((target, source), dtype=np.float32)
+    if target == source:
+        np.fill_diagonal(weights, 1.0)
+    elif target < source:
+        scale = source / target
+        for row in range(target):
+            start, stop = row * scale, (row + 1) * scale
+            first, last = int(np.floor(start)), int(np.ceil(stop))
+            for column in range(first, min(last, source)):
+                overlap = min(stop, column + 1) - max(start, column)
+                if overlap > 0:
+                    weights[row, column] = overlap / scale
+    else:
+        centres = (np.arange(target) + 0.5) * source / target - 0.5
+        centres = np.clip(centres, 0, source - 1)
+        lower = np.floor(centres).astype(int)
+        upper = np.minimum(lower + 1, source - 1)
+        fraction = centres - lower
+        weights[np.arange(target), lower] += 1.0 - fraction
+        weights[np.arange(target), upper] += fraction
+    return weights
+
+
+_WEIGHT_CACHE: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _cached_weights(source: int, target: int) -> np.ndarray:
+    key = (source, target)
+    if key not in _WEIGHT_CACHE:
+        _WEIGHT_CACHE[key] = _resize_weights(source, target)
+    return _WEIGHT_CACHE[key]
+
+
+def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize an HxWxC image to ``height`` x ``width``; returns float32 in the input's value range."""
+    if image.ndim == 2:
+        image = image[:, :, None]
+    source_height, source_width, channels = image.shape
+    if (source_height, source_width) == (height, width):
+        return image.astype(np.float32, copy=False)
+    rows = _cached_weights(source_height, height)
+    columns = _cached_weights(source_width, width)
+    # Two matrix products (rows, then columns) instead of one 4-D einsum: a camera
+    # frame shrinks by rows first, so the second product is small.
+    resized = rows @ image.reshape(source_height, source_width * channels).astype(np.float32)
+    resized = resized.reshape(height, source_width, channels).transpose(0, 2, 1) @ columns.T
+    return np.ascontiguousarray(resized.transpose(0, 2, 1))
+
+
+def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Map pixel values in [0, 255] to ``(x / 255 - mean) / std`` per channel, as float32.
+
+    Works on a single HxWxC image or a batch NxHxWxC.
+    """
+    mean_array = np.asarray(mean, dtype=np.float32)
+    std_array = np.asarray(std, dtype=np.float32)
+    return (image.astype(np.float32) * np.float32(1.0 / 255.0) - mean_array) / std_array
+
+
+def denormalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Inverse of :func:`normalize`: back to float pixel values in [0, 255]."""
+    return (image * np.asarray(std, np.float32) + np.asarray(mean, np.float32)) * 255.0
+
+
+def prepare_image(
+    image: np.ndarray,
+    input_size: Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    source_colour_order: str = "RGB",
+    model_colour_order: str = "RGB",
+) -> np.ndarray:
+    """Turn one uint8 image (any size, any colour order) into the model's float32 HxWxC input.
+
+    ``input_size`` is (height, width, channels) from the model card. This is the
+    function the edge app, calibration and evaluation all call, so a BGR camera
+    frame and the same picture loaded as RGB give the identical tensor.
+    """
+    height, width, channels = (int(value) for value in input_size)
+    target_order = "GRAY" if channels == 1 else model_colour_order
+    converted = convert_colour(image, source_colour_order, target_order)
+    if converted.shape[0] != height or converted.shape[1] != width:
+        converted = resize(center_crop_square(converted), height, width)
+    return normalize(converted, mean, std)
+
+
+def prepare_batch(
+    images: np.ndarray,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> np.ndarray:
+    """Normalise a batch of uint8 images that already have the model's size and colour order."""
+    if images.ndim == 3:
+        images = images[..., None]
+    return normalize(images, mean, std)
+
+
+def quantize(values: np.ndarray, scale: float, zero_point: int, dtype: str | np.dtype) -> np.ndarray:
+    """Real values to integer codes: ``clip(round(x / scale) + zero_point)`` (TFLite's affine scheme)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return values.astype(dtype)
+    if scale <= 0:
+        raise ValueError(f"quantisation scale must be positive, got {scale}")
+    info = np.iinfo(dtype)
+    codes = np.rint(values.astype(np.float32) / np.float32(scale)) + zero_point
+    return np.clip(codes, info.min, info.max).astype(dtype)
+
+
+def dequantize(codes: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Integer codes back to real values: ``(q - zero_point) * scale``; float input passes through."""
+    if np.issubdtype(codes.dtype, np.floating) or scale == 0:
+        return codes.astype(np.float32)
+    return (codes.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+
+
+def top_k(probabilities: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and scores of the ``k`` largest entries along the last axis, best first.
+
+    Ties keep the lower class index first, so results are deterministic.
+    """
+    probabilities = np.asarray(probabilities)
+    k = max(1, min(int(k), probabilities.shape[-1]))
+    order = np.argsort(-probabilities, axis=-1, kind="stable")[..., :k]
+    return order, np.take_along_axis(probabilities, order, axis=-1)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Numerically stable softmax along the last axis."""
+    shifted = logits - np.max(logits, axis=-1, keepdims=True)
+    exponentials = np.exp(shifted)
+    return exponentials / np.sum(exponentials, axis=-1, keepdims=True)

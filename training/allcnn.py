@@ -1,0 +1,148 @@
+"""All-CNN-C and the paper's comparison models, from one builder that serves Keras 3 and tf_keras.
+
+Springenberg et al. 2015, "Striving for Simplicity: The All Convolutional Net", Table 2
+(the "C" column). Every model here holds only layers tfmot's int8 scheme supports:
+Conv2D, BatchNormalization, ReLU, MaxPooling2D, Dropout, GlobalAveragePooling2D and
+Softmax. Normalisation and augmentation happen outside the model, in numpy.
+
+    model = create_model(ModelConfig(), keras)      # Keras 3, for training
+    twin = create_model(ModelConfig(), tf_keras)    # Keras 2, for tfmot and conversion
+
+Layer names are fixed (``conv1`` ... ``conv9``), so weights copy between the two by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from types import ModuleType
+from typing import Any, Callable
+
+# Each stage is a list of ("conv", filters, kernel, stride, padding) or ("pool",).
+# A dropout of 0.5 follows every down-sampling stage, 0.2 is applied to the input.
+_Step = tuple
+
+
+def _classifier(num_classes: int) -> list[_Step]:
+    return [("conv", 192, 3, 1, "valid"), ("conv", 192, 1, 1, "valid"), ("conv", num_classes, 1, 1, "valid")]
+
+
+def _all_cnn_c(num_classes: int) -> list[list[_Step]]:
+    return [
+        [("conv", 96, 3, 1, "same"), ("conv", 96, 3, 1, "same"), ("conv", 96, 3, 2, "same")],
+        [("conv", 192, 3, 1, "same"), ("conv", 192, 3, 1, "same"), ("conv", 192, 3, 2, "same")],
+        _classifier(num_classes),
+    ]
+
+
+def _model_c(num_classes: int) -> list[list[_Step]]:
+    return [
+        [("conv", 96, 3, 1, "same"), ("conv", 96, 3, 1, "same"), ("pool",)],
+        [("conv", 192, 3, 1, "same"), ("conv", 192, 3, 1, "same"), ("pool",)],
+        _classifier(num_classes),
+    ]
+
+
+def _strided_cnn_c(num_classes: int) -> list[list[_Step]]:
+    return [
+        [("conv", 96, 3, 1, "same"), ("conv", 96, 3, 2, "same")],
+        [("conv", 192, 3, 1, "same"), ("conv", 192, 3, 2, "same")],
+        _classifier(num_classes),
+    ]
+
+
+def _convpool_cnn_c(num_classes: int) -> list[list[_Step]]:
+    return [
+        [("conv", 96, 3, 1, "same"), ("conv", 96, 3, 1, "same"), ("conv", 96, 3, 1, "same"), ("pool",)],
+        [("conv", 192, 3, 1, "same"), ("conv", 192, 3, 1, "same"), ("conv", 192, 3, 1, "same"), ("pool",)],
+        _classifier(num_classes),
+    ]
+
+
+ARCHITECTURES: dict[str, Callable[[int], list[list[_Step]]]] = {
+    "all_cnn_c": _all_cnn_c,
+    "model_c": _model_c,
+    "strided_cnn_c": _strided_cnn_c,
+    "convpool_cnn_c": _convpool_cnn_c,
+}
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Options of the All-CNN-C family; stored in the model card so any stack can rebuild the model."""
+
+    name: str = "all_cnn_c"  # one of ARCHITECTURES
+    input_shape: tuple[int, int, int] = (32, 32, 3)  # height, width, channels
+    num_classes: int = 10  # size of the softmax
+    batch_norm: bool = False  # BatchNormalization after every conv but the classifier
+    width: float = 1.0  # multiplies every filter count except the classifier's (tests use 0.25)
+    input_dropout: float = 0.2  # dropout on the input image, as in the paper
+    stage_dropout: float = 0.5  # dropout after each down-sampling stage, as in the paper
+
+    def to_dict(self) -> dict[str, Any]:
+        payload = dataclasses.asdict(self)
+        payload["input_shape"] = list(self.input_shape)
+        return payload
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> "ModelConfig":
+        known = {field.name for field in dataclasses.fields(cls)}
+        values = {key: value for key, value in payload.items() if key in known}
+        if "input_shape" in values:
+            values["input_shape"] = tuple(int(value) for value in values["input_shape"])
+        return cls(**values)
+
+
+def create_model(config: ModelConfig, keras: ModuleType) -> Any:
+    """Build the model ``config`` describes with the given Keras module (``keras`` or ``tf_keras``)."""
+    if config.name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {config.name!r}; choose one of {', '.join(ARCHITECTURES)}")
+    layers = keras.layers
+    stages = ARCHITECTURES[config.name](config.num_classes)
+    inputs = keras.Input(shape=tuple(config.input_shape), name="image")
+    x = layers.Dropout(config.input_dropout, name="input_dropout")(inputs)
+    conv_index = 0
+    for stage_index, stage in enumerate(stages):
+        for step in stage:
+            if step[0] == "pool":
+                x = layers.MaxPooling2D(pool_size=3, strides=2, padding="same", name=f"pool{stage_index + 1}")(x)
+                continue
+            _, filters, kernel, stride, padding = step
+            conv_index += 1
+            is_classifier = stage is stages[-1] and step is stage[-1]
+            if not is_classifier:
+                filters = max(1, int(round(filters * config.width)))
+            use_batch_norm = config.batch_norm and not is_classifier
+            x = layers.Conv2D(
+                filters,
+                kernel,
+                strides=stride,
+                padding=padding,
+                use_bias=not use_batch_norm,
+                kernel_initializer="he_normal",
+                name=f"conv{conv_index}",
+            )(x)
+            if use_batch_norm:
+                x = layers.BatchNormalization(name=f"bn{conv_index}")(x)
+            if not is_classifier:
+                x = layers.ReLU(name=f"relu{conv_index}")(x)
+        if stage is not stages[-1]:
+            x = layers.Dropout(config.stage_dropout, name=f"dropout{stage_index + 1}")(x)
+    x = layers.GlobalAveragePooling2D(name="global_average_pool")(x)
+    outputs = layers.Softmax(name="predictions")(x)
+    return keras.Model(inputs, outputs, name=config.name)
+
+
+def copy_weights(source: Any, target: Any) -> None:
+    """Copy weights layer by layer (matched by name) between two builds of the same config.
+
+    Works across stacks (Keras 3 -> tf_keras and back) because both hold numpy-compatible
+    weights in the same order per layer.
+    """
+    target_layers = {layer.name: layer for layer in target.layers}
+    for layer in source.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        if layer.name not in target_layers:
+            raise ValueError(f"layer {layer.name!r} has no counterpart in the target model")
+        target_layers[layer.name].set_weights(weights)
