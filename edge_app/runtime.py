@@ -1,0 +1,141 @@
+"""One LiteRT interpreter factory and a classifier that speaks the model card (pycoral-style).
+
+Runtimes, first found wins: ``ai_edge_litert`` (LiteRT), ``tflite_runtime``, then
+``tensorflow.lite`` if TensorFlow happens to be installed. Nothing here imports
+TensorFlow or Keras unless both LiteRT packages are missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit import preprocessing
+from toolkit.errors import ToolkitError
+from toolkit.model_card import ModelCard, TensorQuantization, load_card
+
+RUNTIME_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
+
+EDGETPU_LIBRARIES = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
+
+
+def runtime_module() -> tuple[str, Any]:
+    """The first importable LiteRT runtime as (module name, module)."""
+    for name in RUNTIME_MODULES:
+        try:
+            return name, importlib.import_module(name)
+        except ImportError:
+            continue
+    raise ToolkitError(
+        "no TFLite runtime found: pip install ai-edge-litert (or tflite-runtime on 32-bit Raspberry Pi OS)"
+    )
+
+
+def load_edgetpu_delegate(module: Any) -> Any:
+    """Load the Coral Edge TPU delegate, or explain in one line how to install it."""
+    import platform
+
+    library = EDGETPU_LIBRARIES.get(platform.system(), "libedgetpu.so.1")
+    try:
+        return module.load_delegate(library)
+    except (ValueError, OSError, RuntimeError) as error:
+        raise ToolkitError(
+            f"Edge TPU delegate {library} could not be loaded ({str(error).strip() or 'not found'}): "
+            "install libedgetpu1-std from the Coral apt repository and plug in the accelerator"
+        ) from None
+
+
+def make_interpreter(model_path: str | os.PathLike, threads: int | None = None, edgetpu: bool = False) -> Any:
+    """Create and allocate an interpreter for ``model_path``.
+
+    ``threads`` sets the CPU threads (XNNPACK, the default CPU delegate, uses them);
+    ``edgetpu`` loads the Edge TPU delegate and expects a model compiled by
+    ``edgetpu_compiler`` (``*_edgetpu.tflite``).
+    """
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ToolkitError(f"model file {model_path} does not exist")
+    if edgetpu and not model_path.name.endswith("_edgetpu.tflite"):
+        raise ToolkitError(f"--edgetpu needs a model compiled by edgetpu_compiler (*_edgetpu.tflite), got {model_path.name}")
+    name, module = runtime_module()
+    interpreter_class = module.Interpreter
+    delegates = [load_edgetpu_delegate(module if name != "tensorflow.lite" else module.experimental)] if edgetpu else None
+    try:
+        interpreter = interpreter_class(
+            model_path=str(model_path), num_threads=threads, experimental_delegates=delegates
+        )
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as error:
+        raise ToolkitError(f"{model_path} is not a loadable TFLite model: {str(error).strip().splitlines()[0]}") from None
+    return interpreter
+
+
+def _tensor_quantization(detail: dict[str, Any]) -> TensorQuantization:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return TensorQuantization(dtype=np.dtype(detail["dtype"]).name, scale=float(scale), zero_point=int(zero_point))
+
+
+class Classifier:
+    """A TFLite image classifier: uint8 images in, class probabilities out.
+
+    Reads labels, input size, colour order and mean/std from the model card beside the
+    model, and the input/output quantisation from the interpreter itself, then runs the
+    shared preprocessing (``toolkit.preprocessing``) so a camera frame and a dataset
+    image take the same path as training and calibration did.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        threads: int | None = None,
+        edgetpu: bool = False,
+        card: ModelCard | None = None,
+    ) -> None:
+        self.model_path = Path(model_path)
+        self.card = card if card is not None else load_card(self.model_path)
+        self.interpreter = make_interpreter(self.model_path, threads=threads, edgetpu=edgetpu)
+        self.input_detail = self.interpreter.get_input_details()[0]
+        self.output_detail = self.interpreter.get_output_details()[0]
+        self.input_quantization = _tensor_quantization(self.input_detail)
+        self.output_quantization = _tensor_quantization(self.output_detail)
+        model_shape = [int(value) for value in self.input_detail["shape"][1:]]
+        if model_shape != [int(value) for value in self.card.input_size]:
+            raise ToolkitError(
+                f"model card says input {self.card.input_size} but {self.model_path.name} expects {model_shape}"
+            )
+
+    @property
+    def labels(self) -> list[str]:
+        return self.card.labels
+
+    def preprocess(self, image: np.ndarray, colour_order: str = "RGB") -> np.ndarray:
+        """One uint8 image (any size) to the float32 tensor the model card describes."""
+        return preprocessing.prepare_image(
+            image, self.card.input_size, self.card.mean, self.card.std, colour_order, self.card.colour_order
+        )
+
+    def invoke(self, batch: np.ndarray) -> np.ndarray:
+        """Run normalised float32 inputs (N x H x W x C) through the model one by one; returns probabilities."""
+        quant = self.input_quantization
+        outputs = []
+        for example in batch:
+            codes = preprocessing.quantize(example[None], quant.scale, quant.zero_point, quant.dtype)
+            self.interpreter.set_tensor(self.input_detail["index"], codes)
+            self.interpreter.invoke()
+            raw = self.interpreter.get_tensor(self.output_detail["index"])
+            outputs.append(
+                preprocessing.dequantize(raw, self.output_quantization.scale, self.output_quantization.zero_point)[0]
+            )
+        return np.stack(outputs)
+
+    def classify(self, image: np.ndarray, colour_order: str = "RGB") -> np.ndarray:
+        """Probabilities for one uint8 image in ``colour_order`` (an OpenCV frame is "BGR")."""
+        return self.invoke(self.preprocess(image, colour_order)[None])[0]
+
+    def predict_images(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities for a batch of uint8 RGB images already at the model's input size."""
+        return self.invoke(preprocessing.prepare_batch(images, self.card.mean, self.card.std))

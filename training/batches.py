@@ -1,0 +1,95 @@
+"""Shuffled, augmented, normalised batches from in-memory arrays, in numpy.
+
+:class:`BatchSource` knows nothing of Keras; ``as_keras_dataset`` wraps it in the
+stack's own sequence class (Keras 3 ``PyDataset`` or tf_keras ``Sequence``), so the
+float training, pruning and QAT fine-tuning share the same input pipeline.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Sequence
+
+import numpy as np
+
+from toolkit.preprocessing import prepare_batch
+from training.augment import augment_batch
+
+
+class BatchSource:
+    """Batches of (normalised float32 images, int labels); reshuffled each epoch when ``shuffle``."""
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        augmentation: str = "none",
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_remainder: bool = False,
+    ) -> None:
+        self.images = images
+        self.labels = labels.astype(np.int32)
+        self.batch_size = int(batch_size)
+        self.mean = list(mean)
+        self.std = list(std)
+        self.augmentation = augmentation
+        self.shuffle = shuffle
+        self.drop_remainder = drop_remainder
+        self.epoch = 0
+        self.seed = seed
+        self.order = np.arange(len(labels))
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Fix the shuffle order for ``epoch``; a resumed run sees the same order as an unbroken one."""
+        self.epoch = epoch
+        if self.shuffle:
+            self.order = np.random.default_rng((self.seed, epoch)).permutation(len(self.labels))
+
+    def __len__(self) -> int:
+        count = len(self.labels) / self.batch_size
+        return int(np.floor(count)) if self.drop_remainder else int(np.ceil(count))
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        indices = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        images = self.images[indices]
+        if self.augmentation != "none":
+            images = augment_batch(images, self.augmentation, np.random.default_rng((self.seed, self.epoch, index)))
+        return prepare_batch(images, self.mean, self.std), self.labels[indices]
+
+
+def as_keras_dataset(source: BatchSource, keras: ModuleType, workers: int = 1):
+    """Wrap ``source`` in ``keras.utils.PyDataset`` (Keras 3) or ``keras.utils.Sequence`` (tf_keras)."""
+    if hasattr(keras.utils, "PyDataset"):
+        base = keras.utils.PyDataset
+
+        class _Dataset(base):  # type: ignore[misc, valid-type]
+            def __init__(self) -> None:
+                super().__init__(workers=workers, use_multiprocessing=False)
+
+            def __len__(self) -> int:
+                return len(source)
+
+            def __getitem__(self, index: int):
+                return source[index]
+
+            def on_epoch_end(self) -> None:
+                source.set_epoch(source.epoch + 1)
+
+    else:
+
+        class _Dataset(keras.utils.Sequence):  # type: ignore[no-redef]
+            def __len__(self) -> int:
+                return len(source)
+
+            def __getitem__(self, index: int):
+                return source[index]
+
+            def on_epoch_end(self) -> None:
+                source.set_epoch(source.epoch + 1)
+
+    return _Dataset()
