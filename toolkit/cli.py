@@ -11,10 +11,11 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from typing import Sequence
 
 from toolkit import __version__
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, ToolkitWarning
 
 # name -> (module, one-line help). Order is the order of the product's path.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -55,9 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_default_format_warning = warnings.formatwarning
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    # ToolkitWarning is meant for the user: one line, no source location.
+    if issubclass(category, ToolkitWarning):
+        return f"warning: {message}\n"
+    return _default_format_warning(message, category, filename, lineno, line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``toolkit`` console script; returns the process exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.formatwarning = _format_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -11,3 +11,10 @@ class ToolkitError(Exception):
     def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class ToolkitWarning(UserWarning):
+    """Something the user should know that does not stop the run (skipped files, resized images).
+
+    Emit it with ``warnings.warn(message, ToolkitWarning)``; the CLI prints ``warning: <message>``.
+    """
