@@ -7,14 +7,21 @@ TensorFlow is needed: images are decoded with OpenCV.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import os
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from toolkit.errors import ToolkitError
+from toolkit import preprocessing
+from toolkit.errors import ToolkitError, ToolkitWarning
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+MAX_BAD_FRACTION = 0.01  # more unreadable or non-image files than this is an error, not a warning
+_IGNORED_NAMES = ("thumbs.db", "desktop.ini")  # operating-system clutter, skipped silently
 
 
 @dataclasses.dataclass
@@ -34,50 +41,197 @@ class Dataset:
         return Dataset(self.images[indices], self.labels[indices], self.class_names, self.source)
 
 
-def load_dataset(spec: str, limit: int | None = None, seed: int = 0) -> Dataset:
-    """Load ``cifar10``, ``fashion-mnist`` or an image folder path.
+def _parse_spec(spec: str) -> tuple[str, str | None]:
+    """Split ``cifar10:test`` into (``cifar10``, ``test``); a path that exists as written is never split."""
+    match = re.match(r"^(.+):(train|test)$", spec)
+    if match and not Path(spec).exists():
+        return match.group(1), match.group(2)
+    return spec, None
+
+
+def load_dataset(spec: str, limit: int | None = None, seed: int = 0, progress: bool | None = None) -> Dataset:
+    """Load a dataset from its spec.
+
+    ``cifar10`` (the Keras cache or a download), ``fashion-mnist`` (the Debian
+    package's IDX files), or a path: a ``cifar-10-batches-py`` folder, a folder of
+    MNIST-style IDX files, or an image folder ``ROOT/<class>/<image>``. CIFAR-10 and
+    IDX specs take a ``:test`` suffix for their test split (``cifar10:test``).
 
     ``limit`` keeps a seeded, class-balanced subset of that many examples (for quick
-    runs and tests).
+    runs and tests); an image folder then decodes only those files.
     """
-    if spec in ("cifar10", "cifar-10"):
-        from training.datasets import load_cifar10
+    from training import datasets
 
-        dataset = load_cifar10()
-    elif spec in ("fashion-mnist", "fashion_mnist"):
-        from training.datasets import load_fashion_mnist
-
-        dataset = load_fashion_mnist()
+    name, split = _parse_spec(spec)
+    if name.lower() in ("cifar10", "cifar-10"):
+        dataset = datasets.load_cifar10(split=split or "train")
+    elif name.lower() in ("fashion-mnist", "fashion_mnist", "fashionmnist"):
+        dataset = datasets.load_fashion_mnist(split=split or "train")
     else:
-        dataset = load_image_folder(Path(spec))
+        path = Path(name).expanduser()
+        if datasets.is_cifar10_folder(path) or datasets.is_cifar10_folder(path / datasets.CIFAR10_FOLDER):
+            dataset = datasets.load_cifar10(path, split=split or "train")
+        elif datasets.is_idx_folder(path):
+            names = datasets.FASHION_MNIST_LABELS if "fashion" in str(path).lower() else None
+            dataset = datasets.load_idx_dataset(path, split or "train", names)
+        elif split is not None:
+            raise ToolkitError(f"{spec}: the :{split} suffix applies to cifar10, fashion-mnist and IDX folders only")
+        else:
+            return load_image_folder(path, limit=limit, seed=seed, progress=progress)
     if limit is not None and limit < len(dataset):
         dataset = dataset.subset(stratified_subset(dataset.labels, limit, seed))
     return dataset
 
 
-def load_image_folder(root: Path) -> Dataset:
-    """An image folder: ``root/<class>/<image>``; class ids follow sorted folder names."""
-    if not root.is_dir():
+def _list_class_files(root: Path) -> tuple[list[Path], list[list[Path]], list[Path]]:
+    """Class folders, the image files in each, and the other (non-image) files found beside them."""
+    if not root.exists():
         raise ToolkitError(f"data folder {root} does not exist (expected ROOT/<class>/<image>.jpg)")
+    if not root.is_dir():
+        raise ToolkitError(f"data path {root} is not a folder (expected ROOT/<class>/<image>.jpg)")
     class_dirs = sorted(path for path in root.iterdir() if path.is_dir() and not path.name.startswith("."))
     if not class_dirs:
         raise ToolkitError(f"data folder {root} has no class subfolders (expected ROOT/<class>/<image>.jpg)")
+    if len(class_dirs) == 1:
+        raise ToolkitError(
+            f"data folder {root} has only one class ({class_dirs[0].name}): a classifier needs at least two class subfolders"
+        )
+    class_files: list[list[Path]] = []
+    others: list[Path] = []
+    for class_dir in class_dirs:
+        images = []
+        for path in sorted(class_dir.iterdir()):
+            if path.name.startswith(".") or path.name.lower() in _IGNORED_NAMES or path.is_dir():
+                continue
+            (images if path.suffix.lower() in IMAGE_SUFFIXES else others).append(path)
+        if not images:
+            raise ToolkitError(
+                f"class folder {class_dir} holds no images ({'/'.join(IMAGE_SUFFIXES)}): add images or remove the folder"
+            )
+        class_files.append(images)
+    return class_dirs, class_files, others
+
+
+def _decode(path: Path) -> tuple[np.ndarray | None, str]:
+    """One image as grey HxW or BGR HxWx3 uint8 (alpha dropped), or None and the reason."""
     import cv2
 
-    images: list[np.ndarray] = []
-    labels: list[int] = []
-    for class_index, class_dir in enumerate(class_dirs):
-        for path in sorted(class_dir.iterdir()):
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                continue
-            images.append(image[:, :, ::-1])
-            labels.append(class_index)
-    if not images:
+    try:
+        encoded = np.fromfile(path, dtype=np.uint8)  # handles non-ASCII paths, unlike cv2.imread on Windows
+    except OSError as error:
+        return None, f"unreadable: {error.strerror or error}"
+    if encoded.size == 0:
+        return None, "empty file"
+    image = cv2.imdecode(encoded, cv2.IMREAD_ANYCOLOR)
+    if image is None or image.size == 0:
+        return None, "not a decodable image"
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    return image, ""
+
+
+def _decode_all(paths: list[Path], progress: bool | None) -> list[tuple[np.ndarray | None, str]]:
+    """Decode ``paths`` in order on a few threads (OpenCV releases the GIL) with a progress bar."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    chunk_size = 256
+    chunks = [paths[start : start + chunk_size] for start in range(0, len(paths), chunk_size)]
+    results: list[tuple[np.ndarray | None, str]] = []
+    workers = max(1, min(8, os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool, tqdm(
+        total=len(paths), desc="decoding images", unit="img", disable=None if progress is None else not progress
+    ) as bar:
+        for chunk_results in pool.map(lambda chunk: [_decode(path) for path in chunk], chunks):
+            results.extend(chunk_results)
+            bar.update(len(chunk_results))
+    return results
+
+
+def _fit_to_size(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Centre-crop ``image`` to the target's aspect ratio, then resize it (shared preprocessing)."""
+    source_height, source_width = image.shape[:2]
+    if source_height * width > source_width * height:
+        crop_height, crop_width = max(1, round(source_width * height / width)), source_width
+    else:
+        crop_height, crop_width = source_height, max(1, round(source_height * width / height))
+    top, left = (source_height - crop_height) // 2, (source_width - crop_width) // 2
+    cropped = image[top : top + crop_height, left : left + crop_width]
+    resized = preprocessing.resize(cropped, height, width)
+    return np.clip(np.rint(resized), 0, 255).astype(np.uint8).reshape(height, width, *image.shape[2:])
+
+
+def _describe(problems: list[tuple[Path, str]], root: Path, shown: int = 5) -> str:
+    listed = ", ".join(f"{path.relative_to(root)} ({reason})" for path, reason in problems[:shown])
+    return listed + (f" and {len(problems) - shown} more" if len(problems) > shown else "")
+
+
+def load_image_folder(
+    root: Path | str, limit: int | None = None, seed: int = 0, progress: bool | None = None
+) -> Dataset:
+    """An image folder ``root/<class>/<image>``; class ids follow sorted folder names.
+
+    Images come back as RGB (grey and alpha images are converted), or as grey
+    N x H x W x 1 when every image is grey. Images whose size differs from the most
+    common one are centre-cropped and resized to it, with a warning. Files that are
+    not readable images are skipped with a warning naming them; more than 1 % of such
+    files is an error. ``limit`` decodes only a seeded, class-balanced subset.
+    ``progress`` shows a progress bar (None: only on a terminal).
+    """
+    root = Path(root).expanduser()
+    class_dirs, class_files, others = _list_class_files(root)
+    paths = [path for files in class_files for path in files]
+    labels = np.concatenate([np.full(len(files), index, np.int64) for index, files in enumerate(class_files)])
+    if limit is not None and limit < len(paths):
+        chosen = stratified_subset(labels, limit, seed)
+        paths, labels = [paths[index] for index in chosen], labels[chosen]
+    decoded = _decode_all(paths, progress)
+
+    failed = [(path, reason) for path, (image, reason) in zip(paths, decoded) if image is None]
+    problems = [(path, "not an image file") for path in others] + failed
+    if problems:
+        # With a limit only a subset was decoded: scale its failures up to the whole folder.
+        image_files = sum(map(len, class_files))
+        estimated_failures = len(failed) * image_files / len(paths)
+        bad_fraction = (len(others) + estimated_failures) / (len(others) + image_files)
+        message = f"{len(problems)} file(s) in {root} are not readable images: {_describe(problems, root)}"
+        if bad_fraction > MAX_BAD_FRACTION:
+            raise ToolkitError(f"{message}; that is more than {MAX_BAD_FRACTION:.0%} of the files, fix or remove them")
+        warnings.warn(f"skipped {message}", ToolkitWarning, stacklevel=2)
+    keep = [index for index, (image, _) in enumerate(decoded) if image is not None]
+    if not keep:
         raise ToolkitError(f"data folder {root} holds no readable images")
-    return Dataset(np.stack(images), np.asarray(labels, np.int64), [path.name for path in class_dirs], str(root))
+    images = [decoded[index][0] for index in keep]
+    kept_paths = [paths[index] for index in keep]
+    labels = labels[keep]
+    missing = [class_dirs[index].name for index in range(len(class_dirs)) if not np.any(labels == index)]
+    if missing and limit is None:
+        raise ToolkitError(f"class folder(s) {', '.join(missing)} in {root} hold no readable images")
+
+    all_grey = all(image.ndim == 2 for image in images)
+    if all_grey:
+        images = [image[:, :, None] for image in images]
+    else:
+        images = [
+            preprocessing.convert_colour(image, "GRAY", "RGB") if image.ndim == 2 else image[:, :, ::-1] for image in images
+        ]
+
+    sizes = collections.Counter(image.shape[:2] for image in images)
+    if len(sizes) > 1:
+        (height, width), _ = sizes.most_common(1)[0]
+        odd = [index for index, image in enumerate(images) if image.shape[:2] != (height, width)]
+        example = kept_paths[odd[0]]
+        warnings.warn(
+            f"{len(odd)} image(s) in {root} differ from the most common size {width}x{height} (e.g. "
+            f"{example.relative_to(root)}: {images[odd[0]].shape[1]}x{images[odd[0]].shape[0]}); "
+            "they were centre-cropped and resized to it",
+            ToolkitWarning,
+            stacklevel=2,
+        )
+        for index in odd:
+            images[index] = _fit_to_size(images[index], height, width)
+    return Dataset(np.stack(images), labels, [path.name for path in class_dirs], str(root))
 
 
 def stratified_subset(labels: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
