@@ -1,0 +1,88 @@
+"""The shared numpy preprocessing against OpenCV, and its quantisation and top-k helpers."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from toolkit import preprocessing
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("source, target", [((64, 48), (32, 24)), ((50, 37), (32, 32)), ((480, 640), (32, 32))])
+def test_shrinking_matches_opencv_inter_area(source: tuple[int, int], target: tuple[int, int]) -> None:
+    image = RNG.integers(0, 256, (*source, 3)).astype(np.float32)
+    ours = preprocessing.resize(image, *target)
+    theirs = cv2.resize(image, (target[1], target[0]), interpolation=cv2.INTER_AREA)
+    assert ours.shape == (*target, 3) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, theirs, atol=0.05)
+
+
+def test_enlarging_matches_opencv_inter_linear() -> None:
+    image = RNG.integers(0, 256, (16, 12, 3)).astype(np.float32)
+    ours = preprocessing.resize(image, 40, 33)
+    theirs = cv2.resize(image, (33, 40), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(ours, theirs, atol=0.05)
+
+
+def test_same_size_and_grey_resize() -> None:
+    image = RNG.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(preprocessing.resize(image, 8, 8), image.astype(np.float32))
+    assert preprocessing.resize(image[:, :, 0], 4, 4).shape == (4, 4, 1)
+
+
+def test_bgr_frame_and_rgb_image_give_the_same_tensor() -> None:
+    rgb = RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    mean, std = [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]
+    from_rgb = preprocessing.prepare_image(rgb, (32, 32, 3), mean, std, "RGB")
+    from_bgr = preprocessing.prepare_image(bgr, (32, 32, 3), mean, std, "BGR")
+    np.testing.assert_array_equal(from_rgb, from_bgr)
+    # The same as centre-cropping 48x48 and INTER_AREA-resizing with OpenCV, then normalising.
+    crop = rgb[:, 8:56].astype(np.float32)
+    expected = (cv2.resize(crop, (32, 32), interpolation=cv2.INTER_AREA) / 255.0 - mean) / std
+    np.testing.assert_allclose(from_rgb, expected, atol=1e-3)
+    assert from_rgb.shape == (32, 32, 3) and from_rgb.dtype == np.float32
+
+
+def test_grey_model_input_from_a_colour_frame() -> None:
+    bgr = RNG.integers(0, 256, (28, 28, 3), dtype=np.uint8)
+    tensor = preprocessing.prepare_image(bgr, (28, 28, 1), [0.5], [0.5], "BGR")
+    expected = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)[:, :, None] / 255.0
+    np.testing.assert_allclose(tensor, (expected - 0.5) / 0.5, atol=2 / 255 / 0.5)
+    assert preprocessing.convert_colour(np.zeros((4, 4, 4), np.uint8), "RGB", "RGB").shape == (4, 4, 3)
+
+
+def test_normalize_denormalize_round_trip() -> None:
+    images = RNG.integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
+    normalised = preprocessing.normalize(images, [0.1, 0.2, 0.3], [0.5, 0.6, 0.7])
+    np.testing.assert_allclose(preprocessing.denormalize(normalised, [0.1, 0.2, 0.3], [0.5, 0.6, 0.7]), images, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype, zero_point", [("int8", -3), ("uint8", 128)])
+def test_quantize_dequantize_round_trip_and_clipping(dtype: str, zero_point: int) -> None:
+    scale = 0.02
+    info = np.iinfo(dtype)
+    low, high = (info.min - zero_point) * scale, (info.max - zero_point) * scale
+    values = RNG.uniform(low, high, 1000).astype(np.float32)
+    codes = preprocessing.quantize(values, scale, zero_point, dtype)
+    assert codes.dtype == np.dtype(dtype)
+    restored = preprocessing.dequantize(codes, scale, zero_point)
+    assert np.max(np.abs(restored - values)) <= scale / 2 + 1e-6
+    extremes = preprocessing.quantize(np.array([low - 5, high + 5], np.float32), scale, zero_point, dtype)
+    assert extremes.tolist() == [info.min, info.max]
+    assert preprocessing.quantize(np.array([0.0]), scale, zero_point, dtype)[0] == zero_point
+    floats = np.array([0.25], np.float32)
+    assert preprocessing.quantize(floats, 0.0, 0, "float32") is not None
+    np.testing.assert_array_equal(preprocessing.dequantize(floats, 0.0, 0), floats)
+
+
+def test_top_k_orders_best_first_with_stable_ties() -> None:
+    probabilities = np.array([[0.1, 0.3, 0.3, 0.05, 0.25], [0.5, 0.1, 0.1, 0.2, 0.1]])
+    indices, scores = preprocessing.top_k(probabilities, 3)
+    assert indices.tolist() == [[1, 2, 4], [0, 3, 1]]
+    np.testing.assert_allclose(scores, [[0.3, 0.3, 0.25], [0.5, 0.2, 0.1]])
+    assert preprocessing.top_k(probabilities[0], 99)[0].tolist() == [1, 2, 4, 0, 3]
+    np.testing.assert_allclose(preprocessing.softmax(np.array([[1.0, 1.0], [1000.0, 0.0]])), [[0.5, 0.5], [1.0, 0.0]])
