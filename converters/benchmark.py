@@ -1,0 +1,505 @@
+"""The benchmark stage: every format of one model side by side (size, accuracy, latency, memory).
+
+    report = run_benchmark(Path("runs/pipeline"), Path("runs/pipeline/benchmark"), BenchmarkConfig())
+
+The source is a pipeline folder (``pipeline.json``), a convert folder (``model_*.tflite``
+with cards), a run folder (``*.keras``) or one model file. Formats the source lacks but
+that are cheap to make from its float Keras model (TFLite float32, float16, dynamic
+range, int8 post-training) are converted first. Each model is then measured by
+``converters.benchmark_worker`` in a fresh process per thread count, so formats do not
+share a runtime or a peak-memory figure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from converters.benchmark_worker import TimingConfig
+from toolkit import atomic
+from toolkit.errors import ToolkitError
+from toolkit.model_card import ModelCard, card_path, load_card
+
+# Format key -> human name, in the order of the table.
+FORMATS: dict[str, str] = {
+    "keras-float": "Keras float32 (.keras)",
+    "tflite-float32": "TFLite float32",
+    "tflite-float16": "TFLite float16",
+    "tflite-dynamic": "TFLite dynamic range",
+    "tflite-int8-ptq": "TFLite int8 post-training",
+    "tflite-int8-qat": "TFLite int8 QAT",
+    "tflite-int8-pruned-qat": "TFLite int8 pruned + QAT",
+}
+
+# Formats made from the float Keras model when the source lacks them.
+PRODUCIBLE = ("tflite-float32", "tflite-float16", "tflite-dynamic", "tflite-int8-ptq")
+
+CONVERTER_FLAGS = {
+    "tflite-float32": "float32",
+    "tflite-float16": "float16",
+    "tflite-dynamic": "dynamic",
+    "tflite-int8-ptq": "int8",
+}
+
+
+@dataclasses.dataclass
+class BenchmarkConfig:
+    """What to measure and how hard."""
+
+    threads: tuple[int, ...] = (1, 2, 4)  # CPU thread counts to time every model at
+    limit: int | None = None  # at most this many held-out images for accuracy (seeded, class-balanced)
+    produce_missing: bool = True  # convert float32/float16/dynamic/int8-PTQ from the float model when absent
+    calibration_samples: int = 500  # calibration images for a produced int8 model
+    timing: TimingConfig = dataclasses.field(default_factory=TimingConfig)  # warm-up and timed runs
+
+
+@dataclasses.dataclass
+class HeldOut:
+    """The images accuracy is measured on, and where they came from."""
+
+    images: np.ndarray  # uint8 RGB, N x H x W x C
+    labels: np.ndarray  # int class ids
+    class_names: list[str]  # label names, index = class id
+    description: str  # e.g. "validation split (10 %, seed 0) of ../train"
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def format_of(model_path: Path, card: ModelCard | None = None) -> str | None:
+    """The format key of one model file, from its model card (falling back on its name)."""
+    if card is None and card_path(model_path).exists():
+        card = load_card(model_path)
+    name = model_path.name.lower()
+    history = [str(stage).lower() for stage in (card.history if card else [])]
+    declared = (card.format if card else "").lower()
+    if model_path.suffix == ".keras":
+        quantised_or_pruned = any(stage.startswith(("qat", "prune")) for stage in history)
+        return None if quantised_or_pruned or "qat" in name or "prune" in name else "keras-float"
+    if model_path.suffix != ".tflite" or name.endswith("_edgetpu.tflite"):
+        return None
+    for kind in ("float32", "float16", "dynamic"):
+        if declared == f"tflite-{kind}" or (not declared and kind in name):
+            return f"tflite-{kind}"
+    if "int8" in declared or "int8" in name or "uint8" in declared:
+        was_qat = any(stage.startswith("qat") for stage in history) or "qat" in name
+        was_pruned = any(stage.startswith("prune") for stage in history) or "prune" in name
+        if was_qat and was_pruned:
+            return "tflite-int8-pruned-qat"
+        return "tflite-int8-qat" if was_qat else "tflite-int8-ptq"
+    return None
+
+
+def _paths_in(payload: Any) -> list[str]:
+    """Every string in a JSON document that names a .keras or .tflite file."""
+    if isinstance(payload, dict):
+        return [path for value in payload.values() for path in _paths_in(value)]
+    if isinstance(payload, list):
+        return [path for value in payload for path in _paths_in(value)]
+    if isinstance(payload, str) and payload.endswith((".keras", ".tflite")):
+        return [payload]
+    return []
+
+
+def discover_models(source: Path) -> dict[str, Path]:
+    """Format key -> model file, for a pipeline folder, convert folder, run folder or single model."""
+    source = Path(source)
+    if not source.exists():
+        raise ToolkitError(f"--model {source} does not exist (give a pipeline, convert or run folder, or a model file)")
+    if source.is_file():
+        key = format_of(source)
+        if key is None:
+            raise ToolkitError(f"{source} is not a model the benchmark knows (.keras float or .tflite with a model card)")
+        return {key: source}
+    candidates: list[Path] = []
+    manifest = source / "pipeline.json"
+    if manifest.is_file():
+        try:
+            payload = json.loads(manifest.read_text())
+        except json.JSONDecodeError as error:
+            raise ToolkitError(f"{manifest} is not valid JSON: {error}") from None
+        for entry in _paths_in(payload):
+            path = Path(entry)
+            candidates.append(path if path.is_absolute() else source / path)
+    # Convert and run folders (and anything pipeline.json leaves out): look two levels down.
+    candidates += sorted(source.glob("*.tflite")) + sorted(source.glob("*/*.tflite"))
+    candidates += _preferred_keras(source)
+    found: dict[str, Path] = {}
+    for path in candidates:
+        if not path.is_file() or not card_path(path).exists():
+            continue
+        key = format_of(path)
+        if key is not None and key not in found:
+            found[key] = path
+    if not found:
+        raise ToolkitError(f"{source} holds no .keras or .tflite model with a model card beside it")
+    return {key: found[key] for key in FORMATS if key in found}
+
+
+def _preferred_keras(folder: Path) -> list[Path]:
+    # A run folder keeps best.keras and last.keras; the best one is the model of record.
+    found = sorted(folder.glob("*.keras")) + sorted(folder.glob("*/*.keras"))
+    return sorted(found, key=lambda path: (path.name != "best.keras", path.name == "last.keras", str(path)))
+
+
+# --------------------------------------------------------------------------- held-out data
+
+
+def _recorded_split(card: ModelCard) -> dict[str, Any] | None:
+    """The validation split a training run recorded in its card, if it did: data, fraction, seed, limit."""
+    for place in (card.metrics.get("validation_split"), card.metrics.get("split"), card.architecture.get("split")):
+        if isinstance(place, dict) and place.get("data"):
+            return place
+    return None
+
+
+def held_out_data(models: dict[str, Path], data: str | None, limit: int | None, seed: int = 0) -> HeldOut:
+    """Images to measure accuracy on: the validation split recorded in a model card, else ``data``."""
+    from training.data import load_dataset, stratified_subset, train_validation_split
+
+    for path in models.values():
+        split = _recorded_split(load_card(path))
+        if split is None or not Path(str(split["data"])).exists() and split["data"] not in ("cifar10", "fashion-mnist"):
+            continue
+        dataset = load_dataset(str(split["data"]), limit=split.get("limit"), seed=int(split.get("seed", 0)))
+        fraction = float(split.get("fraction", split.get("validation_fraction", 0.1)))
+        _, validation = train_validation_split(dataset, fraction, int(split.get("seed", 0)))
+        if limit is not None and limit < len(validation):
+            validation = validation.subset(stratified_subset(validation.labels, limit, seed))
+        description = f"validation split ({fraction:.0%}, seed {split.get('seed', 0)}) of {split['data']}"
+        return HeldOut(validation.images, validation.labels, validation.class_names, description)
+    if data is None:
+        raise ToolkitError("no validation split is recorded in the model cards: pass --data with held-out images")
+    dataset = load_dataset(data, limit=limit, seed=seed)
+    return HeldOut(dataset.images, dataset.labels, dataset.class_names, f"{data} ({len(dataset)} images)")
+
+
+# --------------------------------------------------------------------------- producing formats
+
+
+def produce_missing_formats(
+    models: dict[str, Path], out_dir: Path, calibration_data: str | None, config: BenchmarkConfig
+) -> dict[str, Path]:
+    """Convert the cheap formats the source lacks from its float Keras model; returns the new ones."""
+    missing = [key for key in PRODUCIBLE if key not in models]
+    if "keras-float" not in models or not missing:
+        return {}
+    from converters.convert import ConvertConfig, convert  # workstation only: imports TensorFlow
+
+    produced: dict[str, Path] = {}
+    target = out_dir / "converted"
+    for key in missing:
+        flag = CONVERTER_FLAGS[key]
+        convert_config = ConvertConfig(
+            formats=(flag,),
+            calibration_data=calibration_data,
+            calibration_samples=config.calibration_samples,
+            max_drop=None,
+        )
+        outputs = convert(models["keras-float"], target, convert_config)
+        produced[key] = Path(outputs[flag])
+    return produced
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def file_sizes(path: Path) -> dict[str, int]:
+    """Raw and gzip (level 9) size in bytes; gzip shows what sparsity saves in a download."""
+    data = path.read_bytes()
+    return {"bytes": len(data), "gzip_bytes": len(gzip.compress(data, compresslevel=9))}
+
+
+def edgetpu_delegate_status() -> tuple[bool, str]:
+    """Whether the Edge TPU delegate loads here, and if not, why (one line).
+
+    Tried in a child process: a failed ``load_delegate`` leaves a half-built delegate
+    whose destructor complains on stderr, and a loaded one holds the device.
+    """
+    completed = subprocess.run(
+        [sys.executable, "-c", "import json, converters.benchmark as b; print(json.dumps(b._try_edgetpu_delegate()))"],
+        capture_output=True,
+        text=True,
+        env=_child_environment(1),
+    )
+    try:
+        loads, reason = json.loads(completed.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return False, f"the Edge TPU check failed: {(completed.stderr.strip().splitlines() or ['no output'])[-1]}"
+    return bool(loads), str(reason)
+
+
+def _try_edgetpu_delegate() -> tuple[bool, str]:
+    from edge_app.runtime import load_edgetpu_delegate, runtime_module
+
+    try:
+        name, module = runtime_module()
+        load_edgetpu_delegate(module if name != "tensorflow.lite" else module.experimental)
+        return True, "Edge TPU delegate loaded"
+    except ToolkitError as error:
+        return False, str(error)
+
+
+def _child_environment(threads: int) -> dict[str, str]:
+    """The environment of a measuring process: thread counts for TensorFlow, this repository importable."""
+    environment = dict(os.environ)
+    # TensorFlow reads these at start-up; LiteRT takes the thread count as an argument.
+    environment.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS=str(threads))
+    repository_root = str(Path(__file__).resolve().parents[1])
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [repository_root, environment.get("PYTHONPATH")]))
+    return environment
+
+
+def _run_worker(
+    model: Path,
+    images_file: Path,
+    labels_file: Path | None,
+    threads: int,
+    timing: TimingConfig,
+    edgetpu: bool = False,
+) -> dict[str, Any]:
+    """Measure one model at one thread count in a fresh Python process; returns the worker's JSON."""
+    with tempfile.TemporaryDirectory(prefix="benchmark-") as scratch:
+        result_file = Path(scratch) / "result.json"
+        command = [
+            sys.executable, "-m", "converters.benchmark_worker",
+            "--model", str(model), "--images", str(images_file), "--threads", str(threads),
+            "--result", str(result_file),
+        ]  # fmt: skip
+        if labels_file is not None:
+            command += ["--labels", str(labels_file)]
+        if edgetpu:
+            command.append("--edgetpu")
+        for field in dataclasses.fields(TimingConfig):
+            command += [f"--{field.name.replace('_', '-')}", str(getattr(timing, field.name))]
+        completed = subprocess.run(command, capture_output=True, text=True, env=_child_environment(threads))
+        if result_file.exists():
+            return json.loads(result_file.read_text())
+        last_line = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"model": str(model), "error": f"worker exited with {completed.returncode}: {last_line}"}
+
+
+def machine_description() -> dict[str, Any]:
+    """The machine and software the figures were measured on."""
+    processor = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                processor = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for package in ("ai-edge-litert", "tflite-runtime", "tensorflow", "keras", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "architecture": platform.machine(),
+        "processor": processor,
+        "cpu_count": os.cpu_count(),
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "packages": versions,
+    }
+
+
+def run_benchmark(
+    source: Path, out_dir: Path, config: BenchmarkConfig, data: str | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Benchmark every format found in (or cheaply made from) ``source``; writes benchmark.json and .md."""
+    out_dir = Path(out_dir)
+    models = discover_models(source)
+    held_out = held_out_data(models, data, config.limit)
+    produced: dict[str, Path] = {}
+    if config.produce_missing:
+        calibration = data or _recorded_data(models)
+        produced = produce_missing_formats(models, out_dir, calibration, config)
+        models = {key: (models.get(key) or produced[key]) for key in FORMATS if key in models or key in produced}
+    delegate_loads, delegate_reason = edgetpu_delegate_status()
+
+    rows: list[dict[str, Any]] = []
+    jobs = [(key, threads) for key in models for threads in config.threads]
+    bar = _progress(len(jobs), progress)
+    with tempfile.TemporaryDirectory(prefix="benchmark-data-") as scratch:
+        images_file, labels_file = Path(scratch) / "images.npy", Path(scratch) / "labels.npy"
+        np.save(images_file, held_out.images)
+        np.save(labels_file, held_out.labels)
+        reference_predictions: np.ndarray | None = None
+        for key, path in models.items():
+            row: dict[str, Any] = {
+                "format": key,
+                "name": FORMATS[key],
+                "model": str(path),
+                "produced_here": key in produced,
+                "size": file_sizes(path),
+                "latency": {},
+            }
+            peaks: list[float] = []
+            for index, threads in enumerate(config.threads):
+                bar.set_description(f"{key} @ {threads} thread(s)")
+                result = _run_worker(path, images_file, labels_file if index == 0 else None, threads, config.timing)
+                bar.update(1)
+                if "error" in result:
+                    row["error"] = result["error"]
+                    break
+                row["runtime"] = result["runtime"]
+                row["latency"][str(threads)] = result["latency"]
+                peaks.append(result["memory"]["peak_rss_mb"])
+                if "accuracy" in result:
+                    predictions = np.asarray(result["accuracy"].pop("predictions"))
+                    row["accuracy"] = result["accuracy"]
+                    if reference_predictions is None and key in ("keras-float", "tflite-float32"):
+                        reference_predictions = predictions
+                    if reference_predictions is not None:
+                        row["accuracy"]["agreement_with_float"] = float(np.mean(predictions == reference_predictions))
+            if peaks:
+                row["memory"] = {"peak_rss_mb": max(peaks)}
+            row["edgetpu"] = _edgetpu_cell(key, path, delegate_loads, delegate_reason, images_file, config)
+            rows.append(row)
+    bar.close()
+
+    report = {
+        "source": str(source),
+        "held_out": held_out.description,
+        "held_out_images": int(held_out.labels.size),
+        "threads": list(config.threads),
+        "timing": dataclasses.asdict(config.timing),
+        "edgetpu_delegate": {"loads": delegate_loads, "detail": delegate_reason},
+        "machine": machine_description(),
+        "formats": rows,
+        "missing_formats": [FORMATS[key] for key in FORMATS if key not in models],
+    }
+    write_reports(report, out_dir)
+    return report
+
+
+def _recorded_data(models: dict[str, Path]) -> str | None:
+    for path in models.values():
+        split = _recorded_split(load_card(path))
+        if split is not None:
+            return str(split["data"])
+    return None
+
+
+def _edgetpu_cell(
+    key: str, path: Path, delegate_loads: bool, delegate_reason: str, images_file: Path, config: BenchmarkConfig
+) -> dict[str, Any]:
+    """The Edge TPU column of one row: a latency where it runs, else the reason it does not."""
+    if "int8" not in key:
+        return {"runs": False, "reason": "the Edge TPU runs only full-integer (int8) models"}
+    if not delegate_loads:
+        return {"runs": False, "reason": delegate_reason}
+    compiled = path.with_name(path.stem + "_edgetpu.tflite")
+    if not compiled.is_file():
+        return {"runs": False, "reason": f"no {compiled.name}: compile it with `toolkit convert --int8 --edgetpu`"}
+    result = _run_worker(compiled, images_file, None, 1, config.timing, edgetpu=True)
+    if "error" in result:
+        return {"runs": False, "reason": result["error"]}
+    return {"runs": True, "model": str(compiled), "latency": result["latency"]}
+
+
+class _NoBar:
+    def set_description(self, text: str) -> None: ...
+    def update(self, count: int) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, unit="run", file=sys.stderr, leave=False)
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def _kib(count: int) -> str:
+    return f"{count / 1024:,.0f}"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report as a Markdown table (also readable as plain text)."""
+    threads = [str(count) for count in report["threads"]]
+    header = ["Format", "Size KiB", "gzip KiB", "Top-1 %", "Agree %"]
+    header += [f"{count} thr p50 / p95 ms (img/s)" for count in threads]
+    header += ["Peak MiB", "Edge TPU"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in report["formats"]:
+        accuracy = row.get("accuracy", {})
+        cells = [
+            row["name"] + (" *" if row.get("produced_here") else ""),
+            _kib(row["size"]["bytes"]),
+            _kib(row["size"]["gzip_bytes"]),
+            f"{100 * accuracy['top1']:.2f}" if "top1" in accuracy else "-",
+            f"{100 * accuracy['agreement_with_float']:.2f}" if "agreement_with_float" in accuracy else "-",
+        ]
+        for count in threads:
+            latency = row["latency"].get(count)
+            cells.append(
+                f"{latency['p50_ms']:.2f} / {latency['p95_ms']:.2f} ({latency['throughput_ips']:,.0f})"
+                if latency
+                else "error"
+            )
+        cells.append(f"{row['memory']['peak_rss_mb']:.0f}" if "memory" in row else "-")
+        edgetpu = row["edgetpu"]
+        if edgetpu["runs"]:
+            cells.append(f"{edgetpu['latency']['p50_ms']:.2f} / {edgetpu['latency']['p95_ms']:.2f} ms")
+        else:
+            cells.append("not int8" if "int8" not in row["format"] else "no: see note")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_notes(report: dict[str, Any]) -> str:
+    """What the table measured, and why some cells are empty."""
+    machine = report["machine"]
+    timing = report["timing"]
+    notes = [
+        f"Machine: {machine['processor']} ({machine['architecture']}, {machine['cpu_count']} CPUs), "
+        f"{machine['system']}, Python {machine['python']}; "
+        + ", ".join(f"{name} {version}" for name, version in machine["packages"].items())
+        + ".",
+        f"Accuracy: {report['held_out']} ({report['held_out_images']} images). "
+        "Agree % = share of images where the format predicts the same class as the float model.",
+        f"Latency: one image at batch 1 (set input, invoke, read output; preprocessing not timed), "
+        f"after {timing['warmup_runs']}+ warm-up runs / {timing['warmup_seconds']} s excluded, "
+        f"then at least {timing['runs']} runs and {timing['min_seconds']} s per thread count. "
+        "img/s = batch-1 throughput = 1000 / mean ms.",
+        "Peak MiB: peak resident memory (ru_maxrss) of a fresh process that loads the runtime and the model "
+        "and runs it, one process per format and thread count; the highest is shown.",
+    ]
+    if any(row.get("produced_here") for row in report["formats"]):
+        notes.append("* converted from the float Keras model by the benchmark (the source lacked this format).")
+    for row in report["formats"]:
+        if "error" in row:
+            notes.append(f"{row['name']}: failed: {row['error']}")
+    int8_rows = [row for row in report["formats"] if "int8" in row["format"] and not row["edgetpu"]["runs"]]
+    for row in int8_rows:
+        notes.append(f"Edge TPU, {row['name']}: {row['edgetpu']['reason']}")
+    if report["missing_formats"]:
+        notes.append("Not in the source and not producible here: " + ", ".join(report["missing_formats"]) + ".")
+    return "\n".join(f"- {note}" for note in notes)
+
+
+def write_reports(report: dict[str, Any], out_dir: Path) -> None:
+    """Write benchmark.json and benchmark.md into ``out_dir`` (atomically)."""
+    atomic.write_json(out_dir / "benchmark.json", report)
+    markdown = f"# Benchmark of {report['source']}\n\n{format_table(report)}\n\n{format_notes(report)}\n"
+    atomic.write_text(out_dir / "benchmark.md", markdown)

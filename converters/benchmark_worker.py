@@ -1,0 +1,206 @@
+"""Measure one model in a process of its own: accuracy, latency per image, throughput, peak memory.
+
+``toolkit benchmark`` starts ``python -m converters.benchmark_worker`` once per model and
+thread count, so one format's runtime and buffers never count against another's peak
+memory (``ru_maxrss`` of this process). A ``.tflite`` model runs on the LiteRT
+interpreter of the edge app (``edge_app.runtime``), with no TensorFlow imported; a
+``.keras`` model runs on Keras 3 (``training.backend``). Thread counts reach TensorFlow
+through ``TF_NUM_INTRAOP_THREADS`` set by the parent before this process starts.
+
+Latency follows TFLite's ``benchmark_model``: warm-up runs (at least one, and at least
+``warmup_seconds``) are excluded, then at least ``runs`` timed runs and at least
+``min_seconds`` of them. One run is one image at batch 1: write the input tensor,
+invoke, read the output (preprocessing is done beforehand and not timed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from toolkit import preprocessing
+from toolkit.model_card import ModelCard, load_card
+
+
+@dataclasses.dataclass
+class TimingConfig:
+    """How long to warm up and how many runs to time (defaults of TFLite's benchmark_model)."""
+
+    runs: int = 50  # at least this many timed runs
+    min_seconds: float = 1.0  # and keep timing for at least this long
+    max_seconds: float = 20.0  # but stop after this long even if fewer runs were done
+    warmup_runs: int = 1  # at least this many untimed runs first
+    warmup_seconds: float = 0.5  # and warm up for at least this long
+
+
+def peak_memory_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def prepare_inputs(images: np.ndarray, card: ModelCard) -> np.ndarray:
+    """Normalised float32 model inputs for uint8 RGB images, through the shared preprocessing."""
+    already_fitting = images.shape[1:] == tuple(int(value) for value in card.input_size)
+    if already_fitting and (images.shape[-1] == 1 or card.colour_order == "RGB"):
+        return preprocessing.prepare_batch(images, card.mean, card.std)
+    return np.stack(
+        [
+            preprocessing.prepare_image(image, card.input_size, card.mean, card.std, "RGB", card.colour_order)
+            for image in images
+        ]
+    )
+
+
+def time_runs(run_once: Callable[[int], Any], timing: TimingConfig) -> np.ndarray:
+    """Per-run latencies in milliseconds of ``run_once(i)``, warm-up excluded."""
+    started = time.perf_counter()
+    index = 0
+    while index < timing.warmup_runs or time.perf_counter() - started < timing.warmup_seconds:
+        run_once(index)
+        index += 1
+    latencies: list[float] = []
+    started = time.perf_counter()
+    while len(latencies) < timing.runs or time.perf_counter() - started < timing.min_seconds:
+        before = time.perf_counter()
+        run_once(index)
+        latencies.append((time.perf_counter() - before) * 1000.0)
+        index += 1
+        if time.perf_counter() - started > timing.max_seconds and len(latencies) >= 2:
+            break
+    return np.asarray(latencies)
+
+
+def latency_summary(latencies_ms: np.ndarray) -> dict[str, float]:
+    """p50, p95, mean latency and the batch-1 throughput they imply."""
+    return {
+        "runs": int(latencies_ms.size),
+        "p50_ms": float(np.percentile(latencies_ms, 50)),
+        "p95_ms": float(np.percentile(latencies_ms, 95)),
+        "mean_ms": float(latencies_ms.mean()),
+        "throughput_ips": float(1000.0 / latencies_ms.mean()),
+    }
+
+
+class TFLiteRunner:
+    """A ``.tflite`` model on the edge app's interpreter factory."""
+
+    def __init__(self, model_path: Path, threads: int, edgetpu: bool) -> None:
+        from edge_app.runtime import Classifier, runtime_module
+
+        self.runtime = runtime_module()[0]
+        self.classifier = Classifier(model_path, threads=threads, edgetpu=edgetpu)
+        self.card = self.classifier.card
+
+    def probabilities(self, inputs: np.ndarray) -> np.ndarray:
+        return self.classifier.invoke(inputs)
+
+    def single_runner(self, inputs: np.ndarray) -> Callable[[int], Any]:
+        classifier = self.classifier
+        quant = classifier.input_quantization
+        codes = preprocessing.quantize(inputs, quant.scale, quant.zero_point, quant.dtype)
+        interpreter = classifier.interpreter
+        input_index = classifier.input_detail["index"]
+        output_index = classifier.output_detail["index"]
+
+        def run_once(index: int) -> Any:
+            interpreter.set_tensor(input_index, codes[index % len(codes)][None])
+            interpreter.invoke()
+            return interpreter.get_tensor(output_index)
+
+        return run_once
+
+
+class KerasRunner:
+    """A ``.keras`` model on Keras 3 (TensorFlow or JAX backend)."""
+
+    def __init__(self, model_path: Path) -> None:
+        from training.backend import backend_name, keras
+
+        self.runtime = f"keras {keras.__version__} ({backend_name()})"
+        self.card = load_card(model_path)
+        self.model = keras.models.load_model(model_path, compile=False)
+
+    def probabilities(self, inputs: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict(inputs, batch_size=100, verbose=0))
+
+    def single_runner(self, inputs: np.ndarray) -> Callable[[int], Any]:
+        model = self.model
+
+        def run_once(index: int) -> Any:
+            return model.predict_on_batch(inputs[index % len(inputs)][None])
+
+        return run_once
+
+
+def measure(
+    model_path: Path,
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    threads: int,
+    timing: TimingConfig,
+    edgetpu: bool = False,
+) -> dict[str, Any]:
+    """Accuracy (when ``labels`` are given), latency and peak memory of one model at ``threads`` threads."""
+    baseline = peak_memory_mb()
+    load_started = time.perf_counter()
+    if model_path.suffix == ".keras":
+        runner: TFLiteRunner | KerasRunner = KerasRunner(model_path)
+    else:
+        runner = TFLiteRunner(model_path, threads, edgetpu)
+    load_seconds = time.perf_counter() - load_started
+    inputs = prepare_inputs(images, runner.card)
+    result: dict[str, Any] = {
+        "model": str(model_path),
+        "runtime": runner.runtime,
+        "threads": threads,
+        "edgetpu": edgetpu,
+        "load_seconds": load_seconds,
+    }
+    if labels is not None:
+        probabilities = runner.probabilities(inputs)
+        predictions = probabilities.argmax(axis=-1)
+        result["accuracy"] = {
+            "top1": float(np.mean(predictions == labels)),
+            "images": int(labels.size),
+            "predictions": predictions.astype(int).tolist(),
+        }
+    result["latency"] = latency_summary(time_runs(runner.single_runner(inputs), timing))
+    result["memory"] = {"before_load_mb": baseline, "peak_rss_mb": peak_memory_mb()}
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of the worker (used by ``converters.benchmark``, not by people)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--images", type=Path, required=True, help=".npy of uint8 RGB images")
+    parser.add_argument("--labels", type=Path, help=".npy of int labels; measures accuracy when given")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--edgetpu", action="store_true")
+    parser.add_argument("--result", type=Path, required=True, help="where to write the JSON result")
+    for field in dataclasses.fields(TimingConfig):
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
+    args = parser.parse_args(argv)
+    timing = TimingConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TimingConfig)})
+    images = np.load(args.images)
+    labels = np.load(args.labels) if args.labels else None
+    try:
+        result = measure(args.model, images, labels, args.threads, timing, args.edgetpu)
+    except Exception as error:  # noqa: BLE001 - the parent turns this into the row's reason
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        result = {"model": str(args.model), "error": f"{type(error).__name__}: {message}"}
+    args.result.write_text(json.dumps(result))
+    return 0 if "error" not in result else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""`toolkit benchmark` on a tiny All-CNN-C: every format found, measured, and reported honestly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolkit.model_card import ModelCard, TensorQuantization, save_card
+
+WIDTH = 0.1  # 10 and 19 filters: small enough to convert and time in seconds
+
+
+def _card(dataset, fmt: str, history: list[str], mean, std) -> ModelCard:
+    return ModelCard(
+        labels=dataset.class_names,
+        input_size=[32, 32, 3],
+        mean=mean,
+        std=std,
+        format=fmt,
+        history=history,
+        dataset=dataset.source,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory, sample_dir):
+    """A run folder (best.keras) and a convert folder (float32 and int8 .tflite), with cards."""
+    from training.allcnn import ModelConfig, copy_weights, create_model
+    from training.backend import keras
+    from training.data import channel_statistics, load_dataset
+    from converters.legacy import tf, tf_keras
+    from toolkit.preprocessing import prepare_batch
+
+    dataset = load_dataset(str(sample_dir))
+    mean, std = channel_statistics(dataset.images)
+    config = ModelConfig(width=WIDTH)
+    model = create_model(config, keras)
+    # A few steps so the predictions are not all one class.
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    inputs = prepare_batch(dataset.images, mean, std)
+    model.fit(inputs, dataset.labels, batch_size=50, epochs=3, verbose=0)
+
+    root = tmp_path_factory.mktemp("benchmark-models")
+    run_dir, convert_dir = root / "run", root / "convert"
+    run_dir.mkdir()
+    convert_dir.mkdir()
+    model.save(run_dir / "best.keras")
+    save_card(_card(dataset, "keras", ["train"], mean, std), run_dir / "best.keras")
+
+    twin = create_model(config, tf_keras)
+    copy_weights(model, twin)
+    converter = tf.lite.TFLiteConverter.from_keras_model(twin)
+    (convert_dir / "model_float32.tflite").write_bytes(converter.convert())
+    save_card(_card(dataset, "tflite-float32", ["train", "convert"], mean, std), convert_dir / "model_float32.tflite")
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(twin)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([inputs[i : i + 1]] for i in range(0, 300, 3))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    int8_path = convert_dir / "model_int8.tflite"
+    int8_path.write_bytes(converter.convert())
+    interpreter = tf.lite.Interpreter(model_path=str(int8_path))
+    input_scale, input_zero = interpreter.get_input_details()[0]["quantization"]
+    output_scale, output_zero = interpreter.get_output_details()[0]["quantization"]
+    card = _card(dataset, "tflite-int8", ["train", "convert"], mean, std)
+    card.input_quantization = TensorQuantization("int8", float(input_scale), int(input_zero))
+    card.output_quantization = TensorQuantization("int8", float(output_scale), int(output_zero))
+    save_card(card, int8_path)
+    return {"run": run_dir, "convert": convert_dir, "dataset": dataset, "keras_model": model, "inputs": inputs}
+
+
+def _quick_config(**changes):
+    from converters.benchmark import BenchmarkConfig, TimingConfig
+
+    timing = TimingConfig(runs=20, min_seconds=0.05, warmup_seconds=0.02)
+    return BenchmarkConfig(threads=(1,), timing=timing, produce_missing=False, **changes)
+
+
+def test_format_of_reads_card_history(tiny_models, tmp_path):
+    from converters.benchmark import format_of
+
+    int8 = tiny_models["convert"] / "model_int8.tflite"
+    card = json.loads((tiny_models["convert"] / "model_int8.card.json").read_text())
+    assert format_of(int8) == "tflite-int8-ptq"
+    for history, expected in ((["train", "qat"], "tflite-int8-qat"), (["train", "prune", "qat"], "tflite-int8-pruned-qat")):
+        copy = tmp_path / f"{expected}.tflite"
+        copy.write_bytes(int8.read_bytes())
+        (tmp_path / f"{expected}.card.json").write_text(json.dumps(dict(card, history=history)))
+        assert format_of(copy) == expected
+    assert format_of(tiny_models["run"] / "best.keras") == "keras-float"
+
+
+def test_benchmark_convert_folder_measures_every_format(tiny_models, tmp_path):
+    """Accuracy and agreement are recomputed here independently of the benchmark's worker processes."""
+    from converters.benchmark import run_benchmark
+    from edge_app.runtime import Classifier
+
+    dataset = tiny_models["dataset"]
+    out = tmp_path / "out"
+    report = run_benchmark(tiny_models["convert"], out, _quick_config(), data=str(dataset.source), progress=False)
+    assert [row["format"] for row in report["formats"]] == ["tflite-float32", "tflite-int8-ptq"]
+    assert report["held_out_images"] == len(dataset)
+    expected = {}
+    for row in report["formats"]:
+        assert "error" not in row, row
+        path = Path(row["model"])
+        assert row["size"]["bytes"] == path.stat().st_size
+        assert 0 < row["size"]["gzip_bytes"] < row["size"]["bytes"]
+        latency = row["latency"]["1"]
+        assert latency["runs"] >= 20 and 0 < latency["p50_ms"] <= latency["p95_ms"]
+        assert latency["throughput_ips"] == pytest.approx(1000.0 / latency["mean_ms"])
+        assert row["memory"]["peak_rss_mb"] > 10
+        assert row["edgetpu"]["runs"] is False and row["edgetpu"]["reason"]
+        predictions = Classifier(path).predict_images(dataset.images).argmax(axis=-1)
+        expected[row["format"]] = predictions
+        assert row["accuracy"]["top1"] == pytest.approx(np.mean(predictions == dataset.labels))
+    agreement = np.mean(expected["tflite-int8-ptq"] == expected["tflite-float32"])
+    assert report["formats"][1]["accuracy"]["agreement_with_float"] == pytest.approx(agreement)
+    saved = json.loads((out / "benchmark.json").read_text())
+    assert saved["formats"][0]["accuracy"]["top1"] == report["formats"][0]["accuracy"]["top1"]
+    markdown = (out / "benchmark.md").read_text()
+    assert "TFLite int8 post-training" in markdown and "Edge TPU, TFLite int8 post-training:" in markdown
+
+
+def test_benchmark_keras_model_and_limit(tiny_models, tmp_path):
+    from converters.benchmark import run_benchmark
+
+    dataset = tiny_models["dataset"]
+    report = run_benchmark(
+        tiny_models["run"] / "best.keras", tmp_path, _quick_config(limit=40), data=dataset.source, progress=False
+    )
+    (row,) = report["formats"]
+    assert row["format"] == "keras-float" and "error" not in row, row
+    assert row["accuracy"]["images"] == 40
+    assert row["accuracy"]["agreement_with_float"] == 1.0
+    assert "keras" in row["runtime"]
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from toolkit.cli import main
+
+    assert main(["benchmark", "--model", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: --model")
+    (tmp_path / "empty").mkdir()
+    assert main(["benchmark", "--model", str(tmp_path / "empty")]) == 2
+    assert "holds no .keras or .tflite model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["benchmark", "--model", str(tmp_path), "--threads", "0"])
