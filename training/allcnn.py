@@ -128,7 +128,8 @@ def create_model(config: ModelConfig, keras: ModuleType) -> Any:
         if stage is not stages[-1]:
             x = layers.Dropout(config.stage_dropout, name=f"dropout{stage_index + 1}")(x)
     x = layers.GlobalAveragePooling2D(name="global_average_pool")(x)
-    outputs = layers.Softmax(name="predictions")(x)
+    # float32 even under a mixed_float16 policy, so probabilities and the loss keep full precision.
+    outputs = layers.Softmax(name="predictions", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=config.name)
 
 

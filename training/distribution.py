@@ -1,0 +1,118 @@
+"""Training beyond one device: tf.distribute strategies on TensorFlow, keras.distribution on JAX.
+
+    none          one device (whatever Keras picks)
+    mirrored      tf.distribute.MirroredStrategy: every GPU of this machine (TensorFlow backend)
+    multiworker   tf.distribute.MultiWorkerMirroredStrategy: several machines, cluster from TF_CONFIG
+                  (TensorFlow backend)
+    data-parallel keras.distribution.DataParallel over every JAX device; several hosts when
+                  JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID are set (JAX backend)
+
+``batch_size`` is always the global batch; each replica gets ``batch_size / replicas``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+from typing import Any, Callable, ContextManager
+
+from toolkit.errors import ToolkitError
+from training.backend import keras
+
+from training.train_config import STRATEGIES
+
+
+@dataclasses.dataclass
+class Distribution:
+    """How this process takes part in training."""
+
+    name: str  # one of STRATEGIES
+    scope: Callable[[], ContextManager[Any]]  # build and compile the model inside it
+    replicas: int = 1  # replicas that split each global batch
+    worker_index: int = 0  # this process among the workers
+    num_workers: int = 1  # processes training together
+    strategy: Any = None  # the tf.distribute strategy, when there is one
+
+    @property
+    def is_chief(self) -> bool:
+        """The worker that owns the run folder; the others write RUN/worker-<index>."""
+        return self.worker_index == 0
+
+    def close(self) -> None:
+        """Undo global settings (keras.distribution) so later runs in this process start clean."""
+        if self.name == "data-parallel":
+            keras.distribution.set_distribution(None)
+
+
+def setup_distribution(name: str, backend: str) -> Distribution:
+    """Create the strategy ``name`` for ``backend``; call before any model or tensor exists."""
+    if name not in STRATEGIES:
+        raise ToolkitError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    if name == "none":
+        return Distribution(name, contextlib.nullcontext)
+    if name in ("mirrored", "multiworker"):
+        if backend != "tensorflow":
+            raise ToolkitError(f"--strategy {name} needs KERAS_BACKEND=tensorflow; on JAX use --strategy data-parallel")
+        return _tensorflow_strategy(name)
+    if backend != "jax":
+        raise ToolkitError("--strategy data-parallel needs KERAS_BACKEND=jax; on TensorFlow use mirrored or multiworker")
+    return _jax_data_parallel()
+
+
+def _tensorflow_strategy(name: str) -> Distribution:
+    from converters.legacy import tf  # the one module allowed to import TensorFlow
+
+    if name == "mirrored":
+        strategy = tf.distribute.MirroredStrategy()
+        return Distribution(name, strategy.scope, replicas=strategy.num_replicas_in_sync, strategy=strategy)
+    worker_index, num_workers = _cluster_from_tf_config()
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    return Distribution(
+        name,
+        strategy.scope,
+        replicas=strategy.num_replicas_in_sync,
+        worker_index=worker_index,
+        num_workers=num_workers,
+        strategy=strategy,
+    )
+
+
+def _cluster_from_tf_config() -> tuple[int, int]:
+    """(this worker's index, number of workers) from TF_CONFIG; the chief, if any, counts as index 0."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        raise ToolkitError(
+            '--strategy multiworker needs TF_CONFIG, e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, '
+            '"task": {"type": "worker", "index": 0}}'
+        )
+    try:
+        config = json.loads(raw)
+        cluster = config["cluster"]
+        task_type, task_index = config["task"]["type"], int(config["task"]["index"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ToolkitError(f"TF_CONFIG is not valid ({error}); it needs 'cluster' and 'task': {{'type', 'index'}}") from None
+    has_chief = bool(cluster.get("chief"))
+    num_workers = len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+    if task_type == "chief":
+        return 0, num_workers
+    if task_type != "worker":
+        raise ToolkitError(f"TF_CONFIG task type {task_type!r} is not supported; use 'chief' or 'worker'")
+    return task_index + (1 if has_chief else 0), num_workers
+
+
+def _jax_data_parallel() -> Distribution:
+    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        keras.distribution.initialize()
+    import jax
+
+    devices = keras.distribution.list_devices()
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    return Distribution(
+        "data-parallel",
+        contextlib.nullcontext,
+        replicas=len(devices),
+        worker_index=jax.process_index(),
+        num_workers=jax.process_count(),
+    )

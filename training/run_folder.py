@@ -1,0 +1,192 @@
+"""The run folder of ``toolkit train`` and its crash-safe bookkeeping.
+
+    RUN/config.json                   resolved configuration (what --resume continues)
+    RUN/last.keras, RUN/last.card.json   model + optimizer state after the latest epoch
+    RUN/best.keras, RUN/best.card.json   the epoch with the best validation accuracy
+    RUN/state.json                    epoch counter, history, checkpoint hashes (for --resume)
+    RUN/history.csv, RUN/curves.png, RUN/metrics.json
+
+Every file is written atomically. A SIGKILL can still land between two files, so the
+state names the SHA-256 of the checkpoints it describes *and* of the previous ones:
+on resume, whichever of the two ``last.keras`` matches decides the epoch counter, and
+files derived from the state (cards, history, curves, metrics) are rewritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from toolkit import atomic
+from toolkit.errors import ToolkitError
+from toolkit.model_card import ModelCard, save_card
+from training.curves import plot_history
+
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class RunFolder:
+    """Paths and writers of one training run."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.config = self.root / "config.json"
+        self.state_path = self.root / "state.json"
+        self.last = self.root / "last.keras"
+        self.best = self.root / "best.keras"
+        self.history = self.root / "history.csv"
+        self.curves = self.root / "curves.png"
+        self.metrics = self.root / "metrics.json"
+        self.state: dict[str, Any] = {}
+
+    def holds_run(self) -> bool:
+        """True when a run has already started here (a fresh run must not overwrite it)."""
+        return self.state_path.exists() or self.last.exists()
+
+    def write_config(self, payload: dict[str, Any]) -> None:
+        atomic.write_json(self.config, payload)
+
+    def read_config(self) -> dict[str, Any]:
+        if not self.config.exists():
+            raise ToolkitError(f"{self.root} is not a run folder: {self.config} is missing")
+        return json.loads(self.config.read_text())
+
+    def start(self, steps_per_epoch: int) -> None:
+        """Begin a fresh run: an empty state."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.state = {
+            "epochs_completed": 0,
+            "steps_per_epoch": steps_per_epoch,
+            "history": [],
+            "last_sha256": None,
+            "best": None,
+            "previous": None,
+            "resumed_at_epochs": [],
+        }
+
+    def recover(self) -> dict[str, Any]:
+        """Load the state of an interrupted run and make it agree with the checkpoints on disk."""
+        if not self.state_path.exists() or not self.last.exists():
+            raise ToolkitError(f"cannot resume {self.root}: no completed epoch was saved there (state.json or last.keras missing)")
+        try:
+            state = json.loads(self.state_path.read_text())
+        except json.JSONDecodeError as error:
+            raise ToolkitError(f"cannot resume {self.root}: state.json is not valid JSON ({error})") from None
+        last_sha = file_sha256(self.last)
+        if last_sha != state["last_sha256"]:
+            previous = state.get("previous")
+            if not previous or previous["last_sha256"] != last_sha:
+                raise ToolkitError(f"cannot resume {self.root}: last.keras matches no epoch recorded in state.json")
+            # Killed after the state was written but before last.keras was renamed.
+            state.update(previous)
+            state["history"] = state["history"][: state["epochs_completed"]]
+            state["previous"] = None
+        best = state.get("best")
+        if best and (not self.best.exists() or file_sha256(self.best) != best["sha256"]):
+            if best["sha256"] != last_sha:
+                raise ToolkitError(f"cannot resume {self.root}: best.keras matches no epoch recorded in state.json")
+            # Killed between renaming last.keras and best.keras: they are the same checkpoint.
+            with atomic.atomic_path(self.best) as temporary:
+                shutil.copyfile(self.last, temporary)
+        for stale in self.root.glob(".last.*.keras"):
+            stale.unlink()
+        for stale in self.root.glob(".best.*.keras"):
+            stale.unlink()
+        state["resumed_at_epochs"] = state.get("resumed_at_epochs", []) + [state["epochs_completed"]]
+        self.state = state
+        return state
+
+    def publish_epoch(
+        self,
+        save_model: Callable[[Path], None],
+        row: dict[str, float],
+        card: ModelCard,
+        summary: dict[str, Any],
+    ) -> bool:
+        """Checkpoint one finished epoch: last (and best when it improved), state, cards, history, curves.
+
+        Returns True when this epoch is the new best.
+        """
+        state = self.state
+        best = state["best"]
+        improved = best is None or row["val_accuracy"] > best["validation_accuracy"]
+        previous = {key: state[key] for key in ("epochs_completed", "last_sha256", "best")}
+        with contextlib.ExitStack() as stack:
+            # Renames happen in reverse order of entry: last.keras first, then best.keras.
+            best_temporary = stack.enter_context(atomic.atomic_path(self.best)) if improved else None
+            last_temporary = stack.enter_context(atomic.atomic_path(self.last))
+            save_model(last_temporary)
+            sha = file_sha256(last_temporary)
+            if best_temporary is not None:
+                shutil.copyfile(last_temporary, best_temporary)
+            state["history"] = state["history"][: state["epochs_completed"]] + [row]
+            state["epochs_completed"] = int(row["epoch"])
+            state["last_sha256"] = sha
+            if improved:
+                state["best"] = {"epoch": int(row["epoch"]), "validation_accuracy": row["val_accuracy"], "sha256": sha}
+            state["previous"] = previous
+            atomic.write_json(self.state_path, state)
+        self.write_derived(card, summary)
+        return improved
+
+    def write_derived(self, card: ModelCard, summary: dict[str, Any]) -> None:
+        """Cards, history.csv, curves.png and metrics.json, all computed from the state."""
+        state = self.state
+        rows = state["history"]
+        if not rows:
+            return
+        by_epoch = {int(row["epoch"]): row for row in rows}
+        save_card(card.replace(metrics=self._card_metrics(rows[-1], summary)), self.last)
+        if state["best"] is not None:
+            best_row = by_epoch[state["best"]["epoch"]]
+            save_card(card.replace(metrics=self._card_metrics(best_row, summary)), self.best)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic.write_text(self.history, buffer.getvalue())
+        plot_history(rows, self.curves, title=str(summary.get("title", "")))
+        atomic.write_json(self.metrics, self.metrics_payload(summary))
+
+    def metrics_payload(self, summary: dict[str, Any]) -> dict[str, Any]:
+        state = self.state
+        rows = state["history"]
+        best = state["best"] or {}
+        return {
+            "epochs_completed": state["epochs_completed"],
+            "best_epoch": best.get("epoch"),
+            "best_validation_accuracy": best.get("validation_accuracy"),
+            "final_validation_accuracy": rows[-1]["val_accuracy"] if rows else None,
+            "final_validation_loss": rows[-1]["val_loss"] if rows else None,
+            "final_train_accuracy": rows[-1]["accuracy"] if rows else None,
+            "final_train_loss": rows[-1]["loss"] if rows else None,
+            "training_seconds": round(sum(row["seconds"] for row in rows), 2),
+            "resumed_at_epochs": state.get("resumed_at_epochs", []),
+            **{key: value for key, value in summary.items() if key != "title"},
+        }
+
+    @staticmethod
+    def _card_metrics(row: dict[str, float], summary: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "epoch": int(row["epoch"]),
+            "validation_accuracy": row["val_accuracy"],
+            "validation_loss": row["val_loss"],
+            "train_accuracy": row["accuracy"],
+            "train_loss": row["loss"],
+            **{key: summary[key] for key in ("validation_fraction", "split_seed", "train_images", "validation_images") if key in summary},
+        }

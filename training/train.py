@@ -1,0 +1,222 @@
+"""The float training loop: one config in, one run folder out.
+
+    from training.train import TrainConfig, train
+    run = train(TrainConfig(data="../shared/data/cifar10-jpeg/train", epochs=30, out="runs/c30"))
+
+Keras 3 on the TensorFlow or JAX backend. The input pipeline is numpy only
+(:class:`training.batches.BatchSource`); mean/std come from the training split.
+Each epoch ends with ``last.keras`` (model + optimizer state) and, when validation
+accuracy improved, ``best.keras``, each with a model card; ``--resume RUN`` continues
+from ``last.keras`` with the right epoch counter and schedule position.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import ToolkitError
+from toolkit.model_card import ModelCard
+from training.allcnn import create_model
+from training.backend import backend_name, keras
+from training.batches import BatchSource, as_keras_dataset
+from training.callbacks import EpochCheckpoint, NanGuard, ProgressBar, current_learning_rate
+from training.data import channel_statistics, load_dataset, train_validation_split
+from training.distribution import Distribution, setup_distribution
+from training.optimization import create_loss, create_optimizer
+from training.run_folder import RunFolder
+from training.schedules import create_schedule, paper_milestones, warmup_steps_for
+from training.train_config import TrainConfig
+
+NAMED_DATASETS = ("cifar10", "cifar-10", "fashion-mnist", "fashion_mnist")
+
+def train(config: TrainConfig) -> Path:
+    """Train the model ``config`` describes and return its run folder (see training/run_folder.py)."""
+    resuming = config.resume is not None
+    if resuming:
+        config = _saved_config(Path(config.resume))
+    config.validate()
+    backend = backend_name()
+    distribution = setup_distribution(config.strategy, backend)  # before any tensor exists
+    try:
+        return _train(config, backend, distribution, resuming)
+    finally:
+        distribution.close()
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def _saved_config(run_root: Path) -> TrainConfig:
+    saved = RunFolder(run_root).read_config()["train"]
+    config = TrainConfig.from_dict(saved)
+    config.out = str(run_root)
+    config.resume = str(run_root)
+    return config
+
+
+def _train(config: TrainConfig, backend: str, distribution: Distribution, resuming: bool) -> Path:
+    if config.data not in NAMED_DATASETS and Path(config.data).exists():
+        config.data = str(Path(config.data).resolve())  # --resume from another directory still finds it
+    run = RunFolder(Path(config.out) if distribution.is_chief else Path(config.out) / f"worker-{distribution.worker_index}")
+    if not resuming and run.holds_run():
+        raise ToolkitError(f"{run.root} already holds a run; continue it with --resume {run.root} or choose another --out")
+    keras.utils.set_random_seed(config.seed)
+
+    dataset = load_dataset(config.data, limit=config.limit, seed=config.seed)
+    if dataset.images.ndim == 3:
+        dataset.images = dataset.images[..., None]
+    if len(dataset.class_names) < 2:
+        raise ToolkitError(f"{config.data} has only one class ({dataset.class_names[0]}); a classifier needs at least two")
+    train_set, validation_set = train_validation_split(dataset, config.validation_fraction, config.seed)
+    mean, std = channel_statistics(train_set.images)
+    input_shape = tuple(int(value) for value in train_set.images.shape[1:])
+    model_config = config.model_config(input_shape, len(dataset.class_names))
+
+    if config.batch_size % distribution.replicas:
+        raise ToolkitError(f"--batch-size {config.batch_size} must be divisible by the {distribution.replicas} replicas")
+    if config.batch_size > len(train_set):
+        raise ToolkitError(f"--batch-size {config.batch_size} is larger than the {len(train_set)} training images")
+    train_source = BatchSource(
+        train_set.images, train_set.labels, config.batch_size, mean, std,
+        augmentation=config.augmentation, shuffle=True, seed=config.seed, drop_remainder=True,
+    )  # fmt: skip
+    validation_source = BatchSource(validation_set.images, validation_set.labels, config.batch_size, mean, std)
+    steps_per_epoch = len(train_source)
+
+    if resuming:
+        state = run.recover()
+        if state["steps_per_epoch"] != steps_per_epoch:
+            raise ToolkitError(
+                f"cannot resume {run.root}: the data now gives {steps_per_epoch} steps per epoch, "
+                f"the run had {state['steps_per_epoch']} (did --data change?)"
+            )
+    else:
+        run.start(steps_per_epoch)
+    initial_epoch = run.state["epochs_completed"]
+
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    with distribution.scope():
+        if resuming:
+            model = keras.models.load_model(run.last)
+        else:
+            model = create_model(model_config, keras)
+            schedule = create_schedule(config.schedule, config.learning_rate, config.epochs, steps_per_epoch, config.warmup_epochs)
+            model.compile(
+                optimizer=create_optimizer(schedule, config.momentum, config.weight_decay),
+                loss=create_loss(config.label_smoothing),
+                metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            )
+
+    summary = {
+        "dataset": dataset.source or config.data,
+        "classes": len(dataset.class_names),
+        "train_images": len(train_set),
+        "validation_images": len(validation_set),
+        "validation_fraction": config.validation_fraction,
+        "split_seed": config.seed,
+        "epochs": config.epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "batch_size": config.batch_size,
+        "backend": backend,
+        "strategy": distribution.name,
+        "replicas": distribution.replicas,
+        "workers": distribution.num_workers,
+        "parameters": int(model.count_params()),
+        "title": f"{model_config.name} width {model_config.width:g} on {Path(config.data).name}",
+    }
+    resolved = {
+        "train": config.to_dict() | {"resume": None},
+        "model": model_config.to_dict(),
+        "schedule": _schedule_description(config, steps_per_epoch),
+        "mean": mean,
+        "std": std,
+        "labels": list(dataset.class_names),
+        **{key: summary[key] for key in ("dataset", "train_images", "validation_images", "steps_per_epoch", "backend")},
+    }
+    if not resuming:
+        run.write_config(resolved)
+    card = ModelCard(
+        labels=list(dataset.class_names),
+        input_size=list(input_shape),
+        mean=mean,
+        std=std,
+        colour_order="GRAY" if input_shape[-1] == 1 else "RGB",
+        architecture=model_config.to_dict(),
+        dataset=summary["dataset"],
+        format="keras",
+        history=["train"],
+        notes=f"toolkit train: {config.schedule} schedule, {config.augmentation} augmentation, backend {backend}",
+    )
+
+    def on_epoch_begin(epoch: int) -> None:
+        train_source.set_epoch(epoch)  # the same shuffle and augmentation as an unbroken run
+
+    def publish(model: Any, epoch: int, logs: dict, seconds: float) -> None:
+        row = {
+            "epoch": epoch + 1,
+            "loss": float(logs["loss"]),
+            "accuracy": float(logs["accuracy"]),
+            "val_loss": float(logs["val_loss"]),
+            "val_accuracy": float(logs["val_accuracy"]),
+            "learning_rate": current_learning_rate(model),
+            "seconds": round(seconds, 3),
+        }
+        summary["images_per_second"] = round(steps_per_epoch * config.batch_size / max(seconds, 1e-9), 1)
+        run.publish_epoch(lambda path: model.save(path), row, card, summary)
+
+    guard = NanGuard()
+    callbacks = [
+        guard,
+        EpochCheckpoint(publish, guard, on_epoch_begin),
+        ProgressBar(config.epochs, steps_per_epoch, enabled=config.progress and distribution.is_chief),
+    ]
+    if initial_epoch >= config.epochs:
+        run.write_derived(card, summary)
+        return run.root
+    started = time.perf_counter()
+    model.fit(
+        as_keras_dataset(train_source, keras, workers=config.workers),
+        validation_data=as_keras_dataset(validation_source, keras, workers=config.workers),
+        epochs=config.epochs,
+        initial_epoch=initial_epoch,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    if guard.failure is not None:
+        failure = guard.failure
+        where = f"epoch {failure['epoch']}" + (f", step {failure['step']}" if failure["step"] else "")
+        kept = (
+            f"the last good checkpoint {run.last} (epoch {run.state['epochs_completed']}) is kept"
+            if run.state["epochs_completed"]
+            else "no checkpoint had been written yet"
+        )
+        raise ToolkitError(
+            f"training loss became NaN at {where} (learning rate {failure['learning_rate']:.3g}); {kept}; "
+            "lower --learning-rate, enable --batch-norm or check the data",
+            exit_code=3,
+        )
+    if run.state["epochs_completed"] < config.epochs:
+        raise ToolkitError(f"training stopped after epoch {run.state['epochs_completed']} of {config.epochs}; resume with --resume {run.root}")
+    summary["wall_seconds_this_session"] = round(time.perf_counter() - started, 1)
+    run.write_derived(card, summary)
+    return run.root
+
+
+def _schedule_description(config: TrainConfig, steps_per_epoch: int) -> dict[str, Any]:
+    total_steps = config.epochs * steps_per_epoch
+    if config.schedule == "paper":
+        return {
+            "name": "paper",
+            "milestone_epochs": paper_milestones(config.epochs),
+            "factor": 0.1,
+            "note": "the paper's x0.1 at epochs 200, 250, 300 of 350, scaled to this run's epochs",
+        }
+    return {
+        "name": "cosine",
+        "warmup_steps": warmup_steps_for(config.warmup_epochs, steps_per_epoch, total_steps),
+        "total_steps": total_steps,
+    }
+
+
+__all__ = ["TrainConfig", "train"]
