@@ -231,7 +231,7 @@ def load_image_folder(
         )
         for index in odd:
             images[index] = _fit_to_size(images[index], height, width)
-    return Dataset(np.stack(images), labels, [path.name for path in class_dirs], str(root))
+    return Dataset(np.stack(images), labels, [path.name for path in class_dirs], str(root.resolve()))
 
 
 def stratified_subset(labels: np.ndarray, count: int, seed: int = 0) -> np.ndarray:

@@ -1,0 +1,292 @@
+"""Evaluate a ``.keras`` or ``.tflite`` model on a dataset: top-1, top-5, per-class accuracy, confusion matrix.
+
+Both formats read the model card beside the model for labels, input size, colour order
+and mean/std, and feed images through the shared preprocessing, so a float model and
+its int8 conversion are scored on identical inputs.
+
+    report = evaluate("runs/a/best.keras", load_dataset("cifar10:test"), confusion_path="cm.png")
+    probabilities = predict_probabilities("model_int8.tflite", images)   # parity reports, benchmarks
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit import atomic, preprocessing
+from toolkit.errors import ToolkitError
+from toolkit.model_card import ModelCard, load_card
+from training.data import Dataset, load_dataset, stratified_subset, train_validation_split
+
+FORMATS = {".keras": "keras", ".tflite": "tflite"}
+DEFAULT_VALIDATION_FRACTION = 0.1  # training's default (training.train_config.TrainConfig)
+DEFAULT_SPLIT_SEED = 0
+
+
+def model_format(model_path: str | os.PathLike) -> str:
+    """``keras`` or ``tflite`` from the file name; anything else is a one-line error."""
+    suffix = Path(model_path).suffix.lower()
+    if suffix not in FORMATS:
+        raise ToolkitError(f"{model_path}: expected a .keras or .tflite model, got {suffix or 'no suffix'}")
+    return FORMATS[suffix]
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def _load_keras(model_path: Path) -> Any:
+    """A Keras 3 model; a tf_keras file (pruned or QAT models) falls back to tf_keras with tfmot's scopes."""
+    from training.backend import keras
+
+    try:
+        return keras.models.load_model(model_path, compile=False)
+    except Exception as error:  # noqa: BLE001 - corrupt zips, bad configs and unknown layers raise many kinds
+        keras_error = error
+    try:
+        from converters.legacy import tf_keras, tfmot
+
+        with tfmot.quantization.keras.quantize_scope(), tfmot.sparsity.keras.prune_scope():
+            return tf_keras.models.load_model(model_path, compile=False)
+    except Exception:  # noqa: BLE001 - report Keras 3's reason, the format the file claims to be
+        raise ToolkitError(f"{model_path} is not a loadable Keras model ({_first_line(keras_error)})") from None
+
+
+class ModelRunner:
+    """A loaded model and its card: uint8 images in, class probabilities out.
+
+    Load once, call :meth:`predict` many times (parity reports and benchmarks reuse it).
+    """
+
+    def __init__(self, model_path: str | os.PathLike, threads: int | None = None) -> None:
+        self.model_path = Path(model_path)
+        self.format = model_format(self.model_path)
+        if not self.model_path.is_file():
+            raise ToolkitError(f"model file {self.model_path} does not exist")
+        self.card: ModelCard = load_card(self.model_path)
+        if self.format == "keras":
+            self.model = _load_keras(self.model_path)
+            self.classifier = None
+        else:
+            from edge_app.runtime import Classifier
+
+            self.model = None
+            self.classifier = Classifier(self.model_path, threads=threads, card=self.card)
+
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        """uint8 images (N x H x W x C, RGB or grey) to the model's normalised float32 input.
+
+        Images already at the card's input size are only normalised; others go through
+        :func:`toolkit.preprocessing.prepare_image` (colour, centre crop, resize).
+        """
+        card = self.card
+        if images.ndim == 3:
+            images = images[..., None]
+        if tuple(images.shape[1:]) == tuple(int(value) for value in card.input_size):
+            return preprocessing.prepare_batch(images, card.mean, card.std)
+        source_order = "GRAY" if images.shape[-1] == 1 else "RGB"
+        return np.stack(
+            [
+                preprocessing.prepare_image(image, card.input_size, card.mean, card.std, source_order, card.colour_order)
+                for image in images
+            ]
+        )
+
+    def predict(self, images: np.ndarray, batch_size: int = 256, progress: bool | None = None) -> np.ndarray:
+        """Class probabilities (N x num_classes, float32) for uint8 images of any size."""
+        from tqdm.auto import tqdm
+
+        outputs = []
+        with tqdm(total=len(images), desc=f"evaluating {self.model_path.name}", unit="img", disable=_disable(progress)) as bar:
+            for start in range(0, len(images), batch_size):
+                batch = self.prepare(images[start : start + batch_size])
+                if self.classifier is not None:
+                    outputs.append(self.classifier.invoke(batch))
+                else:
+                    outputs.append(np.asarray(self.model.predict_on_batch(batch), dtype=np.float32))
+                bar.update(len(batch))
+        probabilities = np.concatenate(outputs) if outputs else np.zeros((0, self.card.num_classes), np.float32)
+        if probabilities.ndim != 2 or probabilities.shape[1] != self.card.num_classes:
+            raise ToolkitError(
+                f"{self.model_path} outputs shape {probabilities.shape[1:]} but its card lists {self.card.num_classes} labels"
+            )
+        if probabilities.size and (probabilities.min() < 0 or not np.allclose(probabilities.sum(axis=1), 1.0, atol=0.05)):
+            probabilities = preprocessing.softmax(probabilities)  # the model ends in logits, not a softmax
+        return probabilities.astype(np.float32, copy=False)
+
+
+def _disable(progress: bool | None) -> bool | None:
+    return None if progress is None else not progress
+
+
+def predict_probabilities(
+    model_path: str | os.PathLike, images: np.ndarray, batch_size: int = 256, threads: int | None = None
+) -> np.ndarray:
+    """Class probabilities (N x num_classes) of a ``.keras`` or ``.tflite`` model for uint8 RGB/grey images.
+
+    Labels, size and normalisation come from the model card; images of another size are
+    centre-cropped and resized by the shared preprocessing.
+    """
+    return ModelRunner(model_path, threads=threads).predict(images, batch_size=batch_size, progress=False)
+
+
+def label_mapping(dataset_classes: list[str], model_labels: list[str]) -> np.ndarray:
+    """For each dataset class id, the model's class id with the same name (exact, else case-insensitive)."""
+    exact = {name: index for index, name in enumerate(model_labels)}
+    folded = {name.casefold(): index for index, name in enumerate(model_labels)}
+    mapping, unknown = [], []
+    for name in dataset_classes:
+        index = exact.get(name, folded.get(name.casefold()))
+        if index is None:
+            unknown.append(name)
+        mapping.append(-1 if index is None else index)
+    if unknown:
+        raise ToolkitError(
+            f"dataset class(es) {', '.join(unknown)} are not among the model's labels ({', '.join(model_labels)}); "
+            "class folders must use the model card's label names"
+        )
+    return np.asarray(mapping, dtype=np.int64)
+
+
+def confusion_matrix(targets: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts: row = true class, column = predicted class."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (targets, predictions), 1)
+    return matrix
+
+
+def plot_confusion_matrix(matrix: np.ndarray, labels: list[str], path: str | os.PathLike, title: str = "") -> Path:
+    """Write a confusion-matrix PNG (rows normalised to recall, counts written in the cells), atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    count = len(labels)
+    side = max(4.5, 0.55 * count + 2.5)
+    figure = Figure(figsize=(side + 1.0, side))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    totals = matrix.sum(axis=1, keepdims=True)
+    recall = np.divide(matrix, totals, out=np.zeros(matrix.shape, np.float64), where=totals > 0)
+    shown = axes.imshow(recall, cmap="Blues", vmin=0.0, vmax=1.0)
+    figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.04, label="fraction of the true class")
+    axes.set_xticks(range(count), labels, rotation=45, ha="right")
+    axes.set_yticks(range(count), labels)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    if title:
+        axes.set_title(title, fontsize=10)
+    if count <= 30:
+        for row in range(count):
+            for column in range(count):
+                if matrix[row, column]:
+                    colour = "white" if recall[row, column] > 0.5 else "black"
+                    axes.text(column, row, str(matrix[row, column]), ha="center", va="center", fontsize=7, color=colour)
+    figure.tight_layout()
+    with atomic.atomic_path(path, suffix=".png") as temporary:
+        figure.savefig(temporary, dpi=120, format="png")
+    return Path(path)
+
+
+def evaluate(
+    model_path: str | os.PathLike,
+    dataset: Dataset,
+    batch_size: int = 256,
+    confusion_path: str | os.PathLike | None = None,
+    threads: int | None = None,
+    progress: bool | None = None,
+    runner: ModelRunner | None = None,
+) -> dict[str, Any]:
+    """Score a model on ``dataset``; returns the report dict (top1, top5, per_class, n, confusion matrix...).
+
+    Dataset classes are matched to the model's labels by name, so a folder with the
+    classes in another order, or only some of them, is scored correctly.
+    """
+    runner = runner or ModelRunner(model_path, threads=threads)
+    card = runner.card
+    if len(dataset) == 0:
+        raise ToolkitError(f"dataset {dataset.source or ''} holds no images to evaluate")
+    targets = label_mapping(dataset.class_names, card.labels)[dataset.labels]
+    started = time.perf_counter()
+    probabilities = runner.predict(dataset.images, batch_size=batch_size, progress=progress)
+    seconds = time.perf_counter() - started
+    ranked, _ = preprocessing.top_k(probabilities, 5)
+    predictions = ranked[:, 0]
+    correct = predictions == targets
+    matrix = confusion_matrix(targets, predictions, card.num_classes)
+    per_class, per_class_count = {}, {}
+    for index, name in enumerate(card.labels):
+        members = targets == index
+        if members.any():
+            per_class[name] = float(correct[members].mean())
+            per_class_count[name] = int(members.sum())
+    report = {
+        "model": str(runner.model_path),
+        "format": runner.format,
+        "card_format": card.format,
+        "data": dataset.source,
+        "n": int(len(targets)),
+        "top1": float(correct.mean()),
+        "top5": float((ranked == targets[:, None]).any(axis=1).mean()),
+        "top5_k": int(ranked.shape[1]),
+        "per_class": per_class,
+        "per_class_count": per_class_count,
+        "labels": list(card.labels),
+        "confusion_matrix": matrix.tolist(),
+        "confusion_png": None,
+        "seconds": round(seconds, 3),
+        "images_per_second": round(len(targets) / max(seconds, 1e-9), 1),
+    }
+    if confusion_path is not None:
+        title = f"{runner.model_path.name}: top-1 {report['top1']:.1%} on {report['n']} images"
+        report["confusion_png"] = str(plot_confusion_matrix(matrix, card.labels, confusion_path, title))
+    return report
+
+
+def split_settings(card: ModelCard) -> tuple[float, int, int | None]:
+    """Validation fraction, split seed and training ``--limit`` recorded in the card (training's defaults if absent)."""
+    recorded = {**card.architecture, **card.metrics}
+    fraction = float(recorded.get("validation_fraction", DEFAULT_VALIDATION_FRACTION))
+    seed = int(recorded.get("split_seed", DEFAULT_SPLIT_SEED))
+    if "limit" in recorded:  # None: training used every image
+        limit = None if recorded["limit"] is None else int(recorded["limit"])
+    elif recorded.get("train_images") and recorded.get("validation_images"):
+        # Training ran on load_dataset(data, limit, seed) with limit = train + validation images.
+        limit = int(recorded["train_images"]) + int(recorded["validation_images"])
+    else:
+        limit = None
+    return fraction, seed, limit
+
+
+def load_evaluation_data(
+    data: str, card: ModelCard, split: str = "all", limit: int | None = None, seed: int = 0, progress: bool | None = None
+) -> Dataset:
+    """The images to evaluate on.
+
+    ``all``: every image of ``data`` (or a seeded, class-balanced ``limit`` of them).
+    ``validation``: the held-out split training carved from ``data`` (same subset, fraction
+    and seed, as recorded in the model card), then ``limit`` of those.
+    """
+    if split == "all":
+        return load_dataset(data, limit=limit, seed=seed, progress=progress)
+    if split != "validation":
+        raise ToolkitError(f"--split must be all or validation, got {split!r}")
+    fraction, split_seed, training_limit = split_settings(card)
+    dataset = load_dataset(data, limit=training_limit, seed=split_seed, progress=progress)
+    _, validation = train_validation_split(dataset, fraction, split_seed)
+    expected = card.metrics.get("validation_images")
+    if expected is not None and int(expected) != len(validation):
+        raise ToolkitError(
+            f"the validation split of {data} has {len(validation)} images but the model card records {expected}: "
+            "was the model trained on other data? use --split all"
+        )
+    if limit is not None and limit < len(validation):
+        validation = validation.subset(stratified_subset(validation.labels, limit, seed))
+    return validation
