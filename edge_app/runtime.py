@@ -39,34 +39,61 @@ def load_edgetpu_delegate(module: Any) -> Any:
     """Load the Coral Edge TPU delegate, or explain in one line how to install it."""
     import platform
 
+    import ctypes
+
     library = EDGETPU_LIBRARIES.get(platform.system(), "libedgetpu.so.1")
+    hint = "install libedgetpu1-std from the Coral apt repository and plug in the accelerator"
+    try:
+        # Probe with ctypes first: a failed load_delegate() leaves a half-built Delegate whose
+        # __del__ prints "Exception ignored ..." on stderr.
+        ctypes.CDLL(library)
+    except OSError:
+        raise ToolkitError(f"Edge TPU delegate {library} is not installed: {hint}") from None
     try:
         return module.load_delegate(library)
     except (ValueError, OSError, RuntimeError) as error:
-        raise ToolkitError(
-            f"Edge TPU delegate {library} could not be loaded ({str(error).strip() or 'not found'}): "
-            "install libedgetpu1-std from the Coral apt repository and plug in the accelerator"
-        ) from None
+        message = str(error).strip().splitlines()[0] if str(error).strip() else "no Edge TPU found"
+        raise ToolkitError(f"Edge TPU delegate {library} could not be loaded ({message}): {hint}") from None
 
 
-def make_interpreter(model_path: str | os.PathLike, threads: int | None = None, edgetpu: bool = False) -> Any:
+def _op_resolver_without_xnnpack(module: Any) -> Any | None:
+    """The op resolver that skips the default XNNPACK delegate, where this runtime has one."""
+    resolver_type = getattr(module, "OpResolverType", None)
+    return getattr(resolver_type, "BUILTIN_WITHOUT_DEFAULT_DELEGATES", None)
+
+
+def make_interpreter(
+    model_path: str | os.PathLike,
+    threads: int | None = None,
+    edgetpu: bool = False,
+    xnnpack: bool = True,
+) -> Any:
     """Create and allocate an interpreter for ``model_path``.
 
     ``threads`` sets the CPU threads (XNNPACK, the default CPU delegate, uses them);
+    ``xnnpack=False`` runs the plain built-in kernels instead (for comparisons);
     ``edgetpu`` loads the Edge TPU delegate and expects a model compiled by
     ``edgetpu_compiler`` (``*_edgetpu.tflite``).
     """
     model_path = Path(model_path)
     if not model_path.is_file():
         raise ToolkitError(f"model file {model_path} does not exist")
+    if threads is not None and threads < 1:
+        raise ToolkitError(f"--threads must be at least 1, got {threads}")
     if edgetpu and not model_path.name.endswith("_edgetpu.tflite"):
         raise ToolkitError(f"--edgetpu needs a model compiled by edgetpu_compiler (*_edgetpu.tflite), got {model_path.name}")
     name, module = runtime_module()
     interpreter_class = module.Interpreter
     delegates = [load_edgetpu_delegate(module if name != "tensorflow.lite" else module.experimental)] if edgetpu else None
+    options: dict[str, Any] = {}
+    if not xnnpack:
+        resolver = _op_resolver_without_xnnpack(module if name != "tensorflow.lite" else module.experimental)
+        if resolver is None:
+            raise ToolkitError(f"{name} cannot turn XNNPACK off (it has no OpResolverType)")
+        options["experimental_op_resolver_type"] = resolver
     try:
         interpreter = interpreter_class(
-            model_path=str(model_path), num_threads=threads, experimental_delegates=delegates
+            model_path=str(model_path), num_threads=threads, experimental_delegates=delegates, **options
         )
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as error:
@@ -94,10 +121,11 @@ class Classifier:
         threads: int | None = None,
         edgetpu: bool = False,
         card: ModelCard | None = None,
+        xnnpack: bool = True,
     ) -> None:
         self.model_path = Path(model_path)
         self.card = card if card is not None else load_card(self.model_path)
-        self.interpreter = make_interpreter(self.model_path, threads=threads, edgetpu=edgetpu)
+        self.interpreter = make_interpreter(self.model_path, threads=threads, edgetpu=edgetpu, xnnpack=xnnpack)
         self.input_detail = self.interpreter.get_input_details()[0]
         self.output_detail = self.interpreter.get_output_details()[0]
         self.input_quantization = _tensor_quantization(self.input_detail)
@@ -118,19 +146,27 @@ class Classifier:
             image, self.card.input_size, self.card.mean, self.card.std, colour_order, self.card.colour_order
         )
 
+    def quantize_input(self, normalised: np.ndarray) -> np.ndarray:
+        """Normalised float32 H x W x C (or 1 x H x W x C) to the input tensor's codes, batch of one."""
+        quant = self.input_quantization
+        if normalised.ndim == 3:
+            normalised = normalised[None]
+        return preprocessing.quantize(normalised, quant.scale, quant.zero_point, quant.dtype)
+
+    def prepare(self, image: np.ndarray, colour_order: str = "RGB") -> np.ndarray:
+        """One uint8 image (any size) straight to the input tensor (shared preprocessing, then quantise)."""
+        return self.quantize_input(self.preprocess(image, colour_order))
+
+    def infer(self, input_tensor: np.ndarray) -> np.ndarray:
+        """Run one prepared input tensor (from :meth:`prepare`); returns dequantised probabilities."""
+        self.interpreter.set_tensor(self.input_detail["index"], input_tensor)
+        self.interpreter.invoke()
+        raw = self.interpreter.get_tensor(self.output_detail["index"])
+        return preprocessing.dequantize(raw, self.output_quantization.scale, self.output_quantization.zero_point)[0]
+
     def invoke(self, batch: np.ndarray) -> np.ndarray:
         """Run normalised float32 inputs (N x H x W x C) through the model one by one; returns probabilities."""
-        quant = self.input_quantization
-        outputs = []
-        for example in batch:
-            codes = preprocessing.quantize(example[None], quant.scale, quant.zero_point, quant.dtype)
-            self.interpreter.set_tensor(self.input_detail["index"], codes)
-            self.interpreter.invoke()
-            raw = self.interpreter.get_tensor(self.output_detail["index"])
-            outputs.append(
-                preprocessing.dequantize(raw, self.output_quantization.scale, self.output_quantization.zero_point)[0]
-            )
-        return np.stack(outputs)
+        return np.stack([self.infer(self.quantize_input(example)) for example in batch])
 
     def classify(self, image: np.ndarray, colour_order: str = "RGB") -> np.ndarray:
         """Probabilities for one uint8 image in ``colour_order`` (an OpenCV frame is "BGR")."""

@@ -28,3 +28,11 @@ def shared_cifar() -> Path:
     if not SHARED_CIFAR.is_dir():
         pytest.skip("../shared/data/cifar10-jpeg is not present")
     return SHARED_CIFAR
+
+
+@pytest.fixture(scope="session")
+def edge_int8_model(tmp_path_factory) -> Path:
+    """A tiny int8 All-CNN-C .tflite with its card, for the edge app tests (built with TF once per session)."""
+    from edge_support import build_tiny_int8_model
+
+    return build_tiny_int8_model(tmp_path_factory.mktemp("edge-model"), SAMPLE_DIR)

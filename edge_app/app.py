@@ -1,0 +1,303 @@
+"""The edge app's stage function: classify every frame of a source and report a summary.
+
+Three threads hand frames along bounded queues, so a slow camera does not stall
+inference nor the reverse:
+
+    capture   source.frames() -> shared preprocessing -> input tensor   (queue: newest wins on a live source)
+    inference interpreter.invoke() -> smoothing -> top-k                 (queue: every result)
+    main      JSON lines, overlay, window, video file, HTTP preview      (and the signal handlers)
+
+The run ends at the end of the source, after ``max_frames``, on Ctrl-C or SIGTERM, or
+when a live source stays lost too long; the summary is printed in every case.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator, TextIO
+
+from edge_app.frame_queue import CLOSED, FrameQueue
+from edge_app.outputs import JsonLines, VideoSaver, Window
+from edge_app.overlay import annotate
+from edge_app.predictions import Prediction, Smoother, top_predictions
+from edge_app.runtime import Classifier, runtime_module
+from edge_app.server import PreviewServer, parse_address
+from edge_app.sources import Backoff, Frame, ImageFilesSource, Source, open_source, parse_size
+from edge_app.stats import RunStats, format_summary
+from toolkit.errors import ToolkitError
+
+
+@dataclasses.dataclass
+class ClassifyConfig:
+    """Everything ``toolkit classify`` needs; each field is one CLI flag."""
+
+    model: str  # int8 .tflite with its .card.json beside it
+    source: str  # camera index, /dev/videoN, video, image, folder, rtsp:// or http:// URL, or picamera2
+    threads: int | None = None  # CPU threads for the interpreter (None: the runtime's default)
+    edgetpu: bool = False  # run on a Coral Edge TPU (needs a *_edgetpu.tflite model and libedgetpu)
+    xnnpack: bool = True  # XNNPACK CPU delegate (the default); False for the plain kernels
+    top_k: int = 3  # classes shown per frame
+    threshold: float = 0.0  # leave out classes scoring below this
+    smoothing: float = 0.0  # EMA weight of past frames' probabilities, 0 = off (video and cameras only)
+    headless: bool = False  # one JSON line per frame on stdout, then a summary line
+    show: bool = False  # OpenCV window with the overlay (a video file then plays at its own frame rate)
+    save: str | None = None  # write the annotated video here (.mp4, .avi, .mkv)
+    serve: str | None = None  # HOST:PORT of the MJPEG + top-k page (loopback unless a host is given; paces files too)
+    loop: bool = False  # replay a video, image or folder until stopped
+    capture_size: str | None = None  # WxH asked of a camera, e.g. 640x480
+    max_frames: int | None = None  # stop after this many classified frames
+    queue_size: int = 2  # frames waiting between capture and inference
+    reconnect_timeout: float = 60.0  # seconds a lost camera or stream may stay away (0 = retry forever)
+
+
+@dataclasses.dataclass
+class Result:
+    """One classified frame on its way to the outputs."""
+
+    frame: Frame
+    predictions: list[Prediction]
+    inference_seconds: float
+
+
+class _FpsMeter:
+    """Smoothed frames per second between consecutive outputs, for the overlay."""
+
+    def __init__(self) -> None:
+        self.last: float | None = None
+        self.fps = 0.0
+
+    def tick(self) -> float:
+        now = time.perf_counter()
+        if self.last is not None and now > self.last:
+            instant = 1.0 / (now - self.last)
+            self.fps = instant if self.fps == 0.0 else 0.9 * self.fps + 0.1 * instant
+        self.last = now
+        return self.fps
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM set ``stop`` (a second Ctrl-C interrupts at once); handlers are restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _capture_loop(source: Source, classifier: Classifier, queue: FrameQueue, stats: RunStats,
+                  stop: threading.Event, errors: list[BaseException], pace_fps: float | None = None) -> None:
+    started = time.perf_counter()
+    try:
+        for count, frame in enumerate(source.frames(stop)):
+            if pace_fps:  # play a file at its own speed when someone watches it
+                delay = started + count / pace_fps - time.perf_counter()
+                if delay > 0 and stop.wait(delay):
+                    break
+            if frame.image is None:
+                stats.unreadable += 1
+                continue
+            try:
+                tensor = classifier.prepare(frame.image, frame.colour_order)
+            except ValueError:  # a frame with an impossible shape: count it, keep going
+                stats.unreadable += 1
+                continue
+            if not queue.put((frame, tensor)):
+                break
+    except BaseException as error:  # noqa: BLE001 - handed to the main thread
+        errors.append(error)
+        stop.set()
+    finally:
+        queue.close()
+
+
+def _inference_loop(classifier: Classifier, frames: FrameQueue, results: FrameQueue, stats: RunStats,
+                    config: ClassifyConfig, smoother: Smoother, stop: threading.Event,
+                    errors: list[BaseException]) -> None:
+    try:
+        while True:
+            item = frames.get()
+            if item is CLOSED:
+                break
+            frame, tensor = item
+            started = time.perf_counter()
+            probabilities = classifier.infer(tensor)
+            seconds = time.perf_counter() - started
+            stats.record_inference(started, seconds)
+            predictions = top_predictions(smoother(probabilities), classifier.labels, config.top_k, config.threshold)
+            if not results.put(Result(frame, predictions, seconds)):
+                break
+            if config.max_frames and stats.frames >= config.max_frames:
+                stop.set()
+                break
+    except BaseException as error:  # noqa: BLE001 - handed to the main thread
+        errors.append(error)
+        stop.set()
+    finally:
+        frames.close()
+        results.close()
+
+
+def _record(result: Result) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "time": round(result.frame.captured_at, 3),
+        "frame": result.frame.index,
+        "top_k": [prediction.to_dict() for prediction in result.predictions],
+        "inference_ms": round(result.inference_seconds * 1000.0, 3),
+    }
+    if result.frame.name:
+        record["source"] = result.frame.name
+    return record
+
+
+def _text_line(result: Result) -> str:
+    best = ", ".join(f"{p.label} {p.score:.2f}" for p in result.predictions) or "no class above threshold"
+    name = f" {Path(result.frame.name).name}" if result.frame.name else ""
+    return f"frame {result.frame.index}{name}: {best} ({result.inference_seconds * 1000.0:.2f} ms)"
+
+
+def _silence(stream: TextIO) -> None:
+    """Point a closed pipe at /dev/null so later writes and the interpreter's exit flush do not fail."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+
+
+def run_classify(
+    config: ClassifyConfig,
+    source: Source | None = None,
+    stop: threading.Event | None = None,
+    stdout: TextIO | None = None,
+) -> dict[str, Any]:
+    """Classify every frame of ``config.source`` until it ends or the run is stopped; returns the summary.
+
+    ``source`` and ``stop`` may be passed in (tests, embedding); ``stdout`` receives
+    the per-frame lines (JSON with ``headless``) and, with ``headless``, a last
+    ``{"summary": ...}`` line. The human-readable summary goes to stderr.
+    """
+    stdout = stdout or sys.stdout
+    if not 0.0 <= config.threshold <= 1.0:
+        raise ToolkitError(f"--threshold must be between 0 and 1, got {config.threshold}")
+    if not 0.0 <= config.smoothing < 1.0:
+        raise ToolkitError(f"--smoothing must be in [0, 1), got {config.smoothing}")
+    if config.top_k < 1:
+        raise ToolkitError(f"--top-k must be at least 1, got {config.top_k}")
+    serve_address = parse_address(config.serve) if config.serve else None
+    capture_size = parse_size(config.capture_size) if config.capture_size else None
+    classifier = Classifier(config.model, threads=config.threads, edgetpu=config.edgetpu, xnnpack=config.xnnpack)
+    window = Window() if config.show else None
+    if source is None:
+        backoff = Backoff(give_up_after=config.reconnect_timeout)
+        source = open_source(config.source, loop=config.loop, capture_size=capture_size, backoff=backoff)
+    smoothing = config.smoothing
+    if smoothing and isinstance(source, ImageFilesSource):
+        print("warning: --smoothing is ignored for images: they are not consecutive frames", file=sys.stderr)
+        smoothing = 0.0
+    saver = VideoSaver(config.save, source.fps) if config.save else None
+    server = None
+    stop = stop or threading.Event()
+    stats = RunStats()
+    errors: list[BaseException] = []
+    frames = FrameQueue(max(1, config.queue_size), drop_oldest=source.live)
+    results = FrameQueue(4)
+    json_lines = JsonLines(stdout) if config.headless else None
+    visual = window is not None or saver is not None or serve_address is not None
+    quiet = config.headless or visual
+    fps_meter = _FpsMeter()
+    pace_fps = source.fps if (window is not None or serve_address is not None) and not source.live else None
+    capture = threading.Thread(
+        target=_capture_loop,
+        args=(source, classifier, frames, stats, stop, errors, pace_fps),
+        name="capture",
+        daemon=True,
+    )
+    inference = threading.Thread(
+        target=_inference_loop,
+        args=(classifier, frames, results, stats, config, Smoother(smoothing), stop, errors),
+        name="inference",
+        daemon=True,
+    )
+    try:
+        with _stop_on_signals(stop):
+            if serve_address is not None:
+                server = PreviewServer(*serve_address, model=Path(config.model).name, source=source.description)
+                server.start()
+                print(f"serving on {server.url}", file=sys.stderr, flush=True)
+            capture.start()
+            inference.start()
+            while True:
+                result = results.get(timeout=0.1)
+                if result is None:
+                    continue
+                if result is CLOSED:
+                    break
+                fps = fps_meter.tick()
+                try:
+                    if json_lines is not None:
+                        json_lines.write(_record(result))
+                    elif not quiet:
+                        print(_text_line(result), file=stdout, flush=True)
+                except BrokenPipeError:  # `toolkit classify ... | head`: the reader left, so stop
+                    _silence(stdout)
+                    json_lines, quiet = None, True
+                    stop.set()
+                if visual and result.frame.image is not None:
+                    annotated = annotate(result.frame.image, result.predictions, fps, result.inference_seconds * 1e3)
+                    if saver is not None:
+                        saver.write(annotated)
+                    if server is not None:
+                        server.publish(annotated, {**_record(result), "fps": fps})
+                    if window is not None and not window.show(annotated):
+                        stop.set()
+                stats.mark_output()
+    finally:
+        stop.set()
+        frames.close()
+        results.close()
+        for thread in (inference, capture):
+            if thread.is_alive():
+                thread.join(timeout=5.0)
+        if not capture.is_alive():  # never release a device a blocked read() still uses
+            source.close()
+        if server is not None:
+            server.stop()
+        if saver is not None:
+            saver.close()
+        if window is not None:
+            window.close()
+    stats.dropped = frames.dropped
+    stats.reconnects = source.reconnects
+    summary = stats.summary(
+        model=str(config.model),
+        source=source.description,
+        runtime=runtime_module()[0],
+        threads=config.threads,
+        edgetpu=config.edgetpu,
+    )
+    print(format_summary(summary), file=sys.stderr, flush=True)
+    if json_lines is not None:
+        json_lines.write({"summary": summary})
+    for error in errors:
+        if isinstance(error, KeyboardInterrupt):
+            continue
+        raise error
+    return summary
+

@@ -1,0 +1,118 @@
+"""Where results go: JSON lines, an OpenCV window, an annotated video file."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from toolkit import atomic
+from toolkit.errors import ToolkitError
+
+GUI_HINT = (
+    "OpenCV here has no GUI support (opencv-python-headless): "
+    "pip uninstall -y opencv-python-headless && pip install opencv-python, or use --serve / --save"
+)
+
+
+class JsonLines:
+    """One JSON object per line on ``stream`` (stdout by default), flushed at once."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.stream.flush()
+
+
+def window_problem() -> str | None:
+    """Why ``--show`` cannot open a window here, or None when it can."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "--show needs a display (DISPLAY is not set): use --serve 127.0.0.1:8080 or --save out.mp4 instead"
+    import cv2
+
+    gui = [line for line in cv2.getBuildInformation().splitlines() if line.strip().startswith("GUI:")]
+    if gui and gui[0].split(":", 1)[1].strip().upper() == "NONE":
+        return GUI_HINT
+    return None
+
+
+class Window:
+    """An OpenCV window; pressing q or Esc asks the run to stop."""
+
+    name = "toolkit classify"
+
+    def __init__(self) -> None:
+        problem = window_problem()
+        if problem:
+            raise ToolkitError(problem)
+        import cv2
+
+        try:
+            cv2.namedWindow(self.name, cv2.WINDOW_NORMAL)
+        except cv2.error:
+            raise ToolkitError(GUI_HINT) from None
+
+    def show(self, frame: np.ndarray) -> bool:
+        """Display ``frame``; False when the user asked to quit."""
+        import cv2
+
+        cv2.imshow(self.name, frame)
+        key = cv2.waitKey(1) & 0xFF
+        return key not in (ord("q"), 27)
+
+    def close(self) -> None:
+        import cv2
+
+        with contextlib.suppress(cv2.error):
+            cv2.destroyWindow(self.name)
+
+
+FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "FFV1"}
+
+
+class VideoSaver:
+    """Writes annotated frames to a video; the file appears (atomically) when the run ends."""
+
+    def __init__(self, path: str | os.PathLike, fps: float) -> None:
+        self.path = Path(path)
+        if self.path.suffix.lower() not in FOURCC_BY_SUFFIX:
+            raise ToolkitError(f"--save needs one of {', '.join(FOURCC_BY_SUFFIX)}, got {self.path.name}")
+        self.fps = fps
+        self._context: contextlib.AbstractContextManager[Path] | None = None
+        self._writer: Any = None
+        self._size: tuple[int, int] | None = None
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        import cv2
+
+        height, width = frame.shape[:2]
+        if self._writer is None:
+            self._context = atomic.atomic_path(self.path)
+            temporary = self._context.__enter__()
+            fourcc = cv2.VideoWriter_fourcc(*FOURCC_BY_SUFFIX[self.path.suffix.lower()])
+            self._writer = cv2.VideoWriter(str(temporary), fourcc, self.fps, (width, height))
+            if not self._writer.isOpened():
+                self._context.__exit__(None, None, None)
+                self._writer = self._context = None
+                raise ToolkitError(f"cannot write video {self.path}: OpenCV here has no encoder for it")
+            self._size = (width, height)
+        if (width, height) != self._size:  # a camera that changed resolution after a reconnect
+            frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
+        self._writer.write(frame)
+        self.frames += 1
+
+    def close(self) -> None:
+        """Finish the file and move it into place."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+            context, self._context = self._context, None
+            context.__exit__(None, None, None)

@@ -1,0 +1,296 @@
+"""Frame sources: camera, video file, image, image folder, network stream and Picamera2.
+
+``open_source(spec)`` turns the ``--source`` string into one of these. Every source
+yields :class:`Frame` objects from ``frames(stop)``; a frame whose ``image`` is
+``None`` could not be read (the pipeline skips and counts it). Live sources (cameras
+and streams) reconnect with back-off when the device goes away and carry on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from toolkit.errors import ToolkitError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+def _cv2():
+    import cv2
+
+    # OpenCV's own warnings ("can't open camera by index") would print before our one-line error.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    return cv2
+
+
+@dataclasses.dataclass
+class Frame:
+    """One captured picture and where it came from."""
+
+    index: int  # position in the source, unreadable frames included
+    image: np.ndarray | None  # uint8 H x W x C in ``colour_order``; None when it could not be read
+    captured_at: float  # time.time() when it was read
+    colour_order: str = "BGR"  # OpenCV gives BGR; Picamera2's "RGB888" is BGR in memory too
+    name: str = ""  # file name for image and folder sources
+
+
+@dataclasses.dataclass
+class Backoff:
+    """Reconnect delays for live sources: ``first``, doubling up to ``longest``, for ``give_up_after`` seconds."""
+
+    first: float = 0.5  # seconds before the first reconnect attempt
+    longest: float = 8.0  # cap on the delay between attempts
+    give_up_after: float = 60.0  # total seconds without a frame before the run stops with an error; 0 = never
+
+    def delays(self) -> Iterator[float]:
+        delay = self.first
+        while True:
+            yield delay
+            delay = min(delay * 2.0, self.longest)
+
+
+class Source:
+    """Base class: a named, possibly live, sequence of frames."""
+
+    live = False  # a live source drops stale frames (newest wins); a file keeps every frame
+    fps = 30.0  # frame rate used when saving an annotated video
+    reconnects = 0  # times a live source came back after being lost
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the device or file; safe to call twice."""
+
+
+def _log(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+class CaptureSource(Source):
+    """Anything ``cv2.VideoCapture`` opens: camera index, /dev/videoN, video file or stream URL.
+
+    ``open_capture`` builds the capture object (tests pass a fake camera). A video file
+    keeps every frame and may ``loop``; a live source reconnects with back-off.
+    """
+
+    def __init__(
+        self,
+        target: int | str,
+        description: str,
+        live: bool,
+        loop: bool = False,
+        capture_size: tuple[int, int] | None = None,
+        backoff: Backoff | None = None,
+        open_capture: Callable[[int | str], Any] | None = None,
+    ) -> None:
+        super().__init__(description)
+        self.target = target
+        self.live = live
+        self.loop = loop
+        self.capture_size = capture_size
+        self.backoff = backoff or Backoff()
+        self._open_capture = open_capture or (lambda target: _cv2().VideoCapture(target))
+        self.capture = self._open()
+        if self.capture is None:
+            raise ToolkitError(self._missing_message())
+        fps = float(self.capture.get(5) or 0.0)  # cv2.CAP_PROP_FPS
+        self.fps = fps if 1.0 <= fps <= 240.0 else 30.0
+        self.frame_count = int(self.capture.get(7) or 0) if not live else 0  # cv2.CAP_PROP_FRAME_COUNT
+
+    def _missing_message(self) -> str:
+        if isinstance(self.target, int) or str(self.target).startswith("/dev/video"):
+            return (
+                f"camera {self.target} could not be opened: is it connected, enabled and free "
+                "(ls /dev/video* lists cameras; another program may hold it)?"
+            )
+        if self.live:
+            return f"stream {self.target} could not be opened: check the URL, the network and that it is streaming"
+        return f"video {self.target} could not be opened: not a video file or a codec OpenCV here cannot decode"
+
+    def _open(self) -> Any | None:
+        capture = self._open_capture(self.target)
+        if capture is None or not capture.isOpened():
+            if capture is not None:
+                capture.release()
+            return None
+        if self.capture_size is not None:
+            capture.set(3, self.capture_size[0])  # cv2.CAP_PROP_FRAME_WIDTH
+            capture.set(4, self.capture_size[1])  # cv2.CAP_PROP_FRAME_HEIGHT
+        return capture
+
+    def _reconnect(self, stop: threading.Event) -> bool:
+        """Reopen a lost live source with back-off; False when stopped or when it stays away too long."""
+        self.close()
+        lost_at = time.monotonic()
+        for attempt, delay in enumerate(self.backoff.delays(), start=1):
+            waited = time.monotonic() - lost_at
+            if self.backoff.give_up_after and waited >= self.backoff.give_up_after:
+                return False
+            _log(f"{self.description} lost; reconnect attempt {attempt} in {delay:.1f} s")
+            if stop.wait(delay):
+                return False
+            self.capture = self._open()
+            if self.capture is not None:
+                self.reconnects += 1
+                _log(f"{self.description} is back after {time.monotonic() - lost_at:.1f} s")
+                return True
+        return False  # pragma: no cover - the delays never run out
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        index = 0
+        pending_unreadable = 0  # failed reads inside a video file, counted once a later read succeeds
+        while not stop.is_set():
+            ok, image = self.capture.read() if self.capture is not None else (False, None)
+            if ok and image is not None and image.size:
+                for _ in range(pending_unreadable):
+                    yield Frame(index, None, time.time(), name=self.description)
+                    index += 1
+                pending_unreadable = 0
+                yield Frame(index, image, time.time())
+                index += 1
+                continue
+            if ok:  # the device answered with an empty picture
+                yield Frame(index, None, time.time())
+                index += 1
+                continue
+            if self.live:
+                if not self._reconnect(stop):
+                    if not stop.is_set():
+                        raise ToolkitError(
+                            f"{self.description} was lost and did not come back within "
+                            f"{self.backoff.give_up_after:.0f} s"
+                        )
+                    return
+                continue
+            position = int(self.capture.get(1) or 0)  # cv2.CAP_PROP_POS_FRAMES
+            if self.frame_count and position + pending_unreadable < self.frame_count - 1 and pending_unreadable < 8:
+                pending_unreadable += 1  # a damaged frame in the middle: try the next one
+                continue
+            if self.loop and index > 0:
+                self.capture.set(1, 0)
+                pending_unreadable = 0
+                continue
+            return
+
+    def close(self) -> None:
+        if self.capture is not None:
+            self.capture.release()
+            self.capture = None
+
+
+class ImageFilesSource(Source):
+    """One image or every image under a folder (sorted, recursive); unreadable files are counted."""
+
+    fps = 2.0
+
+    def __init__(self, paths: list[Path], description: str, loop: bool = False) -> None:
+        super().__init__(description)
+        self.paths = paths
+        self.loop = loop
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        cv2 = _cv2()
+        index = 0
+        while True:
+            for path in self.paths:
+                if stop.is_set():
+                    return
+                image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+                yield Frame(index, image if image is not None and image.size else None, time.time(), name=str(path))
+                index += 1
+            if not self.loop:
+                return
+
+
+class Picamera2Source(Source):
+    """The Raspberry Pi camera through Picamera2 (imported only when asked for)."""
+
+    live = True
+
+    def __init__(self, capture_size: tuple[int, int] | None = None) -> None:
+        super().__init__("picamera2")
+        try:
+            from picamera2 import Picamera2
+        except ImportError:
+            raise ToolkitError(
+                "--source picamera2 needs Picamera2: sudo apt install python3-picamera2 "
+                "(and create the virtual environment with --system-site-packages)"
+            ) from None
+        width, height = capture_size or (640, 480)
+        try:
+            self.camera = Picamera2()
+            # "RGB888" is stored B, G, R in memory: the same order as an OpenCV frame.
+            self.camera.configure(
+                self.camera.create_video_configuration(main={"size": (width, height), "format": "RGB888"})
+            )
+            self.camera.start()
+        except (RuntimeError, IndexError, OSError) as error:
+            raise ToolkitError(f"the Raspberry Pi camera could not be started: {error}") from None
+
+    def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        index = 0
+        while not stop.is_set():
+            image = self.camera.capture_array("main")
+            yield Frame(index, image if image is not None and image.size else None, time.time(), "BGR")
+            index += 1
+
+    def close(self) -> None:
+        if getattr(self, "camera", None) is not None:
+            self.camera.stop()
+            self.camera.close()
+            self.camera = None
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"640x480"`` -> (640, 480)."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
+        raise ToolkitError(f"size must look like 640x480, got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def open_source(
+    spec: str,
+    loop: bool = False,
+    capture_size: tuple[int, int] | None = None,
+    backoff: Backoff | None = None,
+) -> Source:
+    """The source ``--source spec`` names: camera index, /dev/videoN, URL, picamera2, image, folder or video."""
+    spec = spec.strip()
+    if spec == "picamera2":
+        return Picamera2Source(capture_size)
+    if spec.isdigit():
+        return CaptureSource(int(spec), f"camera {spec}", live=True, capture_size=capture_size, backoff=backoff)
+    if spec.startswith("/dev/video"):
+        if not Path(spec).exists():
+            raise ToolkitError(f"camera {spec} does not exist (ls /dev/video* lists cameras; is it connected and enabled?)")
+        return CaptureSource(spec, f"camera {spec}", live=True, capture_size=capture_size, backoff=backoff)
+    if spec.lower().startswith(STREAM_SCHEMES):
+        return CaptureSource(spec, f"stream {spec}", live=True, backoff=backoff)
+    path = Path(spec)
+    if path.is_dir():
+        paths = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise ToolkitError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return ImageFilesSource(paths, f"folder {path}", loop=loop)
+    if not path.exists():
+        raise ToolkitError(
+            f"source {spec} does not exist: give a camera index, /dev/videoN, a video, an image, a folder, "
+            "an rtsp:// or http:// URL, or picamera2"
+        )
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageFilesSource([path], f"image {path}", loop=loop)
+    return CaptureSource(str(path), f"video {path}", live=False, loop=loop)

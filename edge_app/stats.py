@@ -1,0 +1,113 @@
+"""Run statistics for the summary: frames, mean FPS, inference-time percentiles, drops and faults.
+
+Memory stays bounded on runs of any length: inference times are kept exactly for the
+first ``capacity`` frames, then as a uniform reservoir sample of that size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+
+def resident_memory_mb() -> float | None:
+    """This process's resident set size in MiB (Linux /proc; None elsewhere)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Reservoir:
+    """A fixed-size uniform sample of a stream of numbers (Vitter's algorithm R)."""
+
+    def __init__(self, capacity: int = 100_000, seed: int = 0) -> None:
+        self.values = np.empty(capacity, dtype=np.float32)
+        self.seen = 0
+        self._rng = np.random.default_rng(seed)
+
+    def add(self, value: float) -> None:
+        if self.seen < len(self.values):
+            self.values[self.seen] = value
+        else:
+            slot = int(self._rng.integers(0, self.seen + 1))
+            if slot < len(self.values):
+                self.values[slot] = value
+        self.seen += 1
+
+    def sample(self) -> np.ndarray:
+        return self.values[: min(self.seen, len(self.values))]
+
+
+@dataclasses.dataclass
+class RunStats:
+    """Counters the pipeline threads update; :meth:`summary` turns them into the end-of-run report."""
+
+    warmup_frames: int = 200  # frames before the "after warm-up" memory reading
+    frames: int = 0  # frames classified
+    unreadable: int = 0  # frames the source delivered broken or empty (skipped)
+    dropped: int = 0  # frames replaced by a newer one before inference (live sources)
+    reconnects: int = 0  # times a lost camera or stream came back
+    first_frame_at: float | None = None  # perf_counter() when inference of the first frame started
+    last_frame_at: float | None = None  # perf_counter() when the last frame's result was out
+    rss_after_warmup_mb: float | None = None
+    inference: Reservoir = dataclasses.field(default_factory=Reservoir)
+
+    def record_inference(self, started_at: float, seconds: float) -> None:
+        """Count one classified frame that took ``seconds`` in the interpreter."""
+        if self.first_frame_at is None:
+            self.first_frame_at = started_at
+        self.frames += 1
+        self.inference.add(seconds * 1000.0)
+        if self.frames == self.warmup_frames:
+            self.rss_after_warmup_mb = resident_memory_mb()
+
+    def mark_output(self) -> None:
+        self.last_frame_at = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        if self.first_frame_at is None or self.last_frame_at is None:
+            return 0.0
+        return max(self.last_frame_at - self.first_frame_at, 1e-9)
+
+    def summary(self, **extra: Any) -> dict[str, Any]:
+        """The end-of-run report as a JSON-ready dict."""
+        sample = self.inference.sample()
+        percentiles = np.percentile(sample, [50, 95]) if sample.size else [float("nan")] * 2
+        report: dict[str, Any] = {
+            "frames": self.frames,
+            "seconds": round(self.elapsed, 3),
+            "mean_fps": round(self.frames / self.elapsed, 2) if self.frames and self.elapsed else 0.0,
+            "inference_ms_p50": round(float(percentiles[0]), 3) if sample.size else None,
+            "inference_ms_p95": round(float(percentiles[1]), 3) if sample.size else None,
+            "inference_ms_mean": round(float(sample.mean()), 3) if sample.size else None,
+            "dropped_frames": self.dropped,
+            "unreadable_frames": self.unreadable,
+            "reconnects": self.reconnects,
+            "rss_mb_after_warmup": None if self.rss_after_warmup_mb is None else round(self.rss_after_warmup_mb, 1),
+            "rss_mb_end": _rounded(resident_memory_mb()),
+        }
+        report.update(extra)
+        return report
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    """One human-readable line for stderr."""
+    p50, p95 = report.get("inference_ms_p50"), report.get("inference_ms_p95")
+    timing = f"inference p50 {p50:.2f} ms, p95 {p95:.2f} ms" if p50 is not None else "no inference"
+    return (
+        f"summary: {report['frames']} frames in {report['seconds']:.1f} s, {report['mean_fps']:.1f} FPS, {timing}, "
+        f"{report['dropped_frames']} dropped, {report['unreadable_frames']} unreadable, "
+        f"{report['reconnects']} reconnects"
+    )

@@ -1,0 +1,131 @@
+"""Helpers for the edge app tests: a tiny int8 model built once per session, and runs without TensorFlow.
+
+The model is built here with TensorFlow (tests may use it to BUILD fixtures); the app
+under test then runs in a subprocess where importing tensorflow or keras fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Python run before the CLI in a subprocess: importing any of these raises ModuleNotFoundError,
+# as on a Raspberry Pi that has only numpy, OpenCV and ai-edge-litert.
+BLOCKED_MODULES = ("tensorflow", "keras", "tf_keras", "tensorflow_model_optimization", "jax", "training", "converters")
+BLOCKER = f"""
+import sys, importlib.abc
+class _Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {BLOCKED_MODULES!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked: edge device)", name=name)
+        return None
+sys.meta_path.insert(0, _Blocker())
+"""
+
+
+def build_tiny_int8_model(directory: Path, sample_dir: Path, epochs: int = 8) -> Path:
+    """A width-0.125 All-CNN-C (no dropout: it learns in seconds) trained on the sample, as int8 + card.
+
+    Beside ``model_int8.tflite`` it also writes ``model_uint8.tflite`` (uint8 I/O) and
+    ``model_float32.tflite``, each with its card.
+    """
+    from converters.legacy import tf, tf_keras
+    from toolkit import preprocessing
+    from toolkit.model_card import ModelCard, TensorQuantization, save_card
+    from training.allcnn import ModelConfig, create_model
+    from training.data import channel_statistics, load_image_folder
+
+    dataset = load_image_folder(sample_dir)
+    mean, std = channel_statistics(dataset.images)
+    inputs = preprocessing.prepare_batch(dataset.images, mean, std)
+    tf_keras.utils.set_random_seed(0)
+    config = ModelConfig(width=0.125, input_dropout=0.0, stage_dropout=0.0)
+    model = create_model(config, tf_keras)
+    model.compile(optimizer=tf_keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    model.fit(inputs, dataset.labels, epochs=epochs, batch_size=32, verbose=0)
+
+    def representative_dataset():
+        for image in dataset.images[::3]:
+            yield [preprocessing.prepare_image(image, config.input_shape, mean, std)[None]]
+
+    from edge_app.runtime import make_interpreter
+
+    def quantization(detail: dict) -> TensorQuantization:
+        scale, zero_point = detail["quantization"]
+        return TensorQuantization(np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
+
+    # int8 I/O is what `toolkit convert --int8` ships; uint8 I/O and float are there to test the other paths.
+    for name, io_type in (("model_int8", tf.int8), ("model_uint8", tf.uint8), ("model_float32", None)):
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        if io_type is not None:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = representative_dataset
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = io_type
+            converter.inference_output_type = io_type
+        path = Path(directory) / f"{name}.tflite"
+        path.write_bytes(converter.convert())
+        interpreter = make_interpreter(path)
+        card = ModelCard(
+            labels=dataset.class_names,
+            input_size=list(config.input_shape),
+            mean=mean,
+            std=std,
+            architecture={"builder": "allcnn", **config.to_dict()},
+            dataset=str(sample_dir),
+            format="tflite-int8" if io_type is not None else "tflite-float32",
+            input_quantization=quantization(interpreter.get_input_details()[0]),
+            output_quantization=quantization(interpreter.get_output_details()[0]),
+            history=["edge test fixture: a few epochs on the committed sample"],
+        )
+        save_card(card, path)
+    return Path(directory) / "model_int8.tflite"
+
+
+def run_without_tensorflow(arguments: list[str], timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    """``toolkit <arguments>`` in a subprocess where tensorflow, keras and the training side cannot be imported."""
+    code = BLOCKER + "from toolkit.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(
+        [sys.executable, "-c", code, *arguments],
+        capture_output=True, text=True, timeout=timeout, env=environment, cwd=kwargs.pop("cwd", REPO_ROOT), **kwargs,
+    )
+
+
+def popen_without_tensorflow(arguments: list[str], **kwargs) -> subprocess.Popen:
+    """Like :func:`run_without_tensorflow` but returns the running process (for --serve)."""
+    code = BLOCKER + "from toolkit.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *arguments],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, cwd=REPO_ROOT, **kwargs,
+    )
+
+
+def json_lines(text: str) -> tuple[list[dict], dict]:
+    """Per-frame records and the summary from ``--headless`` stdout."""
+    records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if not records or "summary" not in records[-1]:
+        raise AssertionError(f"no summary line in output: {text[-500:]!r}")
+    return records[:-1], records[-1]["summary"]
+
+
+def write_lossless_video(path: Path, frames_bgr: list[np.ndarray], fps: float = 30.0) -> Path:
+    """Write BGR frames losslessly (FFV1 in .mkv/.avi) so decoded frames equal the written ones."""
+    import cv2
+
+    height, width = frames_bgr[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError("this OpenCV cannot write FFV1 video")
+    for frame in frames_bgr:
+        writer.write(frame)
+    writer.release()
+    return path

@@ -1,0 +1,79 @@
+"""`toolkit classify`: the edge app on a camera, video, image, folder or stream.
+
+Imports only the edge side (numpy, OpenCV, a LiteRT runtime), never TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from toolkit.errors import ToolkitError
+
+DEFAULT_MODEL = Path("pretrained") / "model_int8.tflite"
+
+
+def default_model() -> Path:
+    """``pretrained/model_int8.tflite`` in the working directory or beside the installed package."""
+    candidates = [Path.cwd() / DEFAULT_MODEL, Path(__file__).resolve().parents[2] / DEFAULT_MODEL]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ToolkitError(
+        f"no --model given and no {DEFAULT_MODEL} here: pass --model path/to/model_int8.tflite "
+        "(made by toolkit convert --int8)"
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``toolkit classify``."""
+    parser.add_argument("--model", help=f"int8 .tflite with its .card.json beside it (default: {DEFAULT_MODEL} if present)")
+    parser.add_argument(
+        "--source", default="0",
+        help="camera index or /dev/videoN, video file, image, folder of images, rtsp:// or http:// URL, or picamera2",
+    )
+    runtime = parser.add_argument_group("runtime")
+    runtime.add_argument("--threads", type=int, default=None, help="CPU threads for the interpreter (default: runtime's choice)")
+    runtime.add_argument("--edgetpu", action="store_true", help="run on a Coral Edge TPU (model must be *_edgetpu.tflite)")
+    runtime.add_argument("--no-xnnpack", dest="xnnpack", action="store_false", help="plain kernels instead of the XNNPACK delegate")
+    output = parser.add_argument_group("output")
+    output.add_argument("--top-k", type=int, default=3, help="classes reported per frame")
+    output.add_argument("--threshold", type=float, default=0.0, help="leave out classes scoring below this (0..1)")
+    output.add_argument("--smoothing", type=float, default=0.0, help="EMA weight of past frames in [0, 1); 0 = off")
+    output.add_argument("--headless", action="store_true", help="one JSON line per frame on stdout, then a summary line")
+    output.add_argument("--show", action="store_true", help="OpenCV window with the overlay (needs a display and opencv-python)")
+    output.add_argument("--save", metavar="OUT.mp4", help="write the annotated video (.mp4, .avi or .mkv)")
+    output.add_argument("--serve", metavar="HOST:PORT", help="MJPEG stream + live top-k page, e.g. 127.0.0.1:8080 (loopback unless a host is given)")
+    capture = parser.add_argument_group("capture")
+    capture.add_argument("--loop", action="store_true", help="replay a video, image or folder until stopped")
+    capture.add_argument("--capture-size", metavar="WxH", help="resolution asked of a camera, e.g. 640x480")
+    capture.add_argument("--max-frames", type=int, default=None, help="stop after this many classified frames")
+    capture.add_argument("--queue-size", type=int, default=2, help="frames waiting between capture and inference")
+    capture.add_argument("--reconnect-timeout", type=float, default=60.0, help="seconds a lost camera or stream may stay away (0 = forever)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the edge app; the summary goes to stderr (and stdout with --headless)."""
+    from edge_app.app import ClassifyConfig, run_classify
+
+    config = ClassifyConfig(
+        model=str(args.model) if args.model else str(default_model()),
+        source=args.source,
+        threads=args.threads,
+        edgetpu=args.edgetpu,
+        xnnpack=args.xnnpack,
+        top_k=args.top_k,
+        threshold=args.threshold,
+        smoothing=args.smoothing,
+        headless=args.headless,
+        show=args.show,
+        save=args.save,
+        serve=args.serve,
+        loop=args.loop,
+        capture_size=args.capture_size,
+        max_frames=args.max_frames,
+        queue_size=args.queue_size,
+        reconnect_timeout=args.reconnect_timeout,
+    )
+    run_classify(config)
+    return 0
