@@ -156,33 +156,44 @@ def _preferred_keras(folder: Path) -> list[Path]:
 # --------------------------------------------------------------------------- held-out data
 
 
-def _recorded_split(card: ModelCard) -> dict[str, Any] | None:
-    """The validation split a training run recorded in its card, if it did: data, fraction, seed, limit."""
-    for place in (card.metrics.get("validation_split"), card.metrics.get("split"), card.architecture.get("split")):
-        if isinstance(place, dict) and place.get("data"):
-            return place
-    return None
+def _recorded_data(card: ModelCard) -> str | None:
+    """The training data a card's validation split was carved from, when it is reachable here."""
+    recorded = {**card.architecture, **card.metrics}
+    if not card.dataset or not ("validation_images" in recorded or "validation_fraction" in recorded):
+        return None
+    named = card.dataset.split(":")[0] in ("cifar10", "cifar-10", "fashion-mnist", "fashion_mnist")
+    return card.dataset if named or Path(card.dataset).exists() else None
 
 
 def held_out_data(models: dict[str, Path], data: str | None, limit: int | None, seed: int = 0) -> HeldOut:
-    """Images to measure accuracy on: the validation split recorded in a model card, else ``data``."""
-    from training.data import load_dataset, stratified_subset, train_validation_split
+    """Images to measure accuracy on: the validation split recorded in a model card, else ``data``.
 
-    for path in models.values():
-        split = _recorded_split(load_card(path))
-        if split is None or not Path(str(split["data"])).exists() and split["data"] not in ("cifar10", "fashion-mnist"):
+    Labels are mapped onto the model's class ids by name, as ``toolkit eval`` does.
+    """
+    from training.data import load_dataset
+    from training.evaluate import label_mapping, load_evaluation_data
+
+    cards = [load_card(path) for path in models.values()]
+    for card in cards:
+        recorded = _recorded_data(card)
+        if recorded is None:
             continue
-        dataset = load_dataset(str(split["data"]), limit=split.get("limit"), seed=int(split.get("seed", 0)))
-        fraction = float(split.get("fraction", split.get("validation_fraction", 0.1)))
-        _, validation = train_validation_split(dataset, fraction, int(split.get("seed", 0)))
-        if limit is not None and limit < len(validation):
-            validation = validation.subset(stratified_subset(validation.labels, limit, seed))
-        description = f"validation split ({fraction:.0%}, seed {split.get('seed', 0)}) of {split['data']}"
-        return HeldOut(validation.images, validation.labels, validation.class_names, description)
-    if data is None:
-        raise ToolkitError("no validation split is recorded in the model cards: pass --data with held-out images")
-    dataset = load_dataset(data, limit=limit, seed=seed)
-    return HeldOut(dataset.images, dataset.labels, dataset.class_names, f"{data} ({len(dataset)} images)")
+        dataset = load_evaluation_data(recorded, card, split="validation", limit=limit, seed=seed, progress=False)
+        recorded_values = {**card.architecture, **card.metrics}
+        description = (
+            f"validation split ({float(recorded_values.get('validation_fraction', 0.1)):.0%}, "
+            f"seed {recorded_values.get('split_seed', 0)}) of {recorded}, as recorded in the model card"
+        )
+        break
+    else:
+        if data is None:
+            raise ToolkitError(
+                "the model cards record no validation split reachable here: pass --data with held-out images"
+            )
+        dataset = load_dataset(data, limit=limit, seed=seed)
+        description = f"{data}" + (f" (class-balanced subset of {limit})" if limit is not None else "")
+    mapping = label_mapping(dataset.class_names, cards[0].labels)
+    return HeldOut(dataset.images, mapping[dataset.labels], cards[0].labels, description)
 
 
 # --------------------------------------------------------------------------- producing formats
@@ -325,7 +336,7 @@ def run_benchmark(
     held_out = held_out_data(models, data, config.limit)
     produced: dict[str, Path] = {}
     if config.produce_missing:
-        calibration = data or _recorded_data(models)
+        calibration = data or next(filter(None, (_recorded_data(load_card(path)) for path in models.values())), None)
         produced = produce_missing_formats(models, out_dir, calibration, config)
         models = {key: (models.get(key) or produced[key]) for key in FORMATS if key in models or key in produced}
     delegate_loads, delegate_reason = edgetpu_delegate_status()
@@ -384,14 +395,6 @@ def run_benchmark(
     }
     write_reports(report, out_dir)
     return report
-
-
-def _recorded_data(models: dict[str, Path]) -> str | None:
-    for path in models.values():
-        split = _recorded_split(load_card(path))
-        if split is not None:
-            return str(split["data"])
-    return None
 
 
 def _edgetpu_cell(
