@@ -89,10 +89,19 @@ def build_tiny_int8_model(directory: Path, sample_dir: Path, epochs: int = 8) ->
     return Path(directory) / "model_int8.tflite"
 
 
+def _environment(display: str | None) -> dict[str, str]:
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    environment.pop("DISPLAY", None)
+    environment.pop("WAYLAND_DISPLAY", None)
+    if display:
+        environment["DISPLAY"] = display
+    return environment
+
+
 def run_without_tensorflow(arguments: list[str], timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
     """``toolkit <arguments>`` in a subprocess where tensorflow, keras and the training side cannot be imported."""
     code = BLOCKER + "from toolkit.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    environment = _environment(kwargs.pop("env_display", os.environ.get("DISPLAY")))
     return subprocess.run(
         [sys.executable, "-c", code, *arguments],
         capture_output=True, text=True, timeout=timeout, env=environment, cwd=kwargs.pop("cwd", REPO_ROOT), **kwargs,
@@ -102,7 +111,7 @@ def run_without_tensorflow(arguments: list[str], timeout: float = 120, **kwargs)
 def popen_without_tensorflow(arguments: list[str], **kwargs) -> subprocess.Popen:
     """Like :func:`run_without_tensorflow` but returns the running process (for --serve)."""
     code = BLOCKER + "from toolkit.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    environment = _environment(os.environ.get("DISPLAY"))
     return subprocess.Popen(
         [sys.executable, "-c", code, *arguments],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, cwd=REPO_ROOT, **kwargs,

@@ -48,10 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
         try:
             module = _load(module_name)
+            # add_arguments may import its stage's package (training, converters); on an edge
+            # device without them the other commands, classify above all, must still work.
+            module.add_arguments(subparser)
         except ModuleNotFoundError as error:
             subparser.set_defaults(_missing=str(error))
             continue
-        module.add_arguments(subparser)
         subparser.set_defaults(_run=module.run)
     return parser
 

@@ -1,0 +1,159 @@
+"""`toolkit classify` end to end, in a subprocess where TensorFlow and Keras cannot be imported."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_support import REPO_ROOT, json_lines, run_without_tensorflow, write_lossless_video
+from training.data import load_image_folder
+
+
+def reference_probabilities(model_path: Path, rgb_images: np.ndarray) -> np.ndarray:
+    """What `toolkit eval` predicts for the same images."""
+    from training.evaluate import predict_probabilities
+
+    return predict_probabilities(model_path, rgb_images)
+
+
+@pytest.fixture(scope="module")
+def sample(sample_dir):
+    dataset = load_image_folder(sample_dir)
+    chosen = np.arange(0, len(dataset), 5)  # 60 real images, 6 per class
+    return dataset.images[chosen]
+
+
+def test_video_predictions_match_eval_without_tensorflow(edge_int8_model, sample, tmp_path):
+    frames_bgr = [np.ascontiguousarray(image[:, :, ::-1]) for image in sample]
+    video = write_lossless_video(tmp_path / "sample.mkv", frames_bgr)
+    capture = cv2.VideoCapture(str(video))
+    decoded = [capture.read()[1] for _ in range(len(frames_bgr))]
+    assert all(np.array_equal(a, b) for a, b in zip(decoded, frames_bgr)), "the test video is not lossless"
+
+    saved = tmp_path / "annotated.mp4"
+    result = run_without_tensorflow(
+        ["classify", "--model", str(edge_int8_model), "--source", str(video), "--headless", "--top-k", "3",
+         "--threads", "1", "--save", str(saved)]
+    )
+    assert result.returncode == 0, result.stderr
+    records, summary = json_lines(result.stdout)
+    assert [record["frame"] for record in records] == list(range(len(sample)))
+    assert all({"time", "frame", "top_k", "inference_ms"} <= set(record) for record in records)
+
+    expected = reference_probabilities(edge_int8_model, sample)
+    labels = sorted(path.name for path in (REPO_ROOT / "tests/data/cifar10-sample").iterdir())
+    for record, probabilities in zip(records, expected):
+        order = np.argsort(-probabilities, kind="stable")[:3]
+        assert [p["label"] for p in record["top_k"]] == [labels[i] for i in order]
+        np.testing.assert_allclose([p["score"] for p in record["top_k"]], probabilities[order], atol=1e-5)
+    assert len({record["top_k"][0]["label"] for record in records}) >= 3
+
+    assert summary["frames"] == len(sample)
+    assert summary["unreadable_frames"] == 0 and summary["dropped_frames"] == 0
+    assert summary["mean_fps"] > 0 and 0 < summary["inference_ms_p50"] <= summary["inference_ms_p95"]
+    assert summary["runtime"] in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
+    assert "summary:" in result.stderr
+
+    written = cv2.VideoCapture(str(saved))
+    assert int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == len(sample)
+    assert min(written.read()[1].shape[:2]) >= 240  # small frames are enlarged for the overlay
+
+
+def test_images_folder_counts_unreadable_and_matches_eval(edge_int8_model, sample, tmp_path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    # Camera-sized, non-square pictures: the app's crop and resize must match eval's.
+    large = [cv2.resize(image, (131, 97)) for image in sample[:2]]
+    for index, image in enumerate(large):
+        cv2.imwrite(str(folder / f"{index}.png"), image[:, :, ::-1])
+    (folder / "2.jpg").write_bytes(b"\xff\xd8 this is not a picture")
+    result = run_without_tensorflow(
+        ["classify", "--model", str(edge_int8_model), "--source", str(folder), "--headless", "--top-k", "1"]
+    )
+    assert result.returncode == 0, result.stderr
+    records, summary = json_lines(result.stdout)
+    assert summary["frames"] == 2 and summary["unreadable_frames"] == 1
+    expected = reference_probabilities(edge_int8_model, np.stack(large))
+    for record, probabilities in zip(records, expected):
+        assert record["source"].endswith((".png",))
+        assert record["top_k"][0]["index"] == int(np.argmax(probabilities))
+        assert record["top_k"][0]["score"] == pytest.approx(float(np.max(probabilities)), abs=1e-5)
+
+
+def test_memory_stays_flat_over_thousands_of_frames(edge_int8_model, sample, tmp_path):
+    frames = [np.ascontiguousarray(sample[index % len(sample)][:, :, ::-1]) for index in range(4000)]
+    video = write_lossless_video(tmp_path / "long.mkv", frames)
+    result = run_without_tensorflow(
+        ["classify", "--model", str(edge_int8_model), "--source", str(video), "--headless", "--smoothing", "0.5"]
+    )
+    assert result.returncode == 0, result.stderr
+    records, summary = json_lines(result.stdout)
+    assert summary["frames"] == len(records) == 4000
+    growth = summary["rss_mb_end"] - summary["rss_mb_after_warmup"]
+    assert growth < 4.0, f"resident memory grew {growth:.1f} MiB over 3800 frames"
+
+
+def test_threshold_drops_low_scores(edge_int8_model, sample, tmp_path):
+    video = write_lossless_video(tmp_path / "short.mkv", [image[:, :, ::-1].copy() for image in sample[:10]])
+    result = run_without_tensorflow(
+        ["classify", "--model", str(edge_int8_model), "--source", str(video), "--headless", "--top-k", "5",
+         "--threshold", "0.2"]
+    )
+    assert result.returncode == 0, result.stderr
+    records, _ = json_lines(result.stdout)
+    scores = [p["score"] for record in records for p in record["top_k"]]
+    assert scores and min(scores) >= 0.2
+    assert any(len(record["top_k"]) < 5 for record in records)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--source", "/dev/video99"], "camera /dev/video99 does not exist"),
+        (["--source", "9"], "camera 9 could not be opened"),
+        (["--source", "no/such/file.mp4"], "does not exist"),
+        (["--edgetpu"], "_edgetpu.tflite"),
+        (["--show"], "--show needs"),
+        (["--serve", "localhost:notaport"], "--serve needs HOST:PORT"),
+    ],
+)
+def test_faults_are_one_line_errors(edge_int8_model, sample_dir, arguments, message):
+    source = [] if "--source" in arguments else ["--source", str(sample_dir / "cat" / "0000.jpg")]
+    result = run_without_tensorflow(["classify", "--model", str(edge_int8_model), *source, *arguments], env_display=None)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_edgetpu_delegate_missing_is_a_clear_error(edge_int8_model, tmp_path):
+    compiled = tmp_path / "model_int8_edgetpu.tflite"
+    shutil.copy(edge_int8_model, compiled)
+    shutil.copy(edge_int8_model.with_name("model_int8.card.json"), tmp_path / "model_int8_edgetpu.card.json")
+    result = run_without_tensorflow(
+        ["classify", "--model", str(compiled), "--source", str(REPO_ROOT / "tests/data/cifar10-sample/cat/0000.jpg"),
+         "--edgetpu"]
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: Edge TPU delegate libedgetpu.so.1")
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+
+
+def test_default_model_is_pretrained_or_a_clear_error(edge_int8_model, tmp_path, sample_dir):
+    image = str(sample_dir / "cat" / "0000.jpg")
+    if not (REPO_ROOT / "pretrained" / "model_int8.tflite").exists():
+        result = run_without_tensorflow(["classify", "--source", image], cwd=tmp_path)
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines()[-1].startswith("error: no --model given")
+        assert "pass --model" in result.stderr
+    (tmp_path / "pretrained").mkdir()
+    shutil.copy(edge_int8_model, tmp_path / "pretrained" / "model_int8.tflite")
+    shutil.copy(edge_int8_model.with_name("model_int8.card.json"), tmp_path / "pretrained" / "model_int8.card.json")
+    result = run_without_tensorflow(["classify", "--source", image, "--headless"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    _, summary = json_lines(result.stdout)
+    assert summary["frames"] == 1 and summary["model"].endswith("pretrained/model_int8.tflite")
