@@ -1,0 +1,180 @@
+"""The bridge between the two Keras stacks: a Keras 3 ``.keras`` model and its tf_keras twin.
+
+Every stage's artifact is a Keras 3 ``.keras`` file with a model card beside it, so
+``toolkit eval``, the benchmark and the next stage read any of them the same way:
+
+    source = load_source("runs/train/best.keras")     # Keras 3 model + card + ModelConfig
+    twin = source.twin()                               # tf_keras, same weights (tfmot works on it)
+    ...prune or fine-tune the twin...
+    save_keras3(twin, source.model_config, card, "runs/prune/model.keras")
+
+The twin is built by the shared builder (``training.allcnn.create_model``) from the
+card's ``architecture``, and weights move by layer name, so nothing is converted by
+hand and the float outputs of the two agree to float rounding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit import atomic
+from toolkit.errors import ToolkitError
+from toolkit.model_card import ModelCard, card_path, load_card, save_card
+from training.allcnn import ModelConfig, create_model
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_model_file(model_path: str | Path, suffixes: tuple[str, ...] = (".keras",)) -> Path:
+    """A one-line error unless ``model_path`` is an existing file with one of ``suffixes`` and a card beside it."""
+    model_path = Path(model_path)
+    if not model_path.exists():
+        raise ToolkitError(f"model file {model_path} does not exist")
+    if model_path.is_dir():
+        candidates = sorted(model_path.glob("*.keras"))
+        hint = f" (did you mean {candidates[0]}?)" if candidates else ""
+        raise ToolkitError(f"--model {model_path} is a folder, not a model file{hint}")
+    if model_path.suffix not in suffixes:
+        raise ToolkitError(f"model file {model_path} must be one of {', '.join(suffixes)}, got {model_path.suffix or 'no suffix'}")
+    if not card_path(model_path).exists():
+        raise ToolkitError(f"no model card {card_path(model_path)} beside {model_path}: labels, input size and normalisation come from it")
+    return model_path
+
+
+@dataclasses.dataclass
+class SourceModel:
+    """A Keras 3 model read from disk, with what is needed to rebuild and feed it."""
+
+    path: Path  # the .keras file
+    card: ModelCard  # its model card
+    model_config: ModelConfig  # rebuilt from card.architecture
+    model: Any  # the Keras 3 model
+    sha256: str  # hash of the .keras file, recorded as source_sha256 downstream
+    run_config: dict[str, Any]  # config.json of the run folder it came from ({} when there is none)
+
+    def twin(self) -> Any:
+        """A fresh tf_keras model with this model's weights."""
+        from converters.legacy import twin_from_keras3
+
+        return twin_from_keras3(self.model, self.model_config)
+
+
+def load_keras3(model_path: str | Path) -> Any:
+    """``keras.models.load_model`` with a one-line error for a corrupt or foreign file."""
+    from training.backend import keras
+
+    model_path = Path(model_path)
+    if not zipfile.is_zipfile(model_path):
+        raise ToolkitError(f"{model_path} is not a Keras 3 .keras file (not a zip archive): is it corrupt or truncated?")
+    try:
+        # compile=False: the training optimizer and loss are not needed downstream, and
+        # custom ones (training.optimization) would otherwise have to be importable.
+        return keras.models.load_model(model_path, compile=False)
+    except Exception as error:  # noqa: BLE001 - keras raises many types for a broken archive
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ToolkitError(f"{model_path} could not be loaded as a Keras model: {first_line[:200]}") from None
+
+
+def read_run_config(model_path: str | Path) -> dict[str, Any]:
+    """The ``config.json`` of the run folder holding ``model_path``, or {} when absent or unreadable."""
+    path = Path(model_path).parent / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def load_source(model_path: str | Path) -> SourceModel:
+    """Read a ``.keras`` model and its card; refuse a model that does not match its card."""
+    model_path = check_model_file(model_path)
+    card = load_card(model_path)
+    if not card.architecture:
+        raise ToolkitError(f"model card {card_path(model_path)} has no 'architecture': cannot rebuild the tf_keras twin")
+    try:
+        model_config = ModelConfig.from_dict(card.architecture)
+    except TypeError as error:
+        raise ToolkitError(f"model card {card_path(model_path)} has an unreadable 'architecture': {error}") from None
+    model = load_keras3(model_path)
+    expected = [int(value) for value in card.input_size]
+    actual = [int(value) for value in model.input_shape[1:]]
+    if expected != actual:
+        raise ToolkitError(f"model card says input {expected} but {model_path.name} expects {actual}")
+    return SourceModel(model_path, card, model_config, model, file_sha256(model_path), read_run_config(model_path))
+
+
+def keras3_from_weights(model_config: ModelConfig, weights: dict[str, dict[str, np.ndarray]]) -> Any:
+    """A Keras 3 model built from ``model_config`` with ``weights[layer][variable]`` (e.g. ``["conv1"]["kernel"]``)."""
+    from training.backend import keras
+
+    model = create_model(model_config, keras)
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if layer.name not in weights:
+            raise ValueError(f"no weights for layer {layer.name!r}")
+        values = weights[layer.name]
+        layer.set_weights([values[_short_name(variable)] for variable in layer.weights])
+    return model
+
+
+def layer_weights(model: Any) -> dict[str, dict[str, np.ndarray]]:
+    """``{layer: {variable short name: value}}`` of a plain (unwrapped) Keras model of either stack."""
+    return {
+        layer.name: {_short_name(variable): np.asarray(value) for variable, value in zip(layer.weights, layer.get_weights())}
+        for layer in model.layers
+        if layer.weights
+    }
+
+
+def _short_name(variable: Any) -> str:
+    # tf_keras: "conv1/kernel:0"; Keras 3: name "kernel", path "conv1/kernel".
+    name = getattr(variable, "path", None) or variable.name
+    return name.split("/")[-1].split(":")[0]
+
+
+def save_keras3(model: Any, card: ModelCard, model_path: str | Path) -> Path:
+    """Save a Keras 3 model atomically with its card beside it; returns the model path."""
+    model_path = Path(model_path)
+    with atomic.atomic_path(model_path) as temporary:
+        model.save(temporary)
+    sizes = {"raw": model_path.stat().st_size, "gzip": gzip_size(model_path)}
+    save_card(card.replace(sizes=sizes, format="keras"), model_path)
+    return model_path
+
+
+def gzip_size(path: str | Path) -> int:
+    """Bytes of ``path`` after gzip -9 (how a download or an over-the-air update would ship it)."""
+    import gzip
+
+    return len(gzip.compress(Path(path).read_bytes(), compresslevel=9, mtime=0))
+
+
+__all__ = [
+    "SourceModel",
+    "check_model_file",
+    "file_sha256",
+    "gzip_size",
+    "keras3_from_weights",
+    "layer_weights",
+    "load_keras3",
+    "load_source",
+    "read_run_config",
+    "save_keras3",
+]

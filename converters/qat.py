@@ -1,0 +1,331 @@
+"""Quantization-aware fine-tuning (tfmot) that keeps the sparsity of a pruned model.
+
+    result = qat(QatConfig(model="runs/prune/model.keras", epochs=1, out="runs/qat"))
+
+Schemes: ``default`` is tfmot's 8-bit scheme; ``prune-preserve`` is
+``Default8BitPrunePreserveQuantizeScheme``, whose weight quantisers multiply each
+kernel by the zero mask it had when QAT began, so pruned weights stay exactly zero.
+``auto`` picks ``prune-preserve`` when the input's kernels are at least 1 % zeros.
+
+A trap fixed here: tfmot's layout transform ``LayerReLUQuantize`` gives a Conv2D (or
+Dense) that feeds a separate ``ReLU`` layer a no-op quantize config, meant to avoid a
+fake-quant between the two. That also drops the *kernel* quantiser (and the sparsity
+mask), so in All-CNN-C, where every ReLU is its own layer, eight of nine kernels would
+train unquantised and pruned weights would grow back. :class:`_KernelOnlyQuantizeConfig`
+restores the scheme's kernel quantiser for those layers and still places no
+fake-quant between conv and ReLU, which is what the converter fuses.
+
+Artifacts (OUT): ``model.keras`` (Keras 3, the fine-tuned float weights with the masks
+applied, for ``toolkit eval`` and as the float reference of the parity report),
+``model.qat.weights.h5`` (the tf_keras QAT model's weights, quantiser ranges
+included) and ``model.qat.json`` (how to rebuild it). ``toolkit convert`` finds the
+companion files beside ``model.keras`` and converts the QAT model, so the int8 model
+uses the ranges learnt here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from converters import bridge, finetune, stage
+from converters.legacy import tf_keras, tfmot
+from converters.sparsity import model_sparsity
+from toolkit import atomic
+from toolkit.errors import ToolkitError
+
+SCHEMES = ("auto", "default", "prune-preserve")
+SPARSE_INPUT_THRESHOLD = 0.01  # kernels at least this sparse count as pruned
+QAT_WEIGHTS_SUFFIX = ".qat.weights.h5"
+QAT_INFO_SUFFIX = ".qat.json"
+
+
+@dataclasses.dataclass
+class QatConfig:
+    """One quantization-aware fine-tuning run; saved in OUT/config.json."""
+
+    model: str  # the float (possibly pruned) Keras 3 model (.keras with its card)
+    out: str = "runs/qat"  # run folder
+    epochs: int = 1  # fine-tuning epochs
+    learning_rate: float = 0.001  # peak learning rate (cosine decay to 0); QAT wants a small one
+    scheme: str = "auto"  # auto, default or prune-preserve
+    data: str | None = None  # training data; default: the source run's
+    limit: int | None = None  # class-balanced subset; default: the source run's
+    batch_size: int | None = None  # default: the source run's
+    augmentation: str | None = None  # default: the source run's
+    seed: int | None = None  # default: the source run's
+    progress: bool = True  # progress bars
+    overwrite: bool = False  # replace a finished run in OUT
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        checks = [
+            (self.scheme in SCHEMES, f"--scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}"),
+            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
+            (self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}"),
+            (self.batch_size is None or self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ToolkitError(message)
+
+
+class _KernelOnlyQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+    """The scheme's kernel quantiser of a layer, without activation or output fake-quant."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def get_weights_and_quantizers(self, layer):
+        return self.inner.get_weights_and_quantizers(layer)
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        self.inner.set_quantize_weights(layer, quantize_weights)
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return []
+
+    def get_config(self):
+        return {}
+
+
+class _KernelQuantizingLayout(tfmot.quantization.keras.QuantizeLayoutTransform):
+    """tfmot's default 8-bit layout transform, then kernel quantisers back on conv/dense layers it left bare."""
+
+    def __init__(self, registry: Any) -> None:
+        self.base = tfmot.quantization.keras.default_8bit.Default8BitQuantizeLayoutTransform()
+        self.registry = registry
+
+    def apply(self, model, layer_quantize_map):
+        transformed, quantize_map = self.base.apply(model, layer_quantize_map)
+        for layer in transformed.layers:
+            entry = quantize_map.get(layer.name) or {}
+            config = entry.get("quantize_config")
+            if config is None or type(config).__name__ != "NoOpQuantizeConfig":
+                continue
+            if not isinstance(layer, (tf_keras.layers.Conv2D, tf_keras.layers.Dense, tf_keras.layers.DepthwiseConv2D)):
+                continue
+            quantize_map[layer.name] = {**entry, "quantize_config": _KernelOnlyQuantizeConfig(self.registry.get_quantize_config(layer))}
+        return transformed, quantize_map
+
+
+class _Scheme(tfmot.quantization.keras.QuantizeScheme):
+    """A tfmot 8-bit scheme (default or prune-preserving) with the kernel-quantising layout."""
+
+    def __init__(self, base: Any) -> None:
+        self.base = base
+
+    def get_layout_transformer(self):
+        return _KernelQuantizingLayout(self.base.get_quantize_registry())
+
+    def get_quantize_registry(self):
+        return self.base.get_quantize_registry()
+
+
+def quantize_scheme(name: str) -> Any:
+    """The tfmot scheme for ``default`` or ``prune-preserve``."""
+    if name == "prune-preserve":
+        return _Scheme(tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())
+    if name == "default":
+        return _Scheme(tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme())
+    raise ToolkitError(f"unknown quantisation scheme {name!r}; choose default or prune-preserve")
+
+
+def check_quantizable(model: Any) -> None:
+    """A one-line error naming the first layer tfmot's 8-bit scheme cannot quantise."""
+    registry = tfmot.quantization.keras.default_8bit.Default8BitQuantizeRegistry()
+    for layer in model.layers:
+        if isinstance(layer, tf_keras.layers.InputLayer):
+            continue
+        if not registry.supports(layer):
+            raise ToolkitError(
+                f"layer {layer.name!r} ({type(layer).__name__}) cannot be quantised by tfmot's 8-bit scheme: "
+                "replace it with a supported layer (Conv2D, Dense, BatchNormalization, ReLU, pooling, Softmax)"
+            )
+
+
+def quantize_model(model: Any, scheme_name: str) -> Any:
+    """Wrap a plain tf_keras model for QAT with the named scheme."""
+    check_quantizable(model)
+    annotated = tfmot.quantization.keras.quantize_annotate_model(model)
+    try:
+        return tfmot.quantization.keras.quantize_apply(annotated, quantize_scheme(scheme_name))
+    except (RuntimeError, ValueError) as error:
+        raise ToolkitError(f"tfmot cannot quantise this model: {str(error).strip().splitlines()[0]}") from None
+
+
+def choose_scheme(requested: str, sparsity: float) -> str:
+    if requested != "auto":
+        return requested
+    return "prune-preserve" if sparsity >= SPARSE_INPUT_THRESHOLD else "default"
+
+
+def _wrapper_masks(wrapper: Any) -> dict[str, np.ndarray]:
+    """Sparsity masks of a QuantizeWrapper's weights (prune-preserve scheme), by variable short name."""
+    masks = {}
+    for variable, _, quantizer_variables in getattr(wrapper, "_weight_vars", []):
+        mask = quantizer_variables.get("sparsity_mask") if isinstance(quantizer_variables, dict) else None
+        if mask is not None:
+            masks[variable.name.split("/")[-1].split(":")[0]] = np.asarray(mask)
+    return masks
+
+
+def apply_masks_and_extract(qat_model: Any) -> dict[str, dict[str, np.ndarray]]:
+    """Zero the masked weights inside the QAT model and return its float weights per original layer.
+
+    Masked weights get no gradient (the forward pass multiplies them by 0) but L2 decay
+    and float rounding could still leave them non-zero in the variable; assigning
+    ``w * mask`` makes the stored kernels exactly as sparse as the model computes.
+    """
+    weights: dict[str, dict[str, np.ndarray]] = {}
+    for layer in qat_model.layers:
+        inner = getattr(layer, "layer", None)
+        if inner is None or not isinstance(layer, tfmot.quantization.keras.QuantizeWrapper):
+            continue
+        masks = _wrapper_masks(layer)
+        values: dict[str, np.ndarray] = {}
+        for variable in layer.weights:
+            name = variable.name.split(":")[0]
+            if not name.startswith(inner.name + "/"):
+                continue  # quantiser state (ranges, step counter) of the wrapper
+            short = name.split("/")[-1]
+            value = variable.numpy()
+            if short in masks:
+                value = value * masks[short]
+                variable.assign(value)
+            values[short] = value
+        if values:
+            weights[inner.name] = values
+    return weights
+
+
+def qat_companions(model_path: str | Path) -> tuple[Path, Path]:
+    """(weights file, info file) that sit beside a QAT run's ``model.keras``."""
+    model_path = Path(model_path)
+    stem = model_path.name.rsplit(".", 1)[0]
+    return model_path.with_name(stem + QAT_WEIGHTS_SUFFIX), model_path.with_name(stem + QAT_INFO_SUFFIX)
+
+
+def has_qat_companion(model_path: str | Path) -> bool:
+    weights_path, info_path = qat_companions(model_path)
+    return weights_path.is_file() and info_path.is_file()
+
+
+def load_qat_model(source: bridge.SourceModel) -> tuple[Any, dict[str, Any]]:
+    """Rebuild the tf_keras QAT model saved beside ``source`` (see module docstring)."""
+    weights_path, info_path = qat_companions(source.path)
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ToolkitError(f"{info_path} is not readable QAT metadata: {error}") from None
+    if info.get("model_sha256") and info["model_sha256"] != source.sha256:
+        raise ToolkitError(f"{info_path} belongs to another version of {source.path.name} (hash differs): rerun toolkit qat")
+    # The prune-preserve masks are taken from the kernels at build time: the float
+    # model's masked kernels give the same masks QAT trained with.
+    qat_model = quantize_model(source.twin(), info["scheme"])
+    try:
+        qat_model.load_weights(weights_path)
+    except Exception as error:  # noqa: BLE001 - h5py and keras raise many types
+        raise ToolkitError(f"{weights_path} could not be loaded into the QAT model: {str(error).strip().splitlines()[0]}") from None
+    return qat_model, info
+
+
+def qat(config: QatConfig) -> stage.StageResult:
+    """Quantization-aware fine-tuning of ``config.model``; writes the run folder described above."""
+    config.validate()
+    started = time.perf_counter()
+    out = stage.prepare_folder(config.out, config.overwrite)
+    source = bridge.load_source(config.model)
+    settings = finetune.resolve_data_settings(
+        source,
+        {"data": config.data, "limit": config.limit, "batch_size": config.batch_size, "augmentation": config.augmentation, "seed": config.seed},
+    )
+    data = finetune.load_training_data(source, settings)
+    accuracy_before = finetune.accuracy(source.model, data.validation, data.mean, data.std)
+
+    tf_keras.utils.set_random_seed(settings.seed)
+    twin = source.twin()
+    sparsity_before = model_sparsity(twin)
+    scheme = choose_scheme(config.scheme, sparsity_before.overall)
+    qat_model = quantize_model(twin, scheme)
+    accuracy_quantized_start = finetune.accuracy(qat_model, data.validation, data.mean, data.std)
+
+    rows = finetune.fit(qat_model, data, config.epochs, config.learning_rate, progress=config.progress, description="QAT")
+    weights = apply_masks_and_extract(qat_model)
+    model = bridge.keras3_from_weights(source.model_config, weights)
+    sparsity_after = model_sparsity(model)
+    accuracy_float = finetune.accuracy(model, data.validation, data.mean, data.std)
+    accuracy_quantized = finetune.accuracy(qat_model, data.validation, data.mean, data.std)
+    sparsity_change = {
+        name: round((sparsity_after.per_layer[name] - before) * 100, 4) for name, before in sparsity_before.per_layer.items()
+    }
+
+    card = source.card.replace(
+        sparsity=round(sparsity_after.overall, 6),
+        source_sha256=source.sha256,
+        history=[*source.card.history, f"qat:{scheme}"],
+        metrics={
+            "validation_accuracy": accuracy_float,
+            "qat_validation_accuracy": accuracy_quantized,
+            "validation_images": len(data.validation),
+            "validation_fraction": settings.validation_fraction,
+            "split_seed": settings.seed,
+            "train_images": len(data.train),
+        },
+        notes=(
+            f"toolkit qat: tfmot {scheme} 8-bit scheme (kernel quantisers on conv+ReLU restored), "
+            f"{config.epochs} epoch(s); float weights here, QAT weights in {qat_companions(out / stage.MODEL_NAME)[0].name}"
+        ),
+    )
+    stage.write_config(out, {"qat": config.to_dict(), "data": settings.to_dict(), "source": str(source.path), "source_sha256": source.sha256})
+    model_path = bridge.save_keras3(model, card, out / stage.MODEL_NAME)
+    weights_path, info_path = qat_companions(model_path)
+    # The temporary name must keep ".weights.h5": tf_keras picks the file format from it.
+    with atomic.atomic_path(weights_path, suffix=".weights.h5") as temporary:
+        qat_model.save_weights(str(temporary))
+    atomic.write_json(
+        info_path,
+        {
+            "scheme": scheme,
+            "weights": weights_path.name,
+            "model_sha256": bridge.file_sha256(model_path),
+            "tfmot_version": getattr(tfmot, "__version__", "unknown"),
+        },
+    )
+    finetune.write_history_csv(rows, out / stage.HISTORY_NAME)
+    report = {
+        "stage": "qat",
+        "model": str(model_path),
+        "qat_weights": str(weights_path),
+        "source": str(source.path),
+        "source_sha256": source.sha256,
+        "scheme": scheme,
+        "sparsity_before": sparsity_before.to_dict(),
+        "sparsity": sparsity_after.to_dict(),
+        "sparsity_change_points": sparsity_change,
+        "sizes": {"raw": model_path.stat().st_size, "gzip": bridge.gzip_size(model_path)},
+        "validation_accuracy": {
+            "source_float": accuracy_before,
+            "fake_quant_before_qat": accuracy_quantized_start,
+            "fake_quant_after_qat": accuracy_quantized,
+            "float_after_qat": accuracy_float,
+        },
+        "data": data.summary(),
+        "history": rows,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    report_path = stage.write_report(out, report)
+    return stage.StageResult(model_path, report_path, report)
