@@ -481,7 +481,8 @@ def format_notes(report: dict[str, Any]) -> str:
         + ".",
         f"Accuracy: {report['held_out']} ({report['held_out_images']} images). "
         "Agree % = share of images where the format predicts the same class as the float model.",
-        f"Latency: one image at batch 1 (set input, invoke, read output; preprocessing not timed), "
+        "Latency: one image at batch 1 (TFLite: set input, invoke, read output; Keras: predict_on_batch; "
+        "preprocessing not timed), "
         f"after {timing['warmup_runs']}+ warm-up runs / {timing['warmup_seconds']} s excluded, "
         f"then at least {timing['runs']} runs and {timing['min_seconds']} s per thread count. "
         "img/s = batch-1 throughput = 1000 / mean ms.",
@@ -497,7 +498,7 @@ def format_notes(report: dict[str, Any]) -> str:
     for row in int8_rows:
         notes.append(f"Edge TPU, {row['name']}: {row['edgetpu']['reason']}")
     if report["missing_formats"]:
-        notes.append("Not in the source and not producible here: " + ", ".join(report["missing_formats"]) + ".")
+        notes.append("Not benchmarked (not in the source, and not converted here): " + ", ".join(report["missing_formats"]) + ".")
     return "\n".join(f"- {note}" for note in notes)
 
 

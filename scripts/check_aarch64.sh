@@ -15,7 +15,8 @@
 #                            [--threads 1] [--out benchmarks/results] [--rootfs /var/tmp/toolkit-aarch64/rootfs]
 #
 # The root file system (about 600 MB) stays outside the repository and is reused by
-# later runs; delete it to start from scratch. Environment: DEBIAN_MIRROR, SUITE, HOST_PYTHON.
+# later runs; delete it to start from scratch. Environment: DEBIAN_MIRROR, SUITE, HOST_PYTHON,
+# AARCH64_EMULATION=auto|chroot|proot (auto: binfmt_misc + chroot where it works, else PRoot).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -27,7 +28,7 @@ VIDEO=""
 THREADS=1
 OUT_DIR="$REPO_ROOT/benchmarks/results"
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 fail() { echo "error: $*" >&2; exit 1; }
 log() { echo "[check_aarch64] $*" >&2; }
 
@@ -94,7 +95,8 @@ fi
 # Also copy qemu in, for kernels whose binfmt entry lacks the F flag.
 install -m 0755 "$(command -v qemu-aarch64-static)" "$ROOTFS/usr/bin/qemu-aarch64-static"
 
-if chroot "$ROOTFS" /bin/true 2>/dev/null; then
+MODE="${AARCH64_EMULATION:-auto}"  # auto, chroot (binfmt_misc) or proot
+if [ "$MODE" != proot ] && chroot "$ROOTFS" /bin/true 2>/dev/null; then
     EMULATION="binfmt_misc + qemu-aarch64-static (chroot)"
     EMULATION_MODE=chroot
     in_root() { chroot "$ROOTFS" "$@"; }
@@ -103,8 +105,10 @@ if chroot "$ROOTFS" /bin/true 2>/dev/null; then
         mountpoint -q "$ROOTFS/proc" || { mount -t proc proc "$ROOTFS/proc"; MOUNTS+=("$ROOTFS/proc"); }
         mountpoint -q "$ROOTFS/dev" || bind /dev /dev
     }
+elif [ "$MODE" = chroot ]; then
+    fail "binfmt_misc cannot run arm64 binaries here (AARCH64_EMULATION=chroot)"
 else
-    log "binfmt_misc cannot run arm64 binaries here; falling back to PRoot with qemu-aarch64-static"
+    [ "$MODE" = proot ] || log "binfmt_misc cannot run arm64 binaries here; falling back to PRoot with qemu-aarch64-static"
     command -v proot >/dev/null || { apt-get install -y -qq proot >/dev/null || fail "cannot install proot"; }
     PROOT_BINDS=(-b /proc -b /dev -b /sys)
     EMULATION="PRoot + qemu-aarch64-static (no binfmt_misc)"

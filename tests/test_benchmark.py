@@ -151,3 +151,23 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "holds no .keras or .tflite model" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["benchmark", "--model", str(tmp_path), "--threads", "0"])
+
+
+def test_held_out_images_follow_the_split_recorded_in_the_card(tiny_models, tmp_path, sample_dir):
+    from converters.benchmark import held_out_data
+    from training.data import load_dataset, train_validation_split
+
+    source = tiny_models["convert"] / "model_float32.tflite"
+    model = tmp_path / "model_float32.tflite"
+    model.write_bytes(source.read_bytes())
+    card = json.loads(source.with_name("model_float32.card.json").read_text())
+    card["dataset"] = str(sample_dir)
+    card["metrics"] = {"validation_fraction": 0.2, "split_seed": 3, "train_images": 240, "validation_images": 60}
+    (tmp_path / "model_float32.card.json").write_text(json.dumps(card))
+
+    held_out = held_out_data({"tflite-float32": model}, data=None, limit=None)
+    _, expected = train_validation_split(load_dataset(str(sample_dir)), 0.2, 3)
+    assert len(held_out.labels) == 60 and "validation split (20%, seed 3)" in held_out.description
+    np.testing.assert_array_equal(held_out.images, expected.images)
+    np.testing.assert_array_equal(held_out.labels, expected.labels)
+    assert len(held_out_data({"tflite-float32": model}, data=None, limit=20).labels) == 20
