@@ -153,6 +153,7 @@ def prune(config: PruneConfig) -> stage.StageResult:
             "validation_images": len(data.validation),
             "validation_fraction": settings.validation_fraction,
             "split_seed": settings.seed,
+            "limit": settings.limit,
             "train_images": len(data.train),
         },
         notes=(

@@ -283,6 +283,7 @@ def qat(config: QatConfig) -> stage.StageResult:
             "validation_images": len(data.validation),
             "validation_fraction": settings.validation_fraction,
             "split_seed": settings.seed,
+            "limit": settings.limit,
             "train_images": len(data.train),
         },
         notes=(

@@ -1,0 +1,413 @@
+"""`toolkit pipeline`: train -> prune -> qat -> convert -> eval in one resumable command.
+
+    result = run_pipeline(PipelineConfig.from_yaml("pipeline.yaml"))
+
+Each stage writes its own folder under OUT (``train/``, ``prune/``, ``qat/``,
+``convert/``, ``eval/``) and, when it finishes, a stamp ``OUT/<stage>/stage.json`` with
+the hash of its configuration, the hash of its input model and the hash of every file
+it produced. A stage is skipped when its stamp matches all three, so a rerun after an
+interruption redoes only the unfinished stages; an interrupted *training* run is
+continued with ``toolkit train --resume`` when its configuration is unchanged (a
+changed one is moved aside to ``train.stale-<time>``, never deleted).
+
+``OUT/pipeline.json`` lists every artifact (paths relative to OUT) and the summary
+table (accuracy, size, sparsity per stage); the benchmark reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from toolkit import atomic
+from toolkit.errors import ToolkitError
+
+STAGES = ("train", "prune", "qat", "convert", "eval")
+STAMP_NAME = "stage.json"
+MANIFEST_NAME = "pipeline.json"
+# Fields that change where or how verbosely a stage runs, not what it computes.
+_UNHASHED = {"out", "model", "progress", "overwrite", "resume", "workers"}
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+    """The whole path from images to a checked int8 model; read from YAML, overridden by flags."""
+
+    out: str = "runs/pipeline"  # one folder for every stage's artifacts
+    data: str = "cifar10"  # training data: cifar10, fashion-mnist or an image folder
+    limit: int | None = None  # train on a seeded class-balanced subset of this many images
+    model: str | None = None  # start from this trained .keras (with card) instead of training
+    epochs_per_stage: int | None = None  # when set, the epochs of train, prune and qat
+    train: dict[str, Any] = dataclasses.field(default_factory=dict)  # TrainConfig fields (training.train_config)
+    prune: dict[str, Any] = dataclasses.field(default_factory=dict)  # PruneConfig fields; enabled: false skips pruning
+    qat: dict[str, Any] = dataclasses.field(default_factory=dict)  # QatConfig fields; enabled: false skips QAT
+    convert: dict[str, Any] = dataclasses.field(default_factory=dict)  # ConvertConfig fields
+    eval: dict[str, Any] = dataclasses.field(default_factory=dict)  # formats (default [int8]), data, limit
+    force: bool = False  # rerun every stage even when up to date
+    progress: bool = True  # progress bars
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any], origin: str = "pipeline config") -> "PipelineConfig":
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(payload) - known)
+        if unknown:
+            raise ToolkitError(f"{origin}: unknown key {unknown[0]!r}; known keys are {', '.join(sorted(known))}")
+        for section in ("train", "prune", "qat", "convert", "eval"):
+            if payload.get(section) is None:
+                payload = {**payload, section: {}}
+            elif not isinstance(payload[section], dict):
+                raise ToolkitError(f"{origin}: {section} must be a mapping of options, got {payload[section]!r}")
+        return cls(**payload)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "PipelineConfig":
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise ToolkitError(f"pipeline config {path} does not exist")
+        try:
+            payload = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ToolkitError(f"pipeline config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        if not isinstance(payload, dict):
+            raise ToolkitError(f"pipeline config {path} must be a mapping of options")
+        return cls.from_dict(payload, str(path))
+
+
+@dataclasses.dataclass
+class PipelineResult:
+    manifest_path: Path  # OUT/pipeline.json
+    manifest: dict[str, Any]  # its contents
+    table: str  # the printed summary
+
+
+def _config_hash(payload: dict[str, Any]) -> str:
+    kept = {key: value for key, value in payload.items() if key not in _UNHASHED}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _sha(path: Path) -> str:
+    from converters.bridge import file_sha256
+
+    return file_sha256(path)
+
+
+def _read_stamp(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / STAMP_NAME).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def up_to_date(folder: Path, config_hash: str, input_sha256: str | None) -> bool:
+    """True when ``folder``'s stamp matches the config, the input and every output file on disk."""
+    stamp = _read_stamp(folder)
+    if not stamp or stamp.get("config_hash") != config_hash or stamp.get("input_sha256") != input_sha256:
+        return False
+    for entry in stamp.get("outputs", {}).values():
+        path = folder / entry["path"]
+        if not path.is_file() or _sha(path) != entry["sha256"]:
+            return False
+    return True
+
+
+def write_stamp(folder: Path, stage: str, config_hash: str, input_sha256: str | None, outputs: dict[str, Path], seconds: float) -> None:
+    atomic.write_json(
+        folder / STAMP_NAME,
+        {
+            "stage": stage,
+            "config_hash": config_hash,
+            "input_sha256": input_sha256,
+            "outputs": {name: {"path": str(path.relative_to(folder)), "sha256": _sha(path)} for name, path in outputs.items()},
+            "seconds": round(seconds, 1),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        },
+    )
+
+
+def _say(message: str) -> None:
+    print(f"[pipeline] {message}", file=sys.stderr, flush=True)
+
+
+def _with_epochs(options: dict[str, Any], epochs: int | None) -> dict[str, Any]:
+    return {**options, "epochs": epochs} if epochs is not None else dict(options)
+
+
+def _known(options: dict[str, Any], config_class: type, stage: str) -> dict[str, Any]:
+    known = {field.name for field in dataclasses.fields(config_class)}
+    unknown = sorted(set(options) - known - {"enabled"})
+    if unknown:
+        raise ToolkitError(f"pipeline {stage} section: unknown option {unknown[0]!r}")
+    return {key: value for key, value in options.items() if key != "enabled"}
+
+
+def _stage_train(config: PipelineConfig, out: Path) -> tuple[Path, dict[str, Any]]:
+    """Train (or resume training); returns best.keras and the stage's manifest entry."""
+    from training.train_config import TrainConfig
+
+    folder = out / "train"
+    options = _known(_with_epochs(config.train, config.epochs_per_stage), TrainConfig, "train")
+    data = config.data
+    if Path(data).exists():
+        data = str(Path(data).resolve())
+    train_config = TrainConfig(**{"data": data, "limit": config.limit, **options, "out": str(folder), "progress": config.progress})
+    train_config.validate()
+    config_hash = _config_hash(train_config.to_dict())
+    best = folder / "best.keras"
+    entry = {"folder": "train", "model": "train/best.keras", "card": "train/best.card.json", "metrics": "train/metrics.json"}
+    if not config.force and up_to_date(folder, config_hash, None):
+        _say("train: up to date, skipped")
+        return best, {**entry, "skipped": True}
+
+    from training.train import train
+
+    started = time.perf_counter()
+    saved = (folder / "config.json").is_file()
+    if saved:
+        try:
+            saved_train = json.loads((folder / "config.json").read_text()).get("train", {})
+        except json.JSONDecodeError:
+            saved_train = {}
+        if not config.force and _config_hash(saved_train) == config_hash:
+            _say(f"train: continuing the interrupted run in {folder}")
+            train(TrainConfig(resume=str(folder), progress=config.progress))
+        else:
+            stale = out / f"train.stale-{time.strftime('%Y%m%d-%H%M%S')}"
+            folder.rename(stale)
+            _say(f"train: configuration changed; the previous run was moved to {stale}")
+            train(train_config)
+    else:
+        _say(f"train: {train_config.epochs} epoch(s) on {data}" + (f" (limit {config.limit})" if config.limit else ""))
+        train(train_config)
+    if not best.is_file():
+        raise ToolkitError(f"training finished without {best}")
+    write_stamp(folder, "train", config_hash, None, {"model": best, "card": folder / "best.card.json"}, time.perf_counter() - started)
+    return best, {**entry, "skipped": False}
+
+
+def _stage_model(
+    stage: str, config: PipelineConfig, out: Path, source: Path, options: dict[str, Any], config_class: type, function: Any, extra_inputs: list[Path] = ()
+) -> tuple[Path, dict[str, Any]]:
+    """Run prune or qat on ``source`` unless up to date; returns the stage's model and manifest entry."""
+    folder = out / stage
+    stage_config = config_class(**{**options, "model": str(source), "out": str(folder), "progress": config.progress, "overwrite": True})
+    stage_config.validate()
+    config_hash = _config_hash(stage_config.to_dict())
+    input_sha = hashlib.sha256("".join(_sha(path) for path in [source, *extra_inputs]).encode()).hexdigest()
+    model = folder / "model.keras"
+    entry = {"folder": stage, "model": f"{stage}/model.keras", "card": f"{stage}/model.card.json", "report": f"{stage}/report.json"}
+    if stage == "qat":
+        entry["qat_weights"] = "qat/model.qat.weights.h5"
+    if not config.force and up_to_date(folder, config_hash, input_sha):
+        _say(f"{stage}: up to date, skipped")
+        return model, {**entry, "skipped": True}
+    _say(f"{stage}: {stage_config.epochs} epoch(s) from {source}")
+    started = time.perf_counter()
+    result = function(stage_config)
+    outputs = {"model": result.model_path, "card": folder / "model.card.json", "report": result.report_path}
+    if stage == "qat":
+        from converters.qat import qat_companions
+
+        weights, info = qat_companions(result.model_path)
+        outputs.update({"qat_weights": weights, "qat_info": info})
+    write_stamp(folder, stage, config_hash, input_sha, outputs, time.perf_counter() - started)
+    return model, {**entry, "skipped": False}
+
+
+def _stage_convert(config: PipelineConfig, out: Path, source: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    from converters.convert import ConvertConfig, convert, tflite_name
+    from converters.qat import qat_companions
+
+    folder = out / "convert"
+    options = _known(config.convert, ConvertConfig, "convert")
+    if "formats" in options:
+        options["formats"] = tuple(options["formats"])
+    convert_config = ConvertConfig(**{**options, "model": str(source), "out": str(folder), "progress": config.progress})
+    convert_config.validate()
+    config_hash = _config_hash(convert_config.to_dict())
+    inputs = [source] + [path for path in qat_companions(source) if path.is_file()]
+    input_sha = hashlib.sha256("".join(_sha(path) for path in inputs).encode()).hexdigest()
+    entry = {
+        "folder": "convert",
+        "models": {name: f"convert/{tflite_name(name)}" for name in convert_config.formats},
+        "cards": {name: f"convert/{tflite_name(name).rsplit('.', 1)[0]}.card.json" for name in convert_config.formats},
+        "parity": "convert/parity.json",
+        "report": "convert/report.json",
+    }
+    if not config.force and up_to_date(folder, config_hash, input_sha):
+        _say("convert: up to date, skipped")
+        return json.loads((folder / "parity.json").read_text()), {**entry, "skipped": True}
+    for stale in [*folder.glob("model_*.tflite"), *folder.glob("model_*.card.json")]:
+        stale.unlink()  # derived files of an older configuration (e.g. other formats)
+    _say(f"convert: {', '.join(convert_config.formats)} from {source}")
+    started = time.perf_counter()
+    result = convert(convert_config)
+    outputs: dict[str, Path] = {f"{name}_model": path for name, path in result.models.items()}
+    outputs.update({f"{name}_card": folder / f"{path.name.rsplit('.', 1)[0]}.card.json" for name, path in result.models.items()})
+    outputs["report"] = result.report_path
+    if result.parity_path:
+        outputs["parity"] = result.parity_path
+    write_stamp(folder, "convert", config_hash, input_sha, outputs, time.perf_counter() - started)
+    if not result.parity_path:
+        entry["parity"] = None
+    return result.parity, {**entry, "skipped": False}
+
+
+def _stage_eval(config: PipelineConfig, out: Path, models: dict[str, Path]) -> dict[str, Any]:
+    """``toolkit eval`` of the exported models on the validation split; one JSON report per format."""
+    from training.evaluate import ModelRunner, evaluate, load_evaluation_data
+
+    folder = out / "eval"
+    options = dict(config.eval)
+    unknown = sorted(set(options) - {"formats", "data", "limit", "split"})
+    if unknown:
+        raise ToolkitError(f"pipeline eval section: unknown option {unknown[0]!r} (known: formats, data, limit, split)")
+    formats = list(options.get("formats") or ["int8"])
+    missing = [name for name in formats if name not in models]
+    if missing:
+        raise ToolkitError(f"pipeline eval: format {missing[0]} was not converted (convert.formats lists {', '.join(models)})")
+    data = options.get("data") or config.data
+    split = options.get("split", "validation")
+    entry: dict[str, Any] = {"folder": "eval", "reports": {}, "skipped": True}
+    for name in formats:
+        model = models[name]
+        config_hash = _config_hash({"data": data, "limit": options.get("limit"), "split": split, "format": name})
+        sub = folder / name
+        entry["reports"][name] = f"eval/{name}/report.json"
+        if not config.force and up_to_date(sub, config_hash, _sha(model)):
+            _say(f"eval {name}: up to date, skipped")
+            continue
+        entry["skipped"] = False
+        _say(f"eval {name}: {model.name} on the {split} split of {data}")
+        started = time.perf_counter()
+        runner = ModelRunner(model)
+        dataset = load_evaluation_data(data, runner.card, split, options.get("limit"), 0, config.progress or None)
+        report = evaluate(model, dataset, confusion_path=sub / "confusion.png", progress=config.progress or None, runner=runner)
+        report["split"] = split
+        report_path = atomic.write_json(sub / "report.json", report)
+        write_stamp(sub, "eval", config_hash, _sha(model), {"report": report_path}, time.perf_counter() - started)
+    return entry
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def summary_rows(out: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per artifact: accuracy on the validation split, size, gzip size, sparsity."""
+    from converters.bridge import gzip_size
+
+    rows = []
+    stages = manifest["stages"]
+    for stage in ("train", "prune", "qat"):
+        entry = stages.get(stage)
+        if not entry:
+            continue
+        card = _json(out / entry["card"])
+        model = out / entry["model"]
+        metrics = card.get("metrics", {})
+        note = ""
+        if stage == "qat" and "qat_validation_accuracy" in metrics:
+            note = f"fake-quant {metrics['qat_validation_accuracy']:.2%}"
+        rows.append(
+            {
+                "stage": stage,
+                "artifact": entry["model"],
+                "accuracy": metrics.get("validation_accuracy"),
+                "images": metrics.get("validation_images"),
+                "bytes": model.stat().st_size if model.exists() else None,
+                "gzip_bytes": (card.get("sizes") or {}).get("gzip") or (gzip_size(model) if model.exists() else None),
+                "sparsity": card.get("sparsity") or 0.0,
+                "note": note,
+            }
+        )
+    convert_entry = stages.get("convert") or {}
+    parity = _json(out / convert_entry["parity"]) if convert_entry.get("parity") else {}
+    evaluations = (stages.get("eval") or {}).get("reports", {})
+    for name, relative in (convert_entry.get("models") or {}).items():
+        card = _json(out / convert_entry["cards"][name])
+        evaluation = _json(out / evaluations[name]) if name in evaluations else {}
+        measured = parity.get("formats", {}).get(name, {})
+        note = (
+            f"parity {measured['gap_points']:+.2f} pt, agree {measured['agreement']:.2%} on {measured['images']} held-out"
+            if measured
+            else ""
+        )
+        rows.append(
+            {
+                "stage": f"convert {name}",
+                "artifact": relative,
+                "accuracy": evaluation.get("top1", measured.get("top1")),
+                "images": evaluation.get("n", measured.get("images")),
+                "bytes": (card.get("sizes") or {}).get("raw"),
+                "gzip_bytes": (card.get("sizes") or {}).get("gzip"),
+                "sparsity": card.get("sparsity") or 0.0,
+                "note": note,
+            }
+        )
+    return rows
+
+
+def format_summary(rows: list[dict[str, Any]]) -> str:
+    header = f"{'stage':<17} {'top-1':>7} {'images':>6} {'MB':>7} {'gzip MB':>8} {'sparsity':>8}  note"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        accuracy = f"{row['accuracy']:.2%}" if row["accuracy"] is not None else "-"
+        size = f"{row['bytes'] / 1e6:.3f}" if row["bytes"] else "-"
+        gzip_size = f"{row['gzip_bytes'] / 1e6:.3f}" if row["gzip_bytes"] else "-"
+        lines.append(
+            f"{row['stage']:<17} {accuracy:>7} {row['images'] or '-':>6} {size:>7} {gzip_size:>8} {row['sparsity']:>8.1%}  {row['note']}"
+        )
+    return "\n".join(lines)
+
+
+def run_pipeline(config: PipelineConfig) -> PipelineResult:
+    """Run every stage that is not up to date, write pipeline.json and return the summary."""
+    import converters  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow loads
+    from converters.prune import PruneConfig, prune
+    from converters.qat import QatConfig, qat
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    manifest: dict[str, Any] = {"out": str(out.resolve()), "config": config.to_dict(), "stages": {}}
+
+    if config.model:
+        from converters.bridge import check_model_file
+
+        model = check_model_file(config.model).resolve()
+        manifest["stages"]["source"] = {"model": str(model)}
+        _say(f"starting from the trained model {model}")
+        current = model
+    else:
+        current, manifest["stages"]["train"] = _stage_train(config, out)
+
+    if config.prune.get("enabled", True):
+        options = _known(_with_epochs(config.prune, config.epochs_per_stage), PruneConfig, "prune")
+        current, manifest["stages"]["prune"] = _stage_model("prune", config, out, current, options, PruneConfig, prune)
+    if config.qat.get("enabled", True):
+        options = _known(_with_epochs(config.qat, config.epochs_per_stage), QatConfig, "qat")
+        current, manifest["stages"]["qat"] = _stage_model("qat", config, out, current, options, QatConfig, qat)
+
+    parity, manifest["stages"]["convert"] = _stage_convert(config, out, current)
+    models = {name: out / relative for name, relative in manifest["stages"]["convert"]["models"].items()}
+    manifest["stages"]["eval"] = _stage_eval(config, out, models)
+
+    rows = summary_rows(out, manifest)
+    manifest["summary"] = rows
+    manifest["parity_passed"] = parity.get("passed") if parity else None
+    manifest["seconds_this_session"] = round(time.perf_counter() - started, 1)
+    manifest_path = atomic.write_json(out / MANIFEST_NAME, manifest)
+    return PipelineResult(manifest_path, manifest, format_summary(rows))
