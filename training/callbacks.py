@@ -7,6 +7,8 @@ import sys
 import time
 from typing import Any, Callable
 
+import numpy as np
+
 from training.backend import keras
 
 
@@ -16,7 +18,7 @@ def current_learning_rate(model: Any) -> float:
 
 
 class NanGuard(keras.callbacks.Callback):
-    """Stops training at the first non-finite loss and remembers where it happened.
+    """Stops training at the first non-finite loss (or, at epoch end, weights) and remembers where.
 
     Must come before :class:`EpochCheckpoint` in the callback list, which then skips
     the broken epoch so the last good checkpoint stays on disk.
@@ -36,13 +38,20 @@ class NanGuard(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         for key in ("loss", "val_loss"):
             self._check((logs or {}).get(key), None)
+        # Under XLA the cross-entropy's clip can turn NaN probabilities into a finite loss,
+        # so a model whose weights went NaN would otherwise look merely untrained.
+        if self.failure is None and not all(np.all(np.isfinite(weight)) for weight in self.model.get_weights()):
+            self._fail(None, "the weights became NaN or infinite")
 
     def _check(self, value: Any, step: int | None) -> None:
         if value is None or self.failure is not None:
             return
         if not math.isfinite(float(value)):
-            self.failure = {"epoch": self.epoch + 1, "step": step, "learning_rate": current_learning_rate(self.model)}
-            self.model.stop_training = True
+            self._fail(step, "the loss became NaN")
+
+    def _fail(self, step: int | None, what: str) -> None:
+        self.failure = {"epoch": self.epoch + 1, "step": step, "what": what, "learning_rate": current_learning_rate(self.model)}
+        self.model.stop_training = True
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

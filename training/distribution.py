@@ -40,10 +40,35 @@ class Distribution:
         """The worker that owns the run folder; the others write RUN/worker-<index>."""
         return self.worker_index == 0
 
+    def prepare_model(self, model: Any, sample_batch: tuple[Any, Any]) -> None:
+        """Build ``model``'s metrics and loss from one local batch before ``fit`` (tf.distribute only).
+
+        Keras 3's TensorFlow trainer otherwise mean-reduces a whole distributed (x, y)
+        batch across replicas just to learn its shapes, which MultiWorkerMirroredStrategy
+        rejects ("Attempt to convert a value (PerReplica ...) to a Tensor").
+        """
+        if self.strategy is None:
+            return
+        with self.scope():
+            model._symbolic_build(data_batch=sample_batch)
+        model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+        if self.name == "multiworker":
+            # Keras 3 then mean-reduces each step's logs across workers along axis 0, which
+            # fails for scalars; hand it one-element vectors (the mean is the same).
+            model.train_step = _with_vector_logs(model.train_step)
+            model.test_step = _with_vector_logs(model.test_step)
+
     def close(self) -> None:
         """Undo global settings (keras.distribution) so later runs in this process start clean."""
         if self.name == "data-parallel":
             keras.distribution.set_distribution(None)
+
+
+def _with_vector_logs(step: Callable[[Any], dict]) -> Callable[[Any], dict]:
+    def step_with_vector_logs(data: Any) -> dict:
+        return {name: keras.ops.reshape(value, (1,)) for name, value in step(data).items()}
+
+    return step_with_vector_logs
 
 
 def setup_distribution(name: str, backend: str) -> Distribution:

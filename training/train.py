@@ -174,6 +174,7 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
     if initial_epoch >= config.epochs:
         run.write_derived(card, summary)
         return run.root
+    distribution.prepare_model(model, train_source[0])
     started = time.perf_counter()
     model.fit(
         as_keras_dataset(train_source, keras, workers=config.workers),
@@ -192,7 +193,7 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
             else "no checkpoint had been written yet"
         )
         raise ToolkitError(
-            f"training loss became NaN at {where} (learning rate {failure['learning_rate']:.3g}); {kept}; "
+            f"training diverged: {failure['what']} at {where} (learning rate {failure['learning_rate']:.3g}); {kept}; "
             "lower --learning-rate, enable --batch-norm or check the data",
             exit_code=3,
         )

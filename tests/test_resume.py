@@ -1,0 +1,90 @@
+"""--resume: a run killed with SIGKILL mid-epoch, and runs killed between two of an epoch's files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from toolkit import atomic
+from training.backend import keras
+from training.run_folder import RunFolder, file_sha256
+from training.train import TrainConfig, train
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EPOCHS = 4
+BATCH = 8  # 270 training images -> 33 steps per epoch, so the kill lands inside an epoch
+
+
+def history_epochs(run: Path) -> list[int]:
+    return [int(row["epoch"]) for row in csv.DictReader((run / "history.csv").open())]
+
+
+def test_sigkill_mid_epoch_then_resume_finishes_every_epoch_once(sample_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "toolkit", "train", "--data", str(sample_dir), "--width", "0.125",
+               "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--out", str(run), "--no-progress"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (run / "last.keras").exists():
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "no checkpoint after 120 s"
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = json.loads((run / "state.json").read_text())["epochs_completed"]
+    assert 1 <= killed_at < EPOCHS, "the run finished before it could be killed"
+
+    resumed = subprocess.run([sys.executable, "-m", "toolkit", "train", "--resume", str(run), "--no-progress"],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert history_epochs(run) == list(range(1, EPOCHS + 1))
+    state = json.loads((run / "state.json").read_text())
+    assert state["epochs_completed"] == EPOCHS and state["resumed_at_epochs"] == [killed_at]
+    model = keras.models.load_model(run / "last.keras")
+    # The optimizer state came back: its step counter (the schedule's position) counts every epoch once.
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == EPOCHS * (270 // BATCH)
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(0.0, abs=1e-7)
+    assert not list(run.glob(".*.keras"))
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL at one exact point (BaseException, so nothing catches it)."""
+
+
+@pytest.mark.parametrize("killed_before, at_rename", [("last.keras", 2), ("best.keras", 1)])
+def test_kill_between_files_of_one_epoch(killed_before: str, at_rename: int, sample_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """state.json is written before the checkpoints are renamed; resume must agree with what got renamed."""
+    run = tmp_path / "run"
+    real_replace = os.replace
+    renames = {"count": 0}
+
+    def replace(source, target):
+        if Path(target).name == killed_before:
+            renames["count"] += 1
+            if renames["count"] == at_rename:
+                raise Killed()
+        return real_replace(source, target)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    with pytest.raises(Killed):
+        train(TrainConfig(data=str(sample_dir), out=str(run), epochs=3, batch_size=32, width=0.125, progress=False))
+    monkeypatch.setattr(atomic.os, "replace", real_replace)
+    assert json.loads((run / "state.json").read_text())["epochs_completed"] == at_rename
+
+    state = RunFolder(run).recover()
+    if killed_before == "last.keras":  # epoch 2's state, epoch 1's checkpoint: back to epoch 1
+        assert state["epochs_completed"] == 1 and len(state["history"]) == 1
+    else:  # epoch 1's last.keras renamed, best.keras not: best is the same checkpoint
+        assert state["epochs_completed"] == 1 and file_sha256(run / "best.keras") == file_sha256(run / "last.keras")
+    train(TrainConfig(resume=str(run)))
+    assert history_epochs(run) == [1, 2, 3]
+    assert json.loads((run / "state.json").read_text())["resumed_at_epochs"] == [1]
