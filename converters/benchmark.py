@@ -45,6 +45,9 @@ FORMATS: dict[str, str] = {
 # Formats made from the float Keras model when the source lacks them.
 PRODUCIBLE = ("tflite-float32", "tflite-float16", "tflite-dynamic", "tflite-int8-ptq")
 
+# The benchmark measures accuracy itself; the converter's own parity check needs only a few images.
+PRODUCED_PARITY_SAMPLES = 100
+
 CONVERTER_FLAGS = {
     "tflite-float32": "float32",
     "tflite-float16": "float16",
@@ -78,26 +81,30 @@ class HeldOut:
 
 
 def format_of(model_path: Path, card: ModelCard | None = None) -> str | None:
-    """The format key of one model file, from its model card (falling back on its name)."""
+    """The format key of one model file, from its model card (falling back on its name).
+
+    Float formats (Keras, TFLite float32/float16/dynamic) count only when they derive from
+    the float model itself: a float export of a pruned or QAT model is not one of the
+    table's rows, and neither is an int8 model of a pruned model without QAT.
+    """
     if card is None and card_path(model_path).exists():
         card = load_card(model_path)
     name = model_path.name.lower()
     history = [str(stage).lower() for stage in (card.history if card else [])]
     declared = (card.format if card else "").lower()
+    was_qat = any(stage.startswith("qat") for stage in history) or "qat" in name
+    was_pruned = any(stage.startswith("prune") for stage in history) or "prune" in name
     if model_path.suffix == ".keras":
-        quantised_or_pruned = any(stage.startswith(("qat", "prune")) for stage in history)
-        return None if quantised_or_pruned or "qat" in name or "prune" in name else "keras-float"
+        return None if was_qat or was_pruned else "keras-float"
     if model_path.suffix != ".tflite" or name.endswith("_edgetpu.tflite"):
         return None
     for kind in ("float32", "float16", "dynamic"):
         if declared == f"tflite-{kind}" or (not declared and kind in name):
-            return f"tflite-{kind}"
+            return None if was_qat or was_pruned else f"tflite-{kind}"
     if "int8" in declared or "int8" in name or "uint8" in declared:
-        was_qat = any(stage.startswith("qat") for stage in history) or "qat" in name
-        was_pruned = any(stage.startswith("prune") for stage in history) or "prune" in name
-        if was_qat and was_pruned:
-            return "tflite-int8-pruned-qat"
-        return "tflite-int8-qat" if was_qat else "tflite-int8-ptq"
+        if was_qat:
+            return "tflite-int8-pruned-qat" if was_pruned else "tflite-int8-qat"
+        return None if was_pruned else "tflite-int8-ptq"
     return None
 
 
@@ -202,25 +209,38 @@ def held_out_data(models: dict[str, Path], data: str | None, limit: int | None, 
 def produce_missing_formats(
     models: dict[str, Path], out_dir: Path, calibration_data: str | None, config: BenchmarkConfig
 ) -> dict[str, Path]:
-    """Convert the cheap formats the source lacks from its float Keras model; returns the new ones."""
+    """Convert the cheap formats the source lacks from its float Keras model; returns the new ones.
+
+    Uses ``converters.convert`` (calibration on the source run's training split, or on
+    ``calibration_data`` when the run's data cannot be found); its small parity report
+    lands beside the converted models.
+    """
     missing = [key for key in PRODUCIBLE if key not in models]
     if "keras-float" not in models or not missing:
         return {}
     from converters.convert import ConvertConfig, convert  # workstation only: imports TensorFlow
 
-    produced: dict[str, Path] = {}
-    target = out_dir / "converted"
-    for key in missing:
-        flag = CONVERTER_FLAGS[key]
+    def run(calib: str | None) -> dict[str, Path]:
         convert_config = ConvertConfig(
-            formats=(flag,),
-            calibration_data=calibration_data,
-            calibration_samples=config.calibration_samples,
-            max_drop=None,
+            model=str(models["keras-float"]),
+            out=str(out_dir / "converted"),
+            formats=tuple(CONVERTER_FLAGS[key] for key in missing),
+            calib=calib,
+            calib_samples=config.calibration_samples,
+            data=calib,
+            parity_samples=PRODUCED_PARITY_SAMPLES,
+            progress=False,
         )
-        outputs = convert(models["keras-float"], target, convert_config)
-        produced[key] = Path(outputs[flag])
-    return produced
+        return convert(convert_config).models
+
+    try:
+        converted = run(None)
+    except ToolkitError:
+        if calibration_data is None:
+            raise
+        converted = run(calibration_data)
+    by_flag = {flag: key for key, flag in CONVERTER_FLAGS.items()}
+    return {by_flag[flag]: Path(path) for flag, path in converted.items()}
 
 
 # --------------------------------------------------------------------------- measuring
@@ -367,6 +387,7 @@ def run_benchmark(
                     row["error"] = result["error"]
                     break
                 row["runtime"] = result["runtime"]
+                row["tensorflow_imported"] = result["tensorflow_imported"]
                 row["latency"][str(threads)] = result["latency"]
                 peaks.append(result["memory"]["peak_rss_mb"])
                 if "accuracy" in result:
@@ -486,7 +507,7 @@ def format_notes(report: dict[str, Any]) -> str:
         f"after {timing['warmup_runs']}+ warm-up runs / {timing['warmup_seconds']} s excluded, "
         f"then at least {timing['runs']} runs and {timing['min_seconds']} s per thread count. "
         "img/s = batch-1 throughput = 1000 / mean ms.",
-        "Peak MiB: peak resident memory (ru_maxrss) of a fresh process that loads the runtime and the model "
+        "Peak MiB: peak resident memory (VmHWM) of a fresh process that loads the runtime and the model "
         "and runs it, one process per format and thread count; the highest is shown.",
     ]
     if any(row.get("produced_here") for row in report["formats"]):

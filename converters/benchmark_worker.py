@@ -2,7 +2,7 @@
 
 ``toolkit benchmark`` starts ``python -m converters.benchmark_worker`` once per model and
 thread count, so one format's runtime and buffers never count against another's peak
-memory (``ru_maxrss`` of this process). A ``.tflite`` model runs on the LiteRT
+memory (``VmHWM``, the peak resident set of this process). A ``.tflite`` model runs on the LiteRT
 interpreter of the edge app (``edge_app.runtime``), with no TensorFlow imported; a
 ``.keras`` model runs on Keras 3 (``training.backend``). Thread counts reach TensorFlow
 through ``TF_NUM_INTRAOP_THREADS`` set by the parent before this process starts.
@@ -42,7 +42,18 @@ class TimingConfig:
 
 
 def peak_memory_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (Linux reports KiB, macOS bytes)."""
+    """Peak resident set size of this process so far, in MiB.
+
+    Linux: ``VmHWM`` of /proc/self/status. Not ``ru_maxrss``: Linux carries the
+    high-water mark of the forked parent across ``execve`` into it, so every worker
+    would report at least the (TensorFlow-laden) parent's size.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
@@ -175,6 +186,7 @@ def measure(
         }
     result["latency"] = latency_summary(time_runs(runner.single_runner(inputs), timing))
     result["memory"] = {"before_load_mb": baseline, "peak_rss_mb": peak_memory_mb()}
+    result["tensorflow_imported"] = "tensorflow" in sys.modules
     return result
 
 

@@ -48,7 +48,9 @@ def tiny_models(tmp_path_factory, sample_dir):
     run_dir.mkdir()
     convert_dir.mkdir()
     model.save(run_dir / "best.keras")
-    save_card(_card(dataset, "keras", ["train"], mean, std), run_dir / "best.keras")
+    keras_card = _card(dataset, "keras", ["train"], mean, std)
+    keras_card.architecture = config.to_dict()
+    save_card(keras_card, run_dir / "best.keras")
 
     twin = create_model(config, tf_keras)
     copy_weights(model, twin)
@@ -114,7 +116,9 @@ def test_benchmark_convert_folder_measures_every_format(tiny_models, tmp_path):
         latency = row["latency"]["1"]
         assert latency["runs"] >= 20 and 0 < latency["p50_ms"] <= latency["p95_ms"]
         assert latency["throughput_ips"] == pytest.approx(1000.0 / latency["mean_ms"])
-        assert row["memory"]["peak_rss_mb"] > 10
+        # A LiteRT process without TensorFlow: far below this TensorFlow-laden test process.
+        assert row["tensorflow_imported"] is False
+        assert 10 < row["memory"]["peak_rss_mb"] < 400
         assert row["edgetpu"]["runs"] is False and row["edgetpu"]["reason"]
         predictions = Classifier(path).predict_images(dataset.images).argmax(axis=-1)
         expected[row["format"]] = predictions
@@ -127,18 +131,27 @@ def test_benchmark_convert_folder_measures_every_format(tiny_models, tmp_path):
     assert "TFLite int8 post-training" in markdown and "Edge TPU, TFLite int8 post-training:" in markdown
 
 
-def test_benchmark_keras_model_and_limit(tiny_models, tmp_path):
+def test_benchmark_run_folder_converts_the_missing_formats(tiny_models, tmp_path):
     from converters.benchmark import run_benchmark
 
     dataset = tiny_models["dataset"]
-    report = run_benchmark(
-        tiny_models["run"] / "best.keras", tmp_path, _quick_config(limit=40), data=dataset.source, progress=False
-    )
-    (row,) = report["formats"]
-    assert row["format"] == "keras-float" and "error" not in row, row
-    assert row["accuracy"]["images"] == 40
-    assert row["accuracy"]["agreement_with_float"] == 1.0
-    assert "keras" in row["runtime"]
+    config = _quick_config(limit=40)
+    config.produce_missing = True
+    config.calibration_samples = 100
+    report = run_benchmark(tiny_models["run"], tmp_path, config, data=dataset.source, progress=False)
+    rows = {row["format"]: row for row in report["formats"]}
+    assert list(rows) == ["keras-float", "tflite-float32", "tflite-float16", "tflite-dynamic", "tflite-int8-ptq"]
+    for key, row in rows.items():
+        assert "error" not in row, row
+        assert row["accuracy"]["images"] == 40
+        assert row["produced_here"] == (key != "keras-float")
+    assert "keras" in rows["keras-float"]["runtime"] and rows["keras-float"]["tensorflow_imported"]
+    assert Path(rows["tflite-int8-ptq"]["model"]).parent == tmp_path / "converted"
+    card = json.loads((tmp_path / "converted" / "model_int8.card.json").read_text())
+    assert card["input_quantization"]["dtype"] == "int8"
+    # The float32 export of the same weights agrees with the Keras model.
+    assert rows["tflite-float32"]["accuracy"]["agreement_with_float"] >= 0.95
+    assert "TFLite int8 QAT" in report["missing_formats"]
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not convert the formats a folder lacks (float32, float16, dynamic, int8 PTQ) from its float model",
     )
+    parser.add_argument(
+        "--calib-samples", type=int, default=500, help="calibration images for an int8 model the benchmark converts"
+    )
     parser.add_argument("--out", type=Path, help="where benchmark.json and benchmark.md go (default: MODEL/benchmark)")
 
 
@@ -58,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         limit=args.limit,
         produce_missing=not args.no_convert,
+        calibration_samples=args.calib_samples,
         timing=TimingConfig(runs=args.runs, min_seconds=args.min_seconds, warmup_seconds=args.warmup_seconds),
     )
     report = run_benchmark(source, out_dir, config, data=args.data)
