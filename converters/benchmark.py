@@ -348,11 +348,24 @@ def machine_description() -> dict[str, Any]:
 
 
 def run_benchmark(
-    source: Path, out_dir: Path, config: BenchmarkConfig, data: str | None = None, progress: bool = True
+    source: Path | list[Path],
+    out_dir: Path,
+    config: BenchmarkConfig,
+    data: str | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """Benchmark every format found in (or cheaply made from) ``source``; writes benchmark.json and .md."""
+    """Benchmark every format found in (or cheaply made from) ``source``; writes benchmark.json and .md.
+
+    ``source`` may be several folders or files (e.g. a pipeline and a QAT-only run); for a
+    format found in more than one, the first source wins.
+    """
     out_dir = Path(out_dir)
-    models = discover_models(source)
+    sources = [Path(path) for path in source] if isinstance(source, (list, tuple)) else [Path(source)]
+    models: dict[str, Path] = {}
+    for path in sources:
+        for key, model in discover_models(path).items():
+            models.setdefault(key, model)
+    models = {key: models[key] for key in FORMATS if key in models}
     held_out = held_out_data(models, data, config.limit)
     produced: dict[str, Path] = {}
     if config.produce_missing:
@@ -404,7 +417,7 @@ def run_benchmark(
     bar.close()
 
     report = {
-        "source": str(source),
+        "source": ", ".join(str(path) for path in sources),
         "held_out": held_out.description,
         "held_out_images": int(held_out.labels.size),
         "threads": list(config.threads),

@@ -184,3 +184,27 @@ def test_held_out_images_follow_the_split_recorded_in_the_card(tiny_models, tmp_
     np.testing.assert_array_equal(held_out.images, expected.images)
     np.testing.assert_array_equal(held_out.labels, expected.labels)
     assert len(held_out_data({"tflite-float32": model}, data=None, limit=20).labels) == 20
+
+
+def test_edgetpu_cell_says_why_it_did_not_run(tiny_models, tmp_path):
+    from converters import benchmark
+
+    config = _quick_config()
+    int8 = tmp_path / "model_int8.tflite"
+    int8.write_bytes((tiny_models["convert"] / "model_int8.tflite").read_bytes())
+    images = tmp_path / "images.npy"
+    np.save(images, tiny_models["dataset"].images[:4])
+
+    cell = benchmark._edgetpu_cell("tflite-float32", int8, True, "loaded", images, config)
+    assert not cell["runs"] and "int8" in cell["reason"]
+    cell = benchmark._edgetpu_cell("tflite-int8-ptq", int8, False, "libedgetpu.so.1 is missing", images, config)
+    assert cell == {"runs": False, "reason": "libedgetpu.so.1 is missing"}
+    cell = benchmark._edgetpu_cell("tflite-int8-ptq", int8, True, "loaded", images, config)
+    assert not cell["runs"] and "no model_int8_edgetpu.tflite" in cell["reason"]
+    # A compiled model beside it, but (on this machine) no delegate: the worker's one-line error is the reason.
+    (tmp_path / "model_int8_edgetpu.tflite").write_bytes(int8.read_bytes())
+    (tmp_path / "model_int8_edgetpu.card.json").write_text((tiny_models["convert"] / "model_int8.card.json").read_text())
+    delegate_loads, _ = benchmark.edgetpu_delegate_status()
+    if not delegate_loads:
+        cell = benchmark._edgetpu_cell("tflite-int8-ptq", int8, True, "loaded", images, config)
+        assert not cell["runs"] and "Edge TPU delegate" in cell["reason"]

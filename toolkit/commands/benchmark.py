@@ -24,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         required=True,
         type=Path,
-        help="a pipeline folder (pipeline.json), a convert folder, a run folder or one .keras/.tflite model",
+        action="append",
+        help="a pipeline folder (pipeline.json), a convert folder, a run folder or one .keras/.tflite model; "
+        "repeat to combine sources (the first one holding a format wins)",
     )
     parser.add_argument(
         "--data",
@@ -55,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
         raise ToolkitError(f"--limit must be at least 1, got {args.limit}")
     if args.runs < 1:
         raise ToolkitError(f"--runs must be at least 1, got {args.runs}")
-    source: Path = args.model
-    out_dir = args.out or ((source if source.is_dir() else source.parent) / "benchmark")
+    sources: list[Path] = args.model
+    first = sources[0]
+    out_dir = args.out or ((first if first.is_dir() else first.parent) / "benchmark")
     config = BenchmarkConfig(
         threads=args.threads,
         limit=args.limit,
@@ -64,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         calibration_samples=args.calib_samples,
         timing=TimingConfig(runs=args.runs, min_seconds=args.min_seconds, warmup_seconds=args.warmup_seconds),
     )
-    report = run_benchmark(source, out_dir, config, data=args.data)
+    report = run_benchmark(sources, out_dir, config, data=args.data)
     print(format_table(report))
     print()
     print(format_notes(report))
