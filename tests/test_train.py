@@ -135,6 +135,7 @@ def test_divergence_stops_with_one_line_and_keeps_last_good_checkpoint(
     assert all(np.all(np.isfinite(weight)) for weight in model.get_weights())
 
 
+@pytest.mark.filterwarnings("ignore:--mixed-precision on a CPU")
 def test_mixed_precision_trains_and_keeps_a_float32_softmax(sample_dir: Path, tmp_path: Path) -> None:
     run = train(tiny(sample_dir, tmp_path / "run", epochs=1, mixed_precision=True))
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run

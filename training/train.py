@@ -13,10 +13,11 @@ from ``last.keras`` with the right epoch counter and schedule position.
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, ToolkitWarning
 from toolkit.model_card import ModelCard
 from training.allcnn import create_model
 from training.backend import backend_name, keras
@@ -35,7 +36,7 @@ def train(config: TrainConfig) -> Path:
     """Train the model ``config`` describes and return its run folder (see training/run_folder.py)."""
     resuming = config.resume is not None
     if resuming:
-        config = _saved_config(Path(config.resume))
+        config = _saved_config(Path(config.resume), config.progress)
     config.validate()
     backend = backend_name()
     distribution = setup_distribution(config.strategy, backend)  # before any tensor exists
@@ -46,12 +47,21 @@ def train(config: TrainConfig) -> Path:
         keras.mixed_precision.set_global_policy("float32")
 
 
-def _saved_config(run_root: Path) -> TrainConfig:
+def _saved_config(run_root: Path, progress: bool) -> TrainConfig:
     saved = RunFolder(run_root).read_config()["train"]
     config = TrainConfig.from_dict(saved)
     config.out = str(run_root)
     config.resume = str(run_root)
+    config.progress = progress  # how to display, not what to train: the caller's choice
     return config
+
+
+def _has_gpu(backend: str) -> bool:
+    if backend == "jax":
+        import jax
+
+        return any(device.platform == "gpu" for device in jax.devices())
+    return bool(keras.distribution.list_devices("gpu")) if hasattr(keras.distribution, "list_devices") else False
 
 
 def _train(config: TrainConfig, backend: str, distribution: Distribution, resuming: bool) -> Path:
@@ -95,6 +105,8 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
     initial_epoch = run.state["epochs_completed"]
 
     if config.mixed_precision:
+        if not _has_gpu(backend):
+            warnings.warn("--mixed-precision on a CPU works but is usually slower than float32; it pays off on GPUs", ToolkitWarning)
         keras.mixed_precision.set_global_policy("mixed_float16")
     with distribution.scope():
         if resuming:
@@ -123,7 +135,7 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
         "replicas": distribution.replicas,
         "workers": distribution.num_workers,
         "parameters": int(model.count_params()),
-        "title": f"{model_config.name} width {model_config.width:g} on {Path(config.data).name}",
+        "title": f"{model_config.name} width {model_config.width:g} on {'/'.join(Path(config.data).parts[-2:])}",
     }
     resolved = {
         "train": config.to_dict() | {"resume": None},
