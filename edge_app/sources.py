@@ -139,7 +139,7 @@ class CaptureSource(Source):
             waited = time.monotonic() - lost_at
             if self.backoff.give_up_after and waited >= self.backoff.give_up_after:
                 return False
-            _log(f"{self.description} lost; reconnect attempt {attempt} in {delay:.1f} s")
+            _log(f"{self.description} lost; reconnect attempt {attempt} in {delay:g} s")
             if stop.wait(delay):
                 return False
             self.capture = self._open()
