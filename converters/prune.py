@@ -181,7 +181,10 @@ def prune(config: PruneConfig) -> stage.StageResult:
         "seconds": round(time.perf_counter() - started, 1),
     }
     report_path = stage.write_report(out, report)
-    short = [name for name, value in sparsity.per_layer.items() if value < target - 0.01]
+    # Under M:N a kernel whose input channels are not a multiple of N (conv1: RGB) pads its
+    # last block and ends less sparse; that is the pattern, not a shortfall.
+    uneven = {name for name, kernel in model_kernels(model) if m_by_n and kernel.shape[-2] % m_by_n[1]}
+    short = [name for name, value in sparsity.per_layer.items() if value < target - 0.01 and name not in uneven]
     if short:
         import warnings
 

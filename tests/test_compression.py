@@ -1,0 +1,313 @@
+"""Prune -> QAT -> int8 conversion on the committed real images, checked from the outside.
+
+One small All-CNN-C (width 0.125) goes through ``toolkit pipeline`` once (module
+fixture); the tests then inspect its artifacts with tools other than the ones that
+wrote them: Keras 3 for the .keras files, the bare LiteRT interpreter (no delegates)
+for the .tflite files, and numpy for the parity figures.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import converters  # noqa: F401 - TF_USE_LEGACY_KERAS before TensorFlow loads
+from toolkit.cli import main
+from toolkit.preprocessing import prepare_batch
+
+pytestmark = pytest.mark.slow
+
+PIPELINE_YAML = """
+out: {out}
+data: {data}
+train: {{epochs: 1, width: 0.125, batch_size: 32, warmup_epochs: 0}}
+prune: {{sparsity: 0.5, epochs: 2}}
+qat: {{epochs: 1}}
+convert: {{calib_samples: 100, max_drop: 100.0}}
+eval: {{formats: [int8]}}
+"""
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory, sample_dir):
+    """Run ``toolkit pipeline`` once; returns (folder, manifest, stdout of the run)."""
+    root = tmp_path_factory.mktemp("pipeline")
+    config = root / "pipeline.yaml"
+    config.write_text(PIPELINE_YAML.format(out=root / "run", data=sample_dir))
+    assert main(["pipeline", "--config", str(config), "--no-progress"]) == 0
+    out = root / "run"
+    return out, json.loads((out / "pipeline.json").read_text()), config
+
+
+def _interpreter(path: Path, delegates: bool = False):
+    """A bare LiteRT interpreter; without delegates its op list is the file's, not XNNPACK's."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    options = {} if delegates else {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+    interpreter = Interpreter(model_path=str(path), **options)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def _validation_split(sample_dir: Path):
+    from training.data import load_dataset, train_validation_split
+
+    return train_validation_split(load_dataset(str(sample_dir)), 0.1, 0)
+
+
+def _keras3_kernels(model_path: Path) -> dict[str, np.ndarray]:
+    from training.backend import keras
+
+    model = keras.models.load_model(model_path, compile=False)
+    return {layer.name: np.asarray(layer.kernel) for layer in model.layers if hasattr(layer, "kernel")}
+
+
+def test_bridge_twin_matches_keras3_on_real_images(pipeline_run, sample_dir):
+    from converters.bridge import load_source
+    from training.data import load_dataset
+
+    out, manifest, _ = pipeline_run
+    source = load_source(out / manifest["stages"]["train"]["model"])
+    images = prepare_batch(load_dataset(str(sample_dir)).images, source.card.mean, source.card.std)
+    twin = source.twin()
+    difference = np.abs(np.asarray(source.model(images, training=False)) - np.asarray(twin(images, training=False)))
+    assert difference.max() <= 1e-5
+
+
+def test_prune_reaches_target_sparsity_in_every_kernel(pipeline_run):
+    out, manifest, _ = pipeline_run
+    kernels = _keras3_kernels(out / manifest["stages"]["prune"]["model"])
+    assert len(kernels) == 9
+    for name, kernel in kernels.items():
+        assert abs(np.mean(kernel == 0) - 0.5) <= 0.01, name
+    report = json.loads((out / "prune" / "report.json").read_text())
+    card = json.loads((out / "prune" / "model.card.json").read_text())
+    assert abs(report["sparsity"]["overall"] - 0.5) <= 0.01
+    assert card["sparsity"] == pytest.approx(report["sparsity"]["overall"])
+    assert card["history"][-1] == "prune:0.5"
+    assert report["sizes"]["gzip"] < report["sizes"]["raw"]
+    assert report["schedule"]["end_step"] < report["schedule"]["total_steps"]
+
+
+def test_qat_keeps_sparsity_and_quantises_every_kernel(pipeline_run):
+    from converters.bridge import load_source
+    from converters.qat import load_qat_model
+
+    out, manifest, _ = pipeline_run
+    before = _keras3_kernels(out / manifest["stages"]["prune"]["model"])
+    after = _keras3_kernels(out / manifest["stages"]["qat"]["model"])
+    for name in before:
+        assert abs(np.mean(after[name] == 0) - np.mean(before[name] == 0)) <= 0.01, name
+        assert not np.array_equal(after[name], before[name]), f"{name} did not train"
+    qat_model, info = load_qat_model(load_source(out / manifest["stages"]["qat"]["model"]))
+    assert info["scheme"] == "prune-preserve"
+    # tfmot alone leaves conv kernels followed by a ReLU layer unquantised; all nine must carry ranges.
+    quantised = {variable.name.split("/")[0] for variable in qat_model.weights if "kernel_min" in variable.name}
+    assert quantised == {f"quant_conv{index}" for index in range(1, 10)}
+
+
+def test_int8_model_is_fully_integer_with_int8_io(pipeline_run):
+    out, manifest, _ = pipeline_run
+    interpreter = _interpreter(out / manifest["stages"]["convert"]["models"]["int8"])
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8
+    assert interpreter.get_output_details()[0]["dtype"] == np.int8
+    operators = interpreter._get_ops_details()
+    assert [op["op_name"] for op in operators].count("CONV_2D") == 9
+    for op in operators:
+        types = set(op["operand_types"]) | set(op["result_types"])
+        assert types <= {np.int8, np.int32}, (op["op_name"], types)
+        assert np.int8 in types, op["op_name"]
+    card = json.loads((out / manifest["stages"]["convert"]["cards"]["int8"]).read_text())
+    assert card["input_quantization"]["dtype"] == "int8" and card["input_quantization"]["scale"] > 0
+    assert card["output_quantization"]["dtype"] == "int8"
+    assert card["labels"] and card["source_sha256"]
+
+
+def test_int8_kernels_keep_the_target_sparsity(pipeline_run):
+    out, manifest, _ = pipeline_run
+    interpreter = _interpreter(out / manifest["stages"]["convert"]["models"]["int8"])
+    kernels = [interpreter.get_tensor(op["inputs"][1]) for op in interpreter._get_ops_details() if op["op_name"] == "CONV_2D"]
+    assert len(kernels) == 9
+    for kernel in kernels:
+        assert kernel.dtype == np.int8
+        assert np.mean(kernel == 0) >= 0.49
+
+
+def test_parity_report_recomputed_independently(pipeline_run, sample_dir):
+    from training.backend import keras
+
+    out, manifest, _ = pipeline_run
+    parity = json.loads((out / manifest["stages"]["convert"]["parity"]).read_text())
+    _, validation = _validation_split(sample_dir)
+    card = json.loads((out / "qat" / "model.card.json").read_text())
+    float_model = keras.models.load_model(out / "qat" / "model.keras", compile=False)
+    reference = np.asarray(float_model(prepare_batch(validation.images, card["mean"], card["std"]), training=False))
+
+    # With the default CPU delegate (XNNPACK), as on the device: its int8 rounding can differ
+    # from the reference kernels by one code, enough to flip a near-tie of this barely trained model.
+    interpreter = _interpreter(out / manifest["stages"]["convert"]["models"]["int8"], delegates=True)
+    input_detail, output_detail = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    in_scale, in_zero = input_detail["quantization"]
+    out_scale, out_zero = output_detail["quantization"]
+    converted = []
+    for image in prepare_batch(validation.images, card["mean"], card["std"]):
+        codes = np.clip(np.round(image / in_scale) + in_zero, -128, 127).astype(np.int8)
+        interpreter.set_tensor(input_detail["index"], codes[None])
+        interpreter.invoke()
+        converted.append((interpreter.get_tensor(output_detail["index"])[0].astype(np.float32) - out_zero) * out_scale)
+    converted = np.stack(converted)
+
+    float_top1 = np.mean(reference.argmax(1) == validation.labels)
+    int8_top1 = np.mean(converted.argmax(1) == validation.labels)
+    assert parity["images"] == len(validation) == 30
+    assert parity["float_top1"] == pytest.approx(float_top1)
+    assert parity["int8_top1"] == pytest.approx(int8_top1)
+    assert parity["gap_points"] == pytest.approx((float_top1 - int8_top1) * 100, abs=1e-4)
+    assert parity["agreement"] == pytest.approx(np.mean(reference.argmax(1) == converted.argmax(1)))
+    difference = np.abs(reference - converted)
+    assert parity["mean_probability_difference"] == pytest.approx(difference.max(1).mean(), abs=1e-5)
+    assert parity["max_probability_difference"] == pytest.approx(difference.max(), abs=1e-5)
+
+
+def test_labels_are_embedded_as_tflite_metadata(pipeline_run):
+    from converters.tflite_inspect import LABELS_METADATA, read_tflite
+
+    out, manifest, _ = pipeline_run
+    path = out / manifest["stages"]["convert"]["models"]["int8"]
+    card = json.loads((out / manifest["stages"]["convert"]["cards"]["int8"]).read_text())
+    assert read_tflite(path).metadata[LABELS_METADATA].decode().split("\n") == card["labels"]
+
+
+def test_edgetpu_check_names_the_first_cpu_operator(pipeline_run):
+    from converters.edgetpu import check_operators
+    from converters.tflite_inspect import first_non_integer_operator, read_tflite
+
+    out, manifest, _ = pipeline_run
+    models = manifest["stages"]["convert"]["models"]
+    assert check_operators(read_tflite(out / models["int8"]))["first_cpu_operator"] is None
+    float_report = check_operators(read_tflite(out / models["float32"]))
+    assert float_report["first_cpu_operator"]["operator"] == "CONV_2D"
+    assert "FLOAT32" in float_report["first_cpu_operator"]["reason"]
+    assert "CONV_2D" in first_non_integer_operator(read_tflite(out / models["float32"]))
+
+
+def test_pipeline_summary_manifest_and_skip_on_rerun(pipeline_run, capsys):
+    out, manifest, config = pipeline_run
+    stages = manifest["stages"]
+    for relative in [stages["train"]["model"], stages["prune"]["model"], stages["qat"]["model"], stages["qat"]["qat_weights"],
+                     *stages["convert"]["models"].values(), stages["convert"]["parity"], *stages["eval"]["reports"].values()]:  # fmt: skip
+        assert (out / relative).is_file(), relative
+    assert [row["stage"] for row in manifest["summary"]][:3] == ["train", "prune", "qat"]
+    evaluation = json.loads((out / stages["eval"]["reports"]["int8"]).read_text())
+    assert evaluation["n"] == 30 and 0.0 <= evaluation["top1"] <= 1.0
+
+    stamps = {path: path.stat().st_mtime_ns for path in out.glob("*/stage.json")}
+    capsys.readouterr()
+    assert main(["pipeline", "--config", str(config), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("up to date, skipped") == 5
+    assert "convert int8" in captured.out and "sparsity" in captured.out
+    assert {path: path.stat().st_mtime_ns for path in out.glob("*/stage.json")} == stamps
+
+
+def test_stage_stamp_notices_a_changed_output(tmp_path):
+    from converters.pipeline import up_to_date, write_stamp
+
+    artifact = tmp_path / "model.bin"
+    artifact.write_bytes(b"weights")
+    write_stamp(tmp_path, "prune", "config-hash", "input-hash", {"model": artifact}, 1.0)
+    assert up_to_date(tmp_path, "config-hash", "input-hash")
+    assert not up_to_date(tmp_path, "other-config", "input-hash")
+    assert not up_to_date(tmp_path, "config-hash", "other-input")
+    artifact.write_bytes(b"weights, truncated")
+    assert not up_to_date(tmp_path, "config-hash", "input-hash")
+
+
+def test_structured_two_four_pruning(pipeline_run, tmp_path):
+    from converters.prune import PruneConfig, prune
+    from converters.sparsity import m_by_n_violations
+
+    out, manifest, _ = pipeline_run
+    result = prune(PruneConfig(model=str(out / manifest["stages"]["train"]["model"]), out=str(tmp_path / "p24"), structured="2:4", epochs=1, progress=False))
+    assert result.report["structured"]["pattern"] == "2:4"
+    for name, kernel in _keras3_kernels(result.model_path).items():
+        assert m_by_n_violations(kernel, 2, 4) == 0, name
+
+
+def test_uint8_io_conversion_keeps_parity(pipeline_run, tmp_path):
+    from converters.convert import ConvertConfig, convert
+
+    out, manifest, _ = pipeline_run
+    result = convert(
+        ConvertConfig(model=str(out / manifest["stages"]["qat"]["model"]), out=str(tmp_path / "u8"), formats=("int8",), io="uint8", calib_samples=50, progress=False)
+    )
+    interpreter = _interpreter(result.models["int8"])
+    assert interpreter.get_input_details()[0]["dtype"] == np.uint8
+    assert interpreter.get_output_details()[0]["dtype"] == np.uint8
+    assert result.parity["formats"]["int8"]["max_probability_difference"] < 0.05
+
+
+# --- bad input: one line on stderr, non-zero exit, no traceback ---------------------------------
+
+
+def _one_line_error(capsys, argv: list[str]) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("error: ")]
+    assert code != 0
+    assert len(errors) == 1, err
+    assert not any("Traceback" in line for line in err)
+    return errors[0]
+
+
+def test_cli_missing_model(capsys, tmp_path):
+    message = _one_line_error(capsys, ["prune", "--model", str(tmp_path / "absent.keras"), "--out", str(tmp_path / "p")])
+    assert "absent.keras does not exist" in message
+
+
+def test_cli_corrupt_model(capsys, tmp_path, pipeline_run):
+    out, manifest, _ = pipeline_run
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"this is not a zip archive")
+    shutil.copy(out / manifest["stages"]["train"]["card"], tmp_path / "broken.card.json")
+    message = _one_line_error(capsys, ["convert", "--model", str(broken), "--out", str(tmp_path / "c")])
+    assert "broken.keras" in message and "corrupt" in message
+    message = _one_line_error(capsys, ["qat", "--model", str(broken), "--out", str(tmp_path / "q")])
+    assert "broken.keras" in message
+
+
+def test_cli_too_few_calibration_images(capsys, tmp_path, pipeline_run, sample_dir):
+    out, manifest, _ = pipeline_run
+    argv = ["convert", "--model", str(out / manifest["stages"]["qat"]["model"]), "--out", str(tmp_path / "c"), "--int8",
+            "--calib", str(sample_dir), "--calib-samples", "1000"]  # fmt: skip
+    message = _one_line_error(capsys, argv)
+    assert "too few calibration images" in message and "300" in message and "1000" in message
+
+
+def test_parity_failure_exits_non_zero(tmp_path):
+    from converters.convert import ConvertResult, check_parity
+    from toolkit.errors import ToolkitError
+
+    parity = {"reference_top1": 0.9, "images": 1000, "formats": {"int8": {"top1": 0.88, "gap_points": 2.0}}}
+    result = ConvertResult({}, tmp_path / "parity.json", parity, tmp_path / "report.json", {})
+    check_parity(result, 2.5)
+    with pytest.raises(ToolkitError) as raised:
+        check_parity(result, 1.0)
+    assert raised.value.exit_code == 3 and "model_int8.tflite" in str(raised.value)
+
+
+def test_layer_tfmot_cannot_quantise_is_named():
+    from converters.legacy import tf_keras
+    from converters.qat import check_quantizable
+    from toolkit.errors import ToolkitError
+
+    inputs = tf_keras.Input((8, 8, 3))
+    x = tf_keras.layers.Conv2D(4, 3, name="conv1")(inputs)
+    x = tf_keras.layers.LayerNormalization(name="odd_norm")(x)
+    model = tf_keras.Model(inputs, x)
+    with pytest.raises(ToolkitError, match="odd_norm"):
+        check_quantizable(model)
