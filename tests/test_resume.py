@@ -56,6 +56,15 @@ def test_sigkill_mid_epoch_then_resume_finishes_every_epoch_once(sample_dir: Pat
     assert not list(run.glob(".*.keras"))
 
 
+def test_resume_before_the_first_checkpoint_starts_over(sample_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    config = TrainConfig(data=str(sample_dir), out=str(run), epochs=1, batch_size=32, width=0.125, progress=False)
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"train": config.to_dict()}))  # what a kill in epoch 1 leaves
+    train(TrainConfig(resume=str(run), progress=False))
+    assert history_epochs(run) == [1] and (run / "best.keras").is_file()
+
+
 class Killed(BaseException):
     """Stands in for SIGKILL at one exact point (BaseException, so nothing catches it)."""
 

@@ -58,6 +58,10 @@ class RunFolder:
         """True when a run has already started here (a fresh run must not overwrite it)."""
         return self.state_path.exists() or self.last.exists()
 
+    def has_checkpoint(self) -> bool:
+        """True when at least one epoch was checkpointed (something for --resume to continue)."""
+        return self.state_path.exists() and self.last.exists()
+
     def write_config(self, payload: dict[str, Any]) -> None:
         atomic.write_json(self.config, payload)
 

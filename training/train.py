@@ -93,6 +93,8 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
     validation_source = BatchSource(validation_set.images, validation_set.labels, config.batch_size, mean, std)
     steps_per_epoch = len(train_source)
 
+    if resuming and not run.has_checkpoint():
+        resuming = False  # killed before its first checkpoint: nothing to continue, start over
     if resuming:
         state = run.recover()
         if state["steps_per_epoch"] != steps_per_epoch:
