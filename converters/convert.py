@@ -224,7 +224,7 @@ def _write_model(path: Path, data: bytes, source: bridge.SourceModel, format_nam
     atomic.write_bytes(path, data)
     parsed = read_tflite(data)
     sparsity = kernel_sparsity(parsed)
-    sizes = {"raw": len(data), "gzip": bridge.gzip_size(path)}
+    sizes = {"raw": len(data), "gzip": bridge.gzip_size(path), "gzip_huffman_only": bridge.gzip_huffman_size(path)}
     tflite_card = card.replace(
         format=f"tflite-{format_name}",
         input_quantization=_quantization(parsed.inputs[0]),
@@ -240,7 +240,7 @@ def _write_model(path: Path, data: bytes, source: bridge.SourceModel, format_nam
     return {"model": str(path), "sizes": sizes, "sparsity": sparsity, "operators": [operator.name for operator in parsed.operators]}
 
 
-def _predict_tflite(path: Path, images: np.ndarray, progress: bool) -> np.ndarray:
+def predict_tflite(path: Path, images: np.ndarray, progress: bool) -> np.ndarray:
     """Probabilities from the edge app's classifier (the device code path) for uint8 images."""
     from tqdm.auto import tqdm
 
@@ -254,7 +254,8 @@ def _predict_tflite(path: Path, images: np.ndarray, progress: bool) -> np.ndarra
     return np.concatenate(chunks) if chunks else np.zeros((0, len(classifier.labels)), np.float32)
 
 
-def _predict_float(model: Any, images: np.ndarray, mean: list[float], std: list[float], batch_size: int = 256) -> np.ndarray:
+def predict_float(model: Any, images: np.ndarray, mean: list[float], std: list[float], batch_size: int = 256) -> np.ndarray:
+    """Probabilities of a Keras model (either stack) for uint8 images, normalised with the card's mean/std."""
     outputs = [
         np.asarray(model(preprocessing.prepare_batch(images[start : start + batch_size], mean, std), training=False))
         for start in range(0, len(images), batch_size)
@@ -371,11 +372,11 @@ def _parity(
         warnings.warn("no held-out images (pass --data): parity was not measured", ToolkitWarning, stacklevel=2)
         return {}, None
     held_out, origin = finetune.held_out_images(settings, source, config.parity_samples)
-    reference = _predict_float(source.model, held_out.images, source.card.mean, source.card.std)
+    reference = predict_float(source.model, held_out.images, source.card.mean, source.card.std)
     reference_top1 = float(np.mean(np.argmax(reference, axis=-1) == held_out.labels))
     formats: dict[str, Any] = {}
     for format_name, path in models.items():
-        probabilities = _predict_tflite(path, held_out.images, config.progress)
+        probabilities = predict_tflite(path, held_out.images, config.progress)
         metrics = parity_metrics(held_out.labels, reference, probabilities)
         metrics["model"] = str(path)
         metrics["passed"] = metrics["gap_points"] <= config.max_drop

@@ -147,14 +147,26 @@ def quantize_scheme(name: str) -> Any:
 def check_quantizable(model: Any) -> None:
     """A one-line error naming the first layer tfmot's 8-bit scheme cannot quantise."""
     registry = tfmot.quantization.keras.default_8bit.Default8BitQuantizeRegistry()
+    weighted = (tf_keras.layers.Conv2D, tf_keras.layers.DepthwiseConv2D, tf_keras.layers.Dense)
     for layer in model.layers:
         if isinstance(layer, tf_keras.layers.InputLayer):
             continue
+        if isinstance(layer, tf_keras.layers.BatchNormalization) and any(isinstance(parent, weighted) for parent in _parents(layer)):
+            continue  # quantised together with its conv by the layout transforms, not by the registry
         if not registry.supports(layer):
             raise ToolkitError(
                 f"layer {layer.name!r} ({type(layer).__name__}) cannot be quantised by tfmot's 8-bit scheme: "
                 "replace it with a supported layer (Conv2D, Dense, BatchNormalization, ReLU, pooling, Softmax)"
             )
+
+
+def _parents(layer: Any) -> list[Any]:
+    """The layers feeding ``layer`` in a functional model."""
+    parents: list[Any] = []
+    for node in layer._inbound_nodes:  # noqa: SLF001 - tf_keras has no public accessor
+        inbound = node.inbound_layers
+        parents.extend(inbound if isinstance(inbound, (list, tuple)) else [inbound])
+    return parents
 
 
 def quantize_model(model: Any, scheme_name: str) -> Any:

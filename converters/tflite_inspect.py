@@ -67,7 +67,7 @@ class TfliteModel:
             kernel = operator.inputs[1]
             kernel = kernel if kernel.data is not None else dequantized.get(kernel.index)
             if kernel is not None:
-                found.append((f"{operator.index}:{operator.name}:{kernel.name}", kernel.data))
+                found.append((f"{operator.index}:{operator.name}", kernel.data))
         return found
 
 
