@@ -195,6 +195,7 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
         validation_data=as_keras_dataset(validation_source, keras, workers=config.workers),
         epochs=config.epochs,
         initial_epoch=initial_epoch,
+        shuffle=False,  # BatchSource shuffles by (seed, epoch), so a resumed run sees the same batches
         callbacks=callbacks,
         verbose=0,
     )
