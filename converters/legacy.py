@@ -15,6 +15,9 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
 import tf_keras  # noqa: E402
 
+from tensorflow.lite.python import schema_py_generated as tflite_schema  # noqa: E402 - the .tflite flatbuffer schema
+from tensorflow.lite.tools import flatbuffer_utils  # noqa: E402 - read/write .tflite files as objects
+
 from toolkit.errors import ToolkitError  # noqa: E402
 
 if not tf.keras.__name__.startswith("tf_keras"):
@@ -33,4 +36,4 @@ def twin_from_keras3(model, config) -> "tf_keras.Model":
     return twin
 
 
-__all__ = ["tf", "tf_keras", "tfmot", "twin_from_keras3"]
+__all__ = ["flatbuffer_utils", "tf", "tf_keras", "tflite_schema", "tfmot", "twin_from_keras3"]

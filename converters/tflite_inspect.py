@@ -72,10 +72,9 @@ class TfliteModel:
 
 
 def _schema() -> Any:
-    from converters.legacy import tf  # noqa: F401 - makes sure TensorFlow is configured first
-    from tensorflow.lite.python import schema_py_generated
+    from converters.legacy import tflite_schema
 
-    return schema_py_generated
+    return tflite_schema
 
 
 def _names(enum_class: Any) -> dict[int, str]:
@@ -187,8 +186,7 @@ def embed_metadata(model_bytes: bytes, entries: dict[str, bytes]) -> bytes:
 
     Runtimes ignore entries they do not know; ``read_tflite(...).metadata`` reads them back.
     """
-    from converters.legacy import tf  # noqa: F401
-    from tensorflow.lite.tools import flatbuffer_utils
+    from converters.legacy import flatbuffer_utils
 
     schema = _schema()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_bytes, 0))

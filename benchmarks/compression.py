@@ -1,0 +1,191 @@
+"""Compression benchmark: a short real CIFAR-10 run, then 50 % pruning, QAT and full-integer int8.
+
+    python benchmarks/compression.py                                  # train briefly, then compress
+    python benchmarks/compression.py --model runs/x/best.keras        # start from a trained model
+
+Runs ``toolkit pipeline`` (converters.pipeline) into ``--work`` (git-ignored, resumable),
+then measures on the held-out images of the parity report (the validation split,
+topped up from images outside the training subset):
+
+- the int8 model against its float reference (the QAT run's float weights): the
+  conversion's cost, the figure ``parity.json`` reports;
+- the int8 model against the dense float model that training produced: the cost of
+  the whole compression (pruning + QAT + int8);
+- sizes of the int8 file, raw and gzip, and the kernel sparsity inside it.
+
+and compares them with the issue's targets. Results go to ``--results``
+(results.json, results.md, parity.json, the int8 card); nothing is hard-coded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+TARGETS = {
+    "gap_points_max": 0.5,  # int8 top-1 at most this many points below float
+    "agreement_min": 0.985,  # float and int8 pick the same class on at least this share of images
+    "int8_bytes_max": 1_450_000,  # 1.45 MB
+    "sparse_gzip_bytes_max": 900_000,  # gzip of the 50 % sparse int8 model, 0.9 MB
+}
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "cifar10-jpeg" / "train"))
+    parser.add_argument("--model", default=None, help="start from this trained .keras instead of training")
+    parser.add_argument("--limit", type=int, default=20000, help="class-balanced subset for training and fine-tuning")
+    parser.add_argument("--width", type=float, default=1.0, help="All-CNN-C width (1.0: the paper's 1.37 M parameters)")
+    parser.add_argument("--train-epochs", type=int, default=4)
+    parser.add_argument("--prune-epochs", type=int, default=2)
+    parser.add_argument("--qat-epochs", type=int, default=1)
+    parser.add_argument("--sparsity", type=float, default=0.5)
+    parser.add_argument("--work", default=str(REPO / "runs" / "bench_compression"), help="pipeline folder (resumable)")
+    parser.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "compression"))
+    parser.add_argument("--no-progress", action="store_true")
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_arguments()
+    import converters  # noqa: F401 - TF_USE_LEGACY_KERAS before TensorFlow loads
+    from converters import bridge, finetune
+    from converters.convert import predict_float, predict_tflite
+    from converters.parity import parity_metrics
+    from converters.pipeline import PipelineConfig, run_pipeline
+
+    config = PipelineConfig(
+        out=args.work,
+        data=args.data,
+        limit=args.limit,
+        model=args.model,
+        train={"epochs": args.train_epochs, "width": args.width, "batch_size": 128, "warmup_epochs": 0.4},
+        prune={"sparsity": args.sparsity, "epochs": args.prune_epochs, "learning_rate": 0.01},
+        qat={"epochs": args.qat_epochs, "learning_rate": 0.001},
+        convert={"calib_samples": 500, "parity_samples": 1000, "max_drop": 100.0},  # the benchmark records, never stops
+        eval={"formats": ["int8"]},
+        progress=not args.no_progress,
+    )
+    started = time.perf_counter()
+    result = run_pipeline(config)
+    print(result.table)
+    work = Path(args.work)
+    stages = result.manifest["stages"]
+    parity = json.loads((work / stages["convert"]["parity"]).read_text())
+    int8_path = work / stages["convert"]["models"]["int8"]
+    int8_card = json.loads((work / stages["convert"]["cards"]["int8"]).read_text())
+    dense_path = Path(stages["source"]["model"]) if "source" in stages else work / stages["train"]["model"]
+
+    # End to end: the dense float model against the final int8 model on the parity images.
+    qat_source = bridge.load_source(work / stages["qat"]["model"])
+    settings = finetune.resolve_data_settings(qat_source, {})
+    held_out, origin = finetune.held_out_images(settings, qat_source, 1000)
+    dense = bridge.load_source(dense_path)
+    dense_probabilities = predict_float(dense.model, held_out.images, dense.card.mean, dense.card.std)
+    int8_probabilities = predict_tflite(int8_path, held_out.images, not args.no_progress)
+    end_to_end = parity_metrics(held_out.labels, dense_probabilities, int8_probabilities)
+
+    sizes = int8_card["sizes"]
+    measured = {
+        "float_reference_top1": parity["reference_top1"],
+        "int8_top1": parity["int8_top1"],
+        "gap_points": parity["gap_points"],
+        "agreement": parity["agreement"],
+        "mean_probability_difference": parity["mean_probability_difference"],
+        "max_probability_difference": parity["max_probability_difference"],
+        "dense_float_top1": end_to_end["reference_top1"],
+        "end_to_end_gap_points": end_to_end["gap_points"],
+        "end_to_end_agreement": end_to_end["agreement"],
+        "int8_bytes": sizes["raw"],
+        "int8_gzip_bytes": sizes["gzip"],
+        "int8_gzip_huffman_only_bytes": sizes.get("gzip_huffman_only"),
+        "int8_kernel_sparsity": int8_card["sparsity"],
+        "held_out_images": parity["images"],
+        "held_out_origin": origin,
+        "validation_top1_int8": next((row["accuracy"] for row in result.manifest["summary"] if row["stage"] == "convert int8"), None),
+    }
+    met = {
+        "gap_points": measured["gap_points"] <= TARGETS["gap_points_max"],
+        "agreement": measured["agreement"] >= TARGETS["agreement_min"],
+        "int8_bytes": measured["int8_bytes"] <= TARGETS["int8_bytes_max"],
+        "sparse_gzip_bytes": measured["int8_gzip_bytes"] <= TARGETS["sparse_gzip_bytes_max"],
+        "sparse_gzip_huffman_only_bytes": (measured["int8_gzip_huffman_only_bytes"] or 1e18) <= TARGETS["sparse_gzip_bytes_max"],
+    }
+    stamps = {stage: json.loads((work / stage / "stage.json").read_text()).get("seconds") for stage in ("train", "prune", "qat", "convert") if (work / stage / "stage.json").exists()}
+    payload = {
+        "recipe": {
+            "data": args.data,
+            "limit": args.limit,
+            "width": args.width,
+            "train_epochs": args.train_epochs if not args.model else None,
+            "start_model": args.model,
+            "prune": {"sparsity": args.sparsity, "epochs": args.prune_epochs},
+            "qat_epochs": args.qat_epochs,
+            "calibration_images": 500,
+        },
+        "targets": TARGETS,
+        "measured": measured,
+        "met": met,
+        "stage_seconds": stamps,
+        "summary": result.manifest["summary"],
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
+        "seconds_this_session": round(time.perf_counter() - started, 1),
+    }
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
+    shutil.copy(work / stages["convert"]["parity"], results / "parity.json")
+    shutil.copy(work / stages["convert"]["cards"]["int8"], results / "model_int8.card.json")
+    (results / "results.md").write_text(markdown(payload, result.table) + "\n")
+    print(markdown(payload, result.table))
+    return 0
+
+
+def markdown(payload: dict, table: str) -> str:
+    measured, met, targets = payload["measured"], payload["met"], payload["targets"]
+    mark = {True: "met", False: "**not met**"}
+    recipe = payload["recipe"]
+    lines = [
+        "# Compression benchmark: 50 % pruning, QAT, full-integer int8",
+        "",
+        f"Data: {recipe['data']} (limit {recipe['limit']}), All-CNN-C width {recipe['width']}, "
+        + (f"trained {recipe['train_epochs']} epoch(s)" if recipe["train_epochs"] else f"from {recipe['start_model']}")
+        + f"; prune to {recipe['prune']['sparsity']:.0%} in {recipe['prune']['epochs']} epoch(s); QAT {recipe['qat_epochs']} epoch(s); "
+        f"machine: {payload['machine']['cpus']} CPUs, load {payload['machine']['load_average'][0]:.1f}.",
+        f"Held-out images: {measured['held_out_images']} ({measured['held_out_origin']}).",
+        "",
+        "| measure | value | target | |",
+        "|---|---|---|---|",
+        f"| float reference top-1 (QAT float weights) | {measured['float_reference_top1']:.2%} | | |",
+        f"| int8 top-1 | {measured['int8_top1']:.2%} | | |",
+        f"| gap (points) | {measured['gap_points']:+.2f} | <= {targets['gap_points_max']} | {mark[met['gap_points']]} |",
+        f"| top-1 agreement | {measured['agreement']:.2%} | >= {targets['agreement_min']:.1%} | {mark[met['agreement']]} |",
+        f"| int8 file | {measured['int8_bytes'] / 1e6:.3f} MB | <= {targets['int8_bytes_max'] / 1e6} MB | {mark[met['int8_bytes']]} |",
+        f"| gzip -9 of the {measured['int8_kernel_sparsity']:.0%} sparse int8 file | {measured['int8_gzip_bytes'] / 1e6:.3f} MB | <= {targets['sparse_gzip_bytes_max'] / 1e6} MB | {mark[met['sparse_gzip_bytes']]} |",
+        f"| gzip, Huffman-only deflate (valid .gz) | {(measured['int8_gzip_huffman_only_bytes'] or 0) / 1e6:.3f} MB | <= {targets['sparse_gzip_bytes_max'] / 1e6} MB | {mark[met['sparse_gzip_huffman_only_bytes']]} |",
+        f"| dense float top-1 (before pruning) | {measured['dense_float_top1']:.2%} | | |",
+        f"| end to end: dense float -> int8 gap (points) | {measured['end_to_end_gap_points']:+.2f} | | |",
+        f"| end to end agreement | {measured['end_to_end_agreement']:.2%} | | |",
+        "",
+        "Stage seconds: " + ", ".join(f"{stage} {seconds:.0f}" for stage, seconds in payload["stage_seconds"].items() if seconds is not None),
+        "",
+        "```",
+        table,
+        "```",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
