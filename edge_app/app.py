@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
+from edge_app.blas import limit_blas_threads, restore_blas_threads
 from edge_app.frame_queue import CLOSED, FrameQueue
 from edge_app.outputs import JsonLines, VideoSaver, Window
 from edge_app.overlay import annotate
@@ -55,6 +56,9 @@ class ClassifyConfig:
     max_frames: int | None = None  # stop after this many classified frames
     queue_size: int = 2  # frames waiting between capture and inference
     reconnect_timeout: float = 60.0  # seconds a lost camera or stream may stay away (0 = retry forever)
+    blas_threads: int | None = 1  # numpy's OpenBLAS threads during the run (None: leave as is), see edge_app.blas
+    switch_interval: float = 0.001  # seconds between GIL hand-overs (Python's default 0.005 delays the
+    #                                 inference thread by up to 5 ms each time invoke() returns)
 
 
 @dataclasses.dataclass
@@ -235,6 +239,9 @@ def run_classify(
         name="inference",
         daemon=True,
     )
+    previous_blas = limit_blas_threads(config.blas_threads) if config.blas_threads else {}
+    previous_switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(config.switch_interval)
     try:
         with _stop_on_signals(stop):
             if serve_address is not None:
@@ -283,6 +290,8 @@ def run_classify(
             saver.close()
         if window is not None:
             window.close()
+        restore_blas_threads(previous_blas)
+        sys.setswitchinterval(previous_switch_interval)
     stats.dropped = frames.dropped
     stats.reconnects = source.reconnects
     summary = stats.summary(

@@ -1,0 +1,261 @@
+"""Edge app overhead: end-to-end FPS of `toolkit classify` on a video against the raw invoke() rate (issue 4).
+
+    python benchmarks/edge_fps.py                       # builds the model, writes benchmarks/results/edge_fps.{json,md}
+    python benchmarks/edge_fps.py --model M.tflite      # any int8 model with its card; no TensorFlow needed
+
+The model is a full-width All-CNN-C converted to full-integer int8 with RANDOM weights
+(speed does not depend on the weights; calibration uses the committed real sample
+images). It is built in a child process so the measuring process, like a device,
+never imports TensorFlow.
+
+For each thread count and each video size, in the same run and interleaved
+(raw, app, raw, app, ...) so that load from other processes hits both alike:
+
+    raw  frames per second of ``interpreter.invoke()`` alone on one prepared input
+    app  ``run_classify(--headless)`` on an mp4 video: decode, BGR->RGB, crop, resize,
+         normalise, quantise, invoke, top-k, one JSON line per frame (to /dev/null)
+
+ratio = median(app) / median(raw); the target is >= 0.9 (the app adds at most 10 %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+import numpy as np  # noqa: E402
+
+SAMPLE_DIR = REPO_ROOT / "tests" / "data" / "cifar10-sample"
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+TARGET_RATIO = 0.9
+
+
+def build_model(directory: Path) -> Path:
+    """Full-width All-CNN-C, random weights, int8 with int8 I/O, calibrated on the committed sample; with card."""
+    from converters.legacy import tf_keras
+    from toolkit import preprocessing
+    from toolkit.model_card import ModelCard, TensorQuantization, save_card
+    from training.allcnn import ModelConfig, create_model
+    from training.data import channel_statistics, load_image_folder
+
+    dataset = load_image_folder(SAMPLE_DIR)
+    mean, std = channel_statistics(dataset.images)
+    tf_keras.utils.set_random_seed(0)
+    config = ModelConfig()
+    model = create_model(config, tf_keras)
+    calibration = np.stack([preprocessing.prepare_image(image, config.input_shape, mean, std) for image in dataset.images[::2]])
+    try:
+        from converters.convert import convert_int8
+
+        data, how = convert_int8(model, calibration, io="int8"), "converters.convert.convert_int8"
+    except ImportError:
+        from converters.legacy import tf
+
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([image[None]] for image in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int8
+        data, how = converter.convert(), "tf.lite.TFLiteConverter"
+    path = directory / "model_int8.tflite"
+    path.write_bytes(data)
+    from edge_app.runtime import make_interpreter
+
+    interpreter = make_interpreter(path)
+
+    def quantization(detail: dict) -> TensorQuantization:
+        scale, zero_point = detail["quantization"]
+        return TensorQuantization(np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
+
+    save_card(
+        ModelCard(
+            labels=dataset.class_names, input_size=list(config.input_shape), mean=mean, std=std,
+            architecture={"builder": "allcnn", **config.to_dict()}, dataset=str(SAMPLE_DIR), format="tflite-int8",
+            input_quantization=quantization(interpreter.get_input_details()[0]),
+            output_quantization=quantization(interpreter.get_output_details()[0]),
+            notes=f"RANDOM weights, for speed measurements only; converted with {how}",
+        ),
+        path,
+    )
+    return path
+
+
+def make_video(path: Path, width: int, height: int, frames: int) -> Path:
+    """An mp4v video of real sample images scaled to width x height, each held for 5 frames."""
+    import cv2
+
+    images = [cv2.imread(str(p)) for p in sorted(SAMPLE_DIR.rglob("*.jpg"))]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (width, height))
+    for index in range(frames):
+        writer.write(cv2.resize(images[(index // 5) % len(images)], (width, height), interpolation=cv2.INTER_CUBIC))
+    writer.release()
+    return path
+
+
+def raw_invoke_rate(model: Path, threads: int, frame_bgr: np.ndarray, invocations: int) -> float:
+    """Invocations per second of interpreter.invoke() alone, input set once."""
+    from edge_app.blas import limit_blas_threads
+    from edge_app.runtime import Classifier
+
+    limit_blas_threads(1)  # as in the app, so both see the same machine
+    classifier = Classifier(model, threads=threads)
+    classifier.interpreter.set_tensor(classifier.input_detail["index"], classifier.prepare(frame_bgr, "BGR"))
+    for _ in range(50):
+        classifier.interpreter.invoke()
+    started = time.perf_counter()
+    for _ in range(invocations):
+        classifier.interpreter.invoke()
+    return invocations / (time.perf_counter() - started)
+
+
+def app_rate(model: Path, threads: int, video: Path) -> dict:
+    """The edge app on ``video`` with --headless output thrown away; returns its summary."""
+    import contextlib
+
+    from edge_app.app import ClassifyConfig, run_classify
+
+    with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+        started = time.perf_counter()
+        summary = run_classify(ClassifyConfig(model=str(model), source=str(video), threads=threads, headless=True), stdout=null)
+        summary["wall_seconds_with_startup"] = time.perf_counter() - started
+    return summary
+
+
+def machine() -> dict:
+    import cv2
+
+    from edge_app.runtime import runtime_module
+
+    cpu = ""
+    with open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    try:
+        import ai_edge_litert
+
+        litert = getattr(ai_edge_litert, "__version__", "")
+    except ImportError:
+        litert = ""
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+        "numpy": np.__version__, "opencv": cv2.__version__, "runtime": runtime_module()[0], "ai_edge_litert": litert,
+    }
+
+
+def measure(model: Path, sizes: list[tuple[int, int]], threads_list: list[int], frames: int, repeats: int, work: Path) -> dict:
+    import cv2
+
+    frame = cv2.imread(str(next(SAMPLE_DIR.rglob("*.jpg"))))
+    rows = []
+    for width, height in sizes:
+        video = make_video(work / f"video_{width}x{height}.mp4", width, height, frames)
+        for threads in threads_list:
+            raw_rates, app_rates, invoke_ms = [], [], []
+            load_before = os.getloadavg()[0]
+            for _ in range(repeats):
+                raw_rates.append(raw_invoke_rate(model, threads, cv2.resize(frame, (width, height)), frames))
+                summary = app_rate(model, threads, video)
+                if summary["frames"] != frames:
+                    raise RuntimeError(f"the app classified {summary['frames']} of {frames} frames")
+                app_rates.append(summary["mean_fps"])
+                invoke_ms.append(summary["inference_ms_mean"])
+            raw, app = statistics.median(raw_rates), statistics.median(app_rates)
+            row = {
+                "video": f"{width}x{height}", "threads": threads, "frames": frames, "repeats": repeats,
+                "raw_invoke_fps_median": round(raw, 1), "app_fps_median": round(app, 1), "ratio": round(app / raw, 3),
+                "meets_target": app / raw >= TARGET_RATIO,
+                "raw_invoke_fps_runs": [round(value, 1) for value in raw_rates],
+                "app_fps_runs": [round(value, 1) for value in app_rates],
+                "app_invoke_ms_mean_runs": invoke_ms,
+                "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            }
+            rows.append(row)
+            print(f"{row['video']:>8} threads={threads}: raw {raw:7.1f}/s  app {app:7.1f}/s  ratio {app / raw:.3f}  "
+                  f"(load {load_before:.1f})", flush=True)
+    return {"rows": rows}
+
+
+def write_results(report: dict, out: Path) -> None:
+    from toolkit import atomic
+
+    atomic.write_json(out / "edge_fps.json", report)
+    lines = [
+        "# Edge app overhead: end-to-end FPS vs raw invoke()",
+        "",
+        f"Measured {report['date']} by `python benchmarks/edge_fps.py` on {report['machine']['cpu']} "
+        f"({report['machine']['cores']} cores), {report['machine']['runtime']} {report['machine']['ai_edge_litert']}, "
+        f"XNNPACK on.",
+        "",
+        f"Model: {report['model']['description']}. Video: mp4v, real CIFAR-10 sample images scaled up; "
+        "the app decodes, converts BGR->RGB, centre-crops, resizes, normalises and quantises every frame "
+        "(toolkit.preprocessing), invokes, takes the top-3 and writes one JSON line per frame (`--headless`, to /dev/null).",
+        "",
+        "| video | threads | raw invoke() FPS | app FPS | ratio | target >= 0.9 | load avg (before, after) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in report["rows"]:
+        lines.append(
+            f"| {row['video']} | {row['threads']} | {row['raw_invoke_fps_median']:.1f} | {row['app_fps_median']:.1f} | "
+            f"{row['ratio']:.3f} | {'met' if row['meets_target'] else 'NOT met'} | "
+            f"{row['load_average_1min'][0]:.1f}, {row['load_average_1min'][1]:.1f} |"
+        )
+    lines += ["", "Medians of the interleaved runs; every run is in edge_fps.json.", ""]
+    if report.get("notes"):
+        lines += [f"- {note}" for note in report["notes"]] + [""]
+    atomic.write_text(out / "edge_fps.md", "\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, help="int8 .tflite with card (default: build a random-weight full-width one)")
+    parser.add_argument("--sizes", nargs="+", default=["320x240", "640x480"], help="video sizes WxH")
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--frames", type=int, default=1500, help="frames per video (and invocations per raw run)")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved raw/app pairs per row")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--build-only", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.build_only:
+        print(build_model(args.build_only))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="edge_fps_") as temporary:
+        work = Path(temporary)
+        description = f"{args.model} (given)"
+        model = args.model
+        if model is None:
+            environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+            subprocess.run([sys.executable, __file__, "--build-only", str(work)], check=True, env=environment,
+                           stdout=subprocess.DEVNULL)
+            model = work / "model_int8.tflite"
+            description = (f"full-width All-CNN-C (ModelConfig()), RANDOM weights, full-integer int8 with int8 I/O, "
+                           f"{model.stat().st_size / 1024:.0f} KiB")
+        sizes = [tuple(int(value) for value in size.lower().split("x")) for size in args.sizes]
+        report = {
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine(),
+            "model": {"description": description},
+            "target_ratio": TARGET_RATIO,
+            **measure(model, sizes, args.threads, args.frames, args.repeats, work),
+        }
+    assert "tensorflow" not in sys.modules, "the measuring process must not import TensorFlow"
+    write_results(report, args.out)
+    print(f"wrote {args.out / 'edge_fps.json'} and {args.out / 'edge_fps.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
