@@ -205,13 +205,22 @@ def test_pipeline_summary_manifest_and_skip_on_rerun(pipeline_run, capsys):
     evaluation = json.loads((out / stages["eval"]["reports"]["int8"]).read_text())
     assert evaluation["n"] == 30 and 0.0 <= evaluation["top1"] <= 1.0
 
+    # Rerun as if killed right after training finished (no train stamp): training is resumed,
+    # finds every epoch done, and nothing downstream reruns because best.keras is unchanged.
+    (out / "train" / "stage.json").unlink()
+    best_hash = (out / "train" / "best.keras").read_bytes()
     stamps = {path: path.stat().st_mtime_ns for path in out.glob("*/stage.json")}
+    stamps.update({path: path.stat().st_mtime_ns for path in out.glob("eval/*/stage.json")})
     capsys.readouterr()
     assert main(["pipeline", "--config", str(config), "--no-progress"]) == 0
     captured = capsys.readouterr()
-    assert captured.err.count("up to date, skipped") == 5
+    assert "train: continuing the interrupted run" in captured.err
+    assert captured.err.count("up to date, skipped") == 4
     assert "convert int8" in captured.out and "sparsity" in captured.out
-    assert {path: path.stat().st_mtime_ns for path in out.glob("*/stage.json")} == stamps
+    assert (out / "train" / "best.keras").read_bytes() == best_hash
+    assert (out / "train" / "stage.json").is_file()
+    for path, mtime in stamps.items():
+        assert path.stat().st_mtime_ns == mtime, path
 
 
 def test_stage_stamp_notices_a_changed_output(tmp_path):
@@ -227,28 +236,34 @@ def test_stage_stamp_notices_a_changed_output(tmp_path):
     assert not up_to_date(tmp_path, "config-hash", "input-hash")
 
 
-def test_structured_two_four_pruning(pipeline_run, tmp_path):
-    from converters.prune import PruneConfig, prune
+def test_cli_structured_two_four_pruning(pipeline_run, tmp_path, capsys):
     from converters.sparsity import m_by_n_violations
 
     out, manifest, _ = pipeline_run
-    result = prune(PruneConfig(model=str(out / manifest["stages"]["train"]["model"]), out=str(tmp_path / "p24"), structured="2:4", epochs=1, progress=False))
-    assert result.report["structured"]["pattern"] == "2:4"
-    for name, kernel in _keras3_kernels(result.model_path).items():
+    argv = ["prune", "--model", str(out / manifest["stages"]["train"]["model"]), "--out", str(tmp_path / "p24"),
+            "--structured", "2:4", "--epochs", "1", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert "sparsity" in capsys.readouterr().out
+    report = json.loads((tmp_path / "p24" / "report.json").read_text())
+    assert report["structured"]["pattern"] == "2:4"
+    for name, kernel in _keras3_kernels(tmp_path / "p24" / "model.keras").items():
         assert m_by_n_violations(kernel, 2, 4) == 0, name
+    assert main(argv) != 0  # a finished run is not overwritten without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
 
 
-def test_uint8_io_conversion_keeps_parity(pipeline_run, tmp_path):
-    from converters.convert import ConvertConfig, convert
-
+def test_cli_uint8_io_conversion_keeps_parity(pipeline_run, tmp_path, capsys):
     out, manifest, _ = pipeline_run
-    result = convert(
-        ConvertConfig(model=str(out / manifest["stages"]["qat"]["model"]), out=str(tmp_path / "u8"), formats=("int8",), io="uint8", calib_samples=50, progress=False)
-    )
-    interpreter = _interpreter(result.models["int8"])
+    argv = ["convert", "--model", str(out / manifest["stages"]["qat"]["model"]), "--out", str(tmp_path / "u8"),
+            "--int8", "--io", "uint8", "--calib-samples", "50", "--max-drop", "100", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert "int8" in capsys.readouterr().out
+    assert sorted(path.name for path in (tmp_path / "u8").glob("*.tflite")) == ["model_int8.tflite"]
+    interpreter = _interpreter(tmp_path / "u8" / "model_int8.tflite")
     assert interpreter.get_input_details()[0]["dtype"] == np.uint8
     assert interpreter.get_output_details()[0]["dtype"] == np.uint8
-    assert result.parity["formats"]["int8"]["max_probability_difference"] < 0.05
+    parity = json.loads((tmp_path / "u8" / "parity.json").read_text())
+    assert parity["formats"]["int8"]["max_probability_difference"] < 0.05
 
 
 # --- bad input: one line on stderr, non-zero exit, no traceback ---------------------------------
