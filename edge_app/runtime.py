@@ -16,7 +16,7 @@ import numpy as np
 
 from toolkit import preprocessing
 from toolkit.errors import ToolkitError
-from toolkit.model_card import ModelCard, TensorQuantization, load_card
+from toolkit.model_card import ModelCard, TensorQuantization, card_path, load_card
 
 RUNTIME_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
 
@@ -101,6 +101,16 @@ def make_interpreter(
     return interpreter
 
 
+def load_model_card(model_path: str | os.PathLike) -> ModelCard:
+    """The card beside the model; ``m_edgetpu.tflite`` may use ``m.card.json`` (the compiler keeps I/O and labels)."""
+    model_path = Path(model_path)
+    if model_path.name.endswith("_edgetpu.tflite") and not card_path(model_path).exists():
+        source = model_path.with_name(model_path.name[: -len("_edgetpu.tflite")] + ".tflite")
+        if card_path(source).exists():
+            return load_card(source)
+    return load_card(model_path)
+
+
 def _tensor_quantization(detail: dict[str, Any]) -> TensorQuantization:
     scale, zero_point = detail.get("quantization", (0.0, 0))
     return TensorQuantization(dtype=np.dtype(detail["dtype"]).name, scale=float(scale), zero_point=int(zero_point))
@@ -124,7 +134,7 @@ class Classifier:
         xnnpack: bool = True,
     ) -> None:
         self.model_path = Path(model_path)
-        self.card = card if card is not None else load_card(self.model_path)
+        self.card = card if card is not None else load_model_card(self.model_path)
         self.interpreter = make_interpreter(self.model_path, threads=threads, edgetpu=edgetpu, xnnpack=xnnpack)
         self.input_detail = self.interpreter.get_input_details()[0]
         self.output_detail = self.interpreter.get_output_details()[0]

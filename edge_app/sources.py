@@ -229,6 +229,11 @@ class Picamera2Source(Source):
                 "--source picamera2 needs Picamera2: sudo apt install python3-picamera2 "
                 "(and create the virtual environment with --system-site-packages)"
             ) from None
+        except ValueError as error:  # "numpy.dtype size changed": apt's simplejpeg was built for numpy 1
+            raise ToolkitError(
+                f"Picamera2 could not be imported ({str(error).splitlines()[0]}): apt's simplejpeg does not match "
+                "the numpy in this environment; run pip install --force-reinstall simplejpeg"
+            ) from None
         width, height = capture_size or (640, 480)
         try:
             self.camera = Picamera2()

@@ -133,7 +133,8 @@ def test_faults_are_one_line_errors(edge_int8_model, sample_dir, arguments, mess
 def test_edgetpu_delegate_missing_is_a_clear_error(edge_int8_model, tmp_path):
     compiled = tmp_path / "model_int8_edgetpu.tflite"
     shutil.copy(edge_int8_model, compiled)
-    shutil.copy(edge_int8_model.with_name("model_int8.card.json"), tmp_path / "model_int8_edgetpu.card.json")
+    # edgetpu_compiler writes no card: the source model's card beside it serves the compiled model.
+    shutil.copy(edge_int8_model.with_name("model_int8.card.json"), tmp_path / "model_int8.card.json")
     result = run_without_tensorflow(
         ["classify", "--model", str(compiled), "--source", str(REPO_ROOT / "tests/data/cifar10-sample/cat/0000.jpg"),
          "--edgetpu"]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edge_app import runtime
-from edge_app.runtime import Classifier, make_interpreter
+from edge_app.runtime import Classifier, load_model_card, make_interpreter
 from toolkit import preprocessing
 from toolkit.errors import ToolkitError
 from toolkit.model_card import card_path, load_card
@@ -116,3 +116,12 @@ def test_card_that_disagrees_with_the_model_is_refused(edge_int8_model, tmp_path
     assert card_path(model).exists()
     with pytest.raises(ToolkitError, match="model card says input"):
         Classifier(model)
+
+
+def test_compiled_edgetpu_model_uses_its_source_card(edge_int8_model, tmp_path):
+    compiled = tmp_path / "model_int8_edgetpu.tflite"
+    shutil.copy(edge_int8_model, compiled)
+    with pytest.raises(ToolkitError, match="no model card"):
+        load_model_card(compiled)
+    shutil.copy(card_path(edge_int8_model), tmp_path / "model_int8.card.json")
+    assert load_model_card(compiled) == load_card(edge_int8_model)
