@@ -178,7 +178,7 @@ def held_out_data(models: dict[str, Path], data: str | None, limit: int | None, 
     Labels are mapped onto the model's class ids by name, as ``toolkit eval`` does.
     """
     from training.data import load_dataset
-    from training.evaluate import label_mapping, load_evaluation_data
+    from training.evaluate import label_mapping, load_evaluation_data, split_settings
 
     cards = [load_card(path) for path in models.values()]
     for card in cards:
@@ -186,11 +186,14 @@ def held_out_data(models: dict[str, Path], data: str | None, limit: int | None, 
         if recorded is None:
             continue
         dataset = load_evaluation_data(recorded, card, split="validation", limit=limit, seed=seed, progress=False)
-        recorded_values = {**card.architecture, **card.metrics}
+        fraction, split_seed, training_limit = split_settings(card)
         description = (
-            f"validation split ({float(recorded_values.get('validation_fraction', 0.1)):.0%}, "
-            f"seed {recorded_values.get('split_seed', 0)}) of {recorded}, as recorded in the model card"
+            f"validation split ({fraction:.0%}, seed {split_seed}) of {recorded} as recorded in the model card"
         )
+        if limit is not None and len(dataset) < limit and training_limit is not None:
+            dataset, added = _top_up(dataset, recorded, training_limit, split_seed, limit)
+            if added:
+                description += f", topped up with {added} images outside the {training_limit}-image training subset"
         break
     else:
         if data is None:
@@ -201,6 +204,24 @@ def held_out_data(models: dict[str, Path], data: str | None, limit: int | None, 
         description = f"{data}" + (f" (class-balanced subset of {limit})" if limit is not None else "")
     mapping = label_mapping(dataset.class_names, cards[0].labels)
     return HeldOut(dataset.images, mapping[dataset.labels], cards[0].labels, description)
+
+
+def _top_up(validation: Any, data: str, training_limit: int, seed: int, count: int) -> tuple[Any, int]:
+    """Add images from outside a ``--limit`` training subset (never trained on either) up to ``count``."""
+    from training.data import Dataset, load_dataset, stratified_subset
+
+    full = load_dataset(data, limit=None, seed=seed)
+    if len(full) <= training_limit:
+        return validation, 0
+    # The training subset is stratified_subset(labels, limit, seed) of the full listing (training.data.load_dataset).
+    used = np.zeros(len(full), dtype=bool)
+    used[stratified_subset(full.labels, training_limit, seed)] = True
+    outside = full.subset(np.flatnonzero(~used))
+    extra = min(count - len(validation), len(outside))
+    picked = outside.subset(np.sort(stratified_subset(outside.labels, extra, seed)))
+    images = np.concatenate([validation.images, picked.images])
+    labels = np.concatenate([validation.labels, picked.labels])
+    return Dataset(images, labels, validation.class_names, validation.source), extra
 
 
 # --------------------------------------------------------------------------- producing formats

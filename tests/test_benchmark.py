@@ -208,3 +208,24 @@ def test_edgetpu_cell_says_why_it_did_not_run(tiny_models, tmp_path):
     if not delegate_loads:
         cell = benchmark._edgetpu_cell("tflite-int8-ptq", int8, True, "loaded", images, config)
         assert not cell["runs"] and "Edge TPU delegate" in cell["reason"]
+
+
+def test_held_out_images_are_topped_up_outside_a_limited_training_subset(tiny_models, tmp_path, sample_dir):
+    from converters.benchmark import held_out_data
+    from training.data import load_dataset, stratified_subset, train_validation_split
+
+    source = tiny_models["convert"] / "model_float32.tflite"
+    model = tmp_path / "model_float32.tflite"
+    model.write_bytes(source.read_bytes())
+    card = json.loads(source.with_name("model_float32.card.json").read_text())
+    card["dataset"] = str(sample_dir)
+    card["metrics"] = {"validation_fraction": 0.2, "split_seed": 0, "train_images": 80, "validation_images": 20}
+    (tmp_path / "model_float32.card.json").write_text(json.dumps(card))
+
+    held_out = held_out_data({"tflite-float32": model}, data=None, limit=60)
+    assert len(held_out.labels) == 60 and "topped up with 40 images" in held_out.description
+    full = load_dataset(str(sample_dir))
+    trained_on = set(stratified_subset(full.labels, 100, 0).tolist())
+    _, validation = train_validation_split(full.subset(np.sort(list(trained_on))), 0.2, 0)
+    training_images = {full.images[i].tobytes() for i in trained_on} - {image.tobytes() for image in validation.images}
+    assert not training_images & {image.tobytes() for image in held_out.images}
