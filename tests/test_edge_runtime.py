@@ -82,6 +82,8 @@ def test_bgr_frame_and_rgb_image_give_the_same_tensor(edge_int8_model, sample_di
     # A colour mix-up would show: the swapped image gives a different tensor.
     assert not np.array_equal(from_bgr, preprocessing.prepare_image(bgr, card.input_size, card.mean, card.std))
     classifier = Classifier(edge_int8_model, card=card)
+    # The app swaps channels with OpenCV before the shared resize: still the identical tensor.
+    np.testing.assert_array_equal(classifier.preprocess(bgr, "BGR"), from_bgr)
     np.testing.assert_array_equal(classifier.prepare(bgr, "BGR"), classifier.prepare(rgb, "RGB"))
     np.testing.assert_array_equal(classifier.classify(bgr, "BGR"), classifier.classify(rgb, "RGB"))
 
