@@ -365,6 +365,7 @@ def machine_description() -> dict[str, Any]:
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "packages": versions,
+        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
 
 
@@ -394,6 +395,7 @@ def run_benchmark(
         produced = produce_missing_formats(models, out_dir, calibration, config)
         models = {key: (models.get(key) or produced[key]) for key in FORMATS if key in models or key in produced}
     delegate_loads, delegate_reason = edgetpu_delegate_status()
+    load_at_start = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
     rows: list[dict[str, Any]] = []
     jobs = [(key, threads) for key in models for threads in config.threads]
@@ -444,7 +446,7 @@ def run_benchmark(
         "threads": list(config.threads),
         "timing": dataclasses.asdict(config.timing),
         "edgetpu_delegate": {"loads": delegate_loads, "detail": delegate_reason},
-        "machine": machine_description(),
+        "machine": {**machine_description(), "load_average_1min_at_start": load_at_start},
         "formats": rows,
         "missing_formats": [FORMATS[key] for key in FORMATS if key not in models],
     }
@@ -533,7 +535,8 @@ def format_notes(report: dict[str, Any]) -> str:
         f"Machine: {machine['processor']} ({machine['architecture']}, {machine['cpu_count']} CPUs), "
         f"{machine['system']}, Python {machine['python']}; "
         + ", ".join(f"{name} {version}" for name, version in machine["packages"].items())
-        + ".",
+        + f". Load average (1 min) {machine.get('load_average_1min_at_start')} at the start and "
+        f"{machine.get('load_average_1min')} at the end: latency is only comparable between runs on a quiet machine.",
         f"Accuracy: {report['held_out']} ({report['held_out_images']} images). "
         "Agree % = share of images where the format predicts the same class as the float model.",
         "Latency: one image at batch 1 (TFLite: set input, invoke, read output; Keras: predict_on_batch; "
