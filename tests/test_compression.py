@@ -252,9 +252,10 @@ def test_cli_structured_two_four_pruning(pipeline_run, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
-def test_cli_uint8_io_conversion_keeps_parity(pipeline_run, tmp_path, capsys):
+def test_cli_post_training_uint8_conversion(pipeline_run, tmp_path, capsys):
+    """A pruned float model (no QAT companion) takes the calibration path, here with uint8 I/O."""
     out, manifest, _ = pipeline_run
-    argv = ["convert", "--model", str(out / manifest["stages"]["qat"]["model"]), "--out", str(tmp_path / "u8"),
+    argv = ["convert", "--model", str(out / manifest["stages"]["prune"]["model"]), "--out", str(tmp_path / "u8"),
             "--int8", "--io", "uint8", "--calib-samples", "50", "--max-drop", "100", "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     assert "int8" in capsys.readouterr().out
@@ -262,6 +263,11 @@ def test_cli_uint8_io_conversion_keeps_parity(pipeline_run, tmp_path, capsys):
     interpreter = _interpreter(tmp_path / "u8" / "model_int8.tflite")
     assert interpreter.get_input_details()[0]["dtype"] == np.uint8
     assert interpreter.get_output_details()[0]["dtype"] == np.uint8
+    for op in interpreter._get_ops_details():
+        if op["op_name"] == "CONV_2D":
+            assert np.mean(interpreter.get_tensor(op["inputs"][1]) == 0) >= 0.49
+    card = json.loads((tmp_path / "u8" / "model_int8.card.json").read_text())
+    assert "50 calibration images" in card["notes"] and card["input_quantization"]["dtype"] == "uint8"
     parity = json.loads((tmp_path / "u8" / "parity.json").read_text())
     assert parity["formats"]["int8"]["max_probability_difference"] < 0.05
 
