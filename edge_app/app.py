@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 from edge_app.blas import limit_blas_threads, restore_blas_threads
 from edge_app.frame_queue import CLOSED, FrameQueue
@@ -108,7 +108,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 def _capture_loop(source: Source, classifier: Classifier, queue: FrameQueue, stats: RunStats,
                   stop: threading.Event, errors: list[BaseException], pace_fps: float | None = None) -> None:
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.thread_time()
     try:
         for count, frame in enumerate(source.frames(stop)):
             if pace_fps:  # play a file at its own speed when someone watches it
@@ -130,11 +130,13 @@ def _capture_loop(source: Source, classifier: Classifier, queue: FrameQueue, sta
         stop.set()
     finally:
         queue.close()
+        stats.capture_cpu_seconds = time.thread_time() - cpu_started
 
 
-def _inference_loop(classifier: Classifier, frames: FrameQueue, results: FrameQueue, stats: RunStats,
+def _inference_loop(classifier: Classifier, frames: FrameQueue, deliver: Callable[[Result], bool], stats: RunStats,
                     config: ClassifyConfig, smoother: Smoother, stop: threading.Event,
-                    errors: list[BaseException]) -> None:
+                    errors: list[BaseException], finished: Callable[[], None]) -> None:
+    cpu_started = time.thread_time()
     try:
         while True:
             item = frames.get()
@@ -146,7 +148,7 @@ def _inference_loop(classifier: Classifier, frames: FrameQueue, results: FrameQu
             seconds = time.perf_counter() - started
             stats.record_inference(started, seconds)
             predictions = top_predictions(smoother(probabilities), classifier.labels, config.top_k, config.threshold)
-            if not results.put(Result(frame, predictions, seconds)):
+            if not deliver(Result(frame, predictions, seconds)):
                 break
             if config.max_frames and stats.frames >= config.max_frames:
                 stop.set()
@@ -156,7 +158,8 @@ def _inference_loop(classifier: Classifier, frames: FrameQueue, results: FrameQu
         stop.set()
     finally:
         frames.close()
-        results.close()
+        stats.inference_cpu_seconds = time.thread_time() - cpu_started
+        finished()
 
 
 def _record(result: Result) -> dict[str, Any]:
@@ -175,6 +178,48 @@ def _text_line(result: Result) -> str:
     best = ", ".join(f"{p.label} {p.score:.2f}" for p in result.predictions) or "no class above threshold"
     name = f" {Path(result.frame.name).name}" if result.frame.name else ""
     return f"frame {result.frame.index}{name}: {best} ({result.inference_seconds * 1000.0:.2f} ms)"
+
+
+class _Outputs:
+    """Everything done with one classified frame: a text or JSON line, then overlay, window, video and web page."""
+
+    def __init__(self, stdout: TextIO, headless: bool, window: Window | None, saver: VideoSaver | None,
+                 server: PreviewServer | None, stats: RunStats, stop: threading.Event) -> None:
+        self.stdout = stdout
+        self.json_lines = JsonLines(stdout) if headless else None
+        self.window, self.saver, self.server = window, saver, server
+        self.visual = window is not None or saver is not None or server is not None
+        self.text = not headless and not self.visual  # plain lines when nothing else was asked for
+        self.stats = stats
+        self.stop = stop
+        self.fps_meter = _FpsMeter()
+
+    def handle(self, result: Result) -> bool:
+        """Output one result; always True (a queue's put() signature, so the inference thread can call it)."""
+        fps = self.fps_meter.tick()
+        try:
+            if self.json_lines is not None:
+                self.json_lines.write(_record(result))
+            elif self.text:
+                print(_text_line(result), file=self.stdout, flush=True)
+        except BrokenPipeError:  # `toolkit classify ... | head`: the reader left, so stop
+            _silence(self.stdout)
+            self.json_lines, self.text = None, False
+            self.stop.set()
+        if self.visual and result.frame.image is not None:
+            annotated = annotate(result.frame.image, result.predictions, fps, result.inference_seconds * 1e3)
+            if self.saver is not None:
+                self.saver.write(annotated)
+            if self.server is not None:
+                self.server.publish(annotated, {**_record(result), "fps": fps})
+            if self.window is not None and not self.window.show(annotated):
+                self.stop.set()
+        self.stats.mark_output()
+        return True
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        if self.json_lines is not None:
+            self.json_lines.write({"summary": summary})
 
 
 def _silence(stream: TextIO) -> None:
@@ -216,26 +261,30 @@ def run_classify(
         print("warning: --smoothing is ignored for images: they are not consecutive frames", file=sys.stderr)
         smoothing = 0.0
     saver = VideoSaver(config.save, source.fps) if config.save else None
-    server = None
+    server = (
+        PreviewServer(*serve_address, model=Path(config.model).name, source=source.description)
+        if serve_address is not None else None
+    )
     stop = stop or threading.Event()
     stats = RunStats()
     errors: list[BaseException] = []
+    outputs = _Outputs(stdout, config.headless, window, saver, server, stats, stop)
     frames = FrameQueue(max(1, config.queue_size), drop_oldest=source.live)
-    results = FrameQueue(4)
-    json_lines = JsonLines(stdout) if config.headless else None
-    visual = window is not None or saver is not None or serve_address is not None
-    quiet = config.headless or visual
-    fps_meter = _FpsMeter()
-    pace_fps = source.fps if (window is not None or serve_address is not None) and not source.live else None
+    # Lines alone are cheap: the inference thread writes them itself, sparing a thread hand-over per
+    # frame. Overlays, windows, video and the web page go to the main thread through a queue.
+    results = FrameQueue(4) if outputs.visual else None
+    pace_fps = source.fps if (window is not None or server is not None) and not source.live else None
     capture = threading.Thread(
         target=_capture_loop,
         args=(source, classifier, frames, stats, stop, errors, pace_fps),
         name="capture",
         daemon=True,
     )
+    deliver = results.put if results is not None else outputs.handle
+    finished = results.close if results is not None else (lambda: None)
     inference = threading.Thread(
         target=_inference_loop,
-        args=(classifier, frames, results, stats, config, Smoother(smoothing), stop, errors),
+        args=(classifier, frames, deliver, stats, config, Smoother(smoothing), stop, errors, finished),
         name="inference",
         daemon=True,
     )
@@ -244,41 +293,23 @@ def run_classify(
     sys.setswitchinterval(config.switch_interval)
     try:
         with _stop_on_signals(stop):
-            if serve_address is not None:
-                server = PreviewServer(*serve_address, model=Path(config.model).name, source=source.description)
+            if server is not None:
                 server.start()
                 print(f"serving on {server.url}", file=sys.stderr, flush=True)
             capture.start()
             inference.start()
-            while True:
-                result = results.get(timeout=0.1)
-                if result is None:
-                    continue
-                if result is CLOSED:
-                    break
-                fps = fps_meter.tick()
-                try:
-                    if json_lines is not None:
-                        json_lines.write(_record(result))
-                    elif not quiet:
-                        print(_text_line(result), file=stdout, flush=True)
-                except BrokenPipeError:  # `toolkit classify ... | head`: the reader left, so stop
-                    _silence(stdout)
-                    json_lines, quiet = None, True
-                    stop.set()
-                if visual and result.frame.image is not None:
-                    annotated = annotate(result.frame.image, result.predictions, fps, result.inference_seconds * 1e3)
-                    if saver is not None:
-                        saver.write(annotated)
-                    if server is not None:
-                        server.publish(annotated, {**_record(result), "fps": fps})
-                    if window is not None and not window.show(annotated):
-                        stop.set()
-                stats.mark_output()
+            if results is None:
+                while inference.is_alive():  # wake up now and then so signal handlers run
+                    inference.join(timeout=0.1)
+            else:
+                while (result := results.get(timeout=0.1)) is not CLOSED:
+                    if result is not None:  # None: a timeout, so that signal handlers run
+                        outputs.handle(result)
     finally:
         stop.set()
         frames.close()
-        results.close()
+        if results is not None:
+            results.close()
         for thread in (inference, capture):
             if thread.is_alive():
                 thread.join(timeout=5.0)
@@ -302,8 +333,7 @@ def run_classify(
         edgetpu=config.edgetpu,
     )
     print(format_summary(summary), file=sys.stderr, flush=True)
-    if json_lines is not None:
-        json_lines.write({"summary": summary})
+    outputs.write_summary(summary)
     for error in errors:
         if isinstance(error, KeyboardInterrupt):
             continue

@@ -49,7 +49,9 @@ class Smoother:
         self.state = None
 
 
-def top_predictions(probabilities: np.ndarray, labels: list[str], k: int = 3, threshold: float = 0.0) -> list[Prediction]:
+def top_predictions(
+    probabilities: np.ndarray, labels: list[str], k: int = 3, threshold: float = 0.0
+) -> list[Prediction]:
     """The ``k`` best classes, best first, leaving out those scoring below ``threshold``."""
     indices, scores = preprocessing.top_k(probabilities, k)
     return [

@@ -81,13 +81,16 @@ def make_interpreter(
     if threads is not None and threads < 1:
         raise ToolkitError(f"--threads must be at least 1, got {threads}")
     if edgetpu and not model_path.name.endswith("_edgetpu.tflite"):
-        raise ToolkitError(f"--edgetpu needs a model compiled by edgetpu_compiler (*_edgetpu.tflite), got {model_path.name}")
+        raise ToolkitError(
+            f"--edgetpu needs a model compiled by edgetpu_compiler (*_edgetpu.tflite), got {model_path.name}"
+        )
     name, module = runtime_module()
     interpreter_class = module.Interpreter
-    delegates = [load_edgetpu_delegate(module if name != "tensorflow.lite" else module.experimental)] if edgetpu else None
+    delegate_module = module if name != "tensorflow.lite" else module.experimental
+    delegates = [load_edgetpu_delegate(delegate_module)] if edgetpu else None
     options: dict[str, Any] = {}
     if not xnnpack:
-        resolver = _op_resolver_without_xnnpack(module if name != "tensorflow.lite" else module.experimental)
+        resolver = _op_resolver_without_xnnpack(delegate_module)
         if resolver is None:
             raise ToolkitError(f"{name} cannot turn XNNPACK off (it has no OpResolverType)")
         options["experimental_op_resolver_type"] = resolver
@@ -97,7 +100,8 @@ def make_interpreter(
         )
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as error:
-        raise ToolkitError(f"{model_path} is not a loadable TFLite model: {str(error).strip().splitlines()[0]}") from None
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ToolkitError(f"{model_path} is not a loadable TFLite model: {first_line}") from None
     return interpreter
 
 

@@ -281,7 +281,9 @@ def open_source(
         return CaptureSource(int(spec), f"camera {spec}", live=True, capture_size=capture_size, backoff=backoff)
     if spec.startswith("/dev/video"):
         if not Path(spec).exists():
-            raise ToolkitError(f"camera {spec} does not exist (ls /dev/video* lists cameras; is it connected and enabled?)")
+            raise ToolkitError(
+                f"camera {spec} does not exist (ls /dev/video* lists cameras; is it connected and enabled?)"
+            )
         return CaptureSource(spec, f"camera {spec}", live=True, capture_size=capture_size, backoff=backoff)
     if spec.lower().startswith(STREAM_SCHEMES):
         return CaptureSource(spec, f"stream {spec}", live=True, backoff=backoff)

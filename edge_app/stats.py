@@ -57,6 +57,8 @@ class RunStats:
     first_frame_at: float | None = None  # perf_counter() when inference of the first frame started
     last_frame_at: float | None = None  # perf_counter() when the last frame's result was out
     rss_after_warmup_mb: float | None = None
+    capture_cpu_seconds: float = 0.0  # CPU time of the capture thread (decode, preprocess; not FFmpeg's threads)
+    inference_cpu_seconds: float = 0.0  # CPU time of the inference thread (invoke with 1 thread, top-k, JSON lines)
     inference: Reservoir = dataclasses.field(default_factory=Reservoir)
 
     def record_inference(self, started_at: float, seconds: float) -> None:
@@ -77,6 +79,9 @@ class RunStats:
             return 0.0
         return max(self.last_frame_at - self.first_frame_at, 1e-9)
 
+    def _per_frame_ms(self, seconds: float) -> float | None:
+        return round(1000.0 * seconds / self.frames, 3) if self.frames else None
+
     def summary(self, **extra: Any) -> dict[str, Any]:
         """The end-of-run report as a JSON-ready dict."""
         sample = self.inference.sample()
@@ -91,6 +96,9 @@ class RunStats:
             "dropped_frames": self.dropped,
             "unreadable_frames": self.unreadable,
             "reconnects": self.reconnects,
+            # Which stage bounds the FPS: the busier thread, per classified frame.
+            "capture_cpu_ms_per_frame": self._per_frame_ms(self.capture_cpu_seconds),
+            "inference_cpu_ms_per_frame": self._per_frame_ms(self.inference_cpu_seconds),
             "rss_mb_after_warmup": None if self.rss_after_warmup_mb is None else round(self.rss_after_warmup_mb, 1),
             "rss_mb_end": _rounded(resident_memory_mb()),
         }

@@ -123,7 +123,8 @@ def test_threshold_drops_low_scores(edge_int8_model, sample, tmp_path):
 )
 def test_faults_are_one_line_errors(edge_int8_model, sample_dir, arguments, message):
     source = [] if "--source" in arguments else ["--source", str(sample_dir / "cat" / "0000.jpg")]
-    result = run_without_tensorflow(["classify", "--model", str(edge_int8_model), *source, *arguments], env_display=None)
+    command = ["classify", "--model", str(edge_int8_model), *source, *arguments]
+    result = run_without_tensorflow(command, env_display=None)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], result.stderr

@@ -41,7 +41,8 @@ def test_threads_and_xnnpack_options_give_the_same_answer(edge_int8_model, sampl
     card = load_card(edge_int8_model)
     reference = Classifier(edge_int8_model, card=card).predict_images(sample_images[:10])
     for threads in (1, 2):
-        np.testing.assert_allclose(Classifier(edge_int8_model, threads=threads).predict_images(sample_images[:10]), reference)
+        threaded = Classifier(edge_int8_model, threads=threads).predict_images(sample_images[:10])
+        np.testing.assert_allclose(threaded, reference)
     # The built-in int8 kernels round a little differently from XNNPACK's: a few output steps at most.
     plain = Classifier(edge_int8_model, threads=1, xnnpack=False).predict_images(sample_images[:10])
     np.testing.assert_allclose(plain, reference, atol=0.05)
