@@ -97,6 +97,7 @@ def main() -> int:
         "classify_runs": runs,
         "reference_kernels": reference,
         "context": context,
+        "model": _model_summary(Path(context["model"])),
         "aarch64_packages": sorted(
             line for line in (work / "aarch64-freeze.txt").read_text().splitlines() if "==" in line or " @ " in line
         ),
@@ -116,6 +117,28 @@ def main() -> int:
     print(f"reference kernels: identical on {reference['identical_lines']}/{reference['frames_x86_64']} frames")
     print(f"{'PASSED' if passed else 'FAILED'}; wrote {args.out / 'aarch64.json'} and aarch64.md")
     return 0 if passed else 1
+
+
+def _model_summary(model: Path) -> dict[str, Any]:
+    """What the model is, from its card: format, stages, architecture, size."""
+    card_file = model.with_name(model.name.rsplit(".", 1)[0] + ".card.json")
+    if not card_file.is_file():
+        return {"path": str(model)}
+    card = json.loads(card_file.read_text())
+    architecture = card.get("architecture", {})
+    parity_file = model.with_name("parity.json")  # toolkit convert's report beside the model, if any
+    parity = json.loads(parity_file.read_text()) if parity_file.is_file() else {}
+    int8 = parity.get("formats", {}).get("int8", {})
+    return {
+        "held_out_top1": int8.get("top1"),
+        "held_out_images": parity.get("images"),
+        "path": str(model),
+        "format": card.get("format"),
+        "history": card.get("history", []),
+        "architecture": {key: architecture.get(key) for key in ("name", "width", "batch_norm") if key in architecture},
+        "bytes": model.stat().st_size if model.exists() else None,
+        "dataset": card.get("dataset"),
+    }
 
 
 def _timing(summary: dict[str, Any], wall_seconds: float | None) -> dict[str, Any]:
@@ -162,7 +185,16 @@ def markdown(record: dict[str, Any]) -> str:
         "- aarch64 packages: " + ", ".join(f"`{package}`" for package in record["aarch64_packages"]) + ".",
         f"- x86-64: {context['host_processor']}, {context['host_os']}, Python {context['host_python']}; "
         "same numpy, OpenCV and ai-edge-litert versions.",
-        f"- Model `{Path(context['model']).name}`; video `{Path(context['video']).name}` (lossless FFV1, so both "
+        f"- Model `{Path(context['model']).name}`: {record['model'].get('format')}, "
+        f"stages {' -> '.join(record['model'].get('history', []))}, {record['model'].get('architecture')}, "
+        f"{record['model'].get('bytes')} bytes, trained on {record['model'].get('dataset')}"
+        + (
+            f" (top-1 {record['model']['held_out_top1']:.1%} on {record['model']['held_out_images']} held-out images, "
+            "from toolkit convert's parity.json)"
+            if record["model"].get("held_out_top1") is not None
+            else ""
+        )
+        + f"; video `{Path(context['video']).name}` (lossless FFV1, so both "
         f"sides classify the same pixels); {context['threads']} interpreter thread(s); commit "
         f"`{context['git_commit'][:10]}`" + (" plus uncommitted changes" if context.get("git_dirty") else "") + ".",
         "",
