@@ -146,16 +146,20 @@ def stage_cpu_ms(model: Path, video: Path, frames: int = 300) -> dict:
     classifier = Classifier(model, threads=1)  # one thread: XNNPACK runs in the calling thread
     capture = cv2.VideoCapture(str(video))
     decode = prepare = invoke = 0.0
+    measured = 0
     for _ in range(frames):
         started = time.thread_time()
         ok, image = capture.read()
         decoded = time.thread_time()
+        if not ok:
+            break
+        measured += 1
         tensor = classifier.prepare(image, "BGR")
         prepared = time.thread_time()
         classifier.infer(tensor)
         decode, prepare, invoke = decode + decoded - started, prepare + prepared - decoded, invoke + time.thread_time() - prepared
     capture.release()
-    return {name: round(1000.0 * value / frames, 3) for name, value in
+    return {name: round(1000.0 * value / max(measured, 1), 3) for name, value in
             (("decode", decode), ("prepare", prepare), ("invoke_1_thread", invoke))}
 
 
