@@ -75,17 +75,18 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 
 class ProgressBar(keras.callbacks.Callback):
-    """A tqdm bar per epoch (steps, loss, accuracy) and one summary line per epoch."""
+    """A tqdm bar per epoch (steps, loss, accuracy) and, without or after it, one summary line per epoch."""
 
-    def __init__(self, epochs: int, steps_per_epoch: int, enabled: bool = True) -> None:
+    def __init__(self, epochs: int, steps_per_epoch: int, bar: bool = True, summary: bool = True) -> None:
         super().__init__()
         self.epochs = epochs
         self.steps_per_epoch = steps_per_epoch
-        self.enabled = enabled
+        self.show_bar = bar
+        self.summary = summary
         self.bar = None
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        if not self.enabled:
+        if not self.show_bar:
             return
         from tqdm.auto import tqdm
 
@@ -101,10 +102,11 @@ class ProgressBar(keras.callbacks.Callback):
             self.bar.set_postfix(loss=f"{float(logs.get('loss', math.nan)):.4f}", accuracy=f"{float(logs.get('accuracy', math.nan)):.4f}")
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if self.bar is None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if not self.summary:
             return
-        self.bar.close()
-        self.bar = None
         logs = logs or {}
         parts = [f"{key} {float(logs[key]):.4f}" for key in ("loss", "accuracy", "val_loss", "val_accuracy") if key in logs]
         print(f"epoch {epoch + 1}/{self.epochs}: " + ", ".join(parts), file=sys.stderr, flush=True)

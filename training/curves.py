@@ -14,6 +14,7 @@ def plot_history(rows: Sequence[dict], target: str | Path, title: str = "") -> P
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in rows]
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
@@ -21,6 +22,7 @@ def plot_history(rows: Sequence[dict], target: str | Path, title: str = "") -> P
         axis.plot(epochs, [row[key] for row in rows], marker="o", markersize=3, label=f"train {label}")
         axis.plot(epochs, [row[f"val_{key}"] for row in rows], marker="o", markersize=3, label=f"validation {label}")
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
         axis.legend()

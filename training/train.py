@@ -183,7 +183,7 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
     callbacks = [
         guard,
         EpochCheckpoint(publish, guard, on_epoch_begin),
-        ProgressBar(config.epochs, steps_per_epoch, enabled=config.progress and distribution.is_chief),
+        ProgressBar(config.epochs, steps_per_epoch, bar=config.progress and distribution.is_chief, summary=distribution.is_chief),
     ]
     if initial_epoch >= config.epochs:
         run.write_derived(card, summary)
