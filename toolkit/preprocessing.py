@@ -107,6 +107,14 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     source_height, source_width, channels = image.shape
     if (source_height, source_width) == (height, width):
         return image.astype(np.float32, copy=False)
+    if source_height % height == 0 and source_width % width == 0:
+        # Whole-number shrink (a 480x480 crop to 32x32): area averaging is a plain block
+        # mean, much cheaper than the matrix products below and equal to them up to rounding.
+        factor_y, factor_x = source_height // height, source_width // width
+        # Sum rows, then columns, each over a contiguous axis: far faster than one 2-axis sum.
+        summed_rows = image.astype(np.float32).reshape(height, factor_y, source_width * channels).sum(axis=1)
+        summed = summed_rows.reshape(height, width, factor_x, channels).sum(axis=2)
+        return summed * np.float32(1.0 / (factor_y * factor_x))
     rows = _cached_weights(source_height, height)
     columns = _cached_weights(source_width, width)
     # Two matrix products (rows, then columns) instead of one 4-D einsum: a camera
