@@ -553,8 +553,12 @@ def format_notes(report: dict[str, Any]) -> str:
         if "error" in row:
             notes.append(f"{row['name']}: failed: {row['error']}")
     int8_rows = [row for row in report["formats"] if "int8" in row["format"] and not row["edgetpu"]["runs"]]
-    for row in int8_rows:
-        notes.append(f"Edge TPU, {row['name']}: {row['edgetpu']['reason']}")
+    reasons = {row["edgetpu"]["reason"] for row in int8_rows}
+    if len(reasons) == 1 and len(int8_rows) > 1:
+        notes.append(f"Edge TPU, every int8 row: {reasons.pop()}")
+    else:
+        for row in int8_rows:
+            notes.append(f"Edge TPU, {row['name']}: {row['edgetpu']['reason']}")
     if report["missing_formats"]:
         notes.append("Not benchmarked (not in the source, and not converted here): " + ", ".join(report["missing_formats"]) + ".")
     return "\n".join(f"- {note}" for note in notes)
