@@ -28,7 +28,10 @@ def _cv2():
     import cv2
 
     # OpenCV's own warnings ("can't open camera by index") would print before our one-line error.
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    # Debian's OpenCV 4.6 (32-bit Raspberry Pi OS from apt) has no cv2.utils.logging.
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is not None:
+        logging.setLogLevel(logging.LOG_LEVEL_ERROR)
     return cv2
 
 
