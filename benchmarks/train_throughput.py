@@ -19,7 +19,6 @@ epoch time is reported. Target: ratio >= 0.9.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys

@@ -88,7 +88,8 @@ def test_run_folder_card_and_curves(sample_dir: Path, tmp_path: Path) -> None:
     card = load_card(run / "best.keras")
     assert card.labels == sorted(path.name for path in sample_dir.iterdir())
     assert card.input_size == [32, 32, 3] and card.colour_order == "RGB" and card.format == "keras"
-    np.testing.assert_allclose(card.mean, mean) and np.testing.assert_allclose(card.std, std)
+    np.testing.assert_allclose(card.mean, mean)
+    np.testing.assert_allclose(card.std, std)
     assert card.architecture == ModelConfig(width=0.125).to_dict()
     assert card.metrics["validation_fraction"] == 0.1 and card.metrics["split_seed"] == 0
     assert card.metrics["validation_images"] == len(validation_set) == 30
