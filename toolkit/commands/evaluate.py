@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads of the TFLite interpreter")
     parser.add_argument("--report", default=None, metavar="JSON", help="write the full report (top1, top5, per_class, n, confusion matrix) here")
     parser.add_argument(
-        "--confusion", default=None, metavar="PNG", help="confusion-matrix image (default: beside --report, REPORT.confusion.png)"
+        "--confusion", default=None, metavar="PNG", help="confusion-matrix image; without it, one is written beside --report as REPORT.confusion.png"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
