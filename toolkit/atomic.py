@@ -7,6 +7,7 @@ complete artifact, never a truncated one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -55,6 +56,15 @@ def write_text(target: str | os.PathLike, text: str) -> Path:
 def write_json(target: str | os.PathLike, payload: Any) -> Path:
     """Atomically write ``payload`` as indented JSON (numpy scalars allowed)."""
     return write_text(target, json.dumps(payload, indent=2, default=_json_default) + "\n")
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes (sha256 for artifact identity, md5 for published checksums)."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _json_default(value: Any) -> Any:

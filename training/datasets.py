@@ -153,11 +153,7 @@ def find_cifar10(
 
 
 def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return atomic.file_digest(path, "md5")
 
 
 def download_file(url: str, target: str | os.PathLike, md5: str | None = None, timeout: float = 60.0) -> Path:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import io
 import json
 import shutil
@@ -33,11 +32,7 @@ HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lea
 
 def file_sha256(path: Path) -> str:
     """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return atomic.file_digest(path, "sha256")
 
 
 class RunFolder:
@@ -192,5 +187,5 @@ class RunFolder:
             "validation_loss": row["val_loss"],
             "train_accuracy": row["accuracy"],
             "train_loss": row["loss"],
-            **{key: summary[key] for key in ("validation_fraction", "split_seed", "train_images", "validation_images") if key in summary},
+            **{key: summary[key] for key in ("validation_fraction", "split_seed", "limit", "train_images", "validation_images") if key in summary},
         }

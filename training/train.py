@@ -129,6 +129,7 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
         "validation_images": len(validation_set),
         "validation_fraction": config.validation_fraction,
         "split_seed": config.seed,
+        "limit": config.limit,  # eval --split validation rebuilds the same subset and split
         "epochs": config.epochs,
         "steps_per_epoch": steps_per_epoch,
         "batch_size": config.batch_size,
