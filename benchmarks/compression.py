@@ -61,7 +61,7 @@ def main() -> int:
     args = parse_arguments()
     import converters  # noqa: F401 - TF_USE_LEGACY_KERAS before TensorFlow loads
     from converters import bridge, finetune
-    from converters.convert import predict_float, predict_tflite
+    from converters.convert import ConvertConfig, convert, predict_float, predict_tflite
     from converters.parity import parity_metrics
     from converters.pipeline import PipelineConfig, run_pipeline
 
@@ -96,6 +96,14 @@ def main() -> int:
     int8_probabilities = predict_tflite(int8_path, held_out.images, not args.no_progress)
     end_to_end = parity_metrics(held_out.labels, dense_probabilities, int8_probabilities)
 
+    # For comparison: post-training int8 of the pruned float model (calibration, no QAT).
+    ptq = None
+    if "prune" in stages:
+        ptq_result = convert(
+            ConvertConfig(model=str(work / stages["prune"]["model"]), out=str(work / "convert_ptq"), formats=("int8",), max_drop=100.0, progress=not args.no_progress)
+        )
+        ptq = {key: ptq_result.parity["formats"]["int8"][key] for key in ("reference_top1", "top1", "gap_points", "agreement")}
+
     sizes = int8_card["sizes"]
     measured = {
         "float_reference_top1": parity["reference_top1"],
@@ -113,6 +121,7 @@ def main() -> int:
         "int8_kernel_sparsity": int8_card["sparsity"],
         "held_out_images": parity["images"],
         "held_out_origin": origin,
+        "post_training_int8_of_pruned_model": ptq,
         "validation_top1_int8": next((row["accuracy"] for row in result.manifest["summary"] if row["stage"] == "convert int8"), None),
     }
     met = {
@@ -163,7 +172,8 @@ def markdown(payload: dict, table: str) -> str:
         + (f"trained {recipe['train_epochs']} epoch(s)" if recipe["train_epochs"] else f"from {recipe['start_model']}")
         + f"; prune to {recipe['prune']['sparsity']:.0%} in {recipe['prune']['epochs']} epoch(s); QAT {recipe['qat_epochs']} epoch(s); "
         f"machine: {payload['machine']['cpus']} CPUs, load {payload['machine']['load_average'][0]:.1f}.",
-        f"Held-out images: {measured['held_out_images']} ({measured['held_out_origin']}).",
+        f"Held-out images: {measured['held_out_images']} ({measured['held_out_origin']['validation_split']} from the validation split, "
+        f"{measured['held_out_origin']['outside_training_subset']} from outside the training subset).",
         "",
         "| measure | value | target | |",
         "|---|---|---|---|",
@@ -177,6 +187,15 @@ def markdown(payload: dict, table: str) -> str:
         f"| dense float top-1 (before pruning) | {measured['dense_float_top1']:.2%} | | |",
         f"| end to end: dense float -> int8 gap (points) | {measured['end_to_end_gap_points']:+.2f} | | |",
         f"| end to end agreement | {measured['end_to_end_agreement']:.2%} | | |",
+    ]
+    ptq = measured.get("post_training_int8_of_pruned_model")
+    if ptq:
+        lines += [
+            f"| for comparison: post-training int8 of the pruned float model (no QAT): gap | {ptq['gap_points']:+.2f} "
+            f"({ptq['reference_top1']:.2%} -> {ptq['top1']:.2%}) | | |",
+            f"| for comparison: post-training int8 agreement | {ptq['agreement']:.2%} | | |",
+        ]
+    lines += [
         "",
         "Stage seconds: " + ", ".join(f"{stage} {seconds:.0f}" for stage, seconds in payload["stage_seconds"].items() if seconds is not None),
         "",
