@@ -64,32 +64,21 @@ class BatchSource:
 
 def as_keras_dataset(source: BatchSource, keras: ModuleType, workers: int = 1):
     """Wrap ``source`` in ``keras.utils.PyDataset`` (Keras 3) or ``keras.utils.Sequence`` (tf_keras)."""
-    if hasattr(keras.utils, "PyDataset"):
-        base = keras.utils.PyDataset
+    is_keras3 = hasattr(keras.utils, "PyDataset")
+    base = keras.utils.PyDataset if is_keras3 else keras.utils.Sequence
+    options = {"workers": workers, "use_multiprocessing": False} if is_keras3 else {}
 
-        class _Dataset(base):  # type: ignore[misc, valid-type]
-            def __init__(self) -> None:
-                super().__init__(workers=workers, use_multiprocessing=False)
+    class _Dataset(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            super().__init__(**options)
 
-            def __len__(self) -> int:
-                return len(source)
+        def __len__(self) -> int:
+            return len(source)
 
-            def __getitem__(self, index: int):
-                return source[index]
+        def __getitem__(self, index: int):
+            return source[index]
 
-            def on_epoch_end(self) -> None:
-                source.set_epoch(source.epoch + 1)
-
-    else:
-
-        class _Dataset(keras.utils.Sequence):  # type: ignore[no-redef]
-            def __len__(self) -> int:
-                return len(source)
-
-            def __getitem__(self, index: int):
-                return source[index]
-
-            def on_epoch_end(self) -> None:
-                source.set_epoch(source.epoch + 1)
+        def on_epoch_end(self) -> None:
+            source.set_epoch(source.epoch + 1)
 
     return _Dataset()
