@@ -134,9 +134,12 @@ def main() -> int:
     stamps = {stage: json.loads((work / stage / "stage.json").read_text()).get("seconds") for stage in ("train", "prune", "qat", "convert") if (work / stage / "stage.json").exists()}
     payload = {
         "recipe": {
-            "data": args.data,
-            "limit": args.limit,
-            "width": args.width,
+            "data": settings.data,
+            "limit": settings.limit,
+            "width": qat_source.model_config.width,
+            "batch_norm": qat_source.model_config.batch_norm,
+            "parameters": int(dense.model.count_params()),
+            "dense_float_validation_accuracy": dense.card.metrics.get("validation_accuracy"),
             "train_epochs": args.train_epochs if not args.model else None,
             "start_model": args.model,
             "prune": {"sparsity": args.sparsity, "epochs": args.prune_epochs},
@@ -165,11 +168,13 @@ def markdown(payload: dict, table: str) -> str:
     measured, met, targets = payload["measured"], payload["met"], payload["targets"]
     mark = {True: "met", False: "**not met**"}
     recipe = payload["recipe"]
+    subset = f"class-balanced subset of {recipe['limit']} images" if recipe["limit"] else "all images"
     lines = [
         "# Compression benchmark: 50 % pruning, QAT, full-integer int8",
         "",
-        f"Data: {recipe['data']} (limit {recipe['limit']}), All-CNN-C width {recipe['width']}, "
-        + (f"trained {recipe['train_epochs']} epoch(s)" if recipe["train_epochs"] else f"from {recipe['start_model']}")
+        f"Data: {recipe['data']} ({subset}), "
+        f"All-CNN-C width {recipe['width']}{' with batch norm' if recipe['batch_norm'] else ''} ({recipe['parameters']:,} parameters), "
+        + (f"trained {recipe['train_epochs']} epoch(s) here" if recipe["train_epochs"] else f"from {recipe['start_model']}")
         + f"; prune to {recipe['prune']['sparsity']:.0%} in {recipe['prune']['epochs']} epoch(s); QAT {recipe['qat_epochs']} epoch(s); "
         f"machine: {payload['machine']['cpus']} CPUs, load {payload['machine']['load_average'][0]:.1f}.",
         f"Held-out images: {measured['held_out_images']} ({measured['held_out_origin']['validation_split']} from the validation split, "
