@@ -18,7 +18,7 @@ fake-quant between conv and ReLU, which is what the converter fuses.
 A second one: tfmot starts every activation range at [-6, 6] and moves it by an EMA
 with decay 0.999, so after a short QAT the ranges are still mostly that guess (a ReLU
 keeps a negative half it never uses). :func:`initialize_activation_ranges` first sets
-them to the float model's mean range on ``range_batches`` real training batches.
+them to the mean range of ``range_batches`` real training batches.
 
 Artifacts (OUT): ``model.keras`` (Keras 3, the fine-tuned float weights with the masks
 applied, for ``toolkit eval`` and as the float reference of the parity report),
@@ -186,69 +186,50 @@ def quantize_model(model: Any, scheme_name: str) -> Any:
         raise ToolkitError(f"tfmot cannot quantise this model: {str(error).strip().splitlines()[0]}") from None
 
 
-def _activation_range_targets(qat_model: Any) -> list[tuple[Any, Any, str]]:
-    """(min variable, max variable, float layer name) of every EMA-tracked activation range.
+_EMA_DECAY = 0.999  # tfmot's MovingAverageQuantizer passes this fixed decay to quant_ops.MovingAvgQuantize
 
-    Each range quantises the output of the layer its wrapper holds: an output
-    quantiser (ReLU, pooling, batch norm) or the post-activation quantiser of a conv
-    whose activation is fused or linear.
-    """
+
+def _moving_average_ranges(qat_model: Any) -> list[Any]:
+    """The (min, max) variables of every activation quantiser that tracks an EMA of batch ranges."""
     moving_average = tfmot.quantization.keras.quantizers.MovingAverageQuantizer
-    targets = []
+    variables = []
     for layer in qat_model.layers:
-        inner = getattr(layer, "layer", None)
-        if inner is None:
-            continue
         output_quantizers = getattr(layer, "_output_quantizers", None) or []
         if output_quantizers and isinstance(output_quantizers[0], moving_average):
-            variables = layer._output_quantizer_vars  # noqa: SLF001 - tfmot keeps them private
-            targets.append((variables["min_var"], variables["max_var"], inner.name))
+            variables.append(layer._output_quantizer_vars)  # noqa: SLF001
         for activation in getattr(layer, "_quantize_activations", []):
-            variables = getattr(activation, "_post_activation_vars", None)
-            if isinstance(activation.quantizer, moving_average) and variables:
-                targets.append((variables["min_var"], variables["max_var"], inner.name))
-    return targets
+            if isinstance(activation.quantizer, moving_average):
+                for name in ("_pre_activation_vars", "_post_activation_vars"):
+                    if getattr(activation, name, None):
+                        variables.append(getattr(activation, name))
+    return [pair[key] for pair in variables for key in ("min_var", "max_var")]
 
 
-def initialize_activation_ranges(qat_model: Any, float_model: Any, batches: list[np.ndarray]) -> int:
-    """Start every EMA activation range at the mean batch range of the float model on real data.
+def initialize_activation_ranges(qat_model: Any, batches: list[np.ndarray]) -> int:
+    """Start every EMA activation range at the mean batch range of real data; returns how many were set.
 
     tfmot starts activation ranges at [-6, 6] and moves them by an EMA with decay
     0.999, so a short QAT (a few hundred steps) ends with ranges still mostly that
-    guess: a ReLU output keeps a negative half it never uses and wastes int8 codes.
-    Here each range starts where the EMA would settle: the mean over ``batches`` of
-    the batch's [min(x, 0), max(x, 0)], measured on the float model (inference mode,
-    as post-training calibration does). Returns how many ranges were set.
+    guess: a ReLU output keeps a negative half it never uses, wasting int8 codes. One
+    training-mode pass updates each range to ``0.999 * old + 0.001 * batch``, so the
+    batch's own range is recovered from the update (starting each pass at 0, exactly).
     """
-    from converters.legacy import tf_keras
-
-    targets = _activation_range_targets(qat_model)
-    if not targets or not batches:
+    variables = _moving_average_ranges(qat_model)
+    if not variables or not batches:
         return 0
-    names = sorted({name for _, _, name in targets})
-    probe = tf_keras.Model(float_model.inputs, [float_model.get_layer(name).output for name in names])
-    minimums = {name: [] for name in names}
-    maximums = {name: [] for name in names}
+    # TensorFlow computes the update in float32: v -= (v - x) * (1 - decay). Starting each
+    # pass from v = 0 leaves v = x * (1 - decay), which divides back without cancellation.
+    update_factor = np.float64(np.float32(1.0) - np.float32(_EMA_DECAY))
+    totals = [np.zeros(variable.shape, np.float64) for variable in variables]
     for batch in batches:
-        outputs = probe(batch, training=False)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        for name, output in zip(names, outputs):
-            values = np.asarray(output)
-            minimums[name].append(min(float(values.min()), 0.0))
-            maximums[name].append(max(float(values.max()), 0.0))
-    for minimum, maximum, name in targets:
-        minimum.assign(np.full(minimum.shape, np.mean(minimums[name]), np.float32))
-        maximum.assign(np.full(maximum.shape, np.mean(maximums[name]), np.float32))
-    # The input's QuantizeLayer tracks all values seen (tfmot's AllValuesQuantizer, starting
-    # at [0, 0]): until the first training step it would quantise every input to zero.
-    all_values = tfmot.quantization.keras.quantizers.AllValuesQuantizer
-    inputs = np.concatenate([np.asarray(batch).ravel() for batch in batches])
-    for layer in qat_model.layers:
-        if isinstance(getattr(layer, "quantizer", None), all_values) and getattr(layer, "quantizer_vars", None):
-            layer.quantizer_vars["min_var"].assign(np.float32(min(float(inputs.min()), 0.0)))
-            layer.quantizer_vars["max_var"].assign(np.float32(max(float(inputs.max()), 0.0)))
-            targets.append(layer.quantizer_vars)
-    return len(targets)
+        for variable in variables:
+            variable.assign(np.zeros(variable.shape, np.float32))
+        qat_model(batch, training=True)
+        for total, variable in zip(totals, variables):
+            total += variable.numpy().astype(np.float64) / update_factor
+    for total, variable in zip(totals, variables):
+        variable.assign((total / len(batches)).astype(np.float32))
+    return len(variables)
 
 
 def choose_scheme(requested: str, sparsity: float) -> str:
@@ -347,7 +328,7 @@ def qat(config: QatConfig) -> stage.StageResult:
     qat_model = quantize_model(twin, scheme)
     train_source = data.train_source(seed_offset=1)
     range_batches = [train_source[index][0] for index in range(min(config.range_batches, len(train_source)))]
-    ranges_set = initialize_activation_ranges(qat_model, twin, range_batches)
+    ranges_set = initialize_activation_ranges(qat_model, range_batches)
     accuracy_quantized_start = finetune.accuracy(qat_model, data.validation, data.mean, data.std)
 
     rows = finetune.fit(qat_model, data, config.epochs, config.learning_rate, progress=config.progress, description="QAT")
