@@ -15,11 +15,6 @@ train unquantised and pruned weights would grow back. :class:`_KernelOnlyQuantiz
 restores the scheme's kernel quantiser for those layers and still places no
 fake-quant between conv and ReLU, which is what the converter fuses.
 
-A second one: tfmot starts every activation range at [-6, 6] and moves it by an EMA
-with decay 0.999, so after a short QAT the ranges are still mostly that guess (a ReLU
-keeps a negative half it never uses). :func:`initialize_activation_ranges` first sets
-them to the mean range of ``range_batches`` real training batches.
-
 Artifacts (OUT): ``model.keras`` (Keras 3, the fine-tuned float weights with the masks
 applied, for ``toolkit eval`` and as the float reference of the parity report),
 ``model.qat.weights.h5`` (the tf_keras QAT model's weights, quantiser ranges
@@ -64,7 +59,6 @@ class QatConfig:
     batch_size: int | None = None  # default: the source run's
     augmentation: str | None = None  # default: the source run's
     seed: int | None = None  # default: the source run's
-    range_batches: int = 16  # training batches that set the activation ranges before QAT (0: tfmot's +-6 start)
     progress: bool = True  # progress bars
     overwrite: bool = False  # replace a finished run in OUT
 
@@ -73,7 +67,6 @@ class QatConfig:
 
     def validate(self) -> None:
         checks = [
-            (self.range_batches >= 0, f"--range-batches must not be negative, got {self.range_batches}"),
             (self.scheme in SCHEMES, f"--scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}"),
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
             (self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}"),
@@ -186,52 +179,6 @@ def quantize_model(model: Any, scheme_name: str) -> Any:
         raise ToolkitError(f"tfmot cannot quantise this model: {str(error).strip().splitlines()[0]}") from None
 
 
-_EMA_DECAY = 0.999  # tfmot's MovingAverageQuantizer passes this fixed decay to quant_ops.MovingAvgQuantize
-
-
-def _moving_average_ranges(qat_model: Any) -> list[Any]:
-    """The (min, max) variables of every activation quantiser that tracks an EMA of batch ranges."""
-    moving_average = tfmot.quantization.keras.quantizers.MovingAverageQuantizer
-    variables = []
-    for layer in qat_model.layers:
-        output_quantizers = getattr(layer, "_output_quantizers", None) or []
-        if output_quantizers and isinstance(output_quantizers[0], moving_average):
-            variables.append(layer._output_quantizer_vars)  # noqa: SLF001
-        for activation in getattr(layer, "_quantize_activations", []):
-            if isinstance(activation.quantizer, moving_average):
-                for name in ("_pre_activation_vars", "_post_activation_vars"):
-                    if getattr(activation, name, None):
-                        variables.append(getattr(activation, name))
-    return [pair[key] for pair in variables for key in ("min_var", "max_var")]
-
-
-def initialize_activation_ranges(qat_model: Any, batches: list[np.ndarray]) -> int:
-    """Start every EMA activation range at the mean batch range of real data; returns how many were set.
-
-    tfmot starts activation ranges at [-6, 6] and moves them by an EMA with decay
-    0.999, so a short QAT (a few hundred steps) ends with ranges still mostly that
-    guess: a ReLU output keeps a negative half it never uses, wasting int8 codes. One
-    training-mode pass updates each range to ``0.999 * old + 0.001 * batch``, so the
-    batch's own range is recovered from the update (starting each pass at 0, exactly).
-    """
-    variables = _moving_average_ranges(qat_model)
-    if not variables or not batches:
-        return 0
-    # TensorFlow computes the update in float32: v -= (v - x) * (1 - decay). Starting each
-    # pass from v = 0 leaves v = x * (1 - decay), which divides back without cancellation.
-    update_factor = np.float64(np.float32(1.0) - np.float32(_EMA_DECAY))
-    totals = [np.zeros(variable.shape, np.float64) for variable in variables]
-    for batch in batches:
-        for variable in variables:
-            variable.assign(np.zeros(variable.shape, np.float32))
-        qat_model(batch, training=True)
-        for total, variable in zip(totals, variables):
-            total += variable.numpy().astype(np.float64) / update_factor
-    for total, variable in zip(totals, variables):
-        variable.assign((total / len(batches)).astype(np.float32))
-    return len(variables)
-
-
 def choose_scheme(requested: str, sparsity: float) -> str:
     if requested != "auto":
         return requested
@@ -326,9 +273,6 @@ def qat(config: QatConfig) -> stage.StageResult:
     sparsity_before = model_sparsity(twin)
     scheme = choose_scheme(config.scheme, sparsity_before.overall)
     qat_model = quantize_model(twin, scheme)
-    train_source = data.train_source(seed_offset=1)
-    range_batches = [train_source[index][0] for index in range(min(config.range_batches, len(train_source)))]
-    ranges_set = initialize_activation_ranges(qat_model, range_batches)
     accuracy_quantized_start = finetune.accuracy(qat_model, data.validation, data.mean, data.std)
 
     rows = finetune.fit(qat_model, data, config.epochs, config.learning_rate, progress=config.progress, description="QAT")
@@ -382,7 +326,6 @@ def qat(config: QatConfig) -> stage.StageResult:
         "source": str(source.path),
         "source_sha256": source.sha256,
         "scheme": scheme,
-        "activation_ranges_initialized": {"ranges": ranges_set, "batches": len(range_batches)},
         "sparsity_before": sparsity_before.to_dict(),
         "sparsity": sparsity_after.to_dict(),
         "sparsity_change_points": sparsity_change,

@@ -19,9 +19,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="tfmot 8-bit scheme; auto keeps sparsity (prune-preserve) when the kernels are at least 1%% zeros",
     )
-    parser.add_argument(
-        "--range-batches", type=int, default=16, help="training batches that set the activation ranges before QAT (0: tfmot's [-6, 6] start)"
-    )
     add_data_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -33,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = qat(
         QatConfig(
-            model=args.model, out=args.out, epochs=args.epochs, learning_rate=args.learning_rate, scheme=args.scheme, range_batches=args.range_batches,
+            model=args.model, out=args.out, epochs=args.epochs, learning_rate=args.learning_rate, scheme=args.scheme,
             data=args.data, limit=args.limit, batch_size=args.batch_size, augmentation=args.augmentation, seed=args.seed,
             progress=not args.no_progress, overwrite=args.overwrite,
         )  # fmt: skip
