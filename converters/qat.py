@@ -15,6 +15,13 @@ train unquantised and pruned weights would grow back. :class:`_KernelOnlyQuantiz
 restores the scheme's kernel quantiser for those layers and still places no
 fake-quant between conv and ReLU, which is what the converter fuses.
 
+A second trap: tfmot starts every activation range at [-6, 6] and moves it by an EMA
+with decay 0.999, so after a short QAT (a few hundred steps) the ranges are still
+mostly that guess: a ReLU output keeps a negative half it never uses and wide or
+clipped ranges waste int8 codes. :func:`calibrate_ranges` first sets every range from
+the float model's activations on real training batches, in inference mode (no
+dropout, batch-norm moving statistics untouched), as post-training calibration would.
+
 Artifacts (OUT): ``model.keras`` (Keras 3, the fine-tuned float weights with the masks
 applied, for ``toolkit eval`` and as the float reference of the parity report),
 ``model.qat.weights.h5`` (the tf_keras QAT model's weights, quantiser ranges
@@ -59,6 +66,7 @@ class QatConfig:
     batch_size: int | None = None  # default: the source run's
     augmentation: str | None = None  # default: the source run's
     seed: int | None = None  # default: the source run's
+    calibration_batches: int = 16  # training batches that set the activation ranges before QAT (0: tfmot's [-6, 6])
     progress: bool = True  # progress bars
     overwrite: bool = False  # replace a finished run in OUT
 
@@ -67,6 +75,7 @@ class QatConfig:
 
     def validate(self) -> None:
         checks = [
+            (self.calibration_batches >= 0, f"--calibration-batches must not be negative, got {self.calibration_batches}"),
             (self.scheme in SCHEMES, f"--scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}"),
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
             (self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}"),
@@ -179,6 +188,82 @@ def quantize_model(model: Any, scheme_name: str) -> Any:
         raise ToolkitError(f"tfmot cannot quantise this model: {str(error).strip().splitlines()[0]}") from None
 
 
+_RANGE_VARIABLES = (("output_min", "output_max"), ("post_activation_min", "post_activation_max"))
+
+
+def _short_name(variable: Any) -> str:
+    return variable.name.split("/")[-1].split(":")[0]
+
+
+def calibrate_ranges(qat_model: Any, float_model: Any, batches: list[np.ndarray]) -> dict[str, list[float]]:
+    """Set the QAT model's input, activation and kernel ranges from real data; returns the activation ranges set.
+
+    Every range variable of a ``QuantizeWrapper`` (``output_min/max`` of a ReLU or
+    pooling layer, ``post_activation_min/max`` of the classifier conv) quantises the
+    output of the wrapped layer, which the float model computes under the same name.
+    Each range becomes the mean over batches of the batch minimum and maximum: the
+    value tfmot's EMA converges to. The input range (tfmot keeps the running min and
+    max of all values seen) becomes the extremes over all batches, and the per-channel
+    kernel ranges are read off the kernels, as tfmot's first training step would set them.
+    """
+    if not batches:
+        return {}
+    targets: dict[str, list[Any]] = {}
+    for layer in qat_model.layers:
+        inner = getattr(layer, "layer", None)
+        if inner is None:
+            continue
+        variables = {_short_name(variable): variable for variable in layer.weights}
+        for low, high in _RANGE_VARIABLES:
+            if low in variables and high in variables:
+                targets[inner.name] = [variables[low], variables[high]]
+    names = sorted(targets)
+    probe = tf_keras.Model(float_model.input, [float_model.get_layer(name).output for name in names])
+    minimums = {name: [] for name in names}
+    maximums = {name: [] for name in names}
+    for batch in batches:
+        outputs = probe(batch, training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        for name, output in zip(names, outputs):
+            values = np.asarray(output)
+            # TFLite needs 0 inside every range (tfmot's EMA update clamps the same way).
+            minimums[name].append(min(float(values.min()), 0.0))
+            maximums[name].append(max(float(values.max()), 0.0))
+    ranges = {}
+    for name in names:
+        low, high = float(np.mean(minimums[name])), float(np.mean(maximums[name]))
+        targets[name][0].assign(np.float32(low))
+        targets[name][1].assign(np.float32(high))
+        ranges[name] = [round(low, 6), round(high, 6)]
+    _calibrate_input_and_kernels(qat_model, batches)
+    return ranges
+
+
+def _calibrate_input_and_kernels(qat_model: Any, batches: list[np.ndarray]) -> None:
+    """The input quantiser's all-values range and the symmetric per-channel kernel ranges."""
+    low = min(0.0, min(float(batch.min()) for batch in batches))
+    high = max(0.0, max(float(batch.max()) for batch in batches))
+    for layer in qat_model.layers:
+        variables = {_short_name(variable): variable for variable in layer.weights}
+        if type(layer).__name__ == "QuantizeLayer":  # tfmot does not export the class
+            for variable in layer.weights:
+                if _short_name(variable).endswith("_min"):
+                    variable.assign(np.float32(low))
+                elif _short_name(variable).endswith("_max"):
+                    variable.assign(np.float32(high))
+            continue
+        if "kernel_min" not in variables or "kernel" not in variables:
+            continue
+        kernel = variables["kernel"].numpy()
+        masks = _wrapper_masks(layer)
+        if "kernel" in masks:
+            kernel = kernel * masks["kernel"]
+        # tfmot's 8-bit kernels: per output channel, symmetric, narrow range (min = -max).
+        largest = np.abs(kernel).reshape(-1, kernel.shape[-1]).max(axis=0)
+        variables["kernel_min"].assign((-largest).astype(np.float32).reshape(variables["kernel_min"].shape))
+        variables["kernel_max"].assign(largest.astype(np.float32).reshape(variables["kernel_max"].shape))
+
+
 def choose_scheme(requested: str, sparsity: float) -> str:
     if requested != "auto":
         return requested
@@ -273,6 +358,9 @@ def qat(config: QatConfig) -> stage.StageResult:
     sparsity_before = model_sparsity(twin)
     scheme = choose_scheme(config.scheme, sparsity_before.overall)
     qat_model = quantize_model(twin, scheme)
+    calibration_source = data.train_source(seed_offset=1)
+    calibration = [calibration_source[index][0] for index in range(min(config.calibration_batches, len(calibration_source)))]
+    ranges = calibrate_ranges(qat_model, twin, calibration)
     accuracy_quantized_start = finetune.accuracy(qat_model, data.validation, data.mean, data.std)
 
     rows = finetune.fit(qat_model, data, config.epochs, config.learning_rate, progress=config.progress, description="QAT")
@@ -326,6 +414,7 @@ def qat(config: QatConfig) -> stage.StageResult:
         "source": str(source.path),
         "source_sha256": source.sha256,
         "scheme": scheme,
+        "calibration": {"batches": len(calibration), "activation_ranges_before_qat": ranges},
         "sparsity_before": sparsity_before.to_dict(),
         "sparsity": sparsity_after.to_dict(),
         "sparsity_change_points": sparsity_change,

@@ -110,6 +110,42 @@ def test_qat_keeps_sparsity_and_quantises_every_kernel(pipeline_run):
     assert quantised == {f"quant_conv{index}" for index in range(1, 10)}
 
 
+def test_qat_ranges_start_from_the_float_model_on_real_batches(pipeline_run, sample_dir):
+    from converters.bridge import load_source
+    from converters.qat import calibrate_ranges, quantize_model
+    from training.backend import keras
+    from training.data import load_dataset
+
+    out, manifest, _ = pipeline_run
+    source = load_source(out / manifest["stages"]["prune"]["model"])
+    images = prepare_batch(load_dataset(str(sample_dir)).images, source.card.mean, source.card.std)
+    batches = [images[:100], images[100:200]]
+    twin = source.twin()
+    uncalibrated = quantize_model(source.twin(), "prune-preserve")
+    qat_model = quantize_model(twin, "prune-preserve")
+    ranges = calibrate_ranges(qat_model, twin, batches)
+    assert set(ranges) == {*(f"relu{index}" for index in range(1, 9)), "conv9", "global_average_pool"}
+
+    # Recomputed on the Keras 3 model: each range is the mean over batches of the batch min and max.
+    probe = keras.Model(source.model.input, [source.model.get_layer(name).output for name in sorted(ranges)])
+    outputs = [[np.asarray(value) for value in probe(batch, training=False)] for batch in batches]
+    for position, name in enumerate(sorted(ranges)):
+        low = np.mean([min(batch[position].min(), 0.0) for batch in outputs])
+        high = np.mean([max(batch[position].max(), 0.0) for batch in outputs])
+        np.testing.assert_allclose(ranges[name], [low, high], rtol=1e-4, atol=1e-5)
+    variables = {variable.name.split(":")[0]: variable.numpy() for variable in qat_model.weights}
+    assert variables["quant_relu1/output_min"] == 0.0
+    kernel = np.asarray(source.model.get_layer("conv1").kernel)
+    np.testing.assert_allclose(variables["quant_conv1/kernel_max"], np.abs(kernel).max(axis=(0, 1, 2)), rtol=1e-6)
+    # Calibrated fake-quant follows the float model closely; tfmot's untouched start (input range [0, 0]) does not.
+    float_probabilities = np.asarray(twin(images, training=False))
+    calibrated_error = np.abs(np.asarray(qat_model(images, training=False)) - float_probabilities).max(axis=1).mean()
+    start_error = np.abs(np.asarray(uncalibrated(images, training=False)) - float_probabilities).max(axis=1).mean()
+    assert calibrated_error < 0.02 and calibrated_error < start_error / 3, (calibrated_error, start_error)
+    report = json.loads((out / "qat" / "report.json").read_text())
+    assert report["calibration"]["batches"] >= 1 and len(report["calibration"]["activation_ranges_before_qat"]) == 10
+
+
 def test_int8_model_is_fully_integer_with_int8_io(pipeline_run):
     out, manifest, _ = pipeline_run
     interpreter = _interpreter(out / manifest["stages"]["convert"]["models"]["int8"])

@@ -19,6 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="tfmot 8-bit scheme; auto keeps sparsity (prune-preserve) when the kernels are at least 1%% zeros",
     )
+    parser.add_argument(
+        "--calibration-batches", type=int, default=16,
+        help="training batches whose float activations set the quantisation ranges before QAT (0: tfmot's [-6, 6] start)",
+    )  # fmt: skip
     add_data_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -31,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     result = qat(
         QatConfig(
             model=args.model, out=args.out, epochs=args.epochs, learning_rate=args.learning_rate, scheme=args.scheme,
+            calibration_batches=args.calibration_batches,
             data=args.data, limit=args.limit, batch_size=args.batch_size, augmentation=args.augmentation, seed=args.seed,
             progress=not args.no_progress, overwrite=args.overwrite,
         )  # fmt: skip
