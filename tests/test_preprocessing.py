@@ -20,6 +20,18 @@ def test_shrinking_matches_opencv_inter_area(source: tuple[int, int], target: tu
     np.testing.assert_allclose(ours, theirs, atol=0.05)
 
 
+@pytest.mark.parametrize("source", [(480, 480), (64, 96), (33, 66)])
+def test_whole_number_shrink_of_uint8_equals_the_float_path_exactly(source: tuple[int, int]) -> None:
+    # uint8 frames take an integer-sum shortcut; it must give the very numbers the float path gives.
+    image = RNG.integers(0, 256, (*source, 3), dtype=np.uint8)
+    target = (source[0] // {480: 15, 64: 2, 33: 33}[source[0]], source[1] // {480: 15, 96: 3, 66: 33}[source[1]])
+    fast = preprocessing.resize(image, *target)
+    reference = preprocessing.resize(image.astype(np.float32), *target)
+    assert fast.dtype == np.float32 and fast.shape == (*target, 3)
+    np.testing.assert_array_equal(fast, reference)
+    np.testing.assert_allclose(fast, cv2.resize(image.astype(np.float32), target[::-1], interpolation=cv2.INTER_AREA), atol=1e-3)
+
+
 def test_enlarging_matches_opencv_inter_linear() -> None:
     image = RNG.integers(0, 256, (16, 12, 3)).astype(np.float32)
     ours = preprocessing.resize(image, 40, 33)
@@ -40,6 +52,18 @@ def test_bgr_frame_and_rgb_image_give_the_same_tensor() -> None:
     from_rgb = preprocessing.prepare_image(rgb, (32, 32, 3), mean, std, "RGB")
     from_bgr = preprocessing.prepare_image(bgr, (32, 32, 3), mean, std, "BGR")
     np.testing.assert_array_equal(from_rgb, from_bgr)
+    # A 640x480 camera frame takes the whole-number shrink (480 -> 32); the colours swap after it.
+    frame_rgb = RNG.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    frame_bgr = np.ascontiguousarray(frame_rgb[:, :, ::-1])
+    np.testing.assert_array_equal(
+        preprocessing.prepare_image(frame_bgr, (32, 32, 3), mean, std, "BGR"),
+        preprocessing.prepare_image(frame_rgb, (32, 32, 3), mean, std, "RGB"),
+    )
+    # A BGR model fed an RGB image: the same swap, the other way round.
+    np.testing.assert_array_equal(
+        preprocessing.prepare_image(rgb, (32, 32, 3), mean, std, "RGB", "BGR"),
+        preprocessing.prepare_image(bgr, (32, 32, 3), mean, std, "BGR", "BGR"),
+    )
     # The same as centre-cropping 48x48 and INTER_AREA-resizing with OpenCV, then normalising.
     crop = rgb[:, 8:56].astype(np.float32)
     expected = (cv2.resize(crop, (32, 32), interpolation=cv2.INTER_AREA) / 255.0 - mean) / std

@@ -100,6 +100,14 @@ def _cached_weights(source: int, target: int) -> np.ndarray:
     return _WEIGHT_CACHE[key]
 
 
+def _channel_sum_matrix(pixels: int, channels: int) -> np.ndarray:
+    """A (pixels * channels) x channels 0/1 matrix that sums ``pixels`` interleaved pixels per channel."""
+    key = (-pixels, channels)  # negative: never a (source, target) key of the weight cache
+    if key not in _WEIGHT_CACHE:
+        _WEIGHT_CACHE[key] = np.tile(np.eye(channels, dtype=np.float32), (pixels, 1))
+    return _WEIGHT_CACHE[key]
+
+
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Resize an HxWxC image to ``height`` x ``width``; returns float32 in the input's value range."""
     if image.ndim == 2:
@@ -111,9 +119,17 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
         # Whole-number shrink (a 480x480 crop to 32x32): area averaging is a plain block
         # mean, much cheaper than the matrix products below and equal to them up to rounding.
         factor_y, factor_x = source_height // height, source_width // width
-        # Sum rows, then columns, each over a contiguous axis: far faster than one 2-axis sum.
-        summed_rows = image.astype(np.float32).reshape(height, factor_y, source_width * channels).sum(axis=1)
-        summed = summed_rows.reshape(height, width, factor_x, channels).sum(axis=2)
+        if image.dtype == np.uint8 and factor_y <= 257:
+            # Rows are summed exactly in uint16 (no float copy of the whole frame), then each
+            # run of factor_x pixels by a small 0/1 matrix product: the same integer sums a
+            # float32 sum gives, so the result is identical, about 3x faster on a camera frame.
+            summed_rows = image.reshape(height, factor_y, source_width * channels).sum(axis=1, dtype=np.uint16)
+            pick = _channel_sum_matrix(factor_x, channels)
+            summed = (summed_rows.reshape(height * width, factor_x * channels).astype(np.float32) @ pick).reshape(height, width, channels)
+        else:
+            # Sum rows, then columns, each over a contiguous axis: far faster than one 2-axis sum.
+            summed_rows = image.astype(np.float32).reshape(height, factor_y, source_width * channels).sum(axis=1)
+            summed = summed_rows.reshape(height, width, factor_x, channels).sum(axis=2)
         return summed * np.float32(1.0 / (factor_y * factor_x))
     rows = _cached_weights(source_height, height)
     columns = _cached_weights(source_width, width)
@@ -155,10 +171,16 @@ def prepare_image(
     """
     height, width, channels = (int(value) for value in input_size)
     target_order = "GRAY" if channels == 1 else model_colour_order
-    converted = convert_colour(image, source_colour_order, target_order)
-    if converted.shape[0] != height or converted.shape[1] != width:
-        converted = resize(center_crop_square(converted), height, width)
-    return normalize(converted, mean, std)
+    swap_only = {source_colour_order, target_order} == {"RGB", "BGR"} and image.ndim == 3 and image.shape[2] == 3
+    if not swap_only:
+        image = convert_colour(image, source_colour_order, target_order)
+    if image.shape[0] != height or image.shape[1] != width:
+        image = resize(center_crop_square(image), height, width)
+    if swap_only:
+        # Cropping and resizing treat every channel alike, so swapping BGR<->RGB after
+        # them gives the identical tensor, on 32x32 pixels instead of a whole frame.
+        image = image[:, :, ::-1]
+    return normalize(image, mean, std)
 
 
 def prepare_batch(
