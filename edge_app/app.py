@@ -4,8 +4,12 @@ Three threads hand frames along bounded queues, so a slow camera does not stall
 inference nor the reverse:
 
     capture   source.frames() -> shared preprocessing -> input tensor   (queue: newest wins on a live source)
-    inference interpreter.invoke() -> smoothing -> top-k                 (queue: every result)
-    main      JSON lines, overlay, window, video file, HTTP preview      (and the signal handlers)
+    inference interpreter.invoke() alone                                 (queue: every raw output)
+    main      dequantise, smoothing, top-k; JSON lines, overlay, window,
+              video file, HTTP preview                                   (and the signal handlers)
+
+The inference thread does nothing but feed the interpreter, so on a device with a
+core to spare for capture and output the app runs at the model's own rate.
 
 The run ends at the end of the source, after ``max_frames``, on Ctrl-C or SIGTERM, or
 when a live source stays lost too long; the summary is printed in every case.
@@ -21,7 +25,9 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, Iterator, TextIO
+
+import numpy as np
 
 from edge_app.blas import limit_blas_threads, restore_blas_threads
 from edge_app.frame_queue import CLOSED, FrameQueue
@@ -55,6 +61,7 @@ class ClassifyConfig:
     capture_size: str | None = None  # WxH asked of a camera, e.g. 640x480
     max_frames: int | None = None  # stop after this many classified frames
     queue_size: int = 2  # frames waiting between capture and inference
+    decode_threads: int = 1  # FFmpeg decoder threads for videos and streams (0: one per core, taking the interpreter's)
     reconnect_timeout: float = 60.0  # seconds a lost camera or stream may stay away (0 = retry forever)
     blas_threads: int | None = 1  # numpy's OpenBLAS threads during the run (None: leave as is), see edge_app.blas
     switch_interval: float = 0.001  # seconds between GIL hand-overs (Python's default 0.005 delays the
@@ -67,6 +74,15 @@ class Result:
 
     frame: Frame
     predictions: list[Prediction]
+    inference_seconds: float
+
+
+@dataclasses.dataclass
+class _RawResult:
+    """What the inference thread hands on: the frame, the raw output tensor and the invoke time."""
+
+    frame: Frame
+    output: np.ndarray
     inference_seconds: float
 
 
@@ -133,9 +149,8 @@ def _capture_loop(source: Source, classifier: Classifier, queue: FrameQueue, sta
         stats.capture_cpu_seconds = time.thread_time() - cpu_started
 
 
-def _inference_loop(classifier: Classifier, frames: FrameQueue, deliver: Callable[[Result], bool], stats: RunStats,
-                    config: ClassifyConfig, smoother: Smoother, stop: threading.Event,
-                    errors: list[BaseException], finished: Callable[[], None]) -> None:
+def _inference_loop(classifier: Classifier, frames: FrameQueue, results: FrameQueue, stats: RunStats,
+                    config: ClassifyConfig, stop: threading.Event, errors: list[BaseException]) -> None:
     cpu_started = time.thread_time()
     try:
         while True:
@@ -144,11 +159,10 @@ def _inference_loop(classifier: Classifier, frames: FrameQueue, deliver: Callabl
                 break
             frame, tensor = item
             started = time.perf_counter()
-            probabilities = classifier.infer(tensor)
+            output = classifier.run(tensor)
             seconds = time.perf_counter() - started
             stats.record_inference(started, seconds)
-            predictions = top_predictions(smoother(probabilities), classifier.labels, config.top_k, config.threshold)
-            if not deliver(Result(frame, predictions, seconds)):
+            if not results.put(_RawResult(frame, output, seconds)):
                 break
             if config.max_frames and stats.frames >= config.max_frames:
                 stop.set()
@@ -158,8 +172,22 @@ def _inference_loop(classifier: Classifier, frames: FrameQueue, deliver: Callabl
         stop.set()
     finally:
         frames.close()
+        results.close()
         stats.inference_cpu_seconds = time.thread_time() - cpu_started
-        finished()
+
+
+class _Predictor:
+    """Raw output tensors to the top-k, in frame order (smoothing needs the order)."""
+
+    def __init__(self, classifier: Classifier, config: ClassifyConfig, smoothing: float) -> None:
+        self.classifier = classifier
+        self.config = config
+        self.smoother = Smoother(smoothing)
+
+    def __call__(self, raw: _RawResult) -> Result:
+        probabilities = self.smoother(self.classifier.probabilities(raw.output))
+        predictions = top_predictions(probabilities, self.classifier.labels, self.config.top_k, self.config.threshold)
+        return Result(raw.frame, predictions, raw.inference_seconds)
 
 
 def _record(result: Result) -> dict[str, Any]:
@@ -194,8 +222,8 @@ class _Outputs:
         self.stop = stop
         self.fps_meter = _FpsMeter()
 
-    def handle(self, result: Result) -> bool:
-        """Output one result; always True (a queue's put() signature, so the inference thread can call it)."""
+    def handle(self, result: Result) -> None:
+        """Output one result."""
         fps = self.fps_meter.tick()
         try:
             if self.json_lines is not None:
@@ -215,7 +243,6 @@ class _Outputs:
             if self.window is not None and not self.window.show(annotated):
                 self.stop.set()
         self.stats.mark_output()
-        return True
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         if self.json_lines is not None:
@@ -249,13 +276,17 @@ def run_classify(
         raise ToolkitError(f"--smoothing must be in [0, 1), got {config.smoothing}")
     if config.top_k < 1:
         raise ToolkitError(f"--top-k must be at least 1, got {config.top_k}")
+    if config.decode_threads < 0:
+        raise ToolkitError(f"--decode-threads must be 0 (FFmpeg's choice) or more, got {config.decode_threads}")
     serve_address = parse_address(config.serve) if config.serve else None
     capture_size = parse_size(config.capture_size) if config.capture_size else None
     classifier = Classifier(config.model, threads=config.threads, edgetpu=config.edgetpu, xnnpack=config.xnnpack)
     window = Window() if config.show else None
     if source is None:
         backoff = Backoff(give_up_after=config.reconnect_timeout)
-        source = open_source(config.source, loop=config.loop, capture_size=capture_size, backoff=backoff)
+        source = open_source(
+            config.source, loop=config.loop, capture_size=capture_size, backoff=backoff, decode_threads=config.decode_threads
+        )
     smoothing = config.smoothing
     if smoothing and isinstance(source, ImageFilesSource):
         print("warning: --smoothing is ignored for images: they are not consecutive frames", file=sys.stderr)
@@ -270,9 +301,8 @@ def run_classify(
     errors: list[BaseException] = []
     outputs = _Outputs(stdout, config.headless, window, saver, server, stats, stop)
     frames = FrameQueue(max(1, config.queue_size), drop_oldest=source.live)
-    # Lines alone are cheap: the inference thread writes them itself, sparing a thread hand-over per
-    # frame. Overlays, windows, video and the web page go to the main thread through a queue.
-    results = FrameQueue(4) if outputs.visual else None
+    results = FrameQueue(max(4, config.queue_size))
+    predict = _Predictor(classifier, config, smoothing)
     pace_fps = source.fps if (window is not None or server is not None) and not source.live else None
     capture = threading.Thread(
         target=_capture_loop,
@@ -280,11 +310,9 @@ def run_classify(
         name="capture",
         daemon=True,
     )
-    deliver = results.put if results is not None else outputs.handle
-    finished = results.close if results is not None else (lambda: None)
     inference = threading.Thread(
         target=_inference_loop,
-        args=(classifier, frames, deliver, stats, config, Smoother(smoothing), stop, errors, finished),
+        args=(classifier, frames, results, stats, config, stop, errors),
         name="inference",
         daemon=True,
     )
@@ -298,18 +326,13 @@ def run_classify(
                 print(f"serving on {server.url}", file=sys.stderr, flush=True)
             capture.start()
             inference.start()
-            if results is None:
-                while inference.is_alive():  # wake up now and then so signal handlers run
-                    inference.join(timeout=0.1)
-            else:
-                while (result := results.get(timeout=0.1)) is not CLOSED:
-                    if result is not None:  # None: a timeout, so that signal handlers run
-                        outputs.handle(result)
+            while (raw := results.get(timeout=0.1)) is not CLOSED:
+                if raw is not None:  # None: a timeout, so that signal handlers run
+                    outputs.handle(predict(raw))
     finally:
         stop.set()
         frames.close()
-        if results is not None:
-            results.close()
+        results.close()
         for thread in (inference, capture):
             if thread.is_alive():
                 thread.join(timeout=5.0)

@@ -115,14 +115,6 @@ def load_model_card(model_path: str | os.PathLike) -> ModelCard:
     return load_card(model_path)
 
 
-def _bgr_to_rgb(image: np.ndarray) -> np.ndarray:
-    try:
-        import cv2
-    except ImportError:
-        return np.ascontiguousarray(image[:, :, ::-1])
-    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2RGB)
-
-
 def _tensor_quantization(detail: dict[str, Any]) -> TensorQuantization:
     scale, zero_point = detail.get("quantization", (0.0, 0))
     return TensorQuantization(dtype=np.dtype(detail["dtype"]).name, scale=float(scale), zero_point=int(zero_point))
@@ -164,10 +156,6 @@ class Classifier:
 
     def preprocess(self, image: np.ndarray, colour_order: str = "RGB") -> np.ndarray:
         """One uint8 image (any size) to the float32 tensor the model card describes."""
-        if colour_order == "BGR" and self.card.colour_order == "RGB" and image.ndim == 3 and image.shape[2] == 3:
-            # The same bytes, swapped by OpenCV's vectorised copy instead of a strided numpy copy
-            # inside the resize (2x faster on a 640x480 frame); the tensor is identical.
-            image, colour_order = _bgr_to_rgb(image), "RGB"
         return preprocessing.prepare_image(
             image, self.card.input_size, self.card.mean, self.card.std, colour_order, self.card.colour_order
         )
@@ -183,12 +171,19 @@ class Classifier:
         """One uint8 image (any size) straight to the input tensor (shared preprocessing, then quantise)."""
         return self.quantize_input(self.preprocess(image, colour_order))
 
-    def infer(self, input_tensor: np.ndarray) -> np.ndarray:
-        """Run one prepared input tensor (from :meth:`prepare`); returns dequantised probabilities."""
+    def run(self, input_tensor: np.ndarray) -> np.ndarray:
+        """Run one prepared input tensor (from :meth:`prepare`); returns a copy of the raw output tensor."""
         self.interpreter.set_tensor(self.input_detail["index"], input_tensor)
         self.interpreter.invoke()
-        raw = self.interpreter.get_tensor(self.output_detail["index"])
-        return preprocessing.dequantize(raw, self.output_quantization.scale, self.output_quantization.zero_point)[0]
+        return self.interpreter.get_tensor(self.output_detail["index"])
+
+    def probabilities(self, raw_output: np.ndarray) -> np.ndarray:
+        """The raw output of :meth:`run` (int8, uint8 or float codes) as float probabilities of one image."""
+        return preprocessing.dequantize(raw_output, self.output_quantization.scale, self.output_quantization.zero_point)[0]
+
+    def infer(self, input_tensor: np.ndarray) -> np.ndarray:
+        """Run one prepared input tensor (from :meth:`prepare`); returns dequantised probabilities."""
+        return self.probabilities(self.run(input_tensor))
 
     def invoke(self, batch: np.ndarray) -> np.ndarray:
         """Run normalised float32 inputs (N x H x W x C) through the model one by one; returns probabilities."""

@@ -181,3 +181,22 @@ def test_http_stream_source(edge_int8_model, sample_dir, tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert '"summary"' in lines[-1] and len(lines) - 1 == summary["frames"] >= 1
     assert summary["reconnects"] >= 1
+
+
+def test_video_decodes_on_the_requested_ffmpeg_threads(tmp_path):
+    import cv2
+
+    frames = [np.full((48, 64, 3), value, np.uint8) for value in (10, 120, 240)]
+    video = write_lossless_video(tmp_path / "clip.mkv", frames)
+    one = open_source(str(video), decode_threads=1)
+    default = open_source(str(video))
+    try:
+        assert one.capture.get(cv2.CAP_PROP_N_THREADS) == 1
+        assert default.capture.get(cv2.CAP_PROP_N_THREADS) != 1 or cv2.getNumberOfCPUs() == 1
+        decoded = [frame.image for frame in one.frames(threading.Event())]
+        assert [int(image[0, 0, 0]) for image in decoded] == [10, 120, 240]
+    finally:
+        one.close()
+        default.close()
+    with pytest.raises(ToolkitError, match="decode-threads"):
+        run_classify(ClassifyConfig(model="unused.tflite", source=str(video), decode_threads=-1))

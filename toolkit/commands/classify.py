@@ -63,6 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     capture.add_argument("--max-frames", type=int, default=None, help="stop after this many classified frames")
     capture.add_argument("--queue-size", type=int, default=2, help="frames waiting between capture and inference")
     capture.add_argument(
+        "--decode-threads", type=int, default=1,
+        help="FFmpeg decoder threads for videos and streams (0: one per core, competing with the interpreter)",
+    )  # fmt: skip
+    capture.add_argument(
         "--reconnect-timeout",
         type=float,
         default=60.0,
@@ -91,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         capture_size=args.capture_size,
         max_frames=args.max_frames,
         queue_size=args.queue_size,
+        decode_threads=args.decode_threads,
         reconnect_timeout=args.reconnect_timeout,
     )
     run_classify(config)
