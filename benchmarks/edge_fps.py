@@ -138,14 +138,14 @@ def app_rate(model: Path, threads: int, video: Path) -> dict:
 
 def stage_cpu_ms(model: Path, video: Path, frames: int = 300) -> dict:
     """CPU milliseconds per frame of each stage, from thread CPU time (hardly affected by other processes)."""
-    import cv2
-
     from edge_app.blas import limit_blas_threads
     from edge_app.runtime import Classifier
+    from edge_app.sources import open_source
 
     limit_blas_threads(1)
     classifier = Classifier(model, threads=1)  # one thread: XNNPACK runs in the calling thread
-    capture = cv2.VideoCapture(str(video))
+    source = open_source(str(video), decode_threads=1)  # as the app decodes: on the calling thread alone
+    capture = source.capture
     decode = prepare = invoke = 0.0
     measured = 0
     for _ in range(frames):
