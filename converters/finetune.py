@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from converters.bridge import SourceModel
+from converters import stage
+from converters.bridge import SourceModel, load_source
 from toolkit.errors import ToolkitError
 from toolkit.preprocessing import prepare_batch
 from training.batches import BatchSource, as_keras_dataset
@@ -96,6 +97,40 @@ class FineTuneData:
             "train_images": len(self.train),
             "validation_images": len(self.validation),
         }
+
+
+    def card_metrics(self) -> dict[str, Any]:
+        """The split a stage's model card records, so ``toolkit eval --split validation`` rebuilds it."""
+        return {
+            "validation_images": len(self.validation),
+            "validation_fraction": self.settings.validation_fraction,
+            "split_seed": self.settings.seed,
+            "limit": self.settings.limit,
+            "train_images": len(self.train),
+        }
+
+
+@dataclasses.dataclass
+class StageStart:
+    """What a fine-tuning stage (prune, QAT) starts from."""
+
+    out: Path  # the prepared run folder
+    source: SourceModel  # the model to fine-tune, with its card
+    data: FineTuneData  # the source run's images, split and normalisation
+    accuracy_before: float  # the source model's validation accuracy
+
+
+def start_stage(config: Any) -> StageStart:
+    """Prepare the run folder, load the source model and its training data, measure where it starts.
+
+    ``config`` is a PruneConfig or QatConfig: both name ``model``, ``out``, ``overwrite``
+    and the data overrides (``data``, ``limit``, ``batch_size``, ``augmentation``, ``seed``).
+    """
+    out = stage.prepare_folder(config.out, config.overwrite)
+    source = load_source(config.model)
+    overrides = {name: getattr(config, name) for name in ("data", "limit", "batch_size", "augmentation", "seed")}
+    data = load_training_data(source, resolve_data_settings(source, overrides))
+    return StageStart(out, source, data, accuracy(source.model, data.validation, data.mean, data.std))
 
 
 def load_training_data(source: SourceModel, settings: DataSettings) -> FineTuneData:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 from typing import Any
 
 from converters import bridge, finetune, stage
@@ -95,14 +94,9 @@ def prune(config: PruneConfig) -> stage.StageResult:
 
     config.validate()
     started = time.perf_counter()
-    out = stage.prepare_folder(config.out, config.overwrite)
-    source = bridge.load_source(config.model)
-    settings = finetune.resolve_data_settings(
-        source,
-        {"data": config.data, "limit": config.limit, "batch_size": config.batch_size, "augmentation": config.augmentation, "seed": config.seed},
-    )
-    data = finetune.load_training_data(source, settings)
-    accuracy_before = finetune.accuracy(source.model, data.validation, data.mean, data.std)
+    begun = finetune.start_stage(config)
+    out, source, data, accuracy_before = begun.out, begun.source, begun.data, begun.accuracy_before
+    settings = data.settings
 
     steps_per_epoch = len(data.train_source())
     total_steps = steps_per_epoch * config.epochs
@@ -150,11 +144,7 @@ def prune(config: PruneConfig) -> stage.StageResult:
         history=[*source.card.history, f"prune:{structured_report['pattern'] if m_by_n else f'{target:g}'}"],
         metrics={
             "validation_accuracy": accuracy_after,
-            "validation_images": len(data.validation),
-            "validation_fraction": settings.validation_fraction,
-            "split_seed": settings.seed,
-            "limit": settings.limit,
-            "train_images": len(data.train),
+            **data.card_metrics(),
         },
         notes=(
             f"toolkit prune: tfmot prune_low_magnitude, PolynomialDecay 0 -> {target:g} over steps 0..{end_step} "

@@ -344,14 +344,9 @@ def qat(config: QatConfig) -> stage.StageResult:
     """Quantization-aware fine-tuning of ``config.model``; writes the run folder described above."""
     config.validate()
     started = time.perf_counter()
-    out = stage.prepare_folder(config.out, config.overwrite)
-    source = bridge.load_source(config.model)
-    settings = finetune.resolve_data_settings(
-        source,
-        {"data": config.data, "limit": config.limit, "batch_size": config.batch_size, "augmentation": config.augmentation, "seed": config.seed},
-    )
-    data = finetune.load_training_data(source, settings)
-    accuracy_before = finetune.accuracy(source.model, data.validation, data.mean, data.std)
+    begun = finetune.start_stage(config)
+    out, source, data, accuracy_before = begun.out, begun.source, begun.data, begun.accuracy_before
+    settings = data.settings
 
     tf_keras.utils.set_random_seed(settings.seed)
     twin = source.twin()
@@ -380,11 +375,7 @@ def qat(config: QatConfig) -> stage.StageResult:
         metrics={
             "validation_accuracy": accuracy_float,
             "qat_validation_accuracy": accuracy_quantized,
-            "validation_images": len(data.validation),
-            "validation_fraction": settings.validation_fraction,
-            "split_seed": settings.seed,
-            "limit": settings.limit,
-            "train_images": len(data.train),
+            **data.card_metrics(),
         },
         notes=(
             f"toolkit qat: tfmot {scheme} 8-bit scheme (kernel quantisers on conv+ReLU restored), "
