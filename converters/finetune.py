@@ -98,7 +98,6 @@ class FineTuneData:
             "validation_images": len(self.validation),
         }
 
-
     def card_metrics(self) -> dict[str, Any]:
         """The split a stage's model card records, so ``toolkit eval --split validation`` rebuilds it."""
         return {
