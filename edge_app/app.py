@@ -122,6 +122,13 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(signum, old)
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    with contextlib.suppress(AttributeError, OSError):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _capture_loop(source: Source, classifier: Classifier, queue: FrameQueue, stats: RunStats,
                   stop: threading.Event, errors: list[BaseException], pace_fps: float | None = None) -> None:
     started, cpu_started = time.perf_counter(), time.thread_time()
@@ -281,6 +288,13 @@ def run_classify(
     serve_address = parse_address(config.serve) if config.serve else None
     capture_size = parse_size(config.capture_size) if config.capture_size else None
     classifier = Classifier(config.model, threads=config.threads, edgetpu=config.edgetpu, xnnpack=config.xnnpack)
+    cores = available_cores()
+    if config.threads and not config.edgetpu and config.threads >= cores > 1:
+        print(
+            f"warning: --threads {config.threads} takes all {cores} cores, leaving none for capture and output: "
+            f"--threads {cores - 1} is usually faster end to end (docs/edge.md)",
+            file=sys.stderr,
+        )
     window = Window() if config.show else None
     if source is None:
         backoff = Backoff(give_up_after=config.reconnect_timeout)

@@ -200,3 +200,14 @@ def test_video_decodes_on_the_requested_ffmpeg_threads(tmp_path):
         default.close()
     with pytest.raises(ToolkitError, match="decode-threads"):
         run_classify(ClassifyConfig(model="unused.tflite", source=str(video), decode_threads=-1))
+
+
+def test_threads_taking_every_core_are_warned_about(edge_int8_model, sample_dir, monkeypatch, capsys):
+    import edge_app.app
+
+    image = next(sample_dir.rglob("*.jpg"))
+    monkeypatch.setattr(edge_app.app, "available_cores", lambda: 4)
+    run_classify(ClassifyConfig(model=str(edge_int8_model), source=str(image), threads=4, headless=True))
+    assert "warning: --threads 4 takes all 4 cores" in capsys.readouterr().err
+    run_classify(ClassifyConfig(model=str(edge_int8_model), source=str(image), threads=3, headless=True))
+    assert "warning" not in capsys.readouterr().err
