@@ -5,6 +5,7 @@
 # Both folders are git-ignored and travel with the device tool's `carry`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+mkdir -p .git/info
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || printf '/.whl/\n/.gpu_data/\n' >> .git/info/exclude
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
