@@ -87,7 +87,7 @@ def _video_capture(target: int | str, decode_threads: int = 0) -> Any:
 
     FFmpeg decodes on as many threads as there are cores by default. That costs more CPU
     in all (0.22 against 0.10 ms for a 320x240 mp4v frame here) and takes the cores the
-    interpreter runs on, so the edge app asks for one: the capture thread is its own core.
+    interpreter runs on, so the edge app asks for one: decoding stays in the capture thread.
     """
     cv2 = _cv2()
     if decode_threads > 0 and isinstance(target, str) and not target.startswith("/dev/video"):
