@@ -65,13 +65,9 @@ def kernel_entropy(int8_path: Path) -> dict:
     A symbol-by-symbol coder cannot beat ``H(zero or not) + share(non-zero) * H(non-zero code)``
     bits per weight; gzip adds its own overhead on top.
     """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from converters.tflite_inspect import read_tflite
 
-    interpreter = Interpreter(model_path=str(int8_path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interpreter.allocate_tensors()
-    # The filter is input 1 of every CONV_2D op; names alone also match fused activation tensors.
-    filters = [op["inputs"][1] for op in interpreter._get_ops_details() if op["op_name"] == "CONV_2D"]  # noqa: SLF001
-    kernels = [interpreter.get_tensor(index).ravel() for index in filters]
+    kernels = [kernel.ravel() for _, kernel in read_tflite(int8_path).kernels()]
     weights = np.concatenate(kernels)
 
     def entropy(values: np.ndarray) -> float:

@@ -130,20 +130,21 @@ def keras3_from_weights(model_config: ModelConfig, weights: dict[str, dict[str, 
         if layer.name not in weights:
             raise ValueError(f"no weights for layer {layer.name!r}")
         values = weights[layer.name]
-        layer.set_weights([values[_short_name(variable)] for variable in layer.weights])
+        layer.set_weights([values[short_name(variable)] for variable in layer.weights])
     return model
 
 
 def layer_weights(model: Any) -> dict[str, dict[str, np.ndarray]]:
     """``{layer: {variable short name: value}}`` of a plain (unwrapped) Keras model of either stack."""
     return {
-        layer.name: {_short_name(variable): np.asarray(value) for variable, value in zip(layer.weights, layer.get_weights())}
+        layer.name: {short_name(variable): np.asarray(value) for variable, value in zip(layer.weights, layer.get_weights())}
         for layer in model.layers
         if layer.weights
     }
 
 
-def _short_name(variable: Any) -> str:
+def short_name(variable: Any) -> str:
+    """A weight's name within its layer ("kernel", "output_min", ...) in either Keras stack."""
     # tf_keras: "conv1/kernel:0"; Keras 3: name "kernel", path "conv1/kernel".
     name = getattr(variable, "path", None) or variable.name
     return name.split("/")[-1].split(":")[0]

@@ -191,10 +191,6 @@ def quantize_model(model: Any, scheme_name: str) -> Any:
 _RANGE_VARIABLES = (("output_min", "output_max"), ("post_activation_min", "post_activation_max"))
 
 
-def _short_name(variable: Any) -> str:
-    return variable.name.split("/")[-1].split(":")[0]
-
-
 def calibrate_ranges(qat_model: Any, float_model: Any, batches: list[np.ndarray]) -> dict[str, list[float]]:
     """Set the QAT model's input, activation and kernel ranges from real data; returns the activation ranges set.
 
@@ -213,7 +209,7 @@ def calibrate_ranges(qat_model: Any, float_model: Any, batches: list[np.ndarray]
         inner = getattr(layer, "layer", None)
         if inner is None:
             continue
-        variables = {_short_name(variable): variable for variable in layer.weights}
+        variables = {bridge.short_name(variable): variable for variable in layer.weights}
         for low, high in _RANGE_VARIABLES:
             if low in variables and high in variables:
                 targets[inner.name] = [variables[low], variables[high]]
@@ -244,13 +240,11 @@ def _calibrate_input_and_kernels(qat_model: Any, batches: list[np.ndarray]) -> N
     low = min(0.0, min(float(batch.min()) for batch in batches))
     high = max(0.0, max(float(batch.max()) for batch in batches))
     for layer in qat_model.layers:
-        variables = {_short_name(variable): variable for variable in layer.weights}
+        variables = {bridge.short_name(variable): variable for variable in layer.weights}
         if type(layer).__name__ == "QuantizeLayer":  # tfmot does not export the class
-            for variable in layer.weights:
-                if _short_name(variable).endswith("_min"):
-                    variable.assign(np.float32(low))
-                elif _short_name(variable).endswith("_max"):
-                    variable.assign(np.float32(high))
+            for name, variable in variables.items():
+                if name.endswith(("_min", "_max")):
+                    variable.assign(np.float32(low if name.endswith("_min") else high))
             continue
         if "kernel_min" not in variables or "kernel" not in variables:
             continue
@@ -276,7 +270,7 @@ def _wrapper_masks(wrapper: Any) -> dict[str, np.ndarray]:
     for variable, _, quantizer_variables in getattr(wrapper, "_weight_vars", []):
         mask = quantizer_variables.get("sparsity_mask") if isinstance(quantizer_variables, dict) else None
         if mask is not None:
-            masks[variable.name.split("/")[-1].split(":")[0]] = np.asarray(mask)
+            masks[bridge.short_name(variable)] = np.asarray(mask)
     return masks
 
 

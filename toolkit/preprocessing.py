@@ -13,6 +13,7 @@ mean/std, so nothing here is configured twice.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -100,12 +101,10 @@ def _cached_weights(source: int, target: int) -> np.ndarray:
     return _WEIGHT_CACHE[key]
 
 
+@functools.lru_cache(maxsize=16)
 def _channel_sum_matrix(pixels: int, channels: int) -> np.ndarray:
     """A (pixels * channels) x channels 0/1 matrix that sums ``pixels`` interleaved pixels per channel."""
-    key = (-pixels, channels)  # negative: never a (source, target) key of the weight cache
-    if key not in _WEIGHT_CACHE:
-        _WEIGHT_CACHE[key] = np.tile(np.eye(channels, dtype=np.float32), (pixels, 1))
-    return _WEIGHT_CACHE[key]
+    return np.tile(np.eye(channels, dtype=np.float32), (pixels, 1))
 
 
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
