@@ -32,6 +32,17 @@ def test_whole_number_shrink_of_uint8_equals_the_float_path_exactly(source: tupl
     np.testing.assert_allclose(fast, cv2.resize(image.astype(np.float32), target[::-1], interpolation=cv2.INTER_AREA), atol=1e-3)
 
 
+@pytest.mark.parametrize("source, target", [((720, 720), (32, 32)), ((1080, 1920), (32, 24)), ((300, 500), (32, 40)), ((4000, 40), (10, 32))])
+def test_banded_row_shrink_of_big_uint8_frames_matches_the_float_path(source: tuple[int, int], target: tuple[int, int]) -> None:
+    # Big uint8 frames sum each output row's band of source rows instead of a dense product.
+    image = RNG.integers(0, 256, (*source, 3), dtype=np.uint8)
+    banded = preprocessing.resize(image, *target)
+    reference = preprocessing.resize(image.astype(np.float32), *target)
+    assert banded.dtype == np.float32 and banded.shape == (*target, 3)
+    np.testing.assert_allclose(banded, reference, atol=1e-3)
+    np.testing.assert_allclose(banded, cv2.resize(image.astype(np.float32), target[::-1], interpolation=cv2.INTER_AREA), atol=1e-3)
+
+
 def test_enlarging_matches_opencv_inter_linear() -> None:
     image = RNG.integers(0, 256, (16, 12, 3)).astype(np.float32)
     ours = preprocessing.resize(image, 40, 33)
@@ -54,6 +65,13 @@ def test_bgr_frame_and_rgb_image_give_the_same_tensor() -> None:
     np.testing.assert_array_equal(from_rgb, from_bgr)
     # A 640x480 camera frame takes the whole-number shrink (480 -> 32); the colours swap after it.
     frame_rgb = RNG.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    frame_bgr = np.ascontiguousarray(frame_rgb[:, :, ::-1])
+    np.testing.assert_array_equal(
+        preprocessing.prepare_image(frame_bgr, (32, 32, 3), mean, std, "BGR"),
+        preprocessing.prepare_image(frame_rgb, (32, 32, 3), mean, std, "RGB"),
+    )
+    # So does a 1280x720 frame, whose rows shrink band by band (720 -> 32 is not whole).
+    frame_rgb = RNG.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
     frame_bgr = np.ascontiguousarray(frame_rgb[:, :, ::-1])
     np.testing.assert_array_equal(
         preprocessing.prepare_image(frame_bgr, (32, 32, 3), mean, std, "BGR"),

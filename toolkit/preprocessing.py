@@ -107,6 +107,24 @@ def _channel_sum_matrix(pixels: int, channels: int) -> np.ndarray:
     return np.tile(np.eye(channels, dtype=np.float32), (pixels, 1))
 
 
+def _shrink_rows_uint8(image: np.ndarray, target: int) -> np.ndarray:
+    """Area-average the rows of a uint8 HxWxC image down to ``target`` rows, as float32.
+
+    Output row r covers source rows [r * scale, (r + 1) * scale). Its integral is the exact
+    integer sum of the whole rows from floor(start) to floor(stop), minus the part of the
+    first row before ``start``, plus the part of the row at ``stop`` before ``stop``: the
+    same weights as :func:`_resize_weights`, with three rows of work per output row.
+    """
+    source = image.shape[0]
+    bounds = np.arange(target + 1) * source / target
+    whole = np.floor(bounds).astype(np.intp)
+    fraction = (bounds - whole).astype(np.float32)[:, None, None]
+    sum_type = np.uint16 if source < 256 * target else np.uint32  # at most ceil(scale) rows of 255 per sum
+    sums = np.stack([image[first:last].sum(axis=0, dtype=sum_type) for first, last in zip(whole[:-1], whole[1:])])
+    partial = image[np.minimum(whole, source - 1)] * fraction  # the last bound has fraction 0
+    return (sums.astype(np.float32) - partial[:-1] + partial[1:]) * np.float32(target / source)
+
+
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Resize an HxWxC image to ``height`` x ``width``; returns float32 in the input's value range."""
     if image.ndim == 2:
@@ -130,8 +148,13 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
             summed_rows = image.astype(np.float32).reshape(height, factor_y, source_width * channels).sum(axis=1)
             summed = summed_rows.reshape(height, width, factor_x, channels).sum(axis=2)
         return summed * np.float32(1.0 / (factor_y * factor_x))
-    rows = _cached_weights(source_height, height)
     columns = _cached_weights(source_width, width)
+    if image.dtype == np.uint8 and source_height > 8 * height:
+        # A big uint8 frame (a 720p crop to 32x32): the dense row product below would multiply
+        # almost only by zero weights, so sum each output row's band of source rows instead.
+        resized = _shrink_rows_uint8(image, height).transpose(0, 2, 1) @ columns.T
+        return np.ascontiguousarray(resized.transpose(0, 2, 1))
+    rows = _cached_weights(source_height, height)
     # Two matrix products (rows, then columns) instead of one 4-D einsum: a camera
     # frame shrinks by rows first, so the second product is small.
     resized = rows @ image.reshape(source_height, source_width * channels).astype(np.float32)
