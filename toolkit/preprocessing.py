@@ -113,7 +113,8 @@ def _shrink_rows_uint8(image: np.ndarray, target: int) -> np.ndarray:
     Output row r covers source rows [r * scale, (r + 1) * scale). Its integral is the exact
     integer sum of the whole rows from floor(start) to floor(stop), minus the part of the
     first row before ``start``, plus the part of the row at ``stop`` before ``stop``: the
-    same weights as :func:`_resize_weights`, with three rows of work per output row.
+    same weights as :func:`_resize_weights`, but each source row is read once (twice at a
+    band edge) instead of being multiplied by every output row's mostly zero weight.
     """
     source = image.shape[0]
     bounds = np.arange(target + 1) * source / target
