@@ -61,12 +61,14 @@ def center_crop_square(image: np.ndarray) -> np.ndarray:
     return image[top : top + side, left : left + side]
 
 
+@functools.lru_cache(maxsize=32)
 def _resize_weights(source: int, target: int) -> np.ndarray:
     """A (target x source) matrix that resamples one axis.
 
     Shrinking averages the source pixels each target pixel covers, weighted by
     overlap (OpenCV's INTER_AREA); enlarging interpolates linearly between pixel
     centres (INTER_LINEAR with half-pixel centres). Either way each row sums to 1.
+    Cached per size pair, so the matrix is read-only.
     """
     weights = np.zeros((target, source), dtype=np.float32)
     if target == source:
@@ -88,17 +90,8 @@ def _resize_weights(source: int, target: int) -> np.ndarray:
         fraction = centres - lower
         weights[np.arange(target), lower] += 1.0 - fraction
         weights[np.arange(target), upper] += fraction
+    weights.flags.writeable = False
     return weights
-
-
-_WEIGHT_CACHE: dict[tuple[int, int], np.ndarray] = {}
-
-
-def _cached_weights(source: int, target: int) -> np.ndarray:
-    key = (source, target)
-    if key not in _WEIGHT_CACHE:
-        _WEIGHT_CACHE[key] = _resize_weights(source, target)
-    return _WEIGHT_CACHE[key]
 
 
 @functools.lru_cache(maxsize=16)
@@ -149,13 +142,13 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
             summed_rows = image.astype(np.float32).reshape(height, factor_y, source_width * channels).sum(axis=1)
             summed = summed_rows.reshape(height, width, factor_x, channels).sum(axis=2)
         return summed * np.float32(1.0 / (factor_y * factor_x))
-    columns = _cached_weights(source_width, width)
+    columns = _resize_weights(source_width, width)
     if image.dtype == np.uint8 and source_height > 8 * height:
         # A big uint8 frame (a 720p crop to 32x32): the dense row product below would multiply
         # almost only by zero weights, so sum each output row's band of source rows instead.
         resized = _shrink_rows_uint8(image, height).transpose(0, 2, 1) @ columns.T
         return np.ascontiguousarray(resized.transpose(0, 2, 1))
-    rows = _cached_weights(source_height, height)
+    rows = _resize_weights(source_height, height)
     # Two matrix products (rows, then columns) instead of one 4-D einsum: a camera
     # frame shrinks by rows first, so the second product is small.
     resized = rows @ image.reshape(source_height, source_width * channels).astype(np.float32)
