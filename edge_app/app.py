@@ -129,9 +129,16 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
+def _skip_unreadable(frame: Frame, stats: RunStats, reason: str, name_it: bool) -> None:
+    stats.unreadable += 1
+    if name_it:  # an image file the user can fix or remove; damaged video frames are only counted
+        print(f"warning: skipped {frame.name}: {reason}", file=sys.stderr, flush=True)
+
+
 def _capture_loop(source: Source, classifier: Classifier, queue: FrameQueue, stats: RunStats,
                   stop: threading.Event, errors: list[BaseException], pace_fps: float | None = None) -> None:
     started, cpu_started = time.perf_counter(), time.thread_time()
+    image_files = isinstance(source, ImageFilesSource)
     try:
         for count, frame in enumerate(source.frames(stop)):
             if pace_fps:  # play a file at its own speed when someone watches it
@@ -139,12 +146,12 @@ def _capture_loop(source: Source, classifier: Classifier, queue: FrameQueue, sta
                 if delay > 0 and stop.wait(delay):
                     break
             if frame.image is None:
-                stats.unreadable += 1
+                _skip_unreadable(frame, stats, "not an image OpenCV can decode", image_files)
                 continue
             try:
                 tensor = classifier.prepare(frame.image, frame.colour_order)
-            except ValueError:  # a frame with an impossible shape: count it, keep going
-                stats.unreadable += 1
+            except ValueError as error:  # a frame with an impossible shape: count it, keep going
+                _skip_unreadable(frame, stats, str(error), image_files)
                 continue
             if not queue.put((frame, tensor)):
                 break
@@ -375,5 +382,7 @@ def run_classify(
         if isinstance(error, KeyboardInterrupt):
             continue
         raise error
+    if stats.frames == 0 and stats.unreadable:
+        raise ToolkitError(f"no frame of {source.description} could be read ({stats.unreadable} unreadable)")
     return summary
 

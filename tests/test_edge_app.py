@@ -77,6 +77,7 @@ def test_images_folder_counts_unreadable_and_matches_eval(edge_int8_model, sampl
     assert result.returncode == 0, result.stderr
     records, summary = json_lines(result.stdout)
     assert summary["frames"] == 2 and summary["unreadable_frames"] == 1
+    assert f"warning: skipped {folder / '2.jpg'}" in result.stderr  # named, so the user can fix it
     expected = reference_probabilities(edge_int8_model, np.stack(large))
     for record, probabilities in zip(records, expected):
         assert record["source"].endswith((".png",))
@@ -129,6 +130,16 @@ def test_faults_are_one_line_errors(edge_int8_model, sample_dir, arguments, mess
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_nothing_readable_is_an_error_not_an_empty_success(edge_int8_model, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 this is not a picture")
+    result = run_without_tensorflow(["classify", "--model", str(edge_int8_model), "--source", str(broken), "--headless"])
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == f"error: no frame of image {broken} could be read (1 unreadable)"
+    _, summary = json_lines(result.stdout)
+    assert summary["frames"] == 0 and summary["unreadable_frames"] == 1  # the summary is still written
 
 
 def test_edgetpu_delegate_missing_is_a_clear_error(edge_int8_model, tmp_path):
