@@ -129,16 +129,18 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-def _skip_unreadable(frame: Frame, stats: RunStats, reason: str, name_it: bool) -> None:
+def _skip_unreadable(frame: Frame, stats: RunStats, reason: str, named: set[str] | None) -> None:
+    """Count an unreadable frame; name an image file the first time (``named``: files named so far)."""
     stats.unreadable += 1
-    if name_it:  # an image file the user can fix or remove; damaged video frames are only counted
+    if named is not None and frame.name not in named:  # damaged video frames are only counted
+        named.add(frame.name)
         print(f"warning: skipped {frame.name}: {reason}", file=sys.stderr, flush=True)
 
 
 def _capture_loop(source: Source, classifier: Classifier, queue: FrameQueue, stats: RunStats,
                   stop: threading.Event, errors: list[BaseException], pace_fps: float | None = None) -> None:
     started, cpu_started = time.perf_counter(), time.thread_time()
-    image_files = isinstance(source, ImageFilesSource)
+    named: set[str] | None = set() if isinstance(source, ImageFilesSource) else None
     try:
         for count, frame in enumerate(source.frames(stop)):
             if pace_fps:  # play a file at its own speed when someone watches it
@@ -146,12 +148,12 @@ def _capture_loop(source: Source, classifier: Classifier, queue: FrameQueue, sta
                 if delay > 0 and stop.wait(delay):
                     break
             if frame.image is None:
-                _skip_unreadable(frame, stats, "not an image OpenCV can decode", image_files)
+                _skip_unreadable(frame, stats, "not an image OpenCV can decode", named)
                 continue
             try:
                 tensor = classifier.prepare(frame.image, frame.colour_order)
             except ValueError as error:  # a frame with an impossible shape: count it, keep going
-                _skip_unreadable(frame, stats, str(error), image_files)
+                _skip_unreadable(frame, stats, str(error), named)
                 continue
             if not queue.put((frame, tensor)):
                 break

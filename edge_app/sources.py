@@ -225,13 +225,16 @@ class ImageFilesSource(Source):
         cv2 = _cv2()
         index = 0
         while True:
+            readable = 0
             for path in self.paths:
                 if stop.is_set():
                     return
                 image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-                yield Frame(index, image if image is not None and image.size else None, time.time(), name=str(path))
+                image = image if image is not None and image.size else None
+                readable += image is not None
+                yield Frame(index, image, time.time(), name=str(path))
                 index += 1
-            if not self.loop:
+            if not self.loop or not readable:  # looping over files none of which can be read would never end
                 return
 
 

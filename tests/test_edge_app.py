@@ -132,11 +132,14 @@ def test_faults_are_one_line_errors(edge_int8_model, sample_dir, arguments, mess
     assert "Traceback" not in result.stderr
 
 
-def test_nothing_readable_is_an_error_not_an_empty_success(edge_int8_model, tmp_path):
+@pytest.mark.parametrize("loop", [[], ["--loop"]])
+def test_nothing_readable_is_an_error_not_an_empty_success(edge_int8_model, tmp_path, loop):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 this is not a picture")
-    result = run_without_tensorflow(["classify", "--model", str(edge_int8_model), "--source", str(broken), "--headless"])
+    command = ["classify", "--model", str(edge_int8_model), "--source", str(broken), "--headless", *loop]
+    result = run_without_tensorflow(command)  # with --loop too: no endless replay of a file that never decodes
     assert result.returncode == 2
+    assert result.stderr.count("warning: skipped") == 1
     assert result.stderr.splitlines()[-1] == f"error: no frame of image {broken} could be read (1 unreadable)"
     _, summary = json_lines(result.stdout)
     assert summary["frames"] == 0 and summary["unreadable_frames"] == 1  # the summary is still written
