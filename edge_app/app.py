@@ -342,6 +342,7 @@ def run_classify(
     previous_blas = limit_blas_threads(config.blas_threads) if config.blas_threads else {}
     previous_switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(config.switch_interval)
+    stopped_early = True
     try:
         with _stop_on_signals(stop):
             if server is not None:
@@ -352,6 +353,7 @@ def run_classify(
             while (raw := results.get(timeout=0.1)) is not CLOSED:
                 if raw is not None:  # None: a timeout, so that signal handlers run
                     outputs.handle(predict(raw))
+            stopped_early = stop.is_set()  # Ctrl-C, SIGTERM, --max-frames or a failure, not the source's end
     finally:
         stop.set()
         frames.close()
@@ -384,7 +386,8 @@ def run_classify(
         if isinstance(error, KeyboardInterrupt):
             continue
         raise error
-    if stats.frames == 0 and stats.unreadable:
-        raise ToolkitError(f"no frame of {source.description} could be read ({stats.unreadable} unreadable)")
+    if stats.frames == 0 and not stopped_early and (stats.unreadable or not source.live):
+        detail = f"{stats.unreadable} unreadable" if stats.unreadable else "it holds none"
+        raise ToolkitError(f"no frame of {source.description} could be read ({detail})")
     return summary
 

@@ -171,14 +171,21 @@ class CaptureSource(Source):
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         index = 0
-        pending_unreadable = 0  # failed reads inside a video file, counted once a later read succeeds
+        # A video file: OpenCV's frame position does not move on a failed read, so a damaged frame
+        # is told from the end of the file by position + damaged frames so far < frame count - 1
+        # (the container's count may be one too many). Failed reads wait in ``pending`` until a
+        # later read succeeds or the file ends; either way they are counted, not dropped.
+        pending = 0
+        damaged = 0  # damaged frames passed since the file (re)started
+        decoded = False  # a frame decoded since the file (re)started: only then may --loop replay it
         while not stop.is_set():
             ok, image = self.capture.read() if self.capture is not None else (False, None)
             if ok and image is not None and image.size:
-                for _ in range(pending_unreadable):
+                for _ in range(pending):
                     yield Frame(index, None, time.time(), name=self.description)
                     index += 1
-                pending_unreadable = 0
+                damaged, pending = damaged + pending, 0
+                decoded = True
                 yield Frame(index, image, time.time())
                 index += 1
                 continue
@@ -196,12 +203,16 @@ class CaptureSource(Source):
                     return
                 continue
             position = int(self.capture.get(1) or 0)  # cv2.CAP_PROP_POS_FRAMES
-            if self.frame_count and position + pending_unreadable < self.frame_count - 1 and pending_unreadable < 8:
-                pending_unreadable += 1  # a damaged frame in the middle: try the next one
+            if self.frame_count and position + damaged + pending < self.frame_count - 1 and pending < 8:
+                pending += 1  # a damaged frame before the end: try the next one (8 in a row: give up)
                 continue
-            if self.loop and index > 0:
+            for _ in range(pending):
+                yield Frame(index, None, time.time(), name=self.description)
+                index += 1
+            pending, damaged = 0, 0
+            if self.loop and decoded:
                 self.capture.set(1, 0)
-                pending_unreadable = 0
+                decoded = False
                 continue
             return
 

@@ -145,6 +145,14 @@ def test_nothing_readable_is_an_error_not_an_empty_success(edge_int8_model, tmp_
     assert summary["frames"] == 0 and summary["unreadable_frames"] == 1  # the summary is still written
 
 
+def test_video_without_frames_is_an_error(edge_int8_model, tmp_path):
+    empty = tmp_path / "empty.avi"
+    cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (64, 64)).release()  # opens, holds no frame
+    result = run_without_tensorflow(["classify", "--model", str(edge_int8_model), "--source", str(empty), "--headless"])
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == f"error: no frame of video {empty} could be read (it holds none)"
+
+
 def test_edgetpu_delegate_missing_is_a_clear_error(edge_int8_model, tmp_path):
     compiled = tmp_path / "model_int8_edgetpu.tflite"
     shutil.copy(edge_int8_model, compiled)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import itertools
 import threading
 import time
 
@@ -124,6 +125,60 @@ def test_missing_camera_is_a_clear_error():
     with pytest.raises(ToolkitError, match="size must look like 640x480"):
         parse_size("640*480")
     assert parse_size("320x240") == (320, 240)
+
+
+class FakeVideo(FakeCamera):
+    """A video file whose frames decode (True) or are damaged (False) as ``pattern`` says.
+
+    Like OpenCV's FFmpeg backend, its frame position only moves when a read succeeds.
+    """
+
+    def __init__(self, pattern: list[bool]) -> None:
+        super().__init__(0, 0)
+        self.pattern = pattern
+        self.cursor = 0  # the next frame in the file
+        self.position = 0  # what CAP_PROP_POS_FRAMES reports
+
+    def read(self):
+        if self.cursor >= len(self.pattern):
+            return False, None
+        self.cursor += 1
+        if not self.pattern[self.cursor - 1]:
+            return False, None
+        self.position += 1
+        return True, np.full((8, 8, 3), self.cursor, np.uint8)
+
+    def get(self, property_id: int) -> float:
+        return {1: self.position, 5: 30.0, 7: len(self.pattern)}[property_id]  # POS_FRAMES, FPS, FRAME_COUNT
+
+    def set(self, property_id: int, value: float) -> bool:
+        if property_id == 1:
+            self.cursor = self.position = int(value)
+        return True
+
+
+@pytest.mark.parametrize(
+    ("pattern", "delivered"),
+    [
+        ([True, False, False, True, True], [True, False, False, True, True]),
+        ([True, True, True, False, False], [True, True, True, False]),  # the last one looks like the end
+        ([False] * 20, [False] * 8),  # 8 damaged in a row: the rest is given up on
+        ([], []),
+    ],
+    ids=["damaged-middle", "damaged-end", "all-damaged", "empty"],
+)
+def test_video_counts_damaged_frames_and_loop_never_spins_on_nothing(pattern, delivered):
+    def frames(loop: bool, limit: int) -> list[bool]:
+        video = FakeVideo(pattern)
+        source = CaptureSource("v.mp4", "video v.mp4", live=False, loop=loop, open_capture=lambda _target: video)
+        return [frame.image is not None for frame in itertools.islice(source.frames(threading.Event()), limit)]
+
+    assert frames(loop=False, limit=100) == delivered
+    looped = frames(loop=True, limit=3 * len(pattern) + 1)
+    if any(pattern):
+        assert looped == (delivered * 4)[: 3 * len(pattern) + 1]
+    else:
+        assert looped == delivered  # nothing ever decodes: --loop ends instead of spinning
 
 
 class BurstCamera(Source):
