@@ -65,19 +65,14 @@ def kernel_entropy(int8_path: Path) -> dict:
     A symbol-by-symbol coder cannot beat ``H(zero or not) + share(non-zero) * H(non-zero code)``
     bits per weight; gzip adds its own overhead on top.
     """
+    from converters.sparsity import entropy_bits
     from converters.tflite_inspect import read_tflite
 
     kernels = [kernel.ravel() for _, kernel in read_tflite(int8_path).kernels()]
     weights = np.concatenate(kernels)
-
-    def entropy(values: np.ndarray) -> float:
-        _, counts = np.unique(values, return_counts=True)
-        shares = counts / counts.sum()
-        return float(-(shares * np.log2(shares)).sum())
-
     zero_share = float(np.mean(weights == 0))
-    nonzero_bits = entropy(weights[weights != 0])
-    floor_bits = entropy(weights == 0) + (1 - zero_share) * nonzero_bits
+    nonzero_bits = entropy_bits(weights[weights != 0])
+    floor_bits = entropy_bits(weights == 0) + (1 - zero_share) * nonzero_bits
     return {
         "kernel_weights": int(weights.size),
         "zero_share": round(zero_share, 4),

@@ -19,10 +19,10 @@ most of the kernel's energy there. Results go to ``--out`` (JSON and markdown).
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import platform
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -42,68 +42,66 @@ def int8_codes(kernel: np.ndarray, sparsity: float) -> np.ndarray:
 
 def nonzero_entropy_bits(codes: np.ndarray) -> float:
     """Order-0 entropy of the non-zero int8 codes, in bits per code."""
-    _, counts = np.unique(codes[codes != 0], return_counts=True)
-    probabilities = counts / counts.sum()
-    return float(-(probabilities * np.log2(probabilities)).sum())
+    from converters.sparsity import entropy_bits
+
+    return entropy_bits(codes[codes != 0])
 
 
-def initial_kernels(checkpoint: Path, keras) -> dict[str, np.ndarray] | None:
+def gzip9_bytes(codes: np.ndarray) -> int:
+    """Bytes of the codes after gzip -9, as the model card's gzip size is taken."""
+    return len(gzip.compress(codes.tobytes(), compresslevel=9, mtime=0))
+
+
+def initial_kernels(run: dict[str, dict], keras) -> dict[str, np.ndarray] | None:
     """The kernels the run started from, rebuilt from its seed; None when the run folder cannot tell."""
+    from converters.sparsity import model_kernels
     from training.allcnn import ModelConfig, create_model
 
-    config_path, metrics_path = checkpoint.parent / "config.json", checkpoint.parent / "metrics.json"
-    if not (config_path.exists() and metrics_path.exists()):
-        return None
-    config = json.loads(config_path.read_text())
-    if json.loads(metrics_path.read_text()).get("backend") != keras.backend.backend():
-        return None  # each backend draws different random numbers from the same seed
-    keras.utils.set_random_seed(config["train"]["seed"])  # as training.train does before building the model
-    model = create_model(ModelConfig.from_dict(config["model"]), keras)
-    return {layer.name: layer.get_weights()[0] for layer in model.layers if isinstance(layer, keras.layers.Conv2D)}
+    if not run["config"] or run["metrics"].get("backend") != keras.backend.backend():
+        return None  # no run folder, or another backend: each draws different numbers from the same seed
+    keras.utils.set_random_seed(run["config"]["train"]["seed"])  # as training.train does before building the model
+    return dict(model_kernels(create_model(ModelConfig.from_dict(run["config"]["model"]), keras)))
 
 
 def kernel_statistics(checkpoint: Path, sparsity: float) -> dict:
     """Per-layer and total code entropy, gzip of the codes and the share of kernel energy from initialisation."""
+    from converters.sparsity import model_kernels
     from training.backend import keras
 
-    model = keras.saving.load_model(checkpoint, compile=False)
-    initial = initial_kernels(checkpoint, keras)
+    run = {name: json.loads(path.read_text()) if path.exists() else {}
+           for name, path in (("config", checkpoint.parent / "config.json"), ("metrics", checkpoint.parent / "metrics.json"))}  # fmt: skip
+    initial = initial_kernels(run, keras)
     layers, all_codes, initial_energy, total_energy = [], [], 0.0, 0.0
-    for layer in model.layers:
-        if not isinstance(layer, keras.layers.Conv2D):
-            continue
-        kernel = layer.get_weights()[0]
+    for name, kernel in model_kernels(keras.saving.load_model(checkpoint, compile=False)):
         codes = int8_codes(kernel, sparsity)
         all_codes.append(codes.ravel())
-        row = {"layer": layer.name, "weights": int(kernel.size), "nonzero_code_bits": round(nonzero_entropy_bits(codes), 3)}
+        row = {"layer": name, "weights": int(kernel.size), "nonzero_code_bits": round(nonzero_entropy_bits(codes), 3)}
         if initial is not None:
             # Per output channel, the least-squares multiple of the initial kernel that the trained
             # kernel still holds; its energy share is how much of the kernel is still the random start.
             trained = kernel.reshape(-1, kernel.shape[-1]).astype(np.float64)
-            start = initial[layer.name].reshape(-1, kernel.shape[-1]).astype(np.float64)
-            multiple = (trained * start).sum(axis=0) / (start * start).sum(axis=0)
-            from_start = float((multiple**2 * (start * start).sum(axis=0)).sum())
-            row["initialisation_energy_share"] = round(from_start / float((trained * trained).sum()), 3)
-            initial_energy += from_start
-            total_energy += float((trained * trained).sum())
+            start = initial[name].reshape(-1, kernel.shape[-1]).astype(np.float64)
+            start_energy = (start * start).sum(axis=0)
+            from_start = float(((trained * start).sum(axis=0) ** 2 / start_energy).sum())
+            energy = float((trained * trained).sum())
+            row["initialisation_energy_share"] = round(from_start / energy, 3)
+            initial_energy, total_energy = initial_energy + from_start, total_energy + energy
         layers.append(row)
     codes = np.concatenate(all_codes)
-    metrics_path = checkpoint.parent / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     start_codes = np.concatenate([int8_codes(kernel, sparsity).ravel() for kernel in initial.values()]) if initial else None
     return {
         "checkpoint": str(checkpoint),
-        "training": {key: metrics.get(key) for key in ("epochs_completed", "steps_per_epoch", "train_images", "best_validation_accuracy")},
+        "training": {key: run["metrics"].get(key) for key in ("epochs_completed", "steps_per_epoch", "train_images", "best_validation_accuracy")},
         "sparsity": sparsity,
         "layers": layers,
         "weights": int(codes.size),
         "zero_share": round(float((codes == 0).mean()), 4),
         "nonzero_code_bits": round(nonzero_entropy_bits(codes), 3),
-        "codes_gzip9_bytes": len(zlib.compress(codes.tobytes(), 9)),
-        "initialisation_energy_share": round(initial_energy / total_energy, 3) if initial is not None else None,
+        "codes_gzip9_bytes": gzip9_bytes(codes),
+        "initialisation_energy_share": round(initial_energy / total_energy, 3) if initial else None,
         # The same figures for the untrained kernels the run started from.
         "initialisation_nonzero_code_bits": round(nonzero_entropy_bits(start_codes), 3) if initial else None,
-        "initialisation_codes_gzip9_bytes": len(zlib.compress(start_codes.tobytes(), 9)) if initial else None,
+        "initialisation_codes_gzip9_bytes": gzip9_bytes(start_codes) if initial else None,
     }
 
 

@@ -62,6 +62,13 @@ def model_kernels(model: Any) -> list[tuple[str, np.ndarray]]:
     return kernels
 
 
+def entropy_bits(values: np.ndarray) -> float:
+    """Order-0 entropy of ``values`` in bits per value: what a coder that codes each value on its own needs."""
+    _, counts = np.unique(values, return_counts=True)
+    shares = counts / counts.sum()
+    return float(-(shares * np.log2(shares)).sum())
+
+
 def model_sparsity(model: Any) -> SparsityReport:
     """Kernel sparsity of a plain Keras model."""
     return sparsity_of_arrays(model_kernels(model))

@@ -129,10 +129,10 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-def _skip_unreadable(frame: Frame, stats: RunStats, reason: str, named: set[str] | None) -> None:
-    """Count an unreadable frame; name an image file the first time (``named``: files named so far)."""
+def _skip_unreadable(frame: Frame, stats: RunStats, reason: str, named: set[str]) -> None:
+    """Count an unreadable frame; name its file the first time (``named``: files named so far)."""
     stats.unreadable += 1
-    if named is not None and frame.name not in named:  # damaged video frames are only counted
+    if frame.name and frame.name not in named:  # video frames have no file name: only counted
         named.add(frame.name)
         print(f"warning: skipped {frame.name}: {reason}", file=sys.stderr, flush=True)
 
@@ -140,7 +140,7 @@ def _skip_unreadable(frame: Frame, stats: RunStats, reason: str, named: set[str]
 def _capture_loop(source: Source, classifier: Classifier, queue: FrameQueue, stats: RunStats,
                   stop: threading.Event, errors: list[BaseException], pace_fps: float | None = None) -> None:
     started, cpu_started = time.perf_counter(), time.thread_time()
-    named: set[str] | None = set() if isinstance(source, ImageFilesSource) else None
+    named: set[str] = set()
     try:
         for count, frame in enumerate(source.frames(stop)):
             if pace_fps:  # play a file at its own speed when someone watches it

@@ -182,7 +182,7 @@ class CaptureSource(Source):
             ok, image = self.capture.read() if self.capture is not None else (False, None)
             if ok and image is not None and image.size:
                 for _ in range(pending):
-                    yield Frame(index, None, time.time(), name=self.description)
+                    yield Frame(index, None, time.time())
                     index += 1
                 damaged, pending = damaged + pending, 0
                 decoded = True
@@ -207,7 +207,7 @@ class CaptureSource(Source):
                 pending += 1  # a damaged frame before the end: try the next one (8 in a row: give up)
                 continue
             for _ in range(pending):
-                yield Frame(index, None, time.time(), name=self.description)
+                yield Frame(index, None, time.time())
                 index += 1
             pending, damaged = 0, 0
             if self.loop and decoded:
