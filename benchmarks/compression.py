@@ -125,7 +125,7 @@ def main() -> int:
     ptq = None
     if "prune" in stages:
         ptq_result = convert(
-            ConvertConfig(model=str(work / stages["prune"]["model"]), out=str(work / "convert_ptq"), formats=("int8",), max_drop=100.0, progress=not args.no_progress)
+            ConvertConfig(model=str(work / stages["prune"]["model"]), out=str(work / "convert_ptq"), formats=("int8",), max_drop=100.0, progress=not args.no_progress, overwrite=True)
         )
         ptq = {key: ptq_result.parity["formats"]["int8"][key] for key in ("reference_top1", "top1", "gap_points", "agreement")}
 

@@ -251,6 +251,7 @@ def produce_missing_formats(
             data=calib,
             parity_samples=PRODUCED_PARITY_SAMPLES,
             progress=False,
+            overwrite=True,  # the benchmark's own folder, remade on every run
         )
         return convert(convert_config).models
 
@@ -548,7 +549,7 @@ def format_notes(report: dict[str, Any]) -> str:
         "and runs it, one process per format and thread count; the highest is shown.",
     ]
     if any(row.get("produced_here") for row in report["formats"]):
-        notes.append("* converted from the float Keras model by the benchmark (the source lacked this format).")
+        notes.append("* converted from the dense float Keras model by the benchmark: the source held no such export of it (float exports of a pruned or QAT model, as a pipeline's convert/ folder holds, are not these rows).")
     for row in report["formats"]:
         if "error" in row:
             notes.append(f"{row['name']}: failed: {row['error']}")

@@ -38,7 +38,7 @@ from converters.parity import DEFINITIONS, parity_metrics
 from converters.tflite_inspect import CARD_METADATA, LABELS_METADATA, embed_metadata, first_non_integer_operator, kernel_sparsity, read_tflite
 from toolkit import atomic, preprocessing
 from toolkit.errors import ToolkitError
-from toolkit.model_card import TensorQuantization, save_card
+from toolkit.model_card import TensorQuantization, card_path, save_card
 from training.data import load_dataset, stratified_subset
 
 FORMATS = ("float32", "float16", "dynamic", "int8")
@@ -70,6 +70,7 @@ class ConvertConfig:
     edgetpu: bool = False  # also run edgetpu_compiler on the int8 model (when installed)
     seed: int = 0  # picks the calibration images
     progress: bool = True  # progress bars
+    overwrite: bool = False  # replace a conversion already in ``out``; its files this one does not remake are removed
 
     def to_dict(self) -> dict[str, Any]:
         payload = dataclasses.asdict(self)
@@ -277,6 +278,10 @@ def convert(config: ConvertConfig) -> ConvertResult:
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise ToolkitError(f"--out {out} is a file, not a folder")
+    previous = previous_conversion(out)
+    if previous and not config.overwrite:
+        names = [path.name for path in previous if path.suffix == ".tflite"] or [path.name for path in previous]
+        raise ToolkitError(f"{out} already holds a conversion ({', '.join(names)}); choose another --out or pass --overwrite")
     out.mkdir(parents=True, exist_ok=True)
     try:
         settings = finetune.resolve_data_settings(source, {"data": config.data, "limit": config.limit})
@@ -341,7 +346,26 @@ def convert(config: ConvertConfig) -> ConvertResult:
         "seconds": round(time.perf_counter() - started, 1),
     }
     report_path = atomic.write_json(out / REPORT_NAME, report)
+    # Only now, with the new conversion saved, do the old one's other files go: the folder
+    # then describes one conversion (parity.json covers exactly the models beside it).
+    kept = {*models.values(), *(card_path(path) for path in models.values())}
+    if parity_path:
+        kept.add(Path(parity_path))
+    if edgetpu_report and edgetpu_report.get("compiled"):
+        compiled = Path(edgetpu_report["compiled"])
+        kept |= {compiled, compiled.with_suffix(".log")}
+    for stale in previous:
+        if stale not in kept:
+            stale.unlink(missing_ok=True)
     return ConvertResult(models, parity_path, parity, report_path, report)
+
+
+def previous_conversion(out: Path) -> list[Path]:
+    """The files an earlier ``toolkit convert`` left in ``out``: models, their cards, Edge TPU builds, parity."""
+    if not out.is_dir():
+        return []
+    patterns = ("model_*.tflite", "model_*.card.json", "model_*_edgetpu.log", PARITY_NAME)
+    return sorted({path for pattern in patterns for path in out.glob(pattern)})
 
 
 def check_parity(result: ConvertResult, max_drop: float) -> None:
@@ -381,7 +405,7 @@ def _parity(
         metrics["model"] = str(path)
         metrics["passed"] = metrics["gap_points"] <= config.max_drop
         formats[format_name] = metrics
-        card_file = path.with_name(path.name.rsplit(".", 1)[0] + ".card.json")
+        card_file = card_path(path)
         card = json.loads(card_file.read_text())
         card["metrics"] = {
             **card.get("metrics", {}),

@@ -23,7 +23,7 @@ from converters.bridge import SourceModel, load_source
 from toolkit.errors import ToolkitError
 from toolkit.preprocessing import prepare_batch
 from training.batches import BatchSource, as_keras_dataset
-from training.data import Dataset, load_dataset, stratified_subset, train_validation_split
+from training.data import Dataset, load_dataset, stratified_subset, train_validation_split, training_split
 
 
 @dataclasses.dataclass
@@ -138,7 +138,7 @@ def load_training_data(source: SourceModel, settings: DataSettings) -> FineTuneD
     if dataset.images.ndim == 3:
         dataset.images = dataset.images[..., None]
     check_matches_card(dataset, source, settings.data)
-    train, validation = train_validation_split(dataset, settings.validation_fraction, settings.seed)
+    train, validation = training_split(dataset, settings.validation_fraction, settings.seed)
     return FineTuneData(settings, train, validation, list(source.card.mean), list(source.card.std))
 
 

@@ -231,7 +231,7 @@ def _stage_convert(config: PipelineConfig, out: Path, source: Path) -> tuple[dic
     options = _known(config.convert, ConvertConfig, "convert")
     if "formats" in options:
         options["formats"] = tuple(options["formats"])
-    convert_config = ConvertConfig(**{**options, "model": str(source), "out": str(folder), "progress": config.progress})
+    convert_config = ConvertConfig(**{**options, "model": str(source), "out": str(folder), "progress": config.progress, "overwrite": True})
     convert_config.validate()
     config_hash = _config_hash(convert_config.to_dict())
     inputs = [source] + [path for path in qat_companions(source) if path.is_file()]

@@ -78,6 +78,11 @@ def make_interpreter(
     model_path = Path(model_path)
     if not model_path.is_file():
         raise ToolkitError(f"model file {model_path} does not exist")
+    if model_path.suffix in (".keras", ".h5"):
+        raise ToolkitError(
+            f"{model_path} is a Keras model; the edge app runs .tflite models: convert it first "
+            f"(toolkit convert --int8 --model {model_path})"
+        )
     if threads is not None and threads < 1:
         raise ToolkitError(f"--threads must be at least 1, got {threads}")
     if edgetpu and not model_path.name.endswith("_edgetpu.tflite"):

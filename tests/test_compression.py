@@ -298,13 +298,23 @@ def test_cli_structured_two_four_pruning(pipeline_run, tmp_path, capsys):
 
 
 def test_cli_post_training_uint8_conversion(pipeline_run, tmp_path, capsys):
-    """A pruned float model (no QAT companion) takes the calibration path, here with uint8 I/O."""
+    """A pruned float model (no QAT companion) takes the calibration path, here with uint8 I/O.
+
+    It converts into a copy of the pipeline's convert folder (four formats): refused without
+    --overwrite; with it, the old conversion's other files go once the new one is saved.
+    """
     out, manifest, _ = pipeline_run
+    shutil.copytree(out / "convert", tmp_path / "u8")
+    assert len(list((tmp_path / "u8").glob("model_*.tflite"))) == 4
     argv = ["convert", "--model", str(out / manifest["stages"]["prune"]["model"]), "--out", str(tmp_path / "u8"),
             "--int8", "--io", "uint8", "--calib-samples", "50", "--max-drop", "100", "--no-progress"]  # fmt: skip
-    assert main(argv) == 0
+    assert "already holds a conversion" in _one_line_error(capsys, argv)
+    assert len(list((tmp_path / "u8").glob("model_*.tflite"))) == 4  # nothing lost
+    assert main([*argv, "--overwrite"]) == 0
     assert "int8" in capsys.readouterr().out
     assert sorted(path.name for path in (tmp_path / "u8").glob("*.tflite")) == ["model_int8.tflite"]
+    assert sorted(path.name for path in (tmp_path / "u8").glob("*.card.json")) == ["model_int8.card.json"]
+    assert list(json.loads((tmp_path / "u8" / "parity.json").read_text())["formats"]) == ["int8"]
     interpreter = _interpreter(tmp_path / "u8" / "model_int8.tflite")
     assert interpreter.get_input_details()[0]["dtype"] == np.uint8
     assert interpreter.get_output_details()[0]["dtype"] == np.uint8
@@ -345,6 +355,7 @@ def _one_line_error(capsys, argv: list[str]) -> str:
 def test_cli_missing_model(capsys, tmp_path):
     message = _one_line_error(capsys, ["prune", "--model", str(tmp_path / "absent.keras"), "--out", str(tmp_path / "p")])
     assert "absent.keras does not exist" in message
+    assert not (tmp_path / "p").exists()  # the folder the failed stage made is not left behind, empty
 
 
 def test_cli_corrupt_model(capsys, tmp_path, pipeline_run):

@@ -68,6 +68,10 @@ def test_missing_or_broken_model_is_a_clear_error(tmp_path):
     broken.write_bytes(b"not a flatbuffer")
     with pytest.raises(ToolkitError, match="not a loadable TFLite model"):
         make_interpreter(broken)
+    keras_model = tmp_path / "best.keras"
+    keras_model.write_bytes(b"PK\x03\x04")
+    with pytest.raises(ToolkitError, match=r"is a Keras model.*toolkit convert --int8"):
+        make_interpreter(keras_model)
 
 
 def test_bgr_frame_and_rgb_image_give_the_same_tensor(edge_int8_model, sample_dir):

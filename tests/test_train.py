@@ -156,3 +156,9 @@ def test_cli_help_shows_defaults_and_bad_input_is_one_line(sample_dir: Path, tmp
     assert error.startswith("error: ") and "missing" in error and "\n" not in error
     assert main(["train", "--data", str(sample_dir), "--out", str(tmp_path / "run"), "--batch-size", "1000"]) == 2
     assert "larger than the 270 training images" in capsys.readouterr().err
+    # Too few images for the split: named as such (not as a batch-size problem), with no numpy
+    # warnings about empty slices, and the failed run leaves no empty --out folder behind.
+    assert main(["train", "--data", str(sample_dir), "--out", str(tmp_path / "tiny" / "run"), "--limit", "5"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: class ") and "has only 1 image" in error and "--limit" in error and "\n" not in error
+    assert not (tmp_path / "tiny").exists()

@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 import warnings
+from pathlib import Path
 from typing import Sequence
 
 from toolkit import __version__
@@ -68,6 +69,36 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
     return _default_format_warning(message, category, filename, lineno, line)
 
 
+def _first_missing_folder(out: object) -> Path | None:
+    """The outermost folder of ``--out`` that does not exist yet (the run will create it), or None."""
+    if not isinstance(out, (str, Path)) or not str(out):
+        return None
+    missing = None
+    for folder in (Path(out), *Path(out).parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def _remove_empty_folders(root: Path) -> None:
+    """Remove ``root`` and the folders below it that hold no file (a failed run's leftovers).
+
+    Only empty folders go, so nothing a run saved is ever lost.
+    """
+    if not root.is_dir():
+        return
+    for folder in sorted((path for path in root.rglob("*") if path.is_dir()), key=lambda path: len(path.parts), reverse=True):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+    try:
+        root.rmdir()
+    except OSError:
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``toolkit`` console script; returns the process exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -80,6 +111,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "_missing", None):
         print(f"error: toolkit {args.command} is not available here: {args._missing}", file=sys.stderr)
         return 2
+    created = _first_missing_folder(getattr(args, "out", None))
+    exit_code = 1
+    try:
+        exit_code = _run(args)
+        return exit_code
+    finally:
+        if exit_code != 0 and created is not None:
+            _remove_empty_folders(created)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the chosen command; every failure becomes one ``error:`` line and a non-zero code."""
     try:
         return int(args._run(args) or 0)
     except ToolkitError as error:

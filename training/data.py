@@ -270,6 +270,24 @@ def train_validation_split(dataset: Dataset, validation_fraction: float = 0.1, s
     return dataset.subset(np.flatnonzero(mask)), dataset.subset(validation_indices)
 
 
+def training_split(dataset: Dataset, validation_fraction: float = 0.1, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """:func:`train_validation_split` for training: every class present must keep an image to train on.
+
+    The split puts at least one image of each class into validation, so a class with a
+    single image would leave nothing to learn it from (and ``--limit 5`` on ten classes
+    would leave no training images at all).
+    """
+    counts = np.bincount(dataset.labels, minlength=len(dataset.class_names))
+    lonely = [dataset.class_names[index] for index in np.flatnonzero(counts == 1)]
+    if lonely:
+        others = f" (and {len(lonely) - 1} more class(es) like it)" if len(lonely) > 1 else ""
+        raise ToolkitError(
+            f"class {lonely[0]!r} has only 1 image{others}: each class needs at least 2, one to train on and one "
+            f"to validate; use more images (a larger --limit)"
+        )
+    return train_validation_split(dataset, validation_fraction, seed)
+
+
 def channel_statistics(images: np.ndarray) -> tuple[list[float], list[float]]:
     """Per-channel mean and standard deviation of uint8 images, on the [0, 1] scale."""
     pixels = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0

@@ -23,7 +23,7 @@ from training.allcnn import create_model
 from training.backend import backend_name, keras
 from training.batches import BatchSource, as_keras_dataset
 from training.callbacks import EpochCheckpoint, NanGuard, ProgressBar, current_learning_rate
-from training.data import channel_statistics, load_dataset, train_validation_split
+from training.data import channel_statistics, load_dataset, training_split
 from training.distribution import Distribution, setup_distribution
 from training.optimization import create_loss, create_optimizer
 from training.run_folder import RunFolder
@@ -77,7 +77,7 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
         dataset.images = dataset.images[..., None]
     if len(dataset.class_names) < 2:
         raise ToolkitError(f"{config.data} has only one class ({dataset.class_names[0]}); a classifier needs at least two")
-    train_set, validation_set = train_validation_split(dataset, config.validation_fraction, config.seed)
+    train_set, validation_set = training_split(dataset, config.validation_fraction, config.seed)
     mean, std = channel_statistics(train_set.images)
     input_shape = tuple(int(value) for value in train_set.images.shape[1:])
     model_config = config.model_config(input_shape, len(dataset.class_names))

@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--calib-samples", type=int, default=500, help="calibration images for an int8 model the benchmark converts"
     )
     parser.add_argument("--out", type=Path, help="where benchmark.json and benchmark.md go (default: MODEL/benchmark)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         calibration_samples=args.calib_samples,
         timing=TimingConfig(runs=args.runs, min_seconds=args.min_seconds, warmup_seconds=args.warmup_seconds),
     )
-    report = run_benchmark(sources, out_dir, config, data=args.data)
+    report = run_benchmark(sources, out_dir, config, data=args.data, progress=not args.no_progress)
     print(format_table(report))
     print()
     print(format_notes(report))

@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--edgetpu", action="store_true", help="also compile the int8 model with edgetpu_compiler (when installed)")
     parser.add_argument("--seed", type=int, default=0, help="picks the calibration images")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a conversion already in --out (its other formats are removed)"
+    )
 
 
 def selected_formats(args: argparse.Namespace) -> tuple[str, ...]:
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             model=args.model, out=args.out, formats=selected_formats(args), io=args.io, calib=args.calib,
             calib_samples=args.calib_samples, data=args.data, limit=args.limit, parity_samples=args.parity_samples,
             max_drop=args.max_drop, embed_labels=not args.no_labels, edgetpu=args.edgetpu, seed=args.seed,
-            progress=not args.no_progress,
+            progress=not args.no_progress, overwrite=args.overwrite,
         )  # fmt: skip
     )
     print(format_table(result.report, result.parity))
