@@ -11,14 +11,16 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import tensorflow as tf  # noqa: E402
-import tensorflow_model_optimization as tfmot  # noqa: E402
-import tf_keras  # noqa: E402
-
-from tensorflow.lite.python import schema_py_generated as tflite_schema  # noqa: E402 - the .tflite flatbuffer schema
-from tensorflow.lite.tools import flatbuffer_utils  # noqa: E402 - read/write .tflite files as objects
-
 from toolkit.errors import ToolkitError  # noqa: E402
+from toolkit.native_logs import quiet_tensorflow_startup  # noqa: E402
+
+with quiet_tensorflow_startup():
+    import tensorflow as tf  # noqa: E402
+    import tensorflow_model_optimization as tfmot  # noqa: E402
+    import tf_keras  # noqa: E402
+
+    from tensorflow.lite.python import schema_py_generated as tflite_schema  # noqa: E402 - the .tflite flatbuffer schema
+    from tensorflow.lite.tools import flatbuffer_utils  # noqa: E402 - read/write .tflite files as objects
 
 if not tf.keras.__name__.startswith("tf_keras"):
     raise ToolkitError(

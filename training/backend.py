@@ -10,9 +10,11 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import keras  # noqa: E402
-
 from toolkit.errors import ToolkitError  # noqa: E402
+from toolkit.native_logs import quiet_tensorflow_startup  # noqa: E402
+
+with quiet_tensorflow_startup():  # Keras on its TensorFlow backend loads TensorFlow here
+    import keras  # noqa: E402
 
 SUPPORTED_BACKENDS = ("tensorflow", "jax")
 

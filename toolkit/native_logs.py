@@ -1,0 +1,84 @@
+"""TensorFlow's native start-up lines, kept off the terminal.
+
+While TensorFlow loads, its C++ core writes a few lines straight to file descriptor 2,
+before absl logging is initialised, so ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them::
+
+    WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+    I0000 00:00:1795928943.123265    4457 port.cc:153] oneDNN custom operations are on. ...
+    I0000 00:00:1795928943.123593    4457 cudart_stub.cc:31] Could not find cuda drivers on your machine, ...
+    E0000 00:00:1795928946.239592    4457 cuda_platform.cc:52] failed call to cuInit: ...
+
+Every command that loads TensorFlow printed them above its own output, even above a
+one-line ``error:``. :func:`quiet_tensorflow_startup` captures descriptor 2 while
+TensorFlow loads and writes back everything but those lines. ``TOOLKIT_DEBUG=1`` shows
+them all. Standard library only: the shared core stays free of TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from typing import Iterator
+
+# absl's informational records: "I<mmdd> <hh:mm:ss.micros> <thread> <file>:<line>] <text>"
+_ABSL_INFO = re.compile(r"^I\d{4} \d{2}:\d{2}:\d+\.\d+\s+\d+ [\w.\-]+:\d+\] ")
+_ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+_CPU_FEATURES_CONTINUATION = "To enable the following instructions:"  # second line of cpu_feature_guard's record
+_NO_CUDA_DRIVER = "Could not find cuda drivers on your machine"
+_CUINIT_FAILED = re.compile(r"^E\d{4} .*failed call to cuInit")
+
+
+def lines_to_show(captured: str) -> list[str]:
+    """The lines of ``captured`` start-up output worth showing: all but TensorFlow's start-up chatter.
+
+    Dropped: absl's preamble, its informational (``I``) records and the CPU-feature hint's
+    second line, and the failed ``cuInit`` error when the same start-up already said that
+    there is no CUDA driver (a CPU-only machine; with a driver, the failure is news and stays).
+    """
+    lines = captured.splitlines()
+    no_driver = any(_NO_CUDA_DRIVER in line for line in lines)
+    shown = []
+    for line in lines:
+        if line == _ABSL_PREAMBLE or _ABSL_INFO.match(line) or line.startswith(_CPU_FEATURES_CONTINUATION):
+            continue
+        if no_driver and _CUINIT_FAILED.match(line):
+            continue
+        if line.strip():
+            shown.append(line)
+    return shown
+
+
+@contextlib.contextmanager
+def quiet_tensorflow_startup() -> Iterator[None]:
+    """Import inside this block; TensorFlow's native start-up lines are held back, the rest is shown after it.
+
+    When the block loaded TensorFlow, its GPU platform (where the ``cuInit`` line comes
+    from) is started inside the block too, with ``list_physical_devices``: that does not
+    start TensorFlow's runtime, so ``tf.distribute`` strategies can still be created later.
+    """
+    if os.environ.get("TOOLKIT_DEBUG"):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no descriptor 2 (a service without stderr): nothing to hide
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+            tensorflow = sys.modules.get("tensorflow")
+            if tensorflow is not None and hasattr(tensorflow, "config"):
+                tensorflow.config.list_physical_devices("GPU")
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in lines_to_show(capture.read().decode("utf-8", errors="replace")):
+                print(line, file=sys.stderr)
