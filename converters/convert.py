@@ -39,6 +39,7 @@ from converters.tflite_inspect import CARD_METADATA, LABELS_METADATA, embed_meta
 from toolkit import atomic, preprocessing
 from toolkit.errors import ToolkitError
 from toolkit.model_card import TensorQuantization, card_path, save_card
+from toolkit.native_logs import quiet_tensorflow
 from training.data import load_dataset, stratified_subset
 
 FORMATS = ("float32", "float16", "dynamic", "int8")
@@ -143,7 +144,8 @@ def _run_converter(converter: Any, what: str) -> bytes:
             # "Statistics for quantized inputs were expected": harmless, the input range comes
             # from the representative dataset or the QAT model's QuantizeLayer.
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-            return converter.convert()
+            with quiet_tensorflow():
+                return converter.convert()
     except Exception as error:  # noqa: BLE001 - the converter raises ConverterError, ValueError, RuntimeError
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         named = [line for line in lines if "op" in line.lower() and ("not" in line.lower() or "unsupported" in line.lower())]

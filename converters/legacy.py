@@ -12,9 +12,9 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from toolkit.errors import ToolkitError  # noqa: E402
-from toolkit.native_logs import quiet_tensorflow_startup  # noqa: E402
+from toolkit.native_logs import quiet_tensorflow  # noqa: E402
 
-with quiet_tensorflow_startup():
+with quiet_tensorflow():
     import tensorflow as tf  # noqa: E402
     import tensorflow_model_optimization as tfmot  # noqa: E402
     import tf_keras  # noqa: E402

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from toolkit.native_logs import lines_to_show, quiet_tensorflow_startup
+from toolkit.native_logs import lines_to_show, quiet_tensorflow
 
-# What TensorFlow 2.20 printed here on import and on its first device query (CPU-only machine).
+# What TensorFlow 2.20 printed here on import, on its first device query (CPU-only machine) and in an int8 conversion.
 STARTUP = """\
 WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
 I0000 00:00:1795928943.123265    4457 port.cc:153] oneDNN custom operations are on. You may see slightly different numerical results.
@@ -17,6 +17,7 @@ I0000 00:00:1795928943.123593    4457 cudart_stub.cc:31] Could not find cuda dri
 I0000 00:00:1795928987.976128    4753 cpu_feature_guard.cc:227] This TensorFlow binary is optimized to use available CPU instructions.
 To enable the following instructions: AVX2 AVX512F AVX512_VNNI AVX512_BF16 FMA, in other operations, rebuild TensorFlow.
 E0000 00:00:1795928946.239592    4457 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)
+fully_quantize: 0, inference_type: 6, input_inference_type: INT8, output_inference_type: INT8
 """
 CUINIT = "E0000 00:00:1795928946.239592    4457 cuda_platform.cc:52] failed call to cuInit: CUDA_ERROR_NO_DEVICE"
 
@@ -35,14 +36,14 @@ def test_startup_chatter_is_dropped_and_everything_else_kept() -> None:
 
 def test_block_holds_back_native_chatter_and_restores_descriptor_2(capfd, monkeypatch) -> None:
     monkeypatch.delenv("TOOLKIT_DEBUG", raising=False)
-    with quiet_tensorflow_startup():
+    with quiet_tensorflow():
         os.write(2, STARTUP.encode())
         os.write(2, b"W0000 00:00:1.5    1 x.cc:1] kept\n")
     os.write(2, b"after the block\n")
     assert capfd.readouterr().err.splitlines() == ["W0000 00:00:1.5    1 x.cc:1] kept", "after the block"]
 
     monkeypatch.setenv("TOOLKIT_DEBUG", "1")
-    with quiet_tensorflow_startup():
+    with quiet_tensorflow():
         os.write(2, STARTUP.encode())
     assert capfd.readouterr().err == STARTUP
 
@@ -50,7 +51,7 @@ def test_block_holds_back_native_chatter_and_restores_descriptor_2(capfd, monkey
 def test_block_shows_what_was_written_before_an_exception(capfd, monkeypatch) -> None:
     monkeypatch.delenv("TOOLKIT_DEBUG", raising=False)
     try:
-        with quiet_tensorflow_startup():
+        with quiet_tensorflow():
             os.write(2, b"a native complaint\n")
             raise ImportError("broken install")
     except ImportError:

@@ -1,4 +1,4 @@
-"""TensorFlow's native start-up lines, kept off the terminal.
+"""TensorFlow's native chatter, kept off the terminal.
 
 While TensorFlow loads, its C++ core writes a few lines straight to file descriptor 2,
 before absl logging is initialised, so ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them::
@@ -8,10 +8,11 @@ before absl logging is initialised, so ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them
     I0000 00:00:1795928943.123593    4457 cudart_stub.cc:31] Could not find cuda drivers on your machine, ...
     E0000 00:00:1795928946.239592    4457 cuda_platform.cc:52] failed call to cuInit: ...
 
-Every command that loads TensorFlow printed them above its own output, even above a
-one-line ``error:``. :func:`quiet_tensorflow_startup` captures descriptor 2 while
-TensorFlow loads and writes back everything but those lines. ``TOOLKIT_DEBUG=1`` shows
-them all. Standard library only: the shared core stays free of TensorFlow.
+and the int8 converter adds ``fully_quantize: 0, inference_type: 6, ...``. Every command
+that loads TensorFlow printed them above its own output, even above a one-line ``error:``.
+:func:`quiet_tensorflow` captures descriptor 2 around such calls and writes back
+everything but those lines. ``TOOLKIT_DEBUG=1`` shows them all. Standard library only:
+the shared core stays free of TensorFlow.
 """
 
 from __future__ import annotations
@@ -29,20 +30,24 @@ _ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is call
 _CPU_FEATURES_CONTINUATION = "To enable the following instructions:"  # second line of cpu_feature_guard's record
 _NO_CUDA_DRIVER = "Could not find cuda drivers on your machine"
 _CUINIT_FAILED = re.compile(r"^E\d{4} .*failed call to cuInit")
+_QUANTIZER_SETTINGS = re.compile(r"^fully_quantize: \d+, inference_type: ")  # printed by every int8 conversion
 
 
 def lines_to_show(captured: str) -> list[str]:
     """The lines of ``captured`` start-up output worth showing: all but TensorFlow's start-up chatter.
 
     Dropped: absl's preamble, its informational (``I``) records and the CPU-feature hint's
-    second line, and the failed ``cuInit`` error when the same start-up already said that
-    there is no CUDA driver (a CPU-only machine; with a driver, the failure is news and stays).
+    second line, the int8 quantiser's settings line, and the failed ``cuInit`` error when the
+    same start-up already said that there is no CUDA driver (a CPU-only machine; with a
+    driver, the failure is news and stays).
     """
     lines = captured.splitlines()
     no_driver = any(_NO_CUDA_DRIVER in line for line in lines)
     shown = []
     for line in lines:
         if line == _ABSL_PREAMBLE or _ABSL_INFO.match(line) or line.startswith(_CPU_FEATURES_CONTINUATION):
+            continue
+        if _QUANTIZER_SETTINGS.match(line):
             continue
         if no_driver and _CUINIT_FAILED.match(line):
             continue
@@ -52,8 +57,8 @@ def lines_to_show(captured: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def quiet_tensorflow_startup() -> Iterator[None]:
-    """Import inside this block; TensorFlow's native start-up lines are held back, the rest is shown after it.
+def quiet_tensorflow() -> Iterator[None]:
+    """Import or convert inside this block; TensorFlow's chatter is held back, the rest is shown after it.
 
     When the block loaded TensorFlow, its GPU platform (where the ``cuInit`` line comes
     from) is started inside the block too, with ``list_physical_devices``: that does not
