@@ -67,6 +67,7 @@ class Source:
     live = False  # a live source drops stale frames (newest wins); a file keeps every frame
     fps = 30.0  # frame rate used when saving an annotated video
     reconnects = 0  # times a live source came back after being lost
+    backoff: Backoff  # reconnect delays of a live source
 
     def __init__(self, description: str) -> None:
         self.description = description
@@ -76,6 +77,27 @@ class Source:
 
     def close(self) -> None:
         """Release the device or file; safe to call twice."""
+
+    def reconnect(self, stop: threading.Event, reopen: Callable[[], bool]) -> None:
+        """Close the lost device and ``reopen()`` it with back-off until it answers True.
+
+        Returns quietly when ``stop`` is set; raises when the device stays away longer than
+        ``backoff.give_up_after`` seconds.
+        """
+        self.close()
+        lost_at = time.monotonic()
+        for attempt, delay in enumerate(self.backoff.delays(), start=1):
+            if self.backoff.give_up_after and time.monotonic() - lost_at >= self.backoff.give_up_after:
+                raise ToolkitError(
+                    f"{self.description} was lost and did not come back within {self.backoff.give_up_after:.0f} s"
+                )
+            _log(f"{self.description} lost; reconnect attempt {attempt} in {delay:g} s")
+            if stop.wait(delay):
+                return
+            if reopen():
+                self.reconnects += 1
+                _log(f"{self.description} is back after {time.monotonic() - lost_at:.1f} s")
+                return
 
 
 def _log(message: str) -> None:
@@ -151,23 +173,9 @@ class CaptureSource(Source):
             capture.set(4, self.capture_size[1])  # cv2.CAP_PROP_FRAME_HEIGHT
         return capture
 
-    def _reconnect(self, stop: threading.Event) -> bool:
-        """Reopen a lost live source with back-off; False when stopped or when it stays away too long."""
-        self.close()
-        lost_at = time.monotonic()
-        for attempt, delay in enumerate(self.backoff.delays(), start=1):
-            waited = time.monotonic() - lost_at
-            if self.backoff.give_up_after and waited >= self.backoff.give_up_after:
-                return False
-            _log(f"{self.description} lost; reconnect attempt {attempt} in {delay:g} s")
-            if stop.wait(delay):
-                return False
-            self.capture = self._open()
-            if self.capture is not None:
-                self.reconnects += 1
-                _log(f"{self.description} is back after {time.monotonic() - lost_at:.1f} s")
-                return True
-        return False  # pragma: no cover - the delays never run out
+    def _reopen(self) -> bool:
+        self.capture = self._open()
+        return self.capture is not None
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         index = 0
@@ -194,13 +202,7 @@ class CaptureSource(Source):
                 index += 1
                 continue
             if self.live:
-                if not self._reconnect(stop):
-                    if not stop.is_set():
-                        raise ToolkitError(
-                            f"{self.description} was lost and did not come back within "
-                            f"{self.backoff.give_up_after:.0f} s"
-                        )
-                    return
+                self.reconnect(stop, self._reopen)
                 continue
             position = int(self.capture.get(1) or 0)  # cv2.CAP_PROP_POS_FRAMES
             if self.frame_count and position + damaged + pending < self.frame_count - 1 and pending < 8:
@@ -250,11 +252,15 @@ class ImageFilesSource(Source):
 
 
 class Picamera2Source(Source):
-    """The Raspberry Pi camera through Picamera2 (imported only when asked for)."""
+    """The Raspberry Pi camera through Picamera2 (imported only when asked for).
+
+    A camera that fails mid-run (``capture_array`` raises) is closed and started again
+    with back-off, like a lost OpenCV camera.
+    """
 
     live = True
 
-    def __init__(self, capture_size: tuple[int, int] | None = None) -> None:
+    def __init__(self, capture_size: tuple[int, int] | None = None, backoff: Backoff | None = None) -> None:
         super().__init__("picamera2")
         try:
             from picamera2 import Picamera2
@@ -268,29 +274,52 @@ class Picamera2Source(Source):
                 f"Picamera2 could not be imported ({str(error).splitlines()[0]}): apt's simplejpeg does not match "
                 "the numpy in this environment; run pip install --force-reinstall simplejpeg"
             ) from None
-        width, height = capture_size or (640, 480)
+        self._create_camera = Picamera2
+        self.size = capture_size or (640, 480)
+        self.backoff = backoff or Backoff()
+        self.camera: Any = None
         try:
-            self.camera = Picamera2()
-            # "RGB888" is stored B, G, R in memory: the same order as an OpenCV frame.
-            self.camera.configure(
-                self.camera.create_video_configuration(main={"size": (width, height), "format": "RGB888"})
-            )
-            self.camera.start()
-        except (RuntimeError, IndexError, OSError) as error:
+            self._start()
+        except _CAMERA_ERRORS as error:
+            self.close()
             raise ToolkitError(f"the Raspberry Pi camera could not be started: {error}") from None
+
+    def _start(self) -> None:
+        self.camera = self._create_camera()
+        # "RGB888" is stored B, G, R in memory: the same order as an OpenCV frame.
+        self.camera.configure(self.camera.create_video_configuration(main={"size": self.size, "format": "RGB888"}))
+        self.camera.start()
+
+    def _restart(self) -> bool:
+        try:
+            self._start()
+            return True
+        except _CAMERA_ERRORS:
+            self.close()
+            return False
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         index = 0
         while not stop.is_set():
-            image = self.camera.capture_array("main")
+            try:
+                image = self.camera.capture_array("main")
+            except _CAMERA_ERRORS:
+                self.reconnect(stop, self._restart)
+                continue
             yield Frame(index, image if image is not None and image.size else None, time.time(), "BGR")
             index += 1
 
     def close(self) -> None:
-        if getattr(self, "camera", None) is not None:
-            self.camera.stop()
-            self.camera.close()
-            self.camera = None
+        camera, self.camera = getattr(self, "camera", None), None
+        if camera is not None:
+            for release in (camera.stop, camera.close):
+                try:
+                    release()
+                except _CAMERA_ERRORS:
+                    pass  # a camera that is already gone cannot be stopped; it is released all the same
+
+
+_CAMERA_ERRORS = (RuntimeError, IndexError, OSError)  # what Picamera2 and libcamera raise for a missing or failed camera
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -314,7 +343,7 @@ def open_source(
     """
     spec = spec.strip()
     if spec == "picamera2":
-        return Picamera2Source(capture_size)
+        return Picamera2Source(capture_size, backoff)
     if spec.isdigit():
         return CaptureSource(int(spec), f"camera {spec}", live=True, capture_size=capture_size, backoff=backoff)
     if spec.startswith("/dev/video"):
