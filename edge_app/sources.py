@@ -251,6 +251,9 @@ class ImageFilesSource(Source):
                 return
 
 
+_CAMERA_ERRORS = (RuntimeError, IndexError, OSError)  # what Picamera2 and libcamera raise for a missing or failed camera
+
+
 class Picamera2Source(Source):
     """The Raspberry Pi camera through Picamera2 (imported only when asked for).
 
@@ -317,9 +320,6 @@ class Picamera2Source(Source):
                     release()
                 except _CAMERA_ERRORS:
                     pass  # a camera that is already gone cannot be stopped; it is released all the same
-
-
-_CAMERA_ERRORS = (RuntimeError, IndexError, OSError)  # what Picamera2 and libcamera raise for a missing or failed camera
 
 
 def parse_size(text: str) -> tuple[int, int]:
