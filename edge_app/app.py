@@ -253,7 +253,7 @@ class _Outputs:
         if self.visual and result.frame.image is not None:
             annotated = annotate(result.frame.image, result.predictions, fps, result.inference_seconds * 1e3)
             if self.saver is not None:
-                self.saver.write(annotated)
+                self.saver.write(annotated, result.frame.captured_at)
             if self.server is not None:
                 self.server.publish(annotated, {**_record(result), "fps": fps})
             if self.window is not None and not self.window.show(annotated):
@@ -262,7 +262,10 @@ class _Outputs:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         if self.json_lines is not None:
-            self.json_lines.write({"summary": summary})
+            try:
+                self.json_lines.write({"summary": summary})
+            except BrokenPipeError:  # the reader left before the summary line
+                _silence(self.stdout)
 
 
 def _silence(stream: TextIO) -> None:
@@ -314,7 +317,7 @@ def run_classify(
     if smoothing and isinstance(source, ImageFilesSource):
         print("warning: --smoothing is ignored for images: they are not consecutive frames", file=sys.stderr)
         smoothing = 0.0
-    saver = VideoSaver(config.save, source.fps) if config.save else None
+    saver = VideoSaver(config.save, source.fps, real_time=source.live) if config.save else None
     server = (
         PreviewServer(*serve_address, model=Path(config.model).name, source=source.description)
         if serve_address is not None else None
@@ -352,15 +355,24 @@ def run_classify(
             inference.start()
             while (raw := results.get(timeout=0.1)) is not CLOSED:
                 if raw is not None:  # None: a timeout, so that signal handlers run
-                    outputs.handle(predict(raw))
+                    try:
+                        outputs.handle(predict(raw))
+                    except Exception as error:  # noqa: BLE001 - raised after the summary, like the other threads' errors
+                        errors.append(error)
+                        stop.set()
+                        break
+                if stop.is_set():
+                    # A capture read blocked in a driver or on a stalled stream must not hold the run up:
+                    # inference finishes what was captured, then closes the results.
+                    frames.close()
             stopped_early = stop.is_set()  # Ctrl-C, SIGTERM, --max-frames or a failure, not the source's end
     finally:
         stop.set()
         frames.close()
         results.close()
-        for thread in (inference, capture):
+        for thread, patience in ((inference, 5.0), (capture, 2.0)):  # a healthy read returns within a frame time
             if thread.is_alive():
-                thread.join(timeout=5.0)
+                thread.join(timeout=patience)
         if not capture.is_alive():  # never release a device a blocked read() still uses
             source.close()
         if server is not None:

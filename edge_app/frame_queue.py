@@ -30,6 +30,8 @@ class FrameQueue:
     def put(self, item: Any, timeout: float | None = None) -> bool:
         """Add ``item``; False if the queue closed (or ``timeout`` passed) before there was room."""
         with self._condition:
+            if self._closed:
+                return False
             if self.drop_oldest:
                 while len(self._items) >= self.maxsize:
                     self._items.popleft()

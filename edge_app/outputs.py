@@ -78,21 +78,46 @@ FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJP
 
 
 class VideoSaver:
-    """Writes annotated frames to a video; the file appears (atomically) when the run ends."""
+    """Writes annotated frames to a video; the file appears (atomically) when the run ends.
 
-    def __init__(self, path: str | os.PathLike, fps: float) -> None:
+    With ``real_time`` (a camera or a stream) the video plays at the speed things happened:
+    frames are written by their capture time at ``fps``, a picture repeated while the app
+    was slower than ``fps`` and skipped while it was faster. Without it every frame is
+    written once (a video file keeps its own timing).
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, real_time: bool = False) -> None:
         self.path = Path(path)
         if self.path.suffix.lower() not in FOURCC_BY_SUFFIX:
             raise ToolkitError(f"--save needs one of {', '.join(FOURCC_BY_SUFFIX)}, got {self.path.name}")
         self.fps = fps
+        self.real_time = real_time
         self._context: contextlib.AbstractContextManager[Path] | None = None
         self._writer: Any = None
         self._size: tuple[int, int] | None = None
-        self.frames = 0
+        self._first_capture: float | None = None
+        self.frames = 0  # frames in the file
 
-    def write(self, frame: np.ndarray) -> None:
+    def _copies(self, captured_at: float | None) -> int:
+        """How many times to write a frame captured at ``captured_at`` (seconds) to keep real time."""
+        if not self.real_time or captured_at is None:
+            return 1
+        if self._first_capture is None:
+            self._first_capture = captured_at
+        slot = int((captured_at - self._first_capture) * self.fps + 1e-6)  # + 1e-6: time.time()'s rounding
+        copies = slot + 1 - self.frames
+        if copies > self.fps:  # a long gap (a reconnect): hold the last picture one second, then go on from here
+            copies = max(1, int(self.fps))
+            self._first_capture = captured_at - (self.frames + copies - 1) / self.fps
+        return max(copies, 0)
+
+    def write(self, frame: np.ndarray, captured_at: float | None = None) -> None:
+        """Add ``frame`` (BGR), captured at ``captured_at`` (``time.time()``; used with ``real_time``)."""
         import cv2
 
+        copies = self._copies(captured_at)
+        if copies == 0:
+            return
         height, width = frame.shape[:2]
         if self._writer is None:
             self._context = atomic.atomic_path(self.path)
@@ -100,14 +125,19 @@ class VideoSaver:
             fourcc = cv2.VideoWriter_fourcc(*FOURCC_BY_SUFFIX[self.path.suffix.lower()])
             self._writer = cv2.VideoWriter(str(temporary), fourcc, self.fps, (width, height))
             if not self._writer.isOpened():
-                self._context.__exit__(None, None, None)
+                error = ToolkitError(
+                    f"cannot write video {self.path}: OpenCV here has no {FOURCC_BY_SUFFIX[self.path.suffix.lower()]} "
+                    f"encoder; try another of {', '.join(sorted(set(FOURCC_BY_SUFFIX) - {self.path.suffix.lower()}))}"
+                )
+                self._context.__exit__(ToolkitError, error, None)  # an exception: the temporary file is discarded
                 self._writer = self._context = None
-                raise ToolkitError(f"cannot write video {self.path}: OpenCV here has no encoder for it")
+                raise error
             self._size = (width, height)
         if (width, height) != self._size:  # a camera that changed resolution after a reconnect
             frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
-        self._writer.write(frame)
-        self.frames += 1
+        for _ in range(copies):
+            self._writer.write(frame)
+        self.frames += copies
 
     def close(self) -> None:
         """Finish the file and move it into place."""

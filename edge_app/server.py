@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+import socket
 import sys
 import threading
 from http import HTTPStatus
@@ -69,6 +70,10 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6  # ThreadingHTTPServer listens on IPv4 only
+
+
 class PreviewServer:
     """Serves the latest annotated frame and predictions; :meth:`publish` is called once per frame."""
 
@@ -82,8 +87,9 @@ class PreviewServer:
         self._jpeg: tuple[int, bytes] | None = None
         self._predictions: dict[str, Any] = {"frame": None, "top_k": [], "fps": 0.0, "inference_ms": 0.0}
         self._stopping = False
+        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
         try:
-            self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
+            self._httpd = server_class((host, port), self._handler_class())
         except OSError as error:
             raise ToolkitError(f"--serve cannot listen on {host}:{port}: {error.strerror or error}") from None
         self._httpd.daemon_threads = True
@@ -97,7 +103,7 @@ class PreviewServer:
     @property
     def url(self) -> str:
         host, port = self.address
-        return f"http://{host}:{port}/"
+        return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
     def start(self) -> "PreviewServer":
         self._thread.start()
