@@ -62,7 +62,7 @@ class ConvertConfig:
     formats: tuple[str, ...] = FORMATS  # any of float32, float16, dynamic, int8
     io: str = "int8"  # input/output type of the int8 model: int8, uint8 or float32
     calib: str | None = None  # calibration images; default: the training split of the source run's data
-    calib_samples: int = 500  # calibration images used (an error when fewer are available)
+    calib_samples: int = 500  # calibration images used (an error when fewer are available, but for a QAT model)
     data: str | None = None  # data for the held-out parity images; default: the source run's
     limit: int | None = None  # class-balanced subset the source used; default: the source run's
     parity_samples: int = 1000  # held-out images for parity (0: the whole validation split)
@@ -104,8 +104,13 @@ class ConvertResult:
     report: dict[str, Any]  # its contents
 
 
-def calibration_images(config: ConvertConfig, source: bridge.SourceModel, settings: finetune.DataSettings | None) -> tuple[np.ndarray, str]:
-    """``calib_samples`` normalised float32 images from real training data, and where they came from."""
+def calibration_images(
+    config: ConvertConfig, source: bridge.SourceModel, settings: finetune.DataSettings | None, at_most: bool = False
+) -> tuple[np.ndarray, str]:
+    """``calib_samples`` normalised float32 images from real training data, and where they came from.
+
+    ``at_most``: fewer images are fine (a QAT model, whose ranges the images do not set).
+    """
     if config.calib:
         dataset = load_dataset(config.calib)
         origin = config.calib
@@ -114,12 +119,12 @@ def calibration_images(config: ConvertConfig, source: bridge.SourceModel, settin
             raise ToolkitError(f"cannot tell which images {source.path} was trained on: pass --calib IMAGES (or --data)")
         dataset = finetune.load_training_data(source, settings).train
         origin = f"training split of {settings.data}" + (f" (limit {settings.limit})" if settings.limit else "")
-    if len(dataset) < config.calib_samples:
+    if len(dataset) < config.calib_samples and not (at_most and len(dataset)):
         raise ToolkitError(
             f"too few calibration images: {origin} has {len(dataset)}, --calib-samples asks for {config.calib_samples}; "
             "point --calib at more real training images or lower --calib-samples"
         )
-    chosen = np.sort(stratified_subset(dataset.labels, config.calib_samples, config.seed))
+    chosen = np.sort(stratified_subset(dataset.labels, min(config.calib_samples, len(dataset)), config.seed))
     card = source.card
     images = np.stack(
         [
@@ -175,7 +180,10 @@ def convert_dynamic(model: Any) -> bytes:
 
 
 def convert_int8(model: Any, calibration: np.ndarray, io: str = "int8") -> bytes:
-    """Full-integer conversion: every op int8 (``TFLITE_BUILTINS_INT8`` only), I/O of type ``io``."""
+    """Full-integer conversion: every op int8 (``TFLITE_BUILTINS_INT8`` only), I/O of type ``io``.
+
+    ``calibration`` sets the activation ranges of a float model (a QAT model carries its own).
+    """
     from converters.legacy import tf
 
     converter = _tf_converter(model)
@@ -296,7 +304,14 @@ def convert(config: ConvertConfig) -> ConvertResult:
     float_twin = source.twin()
     calibration, calibration_origin = (None, None)
     if "int8" in config.formats:
-        calibration, calibration_origin = calibration_images(config, source, settings)
+        # A QAT model carries its own ranges; TensorFlow's converter still asks for a representative
+        # dataset (whose values then change nothing), so fewer images than --calib-samples will do.
+        calibration, calibration_origin = calibration_images(config, source, settings, at_most=is_qat)
+    # The previous conversion's reports describe models about to be replaced: gone before the first new
+    # model is written, so an interrupted --overwrite never leaves a parity.json about other models.
+    if previous:
+        for name in (PARITY_NAME, REPORT_NAME):
+            (out / name).unlink(missing_ok=True)
 
     models: dict[str, Path] = {}
     written: dict[str, dict[str, Any]] = {}
@@ -341,7 +356,9 @@ def convert(config: ConvertConfig) -> ConvertResult:
         "source_sha256": source.sha256,
         "quantization_aware": is_qat,
         "config": config.to_dict(),
-        "calibration": {"images": int(len(calibration)), "origin": calibration_origin} if calibration is not None else None,
+        "calibration": (
+            {"images": int(len(calibration)), "origin": calibration_origin, "sets_ranges": not is_qat} if calibration is not None else None
+        ),
         "formats": written,
         "edgetpu": edgetpu_report,
         "parity": str(parity_path) if parity_path else None,

@@ -21,6 +21,8 @@ import hashlib
 import json
 import sys
 import time
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +152,96 @@ def _known(options: dict[str, Any], config_class: type, stage: str) -> dict[str,
     return {key: value for key, value in options.items() if key != "enabled"}
 
 
+def _accepts(hint: Any, value: Any) -> bool:
+    """Whether ``value`` (as YAML gives it) fits the type hint ``hint`` of a config field."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(option, value) for option in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint in (int, float):  # YAML's 3 is a fine float; True is not a number
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    if origin in (tuple, list) or hint in (tuple, list):
+        return isinstance(value, (tuple, list)) and all(_accepts(item, element) for item in typing.get_args(hint)[:1] for element in value)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return not isinstance(hint, type) or isinstance(value, hint)
+
+
+def _check_types(options: dict[str, Any], config_class: type, where: str) -> None:
+    """One line naming ``where.key`` for the first value whose type does not fit its field."""
+    hints = typing.get_type_hints(config_class)
+    for key, value in options.items():
+        hint = hints.get(key)
+        if hint is None or _accepts(hint, value):
+            continue
+        wanted = str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+        advice = ""
+        if isinstance(value, str) and (_accepts(hint, 1) or _accepts(hint, 1.0)):
+            advice = " (write a number without quotes; YAML reads 1e-3 as text and 1.0e-3 as a number)"
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and _accepts(hint, "text"):
+            advice = " (YAML reads 2:4 or 0.5 as a number: quote it)"
+        raise ToolkitError(f"pipeline {where}.{key} must be {wanted}, got {value!r}{advice}")
+
+
+@dataclasses.dataclass
+class _EvalOptions:
+    """The eval section's options."""
+
+    formats: list[str] | None = None  # converted formats to evaluate (default: int8)
+    data: str | None = None  # images (default: the data the model was trained on)
+    limit: int | None = None  # evaluate a class-balanced subset of this many
+    split: str = "validation"  # validation (the held-out split) or all
+
+
+EVAL_OPTIONS = tuple(field.name for field in dataclasses.fields(_EvalOptions))
+
+
+def check_config(config: PipelineConfig) -> None:
+    """Every section's keys, types and values, before the first stage runs (a typo must not wait for hours of training)."""
+    from converters.convert import FORMATS, ConvertConfig
+    from converters.prune import PruneConfig
+    from converters.qat import QatConfig
+    from training.train_config import TrainConfig
+
+    top = {field.name: getattr(config, field.name) for field in dataclasses.fields(config) if field.name not in STAGES}
+    _check_types(top, PipelineConfig, "config")
+    placeholders = {"model": "model.keras", "out": str(config.out), "data": config.data, "limit": config.limit}
+    sections = [("train", TrainConfig, not config.model), ("prune", PruneConfig, True), ("qat", QatConfig, True), ("convert", ConvertConfig, True)]
+    formats = list(FORMATS)
+    for section, config_class, used in sections:
+        raw = getattr(config, section)
+        if not isinstance(raw.get("enabled", True), bool):
+            raise ToolkitError(f"pipeline {section}.enabled must be true or false, got {raw['enabled']!r}")
+        if not used or not raw.get("enabled", True):
+            continue
+        _check_types(_known(raw, config_class, section), config_class, section)
+        options = _known(_with_epochs(raw, config.epochs_per_stage) if section != "convert" else raw, config_class, section)
+        names = {field.name for field in dataclasses.fields(config_class)}
+        filled = {key: value for key, value in placeholders.items() if key in names and key not in options}
+        if "formats" in options:
+            options["formats"] = tuple(options["formats"])
+            formats = list(options["formats"])
+        try:
+            config_class(**{**filled, **options}).validate()
+        except ToolkitError as error:
+            raise ToolkitError(f"pipeline {section} section: {error}") from None
+    evaluation = dict(config.eval)
+    unknown = sorted(set(evaluation) - set(EVAL_OPTIONS))
+    if unknown:
+        raise ToolkitError(f"pipeline eval section: unknown option {unknown[0]!r} (known: {', '.join(EVAL_OPTIONS)})")
+    _check_types(evaluation, _EvalOptions, "eval")
+    if evaluation.get("split", "validation") not in ("all", "validation"):
+        raise ToolkitError(f"pipeline eval.split must be all or validation, got {evaluation['split']!r}")
+    missing = [name for name in evaluation.get("formats") or ["int8"] if name not in formats]
+    if missing:
+        raise ToolkitError(f"pipeline eval: format {missing[0]} is not converted (convert.formats lists {', '.join(formats)})")
+
+
 def _stage_train(config: PipelineConfig, out: Path) -> tuple[Path, dict[str, Any]]:
     """Train (or resume training); returns best.keras and the stage's manifest entry."""
     from training.train_config import TrainConfig
@@ -267,19 +359,17 @@ def _stage_eval(config: PipelineConfig, out: Path, models: dict[str, Path]) -> d
     from training.evaluate import ModelRunner, evaluate, load_evaluation_data
 
     folder = out / "eval"
-    options = dict(config.eval)
-    unknown = sorted(set(options) - {"formats", "data", "limit", "split"})
-    if unknown:
-        raise ToolkitError(f"pipeline eval section: unknown option {unknown[0]!r} (known: formats, data, limit, split)")
+    from toolkit.model_card import load_card
+
+    options = dict(config.eval)  # checked by check_config
     formats = list(options.get("formats") or ["int8"])
-    missing = [name for name in formats if name not in models]
-    if missing:
-        raise ToolkitError(f"pipeline eval: format {missing[0]} was not converted (convert.formats lists {', '.join(models)})")
-    data = options.get("data") or config.data
     split = options.get("split", "validation")
     entry: dict[str, Any] = {"folder": "eval", "reports": {}, "skipped": True}
     for name in formats:
         model = models[name]
+        # The images the model was trained on (its card says), unless eval.data names others:
+        # from --model, prune and qat take the source run's data too, not the pipeline's default.
+        data = options.get("data") or (load_card(model).dataset if config.model else "") or config.data
         config_hash = _config_hash({"data": data, "limit": options.get("limit"), "split": split, "format": name})
         sub = folder / name
         entry["reports"][name] = f"eval/{name}/report.json"
@@ -379,6 +469,7 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     from converters.prune import PruneConfig, prune
     from converters.qat import QatConfig, qat
 
+    check_config(config)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

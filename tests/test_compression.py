@@ -371,10 +371,98 @@ def test_cli_corrupt_model(capsys, tmp_path, pipeline_run):
 
 def test_cli_too_few_calibration_images(capsys, tmp_path, pipeline_run, sample_dir):
     out, manifest, _ = pipeline_run
-    argv = ["convert", "--model", str(out / manifest["stages"]["qat"]["model"]), "--out", str(tmp_path / "c"), "--int8",
+    argv = ["convert", "--model", str(out / manifest["stages"]["prune"]["model"]), "--out", str(tmp_path / "c"), "--int8",
             "--calib", str(sample_dir), "--calib-samples", "1000"]  # fmt: skip
     message = _one_line_error(capsys, argv)
     assert "too few calibration images" in message and "300" in message and "1000" in message
+
+
+def _quantisation_and_outputs(path: Path, images: np.ndarray) -> tuple[list[tuple], np.ndarray]:
+    """Every tensor's name, scales and zero points, and the raw int8 outputs on ``images`` (normalised floats)."""
+    interpreter = _interpreter(path)
+    rows = [
+        (detail["name"], detail["quantization_parameters"]["scales"].tobytes(), detail["quantization_parameters"]["zero_points"].tobytes())
+        for detail in interpreter.get_tensor_details()
+    ]
+    entry, exit_ = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    scale, zero_point = entry["quantization"]
+    outputs = []
+    for image in images:
+        interpreter.set_tensor(entry["index"], np.clip(np.round(image[None] / scale + zero_point), -128, 127).astype(np.int8))
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(exit_["index"]).copy())
+    return rows, np.concatenate(outputs)
+
+
+def test_qat_model_needs_no_particular_number_of_calibration_images(pipeline_run, tmp_path, sample_dir):
+    """A QAT model carries its ranges: 300 images where 1000 were asked for give the same int8 model as 100 did."""
+    out, manifest, _ = pipeline_run
+    argv = ["convert", "--model", str(out / manifest["stages"]["qat"]["model"]), "--out", str(tmp_path / "c"), "--int8",
+            "--calib", str(sample_dir), "--calib-samples", "1000", "--max-drop", "100", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "c" / "report.json").read_text())
+    assert report["quantization_aware"] and report["calibration"]["images"] == 300 and not report["calibration"]["sets_ranges"]
+    card = json.loads((tmp_path / "c" / "model_int8.card.json").read_text())
+    images = prepare_batch(_validation_split(sample_dir)[1].images, card["mean"], card["std"])
+    rows, outputs = _quantisation_and_outputs(tmp_path / "c" / "model_int8.tflite", images)
+    reference_rows, reference_outputs = _quantisation_and_outputs(out / manifest["stages"]["convert"]["models"]["int8"], images)
+    assert rows == reference_rows
+    np.testing.assert_array_equal(outputs, reference_outputs)
+
+
+def test_interrupted_overwrite_leaves_no_parity_report_about_other_models(pipeline_run, tmp_path, monkeypatch):
+    from converters import convert
+
+    out, manifest, _ = pipeline_run
+    shutil.copytree(out / "convert", tmp_path / "c")
+
+    def interrupted(*arguments, **keywords):
+        raise KeyboardInterrupt  # Ctrl-C while parity runs, after the new models were written
+
+    monkeypatch.setattr(convert, "_parity", interrupted)
+    config = convert.ConvertConfig(model=str(out / manifest["stages"]["prune"]["model"]), out=str(tmp_path / "c"), formats=("int8",),
+                                   io="uint8", calib_samples=50, overwrite=True, progress=False)  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        convert.convert(config)
+    assert not (tmp_path / "c" / "parity.json").exists() and not (tmp_path / "c" / "report.json").exists()
+    assert _interpreter(tmp_path / "c" / "model_int8.tflite").get_input_details()[0]["dtype"] == np.uint8  # the new model
+
+
+def test_eval_from_a_given_model_uses_the_data_it_was_trained_on(pipeline_run, tmp_path, sample_dir):
+    """``toolkit pipeline --model M`` without --data: eval takes M's data (as prune and qat do), not the default cifar10."""
+    from converters.pipeline import PipelineConfig, _stage_eval
+
+    out, manifest, _ = pipeline_run
+    config = PipelineConfig(model=str(out / manifest["stages"]["train"]["model"]), out=str(tmp_path), progress=False)
+    assert config.data == "cifar10"  # the default, which is not here (no download on this machine)
+    _stage_eval(config, tmp_path, {"int8": out / manifest["stages"]["convert"]["models"]["int8"]})
+    report = json.loads((tmp_path / "eval" / "int8" / "report.json").read_text())
+    assert report["n"] == 30 and str(sample_dir) in json.dumps(report)
+
+
+PIPELINE_MISTAKES = [
+    ("qat: {learning_rate: 1e-3}", "qat.learning_rate must be float, got '1e-3' (write a number without quotes"),
+    ("prune: {structured: 2:4}", "prune.structured must be str | None, got 124 (YAML reads 2:4 or 0.5 as a number: quote it)"),
+    ("eval: {split: valid}", "eval.split must be all or validation, got 'valid'"),
+    ("limit: '200'", "config.limit must be int | None, got '200'"),
+    ("out: null", "config.out must be str, got None"),
+    ("convert: {formats: [int8]}\neval: {formats: [float16]}", "eval: format float16 is not converted (convert.formats lists int8)"),
+    ("qat: {epochs: 2.5}", "qat.epochs must be int, got 2.5"),
+    ("prune: {sparsity: 1.5}", "prune section: --sparsity must be between 0 and 1"),
+    ("prune: {enabled: no-thanks}", "prune.enabled must be true or false"),
+]
+
+
+@pytest.mark.parametrize(("yaml_text", "message"), PIPELINE_MISTAKES)
+def test_pipeline_config_mistakes_are_named_before_any_stage_runs(yaml_text, message, tmp_path, capsys):
+    config = tmp_path / "pipeline.yaml"
+    lines = [f"data: {tmp_path}", yaml_text]
+    if not yaml_text.startswith("out:"):
+        lines.insert(0, f"out: {tmp_path / 'run'}")
+    config.write_text("\n".join(lines) + "\n")
+    error = _one_line_error(capsys, ["pipeline", "--config", str(config), "--no-progress"])
+    assert message in error
+    assert not (tmp_path / "run").exists()  # nothing ran
 
 
 def test_parity_failure_exits_non_zero(tmp_path):

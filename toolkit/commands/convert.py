@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     formats.add_argument("--float32", action="store_true", help="plain float32")
     parser.add_argument("--io", choices=("int8", "uint8", "float32"), default="int8", help="input and output type of the int8 model")
     parser.add_argument("--calib", default=None, metavar="DATA", help="calibration images (default: the source run's training split)")
-    parser.add_argument("--calib-samples", type=int, default=500, help="calibration images to use; fewer available is an error")
+    parser.add_argument("--calib-samples", type=int, default=500, help="calibration images to use; fewer available is an error (a QAT model, whose ranges they do not set, takes what there is)")
     parser.add_argument("--data", default=None, help="data for held-out parity images (default: the source run's)")
     parser.add_argument("--limit", type=int, default=None, help="the subset the source was trained on (default: the source run's)")
     parser.add_argument("--parity-samples", type=int, default=1000, help="held-out images for the parity report (0: whole validation split)")
