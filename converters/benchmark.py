@@ -108,6 +108,34 @@ def format_of(model_path: Path, card: ModelCard | None = None) -> str | None:
     return None
 
 
+def not_a_row_reason(model_path: Path) -> str:
+    """Why :func:`format_of` gives ``model_path`` no row, in words."""
+    if not card_path(model_path).exists():
+        return f"it has no model card ({card_path(model_path).name}) beside it"
+    if model_path.name.lower().endswith("_edgetpu.tflite"):
+        return "it is an Edge TPU build: its int8 row's Edge TPU column measures it"
+    if model_path.suffix not in (".keras", ".tflite"):
+        return "it is not a .keras or .tflite model"
+    if model_path.suffix == ".keras":
+        return "it is a pruned or QAT Keras model: the Keras row is the dense float model (give its pipeline or run folder)"
+    history = " ".join(str(stage).lower() for stage in load_card(model_path).history)
+    if "qat" not in history and "prune" in history:
+        return "it is an int8 model of a pruned model without QAT, not one of the table's rows"
+    return "it is a float export of a pruned or QAT model: the float rows are the dense float model's (give its pipeline folder)"
+
+
+def card_mismatch(model_path: Path) -> str | None:
+    """Why the card beside a ``.tflite`` cannot be its own (it records another file size), or None."""
+    recorded = (load_card(model_path).sizes or {}).get("raw")
+    actual = model_path.stat().st_size
+    if model_path.suffix == ".tflite" and recorded and int(recorded) != actual:
+        return (
+            f"its card {card_path(model_path).name} describes a {int(recorded):,}-byte model but the file has {actual:,} bytes: "
+            "the card belongs to another model (convert again, or put the model's own card beside it)"
+        )
+    return None
+
+
 def _paths_in(payload: Any) -> list[str]:
     """Every string in a JSON document that names a .keras or .tflite file."""
     if isinstance(payload, dict):
@@ -125,9 +153,12 @@ def discover_models(source: Path) -> dict[str, Path]:
     if not source.exists():
         raise ToolkitError(f"--model {source} does not exist (give a pipeline, convert or run folder, or a model file)")
     if source.is_file():
-        key = format_of(source)
+        key = format_of(source) if card_path(source).exists() else None
         if key is None:
-            raise ToolkitError(f"{source} is not a model the benchmark knows (.keras float or .tflite with a model card)")
+            raise ToolkitError(f"{source} is not a row of the benchmark: {not_a_row_reason(source)}")
+        mismatch = card_mismatch(source)
+        if mismatch:
+            raise ToolkitError(f"{source}: {mismatch}")
         return {key: source}
     candidates: list[Path] = []
     manifest = source / "pipeline.json"
@@ -143,12 +174,20 @@ def discover_models(source: Path) -> dict[str, Path]:
     candidates += sorted(source.glob("*.tflite")) + sorted(source.glob("*/*.tflite"))
     candidates += _preferred_keras(source)
     found: dict[str, Path] = {}
+    passed_over: list[Path] = []
     for path in candidates:
         if not path.is_file() or not card_path(path).exists():
             continue
         key = format_of(path)
-        if key is not None and key not in found:
+        if key is None:
+            passed_over.append(path)
+        elif key not in found:
+            mismatch = card_mismatch(path)
+            if mismatch:
+                raise ToolkitError(f"{path}: {mismatch}")
             found[key] = path
+    if not found and passed_over:
+        raise ToolkitError(f"{source} holds no model that is a row of the benchmark: {passed_over[0].name}: {not_a_row_reason(passed_over[0])}")
     if not found:
         raise ToolkitError(f"{source} holds no .keras or .tflite model with a model card beside it")
     return {key: found[key] for key in FORMATS if key in found}
@@ -427,6 +466,8 @@ def run_benchmark(
                 row["tensorflow_imported"] = result["tensorflow_imported"]
                 row["latency"][str(threads)] = result["latency"]
                 peaks.append(result["memory"]["peak_rss_mb"])
+                if "deployable_size" in result:  # a Keras checkpoint: sized without its optimizer state
+                    row["checkpoint_size"], row["size"] = row["size"], result["deployable_size"]
                 if "accuracy" in result:
                     predictions = np.asarray(result["accuracy"].pop("predictions"))
                     row["accuracy"] = result["accuracy"]
@@ -543,11 +584,19 @@ def format_notes(report: dict[str, Any]) -> str:
         "Latency: one image at batch 1 (TFLite: set input, invoke, read output; Keras: predict_on_batch; "
         "preprocessing not timed), "
         f"after {timing['warmup_runs']}+ warm-up runs / {timing['warmup_seconds']} s excluded, "
-        f"then at least {timing['runs']} runs and {timing['min_seconds']} s per thread count. "
+        f"then at least {timing['runs']} runs and {timing['min_seconds']} s per thread count "
+        f"(fewer runs when they would take more than {max(timing['max_seconds'], timing['min_seconds']):g} s). "
         "img/s = batch-1 throughput = 1000 / mean ms.",
         "Peak MiB: peak resident memory (VmHWM) of a fresh process that loads the runtime and the model "
-        "and runs it, one process per format and thread count; the highest is shown.",
+        "and runs it, one process per format and thread count, read before the held-out images are loaded "
+        "for accuracy; the highest is shown.",
     ]
+    for row in report["formats"]:
+        if "checkpoint_size" in row:
+            notes.append(
+                f"{row['name']}: size of the model saved without optimizer state; the checkpoint {Path(row['model']).name} "
+                f"is {_kib(row['checkpoint_size']['bytes'])} KiB with the optimizer's momentum."
+            )
     if any(row.get("produced_here") for row in report["formats"]):
         notes.append("* converted from the dense float Keras model by the benchmark: the source held no such export of it (float exports of a pruned or QAT model, as a pipeline's convert/ folder holds, are not these rows).")
     for row in report["formats"]:

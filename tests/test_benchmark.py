@@ -146,6 +146,10 @@ def test_benchmark_run_folder_converts_the_missing_formats(tiny_models, tmp_path
         assert row["accuracy"]["images"] == 40
         assert row["produced_here"] == (key != "keras-float")
     assert "keras" in rows["keras-float"]["runtime"] and rows["keras-float"]["tensorflow_imported"]
+    # best.keras holds Adam's two moments beside the weights: the row sizes the model without them.
+    keras_row = rows["keras-float"]
+    assert keras_row["checkpoint_size"]["bytes"] == (tiny_models["run"] / "best.keras").stat().st_size
+    assert keras_row["size"]["bytes"] < 0.6 * keras_row["checkpoint_size"]["bytes"]
     assert Path(rows["tflite-int8-ptq"]["model"]).parent == tmp_path / "converted"
     card = json.loads((tmp_path / "converted" / "model_int8.card.json").read_text())
     assert card["input_quantization"]["dtype"] == "int8"
@@ -229,3 +233,68 @@ def test_held_out_images_are_topped_up_outside_a_limited_training_subset(tiny_mo
     _, validation = train_validation_split(full.subset(np.sort(list(trained_on))), 0.2, 0)
     training_images = {full.images[i].tobytes() for i in trained_on} - {image.tobytes() for image in validation.images}
     assert not training_images & {image.tobytes() for image in held_out.images}
+
+
+def test_peak_memory_is_the_models_not_the_test_sets(tiny_models, tmp_path):
+    """The worker reads its peak before loading the held-out images: 1 or 20,000 of them, the same figure."""
+    import subprocess
+    import sys
+
+    model = tiny_models["convert"] / "model_int8.tflite"
+    peaks = []
+    for count in (1, 20_000):
+        images = np.resize(tiny_models["dataset"].images, (count, 32, 32, 3))  # 20,000: 61 MB, 246 MB as floats
+        np.save(tmp_path / "images.npy", images)
+        np.save(tmp_path / "labels.npy", np.zeros(count, dtype=np.int64))
+        subprocess.run(
+            [sys.executable, "-m", "converters.benchmark_worker", "--model", str(model), "--images", str(tmp_path / "images.npy"),
+             "--labels", str(tmp_path / "labels.npy"), "--result", str(tmp_path / "result.json"), "--runs", "5",
+             "--min-seconds", "0.01", "--warmup-seconds", "0"],
+            check=True, timeout=300, cwd=Path(__file__).resolve().parents[1],
+        )  # fmt: skip
+        result = json.loads((tmp_path / "result.json").read_text())
+        assert result["accuracy"]["images"] == count
+        peaks.append(result["memory"]["peak_rss_mb"])
+    assert abs(peaks[1] - peaks[0]) < 10, peaks
+
+
+def test_a_card_of_another_model_is_refused(tiny_models, tmp_path):
+    from converters.benchmark import discover_models
+    from toolkit.errors import ToolkitError
+
+    folder = tmp_path / "swapped"
+    folder.mkdir()
+    (folder / "model_int8.tflite").write_bytes((tiny_models["convert"] / "model_float32.tflite").read_bytes())
+    card = json.loads((tiny_models["convert"] / "model_int8.card.json").read_text())
+    card["sizes"] = {"raw": (tiny_models["convert"] / "model_int8.tflite").stat().st_size}
+    (folder / "model_int8.card.json").write_text(json.dumps(card))
+    for source in (folder, folder / "model_int8.tflite"):
+        with pytest.raises(ToolkitError, match=r"describes a [\d,]+-byte model but the file has [\d,]+ bytes: the card belongs to another model"):
+            discover_models(source)
+    card["sizes"] = {"raw": (folder / "model_int8.tflite").stat().st_size}
+    (folder / "model_int8.card.json").write_text(json.dumps(card))
+    assert list(discover_models(folder)) == ["tflite-int8-ptq"]
+
+
+def test_a_file_that_is_no_row_says_why(tiny_models, tmp_path):
+    from converters.benchmark import discover_models
+    from toolkit.errors import ToolkitError
+
+    export = tmp_path / "model_float32.tflite"
+    export.write_bytes((tiny_models["convert"] / "model_float32.tflite").read_bytes())
+    card = json.loads((tiny_models["convert"] / "model_float32.card.json").read_text())
+    (tmp_path / "model_float32.card.json").write_text(json.dumps(dict(card, history=["train", "prune", "qat", "convert"])))
+    with pytest.raises(ToolkitError, match="not a row of the benchmark: it is a float export of a pruned or QAT model"):
+        discover_models(export)
+    with pytest.raises(ToolkitError, match="holds no model that is a row of the benchmark: model_float32.tflite: it is a float export"):
+        discover_models(tmp_path)
+
+
+def test_timing_keeps_going_for_min_seconds_past_the_cap():
+    import time
+
+    from converters.benchmark_worker import TimingConfig, time_runs
+
+    started = time.perf_counter()
+    latencies = time_runs(lambda index: time.sleep(0.01), TimingConfig(runs=10**6, min_seconds=0.3, max_seconds=0.1, warmup_runs=1, warmup_seconds=0))
+    assert time.perf_counter() - started >= 0.3 and len(latencies) >= 10

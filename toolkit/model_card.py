@@ -92,4 +92,9 @@ def load_card(model_path: str | Path) -> ModelCard:
         payload = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ToolkitError(f"model card {path} is not valid JSON: {error}") from None
-    return ModelCard.from_dict(payload)
+    if not isinstance(payload, dict):
+        raise ToolkitError(f"model card {path} is not a JSON object")
+    try:
+        return ModelCard.from_dict(payload)
+    except ToolkitError as error:
+        raise ToolkitError(f"{error} ({path})") from None
