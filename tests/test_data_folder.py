@@ -105,3 +105,23 @@ def test_shared_images_load_a_balanced_subset(shared_cifar: Path) -> None:
     dataset = load_dataset(str(shared_cifar), limit=200)
     assert dataset.images.shape == (200, 32, 32, 3)
     assert np.bincount(dataset.labels).tolist() == [20] * 10
+
+
+def test_images_in_subfolders_of_a_class_belong_to_it_and_classes_sort_by_name(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "data", {"apple": 3, "Banana": 2})
+    (root / "apple" / "more" / "deeper").mkdir(parents=True)
+    for index, folder in enumerate((root / "apple" / "more", root / "apple" / "more" / "deeper")):
+        cv2.imwrite(str(folder / f"extra{index}.png"), np.zeros((8, 8, 3), np.uint8))
+    (root / "apple" / ".thumbnails").mkdir()
+    cv2.imwrite(str(root / "apple" / ".thumbnails" / "hidden.png"), np.zeros((8, 8, 3), np.uint8))
+    dataset = load_image_folder(root)
+    assert dataset.class_names == ["Banana", "apple"]  # by name (code point), the same on every OS
+    assert np.bincount(dataset.labels).tolist() == [2, 5]  # nested images count; hidden folders do not
+
+
+def test_a_validation_fraction_that_empties_a_class_is_one_line(tmp_path: Path) -> None:
+    from training.data import training_split
+
+    dataset = load_image_folder(make_folder(tmp_path / "data", {"a": 30, "b": 30}))
+    with pytest.raises(ToolkitError, match=r"--validation-fraction 0.99 puts every image of class 'a' into validation"):
+        training_split(dataset, 0.99)

@@ -216,3 +216,12 @@ def test_real_fashion_mnist_test_split() -> None:
     assert dataset.images.shape == (10000, 28, 28, 1)
     assert list(dataset.labels[:4]) == [9, 2, 1, 1]  # ankle boot, pullover, trouser, trouser
     assert np.bincount(dataset.labels).tolist() == [1000] * 10
+
+
+def test_cifar_that_keras_3_downloaded_is_found(tmp_path: Path, monkeypatch) -> None:
+    """Keras 3's cifar10.load_data() extracts into cifar-10-batches-py-target/: no second download."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    cache = datasets.keras_cache_dir()
+    folder = write_cifar_folder(cache / f"{datasets.CIFAR10_FOLDER}-target")
+    assert datasets.find_cifar10(url="http://127.0.0.1:9/unreachable") == folder

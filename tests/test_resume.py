@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from toolkit import atomic
+from toolkit.errors import ToolkitError
 from training.backend import keras
 from training.run_folder import RunFolder, file_sha256
 from training.train import TrainConfig, train
@@ -97,3 +98,49 @@ def test_kill_between_files_of_one_epoch(killed_before: str, at_rename: int, sam
     train(TrainConfig(resume=str(run)))
     assert history_epochs(run) == [1, 2, 3]
     assert json.loads((run / "state.json").read_text())["resumed_at_epochs"] == [1]
+
+
+def _tiny_run(data: Path, run: Path, epochs: int) -> None:
+    train(TrainConfig(data=str(data), width=0.125, epochs=epochs, batch_size=16, out=str(run), progress=False))
+
+
+def test_resume_refuses_data_that_changed(sample_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(sample_dir, data)
+    run = tmp_path / "run"
+    _tiny_run(data, run, 1)
+    config = json.loads((run / "config.json").read_text())
+    config["train"]["epochs"] = 2  # as if stopped after epoch 1 of 2
+    (run / "config.json").write_text(json.dumps(config))
+    for index in range(3):  # three more images: the same steps per epoch, another split
+        shutil.copy(data / "cat" / "0000.jpg", data / "cat" / f"extra{index}.jpg")
+    before = (run / "last.keras").read_bytes()
+    with pytest.raises(ToolkitError, match=r"cannot resume .*: the data changed since the run started \(train images 270 -> 273\)"):
+        train(TrainConfig(resume=str(run), progress=False))
+    assert (run / "last.keras").read_bytes() == before
+
+
+def test_resume_of_a_finished_run_changes_nothing_and_cleans_up(sample_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    run = tmp_path / "run"
+    _tiny_run(sample_dir, run, 1)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "images_per_second" in metrics and "wall_seconds_this_session" in metrics
+    (run / ".state.k1ll3d.json").write_text("{}")  # what a SIGKILL during an epoch's bookkeeping leaves
+    (run / ".last.card.k1ll3d.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)  # another directory: the data spec was recorded absolute
+    train(TrainConfig(resume="run", progress=False))
+    after = json.loads((run / "metrics.json").read_text())
+    assert after == metrics  # nothing was trained, so nothing is rewritten differently
+    assert not list(run.glob(".*"))
+
+
+def test_a_relative_test_split_spec_is_recorded_absolute(tmp_path: Path, monkeypatch) -> None:
+    from training.data import absolute_spec
+
+    (tmp_path / "idx").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert absolute_spec("idx:test") == f"{tmp_path / 'idx'}:test"
+    assert absolute_spec("idx") == str(tmp_path / "idx")
+    assert absolute_spec("cifar10:test") == "cifar10:test" and absolute_spec("fashion-mnist") == "fashion-mnist"

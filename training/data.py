@@ -49,6 +49,14 @@ def _parse_spec(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
+def absolute_spec(spec: str) -> str:
+    """``spec`` with its folder made absolute (``data/x:test`` -> ``/home/.../data/x:test``); names stay names."""
+    name, split = _parse_spec(spec)
+    if not Path(name).exists():
+        return spec  # cifar10, fashion-mnist, or a path that is not there (loading says so)
+    return str(Path(name).resolve()) + (f":{split}" if split else "")
+
+
 def load_dataset(spec: str, limit: int | None = None, seed: int = 0, progress: bool | None = None) -> Dataset:
     """Load a dataset from its spec.
 
@@ -89,7 +97,8 @@ def _list_class_files(root: Path) -> tuple[list[Path], list[list[Path]], list[Pa
         raise ToolkitError(f"data folder {root} does not exist (expected ROOT/<class>/<image>.jpg)")
     if not root.is_dir():
         raise ToolkitError(f"data path {root} is not a folder (expected ROOT/<class>/<image>.jpg)")
-    class_dirs = sorted(path for path in root.iterdir() if path.is_dir() and not path.name.startswith("."))
+    # Sorted by name, not by Path: class ids (and so the validation split) are the same on every OS.
+    class_dirs = sorted((path for path in root.iterdir() if path.is_dir() and not path.name.startswith(".")), key=lambda path: path.name)
     if not class_dirs:
         raise ToolkitError(f"data folder {root} has no class subfolders (expected ROOT/<class>/<image>.jpg)")
     if len(class_dirs) == 1:
@@ -100,8 +109,10 @@ def _list_class_files(root: Path) -> tuple[list[Path], list[list[Path]], list[Pa
     others: list[Path] = []
     for class_dir in class_dirs:
         images = []
-        for path in sorted(class_dir.iterdir()):
-            if path.name.startswith(".") or path.name.lower() in _IGNORED_NAMES or path.is_dir():
+        # Recursively, as torchvision's ImageFolder reads a class: images in subfolders belong to it too.
+        for path in sorted(class_dir.rglob("*"), key=lambda path: path.relative_to(class_dir).parts):
+            hidden = any(part.startswith(".") for part in path.relative_to(class_dir).parts)
+            if hidden or path.name.lower() in _IGNORED_NAMES or path.is_dir():
                 continue
             (images if path.suffix.lower() in IMAGE_SUFFIXES else others).append(path)
         if not images:
@@ -285,7 +296,15 @@ def training_split(dataset: Dataset, validation_fraction: float = 0.1, seed: int
             f"class {lonely[0]!r} has only 1 image{others}: each class needs at least 2, one to train on and one "
             f"to validate; use more images (a larger --limit)"
         )
-    return train_validation_split(dataset, validation_fraction, seed)
+    train, validation = train_validation_split(dataset, validation_fraction, seed)
+    kept = np.bincount(train.labels, minlength=len(dataset.class_names))
+    emptied = [dataset.class_names[index] for index in np.flatnonzero((counts > 0) & (kept == 0))]
+    if emptied:
+        raise ToolkitError(
+            f"--validation-fraction {validation_fraction} puts every image of class {emptied[0]!r} into validation, "
+            "leaving none to train on: lower it or use more images"
+        )
+    return train, validation
 
 
 def channel_statistics(images: np.ndarray) -> tuple[list[float], list[float]]:

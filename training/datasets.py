@@ -140,7 +140,8 @@ def find_cifar10(
                 return candidate
         raise ToolkitError(f"{path} is not a {CIFAR10_FOLDER} folder (it needs batches.meta and data_batch_1..5)")
     cache = Path(cache_dir) if cache_dir is not None else keras_cache_dir()
-    for candidate in (Path.cwd() / CIFAR10_FOLDER, cache / CIFAR10_FOLDER):
+    # Keras 3's cifar10.load_data() extracts into cifar-10-batches-py-target/cifar-10-batches-py.
+    for candidate in (Path.cwd() / CIFAR10_FOLDER, cache / CIFAR10_FOLDER, cache / f"{CIFAR10_FOLDER}-target" / CIFAR10_FOLDER):
         if is_cifar10_folder(candidate):
             return candidate
     archive = cache / CIFAR10_ARCHIVE

@@ -65,9 +65,25 @@ class RunFolder:
             raise ToolkitError(f"{self.root} is not a run folder: {self.config} is missing")
         return json.loads(self.config.read_text())
 
+    def remove_temporary_files(self) -> None:
+        """Delete the temporary files a killed run left (``.last.x1y2.keras``, ``.state.x1y2.json`` ...)."""
+        for name in (self.last, self.best, self.state_path, self.history, self.curves, self.metrics,
+                     self.root / "last.card.json", self.root / "best.card.json"):  # fmt: skip
+            stem, suffix = name.name.rsplit(".", 1)
+            for stale in self.root.glob(f".{stem}.*.{suffix}"):
+                stale.unlink(missing_ok=True)
+
+    def read_metrics(self) -> dict[str, Any]:
+        """metrics.json as written after the last epoch, or {} when there is none yet."""
+        try:
+            return json.loads(self.metrics.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+
     def start(self, steps_per_epoch: int) -> None:
-        """Begin a fresh run: an empty state."""
+        """Begin a fresh run: an empty state (and none of a killed attempt's temporary files)."""
         self.root.mkdir(parents=True, exist_ok=True)
+        self.remove_temporary_files()
         self.state = {
             "epochs_completed": 0,
             "steps_per_epoch": steps_per_epoch,
@@ -102,10 +118,7 @@ class RunFolder:
             # Killed between renaming last.keras and best.keras: they are the same checkpoint.
             with atomic.atomic_path(self.best) as temporary:
                 shutil.copyfile(self.last, temporary)
-        for stale in self.root.glob(".last.*.keras"):
-            stale.unlink()
-        for stale in self.root.glob(".best.*.keras"):
-            stale.unlink()
+        self.remove_temporary_files()
         state["resumed_at_epochs"] = state.get("resumed_at_epochs", []) + [state["epochs_completed"]]
         self.state = state
         return state

@@ -17,20 +17,21 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from toolkit.errors import ToolkitError, ToolkitWarning
 from toolkit.model_card import ModelCard
 from training.allcnn import create_model
 from training.backend import backend_name, keras
 from training.batches import BatchSource, as_keras_dataset
 from training.callbacks import EpochCheckpoint, NanGuard, ProgressBar, current_learning_rate
-from training.data import channel_statistics, load_dataset, training_split
+from training.data import absolute_spec, channel_statistics, load_dataset, training_split
 from training.distribution import Distribution, setup_distribution
 from training.optimization import create_loss, create_optimizer
 from training.run_folder import RunFolder
 from training.schedules import create_schedule, paper_milestones, warmup_steps_for
 from training.train_config import TrainConfig
 
-NAMED_DATASETS = ("cifar10", "cifar-10", "fashion-mnist", "fashion_mnist")
 
 def train(config: TrainConfig) -> Path:
     """Train the model ``config`` describes and return its run folder (see training/run_folder.py)."""
@@ -65,8 +66,7 @@ def _has_gpu(backend: str) -> bool:
 
 
 def _train(config: TrainConfig, backend: str, distribution: Distribution, resuming: bool) -> Path:
-    if config.data not in NAMED_DATASETS and Path(config.data).exists():
-        config.data = str(Path(config.data).resolve())  # --resume from another directory still finds it
+    config.data = absolute_spec(config.data)  # --resume from another directory still finds it
     run = RunFolder(Path(config.out) if distribution.is_chief else Path(config.out) / f"worker-{distribution.worker_index}")
     if not resuming and run.holds_run():
         raise ToolkitError(f"{run.root} already holds a run; continue it with --resume {run.root} or choose another --out")
@@ -96,6 +96,12 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
     if resuming and not run.has_checkpoint():
         resuming = False  # killed before its first checkpoint: nothing to continue, start over
     if resuming:
+        changes = _data_changes(run.read_config(), list(dataset.class_names), len(train_set), len(validation_set), mean, std)
+        if changes:
+            raise ToolkitError(
+                f"cannot resume {run.root}: the data changed since the run started ({'; '.join(changes)}), so the "
+                "split and the normalisation would too; train a new run with another --out"
+            )
         state = run.recover()
         if state["steps_per_epoch"] != steps_per_epoch:
             raise ToolkitError(
@@ -186,7 +192,11 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
         EpochCheckpoint(publish, guard, on_epoch_begin),
         ProgressBar(config.epochs, steps_per_epoch, bar=config.progress and distribution.is_chief, summary=distribution.is_chief),
     ]
-    if initial_epoch >= config.epochs:
+    if initial_epoch >= config.epochs:  # a finished run (or one killed after its last epoch): nothing to train
+        if resuming:
+            run.state["resumed_at_epochs"] = run.state["resumed_at_epochs"][:-1]  # nothing was resumed
+            previous = run.read_metrics()
+            summary.update({key: previous[key] for key in ("images_per_second", "wall_seconds_this_session") if key in previous})
         run.write_derived(card, summary)
         return run.root
     distribution.prepare_model(model, train_source[0])
@@ -218,6 +228,22 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
     summary["wall_seconds_this_session"] = round(time.perf_counter() - started, 1)
     run.write_derived(card, summary)
     return run.root
+
+
+def _data_changes(saved: dict[str, Any], labels: list[str], train_images: int, validation_images: int,
+                  mean: list[float], std: list[float]) -> list[str]:
+    """How the data a resumed run finds differs from what its config.json recorded (older runs record less)."""
+    changes = []
+    if "labels" in saved and saved["labels"] != labels:
+        changes.append(f"classes {', '.join(saved['labels'])} -> {', '.join(labels)}")
+    for key, now in (("train_images", train_images), ("validation_images", validation_images)):
+        if key in saved and saved[key] != now:
+            changes.append(f"{key.replace('_', ' ')} {saved[key]} -> {now}")
+    if not changes and any(
+        key in saved and not np.allclose(saved[key], now, rtol=0, atol=1e-6) for key, now in (("mean", mean), ("std", std))
+    ):
+        changes.append("the same number of images, but other pixels (mean/std differ)")
+    return changes
 
 
 def _schedule_description(config: TrainConfig, steps_per_epoch: int) -> dict[str, Any]:
