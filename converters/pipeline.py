@@ -356,11 +356,10 @@ def _stage_convert(config: PipelineConfig, out: Path, source: Path) -> tuple[dic
 
 def _stage_eval(config: PipelineConfig, out: Path, models: dict[str, Path]) -> dict[str, Any]:
     """``toolkit eval`` of the exported models on the validation split; one JSON report per format."""
+    from toolkit.model_card import load_card
     from training.evaluate import ModelRunner, evaluate, load_evaluation_data
 
     folder = out / "eval"
-    from toolkit.model_card import load_card
-
     options = dict(config.eval)  # checked by check_config
     formats = list(options.get("formats") or ["int8"])
     split = options.get("split", "validation")

@@ -81,8 +81,9 @@ class VideoSaver:
     """Writes annotated frames to a video; the file appears (atomically) when the run ends.
 
     With ``real_time`` (a camera or a stream) the video plays at the speed things happened:
-    frames are written by their capture time at ``fps``, a picture repeated while the app
-    was slower than ``fps`` and skipped while it was faster. Without it every frame is
+    frames are placed by their capture time at ``fps``, each filling the time slots since the
+    one before (so repeated while the app was slower than ``fps``, skipped while faster), and a
+    gap longer than a second (a reconnect) is shortened to one. Without it every frame is
     written once (a video file keeps its own timing).
     """
 
@@ -106,7 +107,7 @@ class VideoSaver:
             self._first_capture = captured_at
         slot = int((captured_at - self._first_capture) * self.fps + 1e-6)  # + 1e-6: time.time()'s rounding
         copies = slot + 1 - self.frames
-        if copies > self.fps:  # a long gap (a reconnect): hold the last picture one second, then go on from here
+        if copies > self.fps:  # a long gap (a reconnect): one second of it, then time goes on from here
             copies = max(1, int(self.fps))
             self._first_capture = captured_at - (self.frames + copies - 1) / self.fps
         return max(copies, 0)
