@@ -8,6 +8,7 @@ camera that stops answering raises RuntimeError from ``capture_array``.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import types
@@ -71,7 +72,7 @@ class FakePicamera2:
 @pytest.fixture()
 def fake_picamera2(monkeypatch):
     FakePicamera2.plan, FakePicamera2.instances, FakePicamera2.frame_interval = [], [], 0.0
-    monkeypatch.setitem(__import__("sys").modules, "picamera2", types.SimpleNamespace(Picamera2=FakePicamera2))
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=FakePicamera2))
     return FakePicamera2
 
 
@@ -134,6 +135,6 @@ def test_missing_library_or_camera_is_one_clear_line(fake_picamera2, monkeypatch
     with pytest.raises(ToolkitError, match="could not be started: Failed to start camera: Device or resource busy"):
         open_source("picamera2")
     assert fake_picamera2.instances[-1].closed
-    monkeypatch.setitem(__import__("sys").modules, "picamera2", None)  # import picamera2 -> ImportError
+    monkeypatch.setitem(sys.modules, "picamera2", None)  # import picamera2 -> ImportError
     with pytest.raises(ToolkitError, match="needs Picamera2: sudo apt install python3-picamera2"):
         open_source("picamera2")
