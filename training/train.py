@@ -235,12 +235,14 @@ def _data_changes(saved: dict[str, Any], labels: list[str], train_images: int, v
     """How the data a resumed run finds differs from what its config.json recorded (older runs record less)."""
     changes = []
     if "labels" in saved and saved["labels"] != labels:
-        changes.append(f"classes {', '.join(saved['labels'])} -> {', '.join(labels)}")
+        added, removed = sorted(set(labels) - set(saved["labels"])), sorted(set(saved["labels"]) - set(labels))
+        changes.append("classes " + (", ".join([f"+{name}" for name in added] + [f"-{name}" for name in removed]) or "reordered"))
     for key, now in (("train_images", train_images), ("validation_images", validation_images)):
         if key in saved and saved[key] != now:
             changes.append(f"{key.replace('_', ' ')} {saved[key]} -> {now}")
     if not changes and any(
-        key in saved and not np.allclose(saved[key], now, rtol=0, atol=1e-6) for key, now in (("mean", mean), ("std", std))
+        key in saved and (len(saved[key]) != len(now) or not np.allclose(saved[key], now, rtol=0, atol=1e-6))
+        for key, now in (("mean", mean), ("std", std))
     ):
         changes.append("the same number of images, but other pixels (mean/std differ)")
     return changes
