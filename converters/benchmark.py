@@ -13,7 +13,6 @@ share a runtime or a peak-memory figure.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 import os
 import platform
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from converters.benchmark_worker import TimingConfig
+from converters.benchmark_worker import TimingConfig, file_sizes
 from toolkit import atomic
 from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard, card_path, load_card
@@ -108,9 +107,9 @@ def format_of(model_path: Path, card: ModelCard | None = None) -> str | None:
     return None
 
 
-def not_a_row_reason(model_path: Path) -> str:
-    """Why :func:`format_of` gives ``model_path`` no row, in words."""
-    if not card_path(model_path).exists():
+def not_a_row_reason(model_path: Path, card: ModelCard | None) -> str:
+    """Why :func:`format_of` gives ``model_path`` (whose card is ``card``) no row, in words."""
+    if card is None:
         return f"it has no model card ({card_path(model_path).name}) beside it"
     if model_path.name.lower().endswith("_edgetpu.tflite"):
         return "it is an Edge TPU build: its int8 row's Edge TPU column measures it"
@@ -118,15 +117,15 @@ def not_a_row_reason(model_path: Path) -> str:
         return "it is not a .keras or .tflite model"
     if model_path.suffix == ".keras":
         return "it is a pruned or QAT Keras model: the Keras row is the dense float model (give its pipeline or run folder)"
-    history = " ".join(str(stage).lower() for stage in load_card(model_path).history)
+    history = " ".join(str(stage).lower() for stage in card.history)
     if "qat" not in history and "prune" in history:
         return "it is an int8 model of a pruned model without QAT, not one of the table's rows"
     return "it is a float export of a pruned or QAT model: the float rows are the dense float model's (give its pipeline folder)"
 
 
-def card_mismatch(model_path: Path) -> str | None:
-    """Why the card beside a ``.tflite`` cannot be its own (it records another file size), or None."""
-    recorded = (load_card(model_path).sizes or {}).get("raw")
+def card_mismatch(model_path: Path, card: ModelCard) -> str | None:
+    """Why ``card`` cannot be the card of the ``.tflite`` beside it (it records another file size), or None."""
+    recorded = (card.sizes or {}).get("raw")
     actual = model_path.stat().st_size
     if model_path.suffix == ".tflite" and recorded and int(recorded) != actual:
         return (
@@ -153,10 +152,11 @@ def discover_models(source: Path) -> dict[str, Path]:
     if not source.exists():
         raise ToolkitError(f"--model {source} does not exist (give a pipeline, convert or run folder, or a model file)")
     if source.is_file():
-        key = format_of(source) if card_path(source).exists() else None
+        card = load_card(source) if card_path(source).exists() else None
+        key = format_of(source, card) if card is not None else None
         if key is None:
-            raise ToolkitError(f"{source} is not a row of the benchmark: {not_a_row_reason(source)}")
-        mismatch = card_mismatch(source)
+            raise ToolkitError(f"{source} is not a row of the benchmark: {not_a_row_reason(source, card)}")
+        mismatch = card_mismatch(source, card)
         if mismatch:
             raise ToolkitError(f"{source}: {mismatch}")
         return {key: source}
@@ -174,20 +174,22 @@ def discover_models(source: Path) -> dict[str, Path]:
     candidates += sorted(source.glob("*.tflite")) + sorted(source.glob("*/*.tflite"))
     candidates += _preferred_keras(source)
     found: dict[str, Path] = {}
-    passed_over: list[Path] = []
+    passed_over: list[tuple[Path, ModelCard]] = []
     for path in candidates:
         if not path.is_file() or not card_path(path).exists():
             continue
-        key = format_of(path)
+        card = load_card(path)
+        key = format_of(path, card)
         if key is None:
-            passed_over.append(path)
+            passed_over.append((path, card))
         elif key not in found:
-            mismatch = card_mismatch(path)
+            mismatch = card_mismatch(path, card)
             if mismatch:
                 raise ToolkitError(f"{path}: {mismatch}")
             found[key] = path
     if not found and passed_over:
-        raise ToolkitError(f"{source} holds no model that is a row of the benchmark: {passed_over[0].name}: {not_a_row_reason(passed_over[0])}")
+        path, card = passed_over[0]
+        raise ToolkitError(f"{source} holds no model that is a row of the benchmark: {path.name}: {not_a_row_reason(path, card)}")
     if not found:
         raise ToolkitError(f"{source} holds no .keras or .tflite model with a model card beside it")
     return {key: found[key] for key in FORMATS if key in found}
@@ -305,12 +307,6 @@ def produce_missing_formats(
 
 
 # --------------------------------------------------------------------------- measuring
-
-
-def file_sizes(path: Path) -> dict[str, int]:
-    """Raw and gzip (level 9) size in bytes; gzip shows what sparsity saves in a download."""
-    data = path.read_bytes()
-    return {"bytes": len(data), "gzip_bytes": len(gzip.compress(data, compresslevel=9))}
 
 
 def edgetpu_delegate_status() -> tuple[bool, str]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gzip
 import json
 import resource
 import sys
@@ -46,6 +47,12 @@ class TimingConfig:
     max_seconds: float = 20.0  # but stop after this long (or min_seconds, if longer) even if fewer runs were done
     warmup_runs: int = 1  # at least this many untimed runs first
     warmup_seconds: float = 0.5  # and warm up for at least this long
+
+
+def file_sizes(path: Path) -> dict[str, int]:
+    """Raw and gzip (level 9) size in bytes; gzip shows what sparsity saves in a download."""
+    data = path.read_bytes()
+    return {"bytes": len(data), "gzip_bytes": len(gzip.compress(data, compresslevel=9))}
 
 
 def peak_memory_mb() -> float:
@@ -165,14 +172,12 @@ class KerasRunner:
         momentum, as large as the weights. Loaded with ``compile=False`` the model has no
         optimizer, so saving it again keeps only what inference needs.
         """
-        import gzip
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="benchmark-keras-") as scratch:
             path = Path(scratch) / "model.keras"
             self.model.save(path)
-            data = path.read_bytes()
-        return {"bytes": len(data), "gzip_bytes": len(gzip.compress(data, compresslevel=9))}
+            return file_sizes(path)
 
 
 def measure(

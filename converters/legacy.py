@@ -14,7 +14,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 from toolkit.errors import ToolkitError  # noqa: E402
 from toolkit.native_logs import quiet_tensorflow  # noqa: E402
 
-with quiet_tensorflow():
+with quiet_tensorflow(start_gpu_platform=True):
     import tensorflow as tf  # noqa: E402
     import tensorflow_model_optimization as tfmot  # noqa: E402
     import tf_keras  # noqa: E402

@@ -219,8 +219,10 @@ def check_config(config: PipelineConfig) -> None:
             raise ToolkitError(f"pipeline {section}.enabled must be true or false, got {raw['enabled']!r}")
         if not used or not raw.get("enabled", True):
             continue
-        _check_types(_known(raw, config_class, section), config_class, section)
-        options = _known(_with_epochs(raw, config.epochs_per_stage) if section != "convert" else raw, config_class, section)
+        options = _known(raw, config_class, section)
+        _check_types(options, config_class, section)
+        if section != "convert":
+            options = _with_epochs(options, config.epochs_per_stage)
         names = {field.name for field in dataclasses.fields(config_class)}
         filled = {key: value for key, value in placeholders.items() if key in names and key not in options}
         if "formats" in options:

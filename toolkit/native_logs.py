@@ -45,24 +45,21 @@ def lines_to_show(captured: str) -> list[str]:
     no_driver = any(_NO_CUDA_DRIVER in line for line in lines)
     shown = []
     for line in lines:
-        if line == _ABSL_PREAMBLE or _ABSL_INFO.match(line) or line.startswith(_CPU_FEATURES_CONTINUATION):
-            continue
-        if _QUANTIZER_SETTINGS.match(line):
-            continue
-        if no_driver and _CUINIT_FAILED.match(line):
-            continue
-        if line.strip():
+        chatter = line == _ABSL_PREAMBLE or _ABSL_INFO.match(line) or line.startswith(_CPU_FEATURES_CONTINUATION)
+        chatter = chatter or _QUANTIZER_SETTINGS.match(line) or (no_driver and _CUINIT_FAILED.match(line))
+        if not chatter and line.strip():
             shown.append(line)
     return shown
 
 
 @contextlib.contextmanager
-def quiet_tensorflow() -> Iterator[None]:
+def quiet_tensorflow(start_gpu_platform: bool = False) -> Iterator[None]:
     """Import or convert inside this block; TensorFlow's chatter is held back, the rest is shown after it.
 
-    When the block loaded TensorFlow, its GPU platform (where the ``cuInit`` line comes
-    from) is started inside the block too, with ``list_physical_devices``: that does not
-    start TensorFlow's runtime, so ``tf.distribute`` strategies can still be created later.
+    ``start_gpu_platform`` (for the blocks that import TensorFlow): when TensorFlow is
+    loaded, its GPU platform (where the ``cuInit`` line comes from) is started inside the
+    block too, with ``list_physical_devices``; that does not start TensorFlow's runtime,
+    so ``tf.distribute`` strategies can still be created later.
     """
     if os.environ.get("TOOLKIT_DEBUG"):
         yield
@@ -77,7 +74,7 @@ def quiet_tensorflow() -> Iterator[None]:
         os.dup2(capture.fileno(), 2)
         try:
             yield
-            tensorflow = sys.modules.get("tensorflow")
+            tensorflow = sys.modules.get("tensorflow") if start_gpu_platform else None
             if tensorflow is not None and hasattr(tensorflow, "config"):
                 tensorflow.config.list_physical_devices("GPU")
         finally:

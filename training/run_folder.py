@@ -119,7 +119,7 @@ class RunFolder:
             with atomic.atomic_path(self.best) as temporary:
                 shutil.copyfile(self.last, temporary)
         self.remove_temporary_files()
-        state["resumed_at_epochs"] = state.get("resumed_at_epochs", []) + [state["epochs_completed"]]
+        state.setdefault("resumed_at_epochs", [])
         self.state = state
         return state
 

@@ -194,11 +194,12 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
     ]
     if initial_epoch >= config.epochs:  # a finished run (or one killed after its last epoch): nothing to train
         if resuming:
-            run.state["resumed_at_epochs"] = run.state["resumed_at_epochs"][:-1]  # nothing was resumed
             previous = run.read_metrics()
             summary.update({key: previous[key] for key in ("images_per_second", "wall_seconds_this_session") if key in previous})
         run.write_derived(card, summary)
         return run.root
+    if resuming:
+        run.state["resumed_at_epochs"].append(initial_epoch)
     distribution.prepare_model(model, train_source[0])
     started = time.perf_counter()
     model.fit(
