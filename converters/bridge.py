@@ -160,6 +160,24 @@ def save_keras3(model: Any, card: ModelCard, model_path: str | Path) -> Path:
     return model_path
 
 
+def export_for_distribution(model_path: str | Path, target: str | Path) -> Path:
+    """A float32 copy of a trained ``.keras`` for others to load: no optimizer state, only stock Keras layers.
+
+    ``keras.saving.load_model(target)`` reads it without this package (a training
+    checkpoint needs the toolkit's optimizer and loss classes, and may hold a bfloat16 policy).
+    """
+    from training.backend import keras
+
+    source = load_source(model_path)
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        model = keras3_from_weights(source.model_config, layer_weights(source.model))
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    return save_keras3(model, source.card.replace(source_sha256=source.sha256), target)
+
+
 def gzip_size(path: str | Path) -> int:
     """Bytes of ``path`` after ``gzip -9`` (how a download or an over-the-air update would ship it)."""
     import gzip
@@ -184,6 +202,7 @@ def gzip_huffman_size(path: str | Path) -> int:
 __all__ = [
     "SourceModel",
     "check_model_file",
+    "export_for_distribution",
     "file_sha256",
     "gzip_huffman_size",
     "gzip_size",

@@ -229,7 +229,8 @@ def check_config(config: PipelineConfig) -> None:
             options["formats"] = tuple(options["formats"])
             formats = list(options["formats"])
         try:
-            config_class(**{**filled, **options}).validate()
+            built = config_class(**{**filled, **options})
+            (built.resolved() if section == "train" else built).validate()
         except ToolkitError as error:
             raise ToolkitError(f"pipeline {section} section: {error}") from None
     evaluation = dict(config.eval)
@@ -253,7 +254,7 @@ def _stage_train(config: PipelineConfig, out: Path) -> tuple[Path, dict[str, Any
     data = config.data
     if Path(data).exists():
         data = str(Path(data).resolve())
-    train_config = TrainConfig(**{"data": data, "limit": config.limit, **options, "out": str(folder), "progress": config.progress})
+    train_config = TrainConfig(**{"data": data, "limit": config.limit, **options, "out": str(folder), "progress": config.progress}).resolved()
     train_config.validate()
     config_hash = _config_hash(train_config.to_dict())
     best = folder / "best.keras"
@@ -271,7 +272,8 @@ def _stage_train(config: PipelineConfig, out: Path) -> tuple[Path, dict[str, Any
             saved_train = json.loads((folder / "config.json").read_text()).get("train", {})
         except json.JSONDecodeError:
             saved_train = {}
-        if not config.force and _config_hash(saved_train) == config_hash:
+        # Read through TrainConfig, so fields added since the run started take their defaults.
+        if not config.force and _config_hash(TrainConfig.from_dict(saved_train).resolved().to_dict() | {"progress": config.progress}) == config_hash:
             _say(f"train: continuing the interrupted run in {folder}")
             train(TrainConfig(resume=str(folder), progress=config.progress))
         else:
@@ -280,7 +282,8 @@ def _stage_train(config: PipelineConfig, out: Path) -> tuple[Path, dict[str, Any
             _say(f"train: configuration changed; the previous run was moved to {stale}")
             train(train_config)
     else:
-        _say(f"train: {train_config.epochs} epoch(s) on {data}" + (f" (limit {config.limit})" if config.limit else ""))
+        length = f"a budget of {train_config.budget}" if train_config.budget else f"{train_config.epochs} epoch(s)"
+        _say(f"train: {length} on {data}" + (f" (limit {config.limit})" if config.limit else ""))
         train(train_config)
     if not best.is_file():
         raise ToolkitError(f"training finished without {best}")

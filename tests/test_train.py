@@ -136,9 +136,9 @@ def test_divergence_stops_with_one_line_and_keeps_last_good_checkpoint(
     assert all(np.all(np.isfinite(weight)) for weight in model.get_weights())
 
 
-@pytest.mark.filterwarnings("ignore:--mixed-precision on a CPU")
+@pytest.mark.filterwarnings("ignore:--precision float16 on a CPU")
 def test_mixed_precision_trains_and_keeps_a_float32_softmax(sample_dir: Path, tmp_path: Path) -> None:
-    run = train(tiny(sample_dir, tmp_path / "run", epochs=1, mixed_precision=True))
+    run = train(tiny(sample_dir, tmp_path / "run", epochs=1, precision="float16"))
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
     model = keras.models.load_model(run / "last.keras", compile=False)
     assert model.get_layer("conv1").dtype_policy.name == "mixed_float16"
@@ -149,7 +149,7 @@ def test_cli_help_shows_defaults_and_bad_input_is_one_line(sample_dir: Path, tmp
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    for fragment in ("--resume RUN", "--limit N", "(default: 0.9)", "(default: cosine)", "(default: paper)", "(default: 0.001)"):
+    for fragment in ("--resume RUN", "--limit N", "(default: 0.9)", "(default: paper)", "paper cosine, fast linear", "paper 0.001, fast 0.0005"):
         assert fragment in help_text
     assert main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run")]) == 2
     error = capsys.readouterr().err.strip()

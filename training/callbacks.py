@@ -55,29 +55,45 @@ class NanGuard(keras.callbacks.Callback):
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """Hands every finished epoch's logs to ``publish(model, epoch, logs, seconds)`` unless the NaN guard fired."""
+    """Hands every finished epoch to ``publish(model, epoch, logs, seconds, training_images_per_second)`` unless the NaN guard fired.
 
-    def __init__(self, publish: Callable[[Any, int, dict, float], None], guard: NanGuard, on_epoch_begin: Callable[[int], None]) -> None:
+    ``seconds`` is the whole epoch with its validation pass; the rate counts the steps
+    actually trained (a budgeted run's last epoch ends early) over the time before validation.
+    """
+
+    def __init__(self, publish: Callable[[Any, int, dict, float, float], None], guard: NanGuard,
+                 on_epoch_begin: Callable[[int], None], batch_size: int) -> None:  # fmt: skip
         super().__init__()
         self.publish = publish
         self.guard = guard
         self.begin_hook = on_epoch_begin
+        self.batch_size = batch_size
         self.started = 0.0
+        self.training_seconds = 0.0
+        self.steps = 0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.begin_hook(epoch)
         self.started = time.perf_counter()
+        self.steps = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.steps += 1
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        self.training_seconds = time.perf_counter() - self.started
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.guard.failure is not None:
             return
-        self.publish(self.model, epoch, dict(logs or {}), time.perf_counter() - self.started)
+        rate = self.steps * self.batch_size / max(self.training_seconds, 1e-9)
+        self.publish(self.model, epoch, dict(logs or {}), time.perf_counter() - self.started, rate)
 
 
 class ProgressBar(keras.callbacks.Callback):
     """A tqdm bar per epoch (steps, loss, accuracy) and, without or after it, one summary line per epoch."""
 
-    def __init__(self, epochs: int, steps_per_epoch: int, bar: bool = True, summary: bool = True) -> None:
+    def __init__(self, epochs: int | None, steps_per_epoch: int, bar: bool = True, summary: bool = True) -> None:
         super().__init__()
         self.epochs = epochs
         self.steps_per_epoch = steps_per_epoch
@@ -91,7 +107,7 @@ class ProgressBar(keras.callbacks.Callback):
         from tqdm.auto import tqdm
 
         self.bar = tqdm(
-            total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{self.epochs}", unit="step", leave=False, file=sys.stderr, mininterval=0.5
+            total=self.steps_per_epoch, desc=self._name(epoch), unit="step", leave=False, file=sys.stderr, mininterval=0.5
         )
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
@@ -109,4 +125,42 @@ class ProgressBar(keras.callbacks.Callback):
             return
         logs = logs or {}
         parts = [f"{key} {float(logs[key]):.4f}" for key in ("loss", "accuracy", "val_loss", "val_accuracy") if key in logs]
-        print(f"epoch {epoch + 1}/{self.epochs}: " + ", ".join(parts), file=sys.stderr, flush=True)
+        print(f"{self._name(epoch)}: " + ", ".join(parts), file=sys.stderr, flush=True)
+
+    def _name(self, epoch: int) -> str:
+        return f"epoch {epoch + 1}/{self.epochs}" if self.epochs else f"epoch {epoch + 1}"
+
+
+class WeightAverage(keras.callbacks.Callback):
+    """Validates and saves an exponential moving average of the weights instead of the weights.
+
+    ``average = decay * average + (1 - decay) * weights`` after every step, over all the
+    model's weights (batch norm's moving statistics too, so they match the averaged
+    kernels). The average is swapped in for the validation pass and the checkpoint and
+    swapped out again before the next step; after the last epoch it stays in the model.
+    A resumed run restarts the average from the checkpoint's weights.
+    """
+
+    def __init__(self, decay: float) -> None:
+        super().__init__()
+        self.decay = float(decay)
+        self.average: list[np.ndarray] | None = None
+        self.training_weights: list[np.ndarray] | None = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.average = [np.array(weight, np.float32) for weight in self.model.get_weights()]
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        if self.training_weights is not None:  # the averaged weights were validated and saved: train on
+            self.model.set_weights(self.training_weights)
+            self.training_weights = None
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        for average, weight in zip(self.average, self.model.get_weights()):
+            average *= self.decay
+            average += (1.0 - self.decay) * weight
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        if self.training_weights is None:
+            self.training_weights = self.model.get_weights()
+            self.model.set_weights(self.average)

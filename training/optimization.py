@@ -60,9 +60,9 @@ class SparseSmoothedCrossentropy(keras.losses.Loss):
         return config
 
 
-def create_optimizer(learning_rate: Any, momentum: float = 0.9, weight_decay: float = 0.001) -> L2SGD:
-    """SGD with momentum and the paper's L2 weight decay; ``learning_rate`` may be a schedule."""
-    return L2SGD(l2=weight_decay, learning_rate=learning_rate, momentum=momentum)
+def create_optimizer(learning_rate: Any, momentum: float = 0.9, weight_decay: float = 0.001, nesterov: bool = False) -> L2SGD:
+    """SGD with (Nesterov) momentum and the paper's L2 weight decay; ``learning_rate`` may be a schedule."""
+    return L2SGD(l2=weight_decay, learning_rate=learning_rate, momentum=momentum, nesterov=bool(nesterov))
 
 
 def create_loss(label_smoothing: float = 0.0) -> keras.losses.Loss:

@@ -24,7 +24,8 @@ from toolkit.model_card import ModelCard
 from training.allcnn import create_model
 from training.backend import backend_name, keras
 from training.batches import BatchSource, as_keras_dataset
-from training.callbacks import EpochCheckpoint, NanGuard, ProgressBar, current_learning_rate
+from training.budget import LearningRateByProgress, rate_at
+from training.callbacks import EpochCheckpoint, NanGuard, ProgressBar, WeightAverage, current_learning_rate
 from training.data import absolute_spec, channel_statistics, load_dataset, training_split
 from training.distribution import Distribution, setup_distribution
 from training.optimization import create_loss, create_optimizer
@@ -32,12 +33,17 @@ from training.run_folder import RunFolder
 from training.schedules import create_schedule, paper_milestones, warmup_steps_for
 from training.train_config import TrainConfig
 
+# Keras mixed-precision policy of each --precision.
+MAX_BUDGET_EPOCHS = 100_000  # a budgeted run ends on time, not on an epoch count
+POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
 
 def train(config: TrainConfig) -> Path:
     """Train the model ``config`` describes and return its run folder (see training/run_folder.py)."""
     resuming = config.resume is not None
     if resuming:
         config = _saved_config(Path(config.resume), config.progress)
+    config = config.resolved()
     config.validate()
     backend = backend_name()
     distribution = setup_distribution(config.strategy, backend)  # before any tensor exists
@@ -112,18 +118,27 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
         run.start(steps_per_epoch)
     initial_epoch = run.state["epochs_completed"]
 
-    if config.mixed_precision:
-        if not _has_gpu(backend):
-            warnings.warn("--mixed-precision on a CPU works but is usually slower than float32; it pays off on GPUs", ToolkitWarning)
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    if config.precision == "float16" and not _has_gpu(backend):
+        warnings.warn("--precision float16 on a CPU works but is usually slower than float32; use bfloat16 or a GPU", ToolkitWarning)
+    keras.mixed_precision.set_global_policy(POLICIES[config.precision])
+    budget_seconds = config.budget_seconds
+    rate_controller = None
+    if budget_seconds is not None or config.schedule == "linear":
+        rate_controller = LearningRateByProgress(
+            config.learning_rate, config.warmup_fraction, config.schedule, total_steps=config.epochs * steps_per_epoch,
+            budget_seconds=budget_seconds, seconds_spent=run.state.get("seconds_spent", 0.0),
+        )  # fmt: skip
     with distribution.scope():
         if resuming:
             model = keras.models.load_model(run.last)
         else:
             model = create_model(model_config, keras)
-            schedule = create_schedule(config.schedule, config.learning_rate, config.epochs, steps_per_epoch, config.warmup_epochs)
+            if rate_controller is not None:
+                schedule = rate_at(0.0, config.learning_rate, config.warmup_fraction)  # set before every step
+            else:
+                schedule = create_schedule(config.schedule, config.learning_rate, config.epochs, steps_per_epoch, config.warmup_epochs)
             model.compile(
-                optimizer=create_optimizer(schedule, config.momentum, config.weight_decay),
+                optimizer=create_optimizer(schedule, config.momentum, config.weight_decay, config.nesterov),
                 loss=create_loss(config.label_smoothing),
                 metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             )
@@ -136,7 +151,8 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
         "validation_fraction": config.validation_fraction,
         "split_seed": config.seed,
         "limit": config.limit,  # eval --split validation rebuilds the same subset and split
-        "epochs": config.epochs,
+        "epochs": None if budget_seconds else config.epochs,
+        "budget_seconds": budget_seconds,
         "steps_per_epoch": steps_per_epoch,
         "batch_size": config.batch_size,
         "backend": backend,
@@ -173,7 +189,7 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
     def on_epoch_begin(epoch: int) -> None:
         train_source.set_epoch(epoch)  # the same shuffle and augmentation as an unbroken run
 
-    def publish(model: Any, epoch: int, logs: dict, seconds: float) -> None:
+    def publish(model: Any, epoch: int, logs: dict, seconds: float, images_per_second: float) -> None:
         row = {
             "epoch": epoch + 1,
             "loss": float(logs["loss"]),
@@ -183,16 +199,23 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
             "learning_rate": current_learning_rate(model),
             "seconds": round(seconds, 3),
         }
-        summary["images_per_second"] = round(steps_per_epoch * config.batch_size / max(seconds, 1e-9), 1)
+        summary["images_per_second"] = round(images_per_second, 1)
+        if rate_controller is not None:
+            run.state["seconds_spent"] = round(rate_controller.seconds_spent(), 1)
+            run.state["finished"] = rate_controller.finished
+            summary["seconds_spent"] = run.state["seconds_spent"]
         run.publish_epoch(lambda path: model.save(path), row, card, summary)
 
     guard = NanGuard()
     callbacks = [
         guard,
-        EpochCheckpoint(publish, guard, on_epoch_begin),
-        ProgressBar(config.epochs, steps_per_epoch, bar=config.progress and distribution.is_chief, summary=distribution.is_chief),
+        *([rate_controller] if rate_controller is not None else []),
+        *([WeightAverage(config.ema)] if config.ema else []),
+        EpochCheckpoint(publish, guard, on_epoch_begin, config.batch_size),
+        ProgressBar(None if budget_seconds else config.epochs, steps_per_epoch, bar=config.progress and distribution.is_chief, summary=distribution.is_chief),
     ]
-    if initial_epoch >= config.epochs:  # a finished run (or one killed after its last epoch): nothing to train
+    finished = run.state.get("finished", False) if budget_seconds else initial_epoch >= config.epochs
+    if finished:  # a finished run (or one killed after its last epoch): nothing to train
         if resuming:
             previous = run.read_metrics()
             summary.update({key: previous[key] for key in ("images_per_second", "wall_seconds_this_session") if key in previous})
@@ -205,7 +228,7 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
     model.fit(
         as_keras_dataset(train_source, keras, workers=config.workers),
         validation_data=as_keras_dataset(validation_source, keras, workers=config.workers),
-        epochs=config.epochs,
+        epochs=MAX_BUDGET_EPOCHS if budget_seconds else config.epochs,
         initial_epoch=initial_epoch,
         shuffle=False,  # BatchSource shuffles by (seed, epoch), so a resumed run sees the same batches
         callbacks=callbacks,
@@ -224,7 +247,9 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
             "lower --learning-rate, enable --batch-norm or check the data",
             exit_code=3,
         )
-    if run.state["epochs_completed"] < config.epochs:
+    if budget_seconds and not run.state.get("finished"):
+        raise ToolkitError(f"training stopped after epoch {run.state['epochs_completed']} before its budget was spent; resume with --resume {run.root}")
+    if not budget_seconds and run.state["epochs_completed"] < config.epochs:
         raise ToolkitError(f"training stopped after epoch {run.state['epochs_completed']} of {config.epochs}; resume with --resume {run.root}")
     summary["wall_seconds_this_session"] = round(time.perf_counter() - started, 1)
     run.write_derived(card, summary)
@@ -251,6 +276,15 @@ def _data_changes(saved: dict[str, Any], labels: list[str], train_images: int, v
 
 def _schedule_description(config: TrainConfig, steps_per_epoch: int) -> dict[str, Any]:
     total_steps = config.epochs * steps_per_epoch
+    if config.budget_seconds is not None or config.schedule == "linear":
+        return {
+            "name": config.schedule,
+            "warmup_fraction": config.warmup_fraction,
+            "by": "wall time" if config.budget_seconds is not None else "steps",
+            "budget_seconds": config.budget_seconds,
+            "total_steps": None if config.budget_seconds is not None else total_steps,
+            "note": "linear warm-up over warmup_fraction of the run, then decay to zero at its end",
+        }
     if config.schedule == "paper":
         return {
             "name": "paper",

@@ -3,38 +3,94 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 from toolkit.errors import ToolkitError
 from training.allcnn import ARCHITECTURES, ModelConfig
 from training.augment import AUGMENTATIONS
 
-SCHEDULES = ("cosine", "paper")
+SCHEDULES = ("cosine", "paper", "linear")
 STRATEGIES = ("none", "mirrored", "multiworker", "data-parallel")
+PRECISIONS = ("float32", "bfloat16", "float16")
+
+# Values a recipe gives the fields left unset (None). "paper" is the paper's setting with
+# batch norm off; "fast" is the short-budget recipe of benchmarks/recipe.md.
+RECIPES: dict[str, dict[str, Any]] = {
+    "paper": {
+        "batch_norm": False,
+        "batch_size": 128,
+        "augmentation": "paper",
+        "schedule": "cosine",
+        "learning_rate": 0.05,
+        "nesterov": False,
+        "weight_decay": 0.001,
+        "label_smoothing": 0.0,
+        "input_dropout": 0.2,
+        "stage_dropout": 0.5,
+        "precision": "float32",
+    },
+    "fast": {
+        "batch_norm": True,
+        "batch_size": 256,
+        "augmentation": "cutout",
+        "schedule": "linear",
+        "learning_rate": 0.2,
+        "nesterov": True,
+        "weight_decay": 0.0005,
+        "label_smoothing": 0.2,
+        "input_dropout": 0.0,
+        "stage_dropout": 0.0,
+        "precision": "bfloat16",
+    },
+}
+
+
+def parse_budget(text: str | int | float | None) -> float | None:
+    """Seconds in a budget written as ``5400``, ``90m``, ``2h`` or ``1h30m``; None stays None."""
+    if text is None:
+        return None
+    if isinstance(text, (int, float)):
+        return float(text)
+    match = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
+    if not text.strip() or match is None or not any(match.groups()):
+        raise ToolkitError(f"--budget must be seconds or a duration like 90m, 2h or 1h30m, got {text!r}")
+    hours, minutes, seconds = (float(value) if value else 0.0 for value in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Everything one training run needs; saved as RUN/config.json and reused by --resume."""
+    """Everything one training run needs; saved as RUN/config.json and reused by --resume.
+
+    Fields left at None take the value of ``recipe`` (see RECIPES) when the run starts.
+    """
 
     data: str = "cifar10"  # cifar10, fashion-mnist, or an image folder ROOT/<class>/<image>
     out: str = "runs/train"  # run folder (created; must not already hold a run)
-    epochs: int = 100  # epochs to train (the paper: 350 with --schedule paper)
-    batch_size: int = 128  # global batch size, split across replicas when distributed
+    recipe: str = "paper"  # defaults of the fields left unset: paper, or fast (the short-budget recipe)
+    epochs: int = 100  # epochs to train (the paper: 350 with --schedule paper); ignored with --budget
+    budget: str | None = None  # wall time of training and validation, e.g. 2h or 90m; replaces --epochs
+    batch_size: int | None = None  # global batch size, split across replicas (paper 128, fast 256)
     limit: int | None = None  # keep a seeded, class-balanced subset of this many images (quick runs)
     validation_fraction: float = 0.1  # stratified share of the data held out for validation
     seed: int = 0  # seeds the split, the weights, the shuffling and the augmentation
     architecture: str = "all_cnn_c"  # all_cnn_c, model_c, strided_cnn_c or convpool_cnn_c
-    batch_norm: bool = False  # BatchNormalization after every conv but the classifier
+    batch_norm: bool | None = None  # BatchNormalization after every conv but the classifier (fast: on)
     width: float = 1.0  # filter-count multiplier (0.25 for quick tests)
-    augmentation: str = "paper"  # none, paper (pad-4 crop + flip) or cutout (paper + 8x8 cutout)
-    schedule: str = "cosine"  # cosine (linear warm-up, cosine decay) or paper (x0.1 at 200/250/300 of 350)
-    warmup_epochs: float = 5.0  # cosine warm-up length; at most a tenth of the run
-    learning_rate: float = 0.05  # base learning rate (peak of the cosine schedule)
+    input_dropout: float | None = None  # dropout on the input image (paper 0.2, fast 0)
+    stage_dropout: float | None = None  # dropout after each down-sampling stage (paper 0.5, fast 0)
+    augmentation: str | None = None  # none, paper (pad-4 crop + flip) or cutout (paper + 8x8 cutout)
+    schedule: str | None = None  # cosine (warm-up, cosine decay), linear (warm-up, linear decay) or paper (x0.1 steps)
+    warmup_epochs: float = 5.0  # cosine warm-up length by epochs; at most a tenth of the run
+    warmup_fraction: float = 0.15  # linear schedule and --budget runs: share of the run spent warming up
+    learning_rate: float | None = None  # peak learning rate (paper 0.05, fast 0.2)
     momentum: float = 0.9  # SGD momentum, as in the paper
-    weight_decay: float = 0.001  # L2 coefficient added to the gradient before momentum, as in the paper
-    label_smoothing: float = 0.0  # e.g. 0.1; 0 is plain cross-entropy
-    mixed_precision: bool = False  # mixed_float16 compute with float32 weights and loss scaling
+    nesterov: bool | None = None  # Nesterov momentum (fast: on)
+    weight_decay: float | None = None  # L2 coefficient added to the gradient before momentum (paper 0.001)
+    label_smoothing: float | None = None  # label smoothing of the cross-entropy (fast 0.2)
+    ema: float = 0.0  # decay per step of an exponential moving average of the weights (e.g. 0.999); 0 is off
+    precision: str | None = None  # float32, bfloat16 (mixed_bfloat16: fast on AVX512-BF16 CPUs) or float16 (GPUs)
     strategy: str = "none"  # none, mirrored, multiworker (TensorFlow) or data-parallel (JAX)
     workers: int = 1  # threads preparing batches in parallel with training
     progress: bool = True  # show a progress bar
@@ -46,33 +102,57 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> "TrainConfig":
         known = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in payload.items() if key in known})
+        values = {key: value for key, value in payload.items() if key in known}
+        if "mixed_precision" in payload and "precision" not in payload:  # config.json of older runs
+            values["precision"] = "float16" if payload["mixed_precision"] else "float32"
+        return cls(**values)
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with every unset field filled from ``recipe``."""
+        if self.recipe not in RECIPES:
+            raise ToolkitError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        recipe = RECIPES[self.recipe]
+        return dataclasses.replace(self, **{key: value for key, value in recipe.items() if getattr(self, key) is None})
+
+    @property
+    def budget_seconds(self) -> float | None:
+        return parse_budget(self.budget)
 
     def model_config(self, input_shape: tuple[int, int, int], num_classes: int) -> ModelConfig:
         return ModelConfig(
             name=self.architecture,
             input_shape=input_shape,
             num_classes=num_classes,
-            batch_norm=self.batch_norm,
+            batch_norm=bool(self.batch_norm),
             width=self.width,
+            input_dropout=float(self.input_dropout),
+            stage_dropout=float(self.stage_dropout),
         )
 
     def validate(self) -> None:
-        """One-line errors for values that cannot work."""
+        """One-line errors for values that cannot work (on a resolved config)."""
+        budget = self.budget_seconds
         checks = [
             (self.architecture in ARCHITECTURES, f"--architecture must be one of {', '.join(ARCHITECTURES)}"),
             (self.augmentation in AUGMENTATIONS, f"--augmentation must be one of {', '.join(AUGMENTATIONS)}"),
             (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
             (self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)}"),
+            (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
+            (budget is None or budget >= 1, f"--budget must be at least 1 second, got {self.budget!r}"),
+            (budget is None or self.schedule != "paper", "--budget needs --schedule linear or cosine (the paper's steps are by epoch)"),
             (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
             (self.limit is None or self.limit >= 2, f"--limit must be at least 2, got {self.limit}"),
             (self.width > 0, f"--width must be positive, got {self.width}"),
+            (0 <= self.input_dropout < 1, f"--input-dropout must be in [0, 1), got {self.input_dropout}"),
+            (0 <= self.stage_dropout < 1, f"--stage-dropout must be in [0, 1), got {self.stage_dropout}"),
             (self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}"),
             (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
             (self.weight_decay >= 0, f"--weight-decay must not be negative, got {self.weight_decay}"),
             (0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (0 <= self.ema < 1, f"--ema must be in [0, 1), got {self.ema}"),
             (self.warmup_epochs >= 0, f"--warmup-epochs must not be negative, got {self.warmup_epochs}"),
+            (0 <= self.warmup_fraction < 1, f"--warmup-fraction must be in [0, 1), got {self.warmup_fraction}"),
             (self.workers >= 1, f"--workers must be at least 1, got {self.workers}"),
         ]
         for ok, message in checks:

@@ -6,29 +6,15 @@ Imports only the edge side (numpy, OpenCV, a LiteRT runtime), never TensorFlow.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-from toolkit.errors import ToolkitError
-
-DEFAULT_MODEL = Path("pretrained") / "model_int8.tflite"
-
-
-def default_model() -> Path:
-    """``pretrained/model_int8.tflite`` in the working directory or beside the installed package."""
-    candidates = [Path.cwd() / DEFAULT_MODEL, Path(__file__).resolve().parents[2] / DEFAULT_MODEL]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise ToolkitError(
-        f"no --model given and no {DEFAULT_MODEL} here: pass --model path/to/model_int8.tflite "
-        "(made by toolkit convert --int8)"
-    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``toolkit classify``."""
     parser.add_argument(
-        "--model", help=f"int8 .tflite with its .card.json beside it (default: {DEFAULT_MODEL} if present)"
+        "--model",
+        default=None,
+        # "%(default).0s" prints nothing; without it ArgumentDefaultsHelpFormatter appends "(default: None)".
+        help="int8 .tflite with its .card.json beside it (default: the shipped pretrained/model_int8.tflite)%(default).0s",
     )
     parser.add_argument(
         "--source",
@@ -77,9 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the edge app; the summary goes to stderr (and stdout with --headless)."""
     from edge_app.app import ClassifyConfig, run_classify
+    from toolkit.pretrained import model_or_default
 
     config = ClassifyConfig(
-        model=str(args.model) if args.model else str(default_model()),
+        model=model_or_default(args.model),
         source=args.source,
         threads=args.threads,
         edgetpu=args.edgetpu,

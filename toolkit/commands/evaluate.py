@@ -8,7 +8,13 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``toolkit eval``; defaults are shown by --help."""
-    parser.add_argument("--model", required=True, metavar="M", help="a .keras or .tflite model with its .card.json beside it")
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="M",
+        # "%(default).0s" prints nothing; without it ArgumentDefaultsHelpFormatter appends "(default: None)".
+        help="a .keras or .tflite model with its .card.json beside it (default: the shipped pretrained/model_int8.tflite)%(default).0s",
+    )
     parser.add_argument(
         "--data",
         required=True,
@@ -51,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate, print a short summary, and write the report and confusion matrix when asked."""
     from toolkit import atomic
     from toolkit.errors import ToolkitError
+    from toolkit.pretrained import model_or_default
     from training.evaluate import ModelRunner, evaluate, load_evaluation_data
 
     if args.limit is not None and args.limit < 1:
@@ -58,13 +65,14 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ToolkitError(f"--batch-size must be at least 1, got {args.batch_size}")
     progress = False if args.no_progress else None
-    runner = ModelRunner(args.model, threads=args.threads)  # a bad model or card fails before data loads
+    model = model_or_default(args.model)
+    runner = ModelRunner(model, threads=args.threads)  # a bad model or card fails before data loads
     dataset = load_evaluation_data(args.data, runner.card, args.split, args.limit, args.seed, progress)
     confusion = args.confusion
     if confusion is None and args.report is not None:
         report_path = Path(args.report)
         confusion = report_path.with_name(report_path.name.rsplit(".", 1)[0] + ".confusion.png")
-    report = evaluate(args.model, dataset, args.batch_size, confusion, progress=progress, runner=runner)
+    report = evaluate(model, dataset, args.batch_size, confusion, progress=progress, runner=runner)
     report["split"] = args.split
     print(_summary(report, args.split))
     if args.split == "all" and runner.card.dataset and runner.card.dataset == dataset.source:

@@ -19,29 +19,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags for every TrainConfig field; defaults are shown by --help."""
     from training.allcnn import ARCHITECTURES
     from training.augment import AUGMENTATIONS
-    from training.train_config import SCHEDULES, STRATEGIES
+    from training.train_config import PRECISIONS, RECIPES, SCHEDULES, STRATEGIES
 
     d = _defaults()
+
+    def recipe(field: str) -> str:  # the values a field takes from each recipe when not given
+        return " (default from --recipe: " + ", ".join(f"{name} {values[field]}" for name, values in RECIPES.items()) + ")"
     data = parser.add_argument_group("data")
     data.add_argument("--data", default=d["data"], help="cifar10, fashion-mnist, or an image folder ROOT/<class>/<image>")
     data.add_argument("--limit", type=int, default=d["limit"], metavar="N", help="use a seeded class-balanced subset of N images")
     data.add_argument("--validation-fraction", type=float, default=d["validation_fraction"], help="stratified share held out for validation")
-    data.add_argument("--augmentation", choices=AUGMENTATIONS, default=d["augmentation"], help="paper: pad-4 crop + flip; cutout: paper + 8x8 cutout")
+    data.add_argument("--augmentation", choices=AUGMENTATIONS, default=argparse.SUPPRESS, help="paper: pad-4 crop + flip; cutout: paper + 8x8 cutout" + recipe("augmentation"))
     data.add_argument("--workers", type=int, default=d["workers"], help="threads preparing batches alongside training")
     model = parser.add_argument_group("model")
     model.add_argument("--architecture", choices=tuple(ARCHITECTURES), default=d["architecture"], help="the paper's model family")
-    model.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=d["batch_norm"], help="BatchNormalization after every conv but the classifier")
+    model.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help="BatchNormalization after every conv but the classifier" + recipe("batch_norm"))
+    model.add_argument("--input-dropout", type=float, default=argparse.SUPPRESS, help="dropout on the input image" + recipe("input_dropout"))
+    model.add_argument("--stage-dropout", type=float, default=argparse.SUPPRESS, help="dropout after each down-sampling stage" + recipe("stage_dropout"))
     model.add_argument("--width", type=float, default=d["width"], help="filter-count multiplier")
     optimisation = parser.add_argument_group("optimisation")
+    optimisation.add_argument("--recipe", choices=tuple(RECIPES), default=d["recipe"], help="defaults of the flags left unset: paper, or fast (short-budget: batch norm, no dropout, Nesterov, label smoothing, cutout, bfloat16)")
+    optimisation.add_argument("--budget", default=None, metavar="TIME", help="train for this wall time (e.g. 2h, 90m, 5400) instead of --epochs; the learning rate follows the share spent")
     optimisation.add_argument("--epochs", type=int, default=d["epochs"], help="epochs to train (paper: 350 with --schedule paper)")
-    optimisation.add_argument("--batch-size", type=int, default=d["batch_size"], help="global batch size (split across replicas)")
-    optimisation.add_argument("--schedule", choices=SCHEDULES, default=d["schedule"], help="cosine: warm-up + cosine decay; paper: x0.1 at epochs 200/250/300 of 350, scaled to --epochs")
-    optimisation.add_argument("--learning-rate", type=float, default=d["learning_rate"], help="base (peak) learning rate")
-    optimisation.add_argument("--warmup-epochs", type=float, default=d["warmup_epochs"], help="cosine warm-up, at most a tenth of the run")
+    optimisation.add_argument("--batch-size", type=int, default=argparse.SUPPRESS, help="global batch size (split across replicas)" + recipe("batch_size"))
+    optimisation.add_argument("--schedule", choices=SCHEDULES, default=argparse.SUPPRESS, help="cosine: warm-up + cosine decay; linear: warm-up + linear decay; paper: x0.1 at epochs 200/250/300 of 350, scaled to --epochs" + recipe("schedule"))
+    optimisation.add_argument("--learning-rate", type=float, default=argparse.SUPPRESS, help="peak learning rate" + recipe("learning_rate"))
+    optimisation.add_argument("--warmup-epochs", type=float, default=d["warmup_epochs"], help="cosine warm-up by epochs, at most a tenth of the run")
+    optimisation.add_argument("--warmup-fraction", type=float, default=d["warmup_fraction"], help="share of the run spent warming up (linear schedule, --budget)")
     optimisation.add_argument("--momentum", type=float, default=d["momentum"], help="SGD momentum")
-    optimisation.add_argument("--weight-decay", type=float, default=d["weight_decay"], help="L2 coefficient added to the gradient (the paper's weight decay)")
-    optimisation.add_argument("--label-smoothing", type=float, default=d["label_smoothing"], help="label smoothing of the cross-entropy")
-    optimisation.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=d["mixed_precision"], help="mixed_float16 compute (GPU; slow on CPU)")
+    optimisation.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help="Nesterov momentum" + recipe("nesterov"))
+    optimisation.add_argument("--weight-decay", type=float, default=argparse.SUPPRESS, help="L2 coefficient added to the gradient (the paper's weight decay)" + recipe("weight_decay"))
+    optimisation.add_argument("--label-smoothing", type=float, default=argparse.SUPPRESS, help="label smoothing of the cross-entropy" + recipe("label_smoothing"))
+    optimisation.add_argument("--ema", type=float, default=d["ema"], help="per-step decay of a moving average of the weights, validated and saved (e.g. 0.999); 0 is off")
+    optimisation.add_argument("--precision", choices=PRECISIONS, default=argparse.SUPPRESS, help="bfloat16: fast on AVX512-BF16 CPUs; float16: GPUs" + recipe("precision"))
     optimisation.add_argument("--seed", type=int, default=d["seed"], help="seed of split, weights, shuffling and augmentation")
     run = parser.add_argument_group("run")
     run.add_argument("--out", default=d["out"], metavar="RUN", help="run folder to create")

@@ -1,0 +1,270 @@
+"""Same-budget A/B of the short-budget recipe: "fast" against the old default and against itself with one change undone.
+
+    python benchmarks/recipe.py                          # every arm, 10 minutes each: writes benchmarks/recipe.md
+    python benchmarks/recipe.py --arms fast,old-default --budget 20m
+
+Every arm is one ``training.train.train`` run with the same data, seed, split, width and
+wall-clock ``--budget``, run one after the other on this machine. "old-default" is the
+"paper" recipe, "fast" the final recipe, and each other arm is "fast" with one of its
+changes removed (or, for "ema", one change added). An arm that diverges (train exits
+with code 3) is recorded as diverged.
+
+Run folders go to ``--out-dir/<arm>``. Arms already finished there are read back, not
+rerun, and an interrupted arm is resumed, so a killed benchmark continues where it
+stopped. The JSON and the markdown table are rewritten after every arm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from toolkit import atomic  # noqa: E402
+from toolkit.errors import ToolkitError  # noqa: E402
+from training.backend import backend_name, keras  # noqa: E402
+from training.data import absolute_spec  # noqa: E402
+from training.run_folder import RunFolder  # noqa: E402
+from training.train import train  # noqa: E402
+from training.train_config import RECIPES, TrainConfig, parse_budget  # noqa: E402
+
+SHARED = REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg" / "train"
+SAMPLE = REPO_ROOT / "tests" / "data" / "cifar10-sample"
+DIVERGED_FILE = "diverged.json"  # written into an arm's run folder when train() reports divergence
+DIVERGED_EXIT_CODE = 3
+SEED = 0
+# Fields that say how to run, not what to train: they may differ between an arm and its saved run.
+RUN_ONLY_FIELDS = ("out", "resume", "progress", "data", "budget")
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One training run of the table: a recipe and the fields set on top of it."""
+
+    name: str
+    recipe: str = "fast"
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+
+ARMS = (
+    Arm("old-default", recipe="paper"),
+    Arm("fast"),
+    Arm("float32", overrides=(("precision", "float32"),)),
+    Arm("batch-128", overrides=(("batch_size", 128), ("learning_rate", 0.1))),
+    Arm("no-label-smoothing", overrides=(("label_smoothing", 0.0),)),
+    Arm("no-cutout", overrides=(("augmentation", "paper"),)),
+    Arm("dropout", overrides=(("input_dropout", 0.2), ("stage_dropout", 0.5))),
+    Arm("no-nesterov", overrides=(("nesterov", False),)),
+    Arm("ema", overrides=(("ema", 0.99),)),
+    Arm("no-batch-norm", overrides=(("batch_norm", False),)),
+)
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    """The command line of this script."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data", default=str(SHARED if SHARED.is_dir() else SAMPLE), help="image folder (or any toolkit train --data)")
+    parser.add_argument("--limit", type=int, default=10000, help="seeded, class-balanced subset of this many images")
+    parser.add_argument("--budget", default="10m", help="wall-clock budget of every arm, e.g. 600, 10m or 1h")
+    parser.add_argument("--width", type=float, default=1.0, help="All-CNN-C filter-count multiplier")
+    parser.add_argument("--arms", default=",".join(arm.name for arm in ARMS), help="comma-separated arms to run, in this order")
+    parser.add_argument("--out-dir", default=str(Path.home() / "runs" / "recipe-ab"), help="run folders, one per arm")
+    parser.add_argument("--results", default=str(REPO_ROOT / "benchmarks" / "results" / "recipe"), help="results JSON path without .json")
+    parser.add_argument("--markdown", default=str(REPO_ROOT / "benchmarks" / "recipe.md"), help="the markdown table")
+    return parser.parse_args(argv)
+
+
+def select_arms(names: str) -> list[Arm]:
+    """The arms named in a comma-separated list, in its order."""
+    by_name = {arm.name: arm for arm in ARMS}
+    chosen = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in by_name]
+    if unknown or not chosen:
+        raise ToolkitError(f"--arms takes a comma-separated list of {', '.join(by_name)}; got {names!r}")
+    return [by_name[name] for name in chosen]
+
+
+def arm_config(arm: Arm, args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of one arm: the shared data, split, seed, width and budget, then the arm's own fields."""
+    return TrainConfig(
+        data=args.data,
+        out=str(Path(args.out_dir).expanduser() / arm.name),
+        recipe=arm.recipe,
+        budget=args.budget,
+        limit=args.limit,
+        seed=SEED,
+        width=args.width,
+        progress=False,
+        **dict(arm.overrides),
+    )
+
+
+def describe(arm: Arm) -> str:
+    """What the arm changes, relative to the fast recipe."""
+    fast = TrainConfig(recipe="fast").resolved()
+    if arm.recipe != "fast":
+        changed = {key: value for key, value in RECIPES[arm.recipe].items() if value != getattr(fast, key)}
+        return f"recipe {arm.recipe}: " + ", ".join(f"{_label(key)} {_value(value)}" for key, value in changed.items())
+    if not arm.overrides:
+        return "none: the fast recipe"
+    return ", ".join(f"{_label(key)} {_value(value)} (fast: {_value(getattr(fast, key))})" for key, value in arm.overrides)
+
+
+def _label(key: str) -> str:
+    return key.replace("_", " ")
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def check_same_settings(config: TrainConfig) -> None:
+    """Refuse to read back or resume a run folder that was trained with other settings."""
+    run = RunFolder(config.out)
+    if not run.config.exists():
+        return
+    saved = run.read_config()["train"]
+    wanted = config.resolved().to_dict()
+    differences = [key for key in wanted if key not in RUN_ONLY_FIELDS and key in saved and saved[key] != wanted[key]]
+    if saved.get("data") != absolute_spec(config.data):
+        differences.append("data")
+    if parse_budget(saved.get("budget")) != config.budget_seconds:
+        differences.append("budget")
+    if differences:
+        raise ToolkitError(f"{run.root} holds a run with other settings ({', '.join(differences)}); choose another --out-dir")
+
+
+def is_finished(run: RunFolder) -> bool:
+    """True when the run spent its whole budget (or diverged): nothing left to train."""
+    if (run.root / DIVERGED_FILE).exists():
+        return True
+    try:
+        return bool(json.loads(run.state_path.read_text()).get("finished"))
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def run_arm(arm: Arm, args: argparse.Namespace) -> dict[str, Any]:
+    """Train one arm (or continue or read back its run folder) and return its row of the results."""
+    config = arm_config(arm, args)
+    check_same_settings(config)
+    run = RunFolder(config.out)
+    if not is_finished(run):
+        print(f"arm {arm.name}: {describe(arm)}", file=sys.stderr, flush=True)
+        # train() starts over in a folder whose first checkpoint was never written.
+        resumable = run.config.exists()
+        keras.backend.clear_session()  # the graphs of earlier arms neither slow nor retrace this one
+        try:
+            train(TrainConfig(resume=config.out, progress=False) if resumable else config)
+        except ToolkitError as error:
+            if error.exit_code != DIVERGED_EXIT_CODE:
+                raise
+            atomic.write_json(run.root / DIVERGED_FILE, {"error": str(error)})
+    return arm_result(arm, run)
+
+
+def arm_result(arm: Arm, run: RunFolder) -> dict[str, Any]:
+    """One arm's row, read from its run folder's metrics.json."""
+    metrics = run.read_metrics()
+    diverged_path = run.root / DIVERGED_FILE
+    diverged = json.loads(diverged_path.read_text()) if diverged_path.exists() else None
+    keys = ("epochs_completed", "images_per_second", "best_validation_accuracy", "final_validation_accuracy",
+            "seconds_spent", "budget_seconds", "train_images", "validation_images")  # fmt: skip
+    return {
+        "arm": arm.name,
+        "changes": describe(arm),
+        "status": "diverged" if diverged else "finished",
+        "error": diverged["error"] if diverged else None,
+        "run": str(run.root),
+        **{key: metrics.get(key) for key in keys},
+    }
+
+
+def sitting(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    """What every arm shares: command, machine, data, limit and budget."""
+    return {
+        "generated_by": shlex.join(["python", "benchmarks/recipe.py", *argv]),
+        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
+        "backend": backend_name(),
+        "keras": keras.__version__,
+        "data": args.data,
+        "limit": args.limit,
+        "budget": args.budget,
+        "budget_seconds": parse_budget(args.budget),
+        "width": args.width,
+        "seed": SEED,
+        "load_average_at_start": round(os.getloadavg()[0], 2),
+    }
+
+
+def markdown(header: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The A/B table with the settings every arm shares."""
+    split = next((f"{row['train_images']} train / {row['validation_images']} validation images, " for row in rows if row["train_images"]), "")
+    lines = [
+        "# Same-budget A/B of the short-budget recipe",
+        "",
+        f"Generated by `{header['generated_by']}` on {header['machine']} (backend {header['backend']}, "
+        f"Keras {header['keras']}; 1-minute load average {header['load_average_at_start']} at the start).",
+        f"Data `{header['data']}`, limit {header['limit']} ({split}seed {header['seed']}, the same split for every arm), "
+        f"width {header['width']:g}, budget {header['budget']} ({header['budget_seconds']:g} s of wall time per arm, "
+        "training and validation); arms run one after the other.",
+        "",
+        "| arm | what changed | epochs done | images/s | best validation top-1 | final validation top-1 | seconds spent / budget |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        name = row["arm"] + (" (diverged)" if row["status"] == "diverged" else "")
+        lines.append(
+            f"| {name} | {row['changes']} | {_cell(row['epochs_completed'])} | {_cell(row['images_per_second'])} | "
+            f"{_percent(row['best_validation_accuracy'])} | {_percent(row['final_validation_accuracy'])} | "
+            f"{_cell(row['seconds_spent'])} / {header['budget_seconds']:g} |"
+        )
+    lines += [""] + [f"{row['arm']} diverged: {row['error']}" for row in rows if row["error"]]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def write_results(header: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """The results JSON and the markdown table, each written atomically."""
+    atomic.write_json(f"{args.results}.json", {**header, "arms": rows})
+    atomic.write_text(args.markdown, markdown(header, rows))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run (or read back) every chosen arm, rewriting the results after each."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_arguments(argv)
+    arms = select_arms(args.arms)
+    header = sitting(args, argv)
+    rows: list[dict[str, Any]] = []
+    for arm in arms:
+        rows.append(run_arm(arm, args))
+        write_results(header, rows, args)
+    print(markdown(header, rows))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except ToolkitError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)

@@ -1,0 +1,137 @@
+"""Smoke tests of benchmarks/recipe.py and benchmarks/train_throughput.py on the committed sample, at tiny sizes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from toolkit.errors import ToolkitError
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+WIDTH = "0.125"
+
+
+def load_script(name: str):
+    """A script under benchmarks/ (not a package), imported by path."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_script_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    return load_script("recipe")
+
+
+@pytest.fixture(scope="module")
+def train_throughput():
+    return load_script("train_throughput")
+
+
+def recipe_arguments(sample_dir: Path, root: Path, arms: str, budget: str = "4") -> list[str]:
+    """Command-line arguments of recipe.py that keep everything under ``root``."""
+    return [
+        "--data", str(sample_dir), "--width", WIDTH, "--budget", budget, "--arms", arms,
+        "--out-dir", str(root / "runs"), "--results", str(root / "recipe"), "--markdown", str(root / "recipe.md"),
+    ]  # fmt: skip
+
+
+def refuse_to_train(config) -> Path:
+    raise AssertionError(f"train() was called for {config.out or config.resume}; the arm should have been read back")
+
+
+@pytest.mark.slow
+def test_recipe_table_holds_every_arm_and_reads_finished_arms_back(recipe, sample_dir, tmp_path, monkeypatch):
+    arguments = recipe_arguments(sample_dir, tmp_path, "old-default,fast")
+    assert recipe.main(arguments) == 0
+    results = json.loads((tmp_path / "recipe.json").read_text())
+    assert [row["arm"] for row in results["arms"]] == ["old-default", "fast"]
+    for row in results["arms"]:
+        assert row["status"] == "finished" and row["epochs_completed"] >= 1
+        assert 0 <= row["best_validation_accuracy"] <= 1 and row["images_per_second"] > 0
+        assert row["seconds_spent"] > 0 and row["budget_seconds"] == results["budget_seconds"] == 4
+    table = (tmp_path / "recipe.md").read_text()
+    assert "| old-default | recipe paper: " in table and "| fast | none: the fast recipe |" in table
+    assert f"`python benchmarks/recipe.py --data {sample_dir}" in table and f"{os.cpu_count()} CPUs" in table
+    assert "limit 10000" in table and "budget 4 " in table
+
+    state = tmp_path / "runs" / "fast" / "state.json"
+    written = state.stat().st_mtime_ns
+    monkeypatch.setattr(recipe, "train", refuse_to_train)
+    assert recipe.main(arguments) == 0
+    assert state.stat().st_mtime_ns == written
+    assert json.loads((tmp_path / "recipe.json").read_text())["arms"] == results["arms"]
+
+
+def test_a_diverged_arm_is_recorded_and_other_errors_are_not(recipe, sample_dir, tmp_path, monkeypatch):
+    def diverge(config) -> Path:
+        raise ToolkitError("training diverged: the loss became NaN at epoch 1, step 3", exit_code=3)
+
+    monkeypatch.setattr(recipe, "train", diverge)
+    arguments = recipe_arguments(sample_dir, tmp_path, "no-batch-norm")
+    assert recipe.main(arguments) == 0
+    row = json.loads((tmp_path / "recipe.json").read_text())["arms"][0]
+    assert row["status"] == "diverged" and "loss became NaN" in row["error"]
+    assert "| no-batch-norm (diverged) | batch norm off (fast: on) |" in (tmp_path / "recipe.md").read_text()
+
+    monkeypatch.setattr(recipe, "train", refuse_to_train)
+    assert recipe.main(arguments) == 0  # a diverged arm is read back, not rerun
+
+    def fail(config) -> Path:
+        raise ToolkitError("data folder is missing")
+
+    monkeypatch.setattr(recipe, "train", fail)
+    with pytest.raises(ToolkitError, match="data folder is missing"):
+        recipe.main(recipe_arguments(sample_dir, tmp_path, "fast"))
+
+
+def test_an_interrupted_arm_is_resumed_and_other_settings_are_refused(recipe, sample_dir, tmp_path, monkeypatch):
+    arguments = recipe_arguments(sample_dir, tmp_path, "ema")
+    config = recipe.arm_config(recipe.select_arms("ema")[0], recipe.parse_arguments(arguments)).resolved()
+    folder = Path(config.out)
+    folder.mkdir(parents=True)
+    saved = config.to_dict() | {"data": str(sample_dir.resolve()), "resume": None}
+    (folder / "config.json").write_text(json.dumps({"train": saved}))
+    (folder / "state.json").write_text(json.dumps({"epochs_completed": 1, "finished": False}))
+    calls = []
+    monkeypatch.setattr(recipe, "train", lambda config: calls.append(config) or folder)
+    assert recipe.main(arguments) == 0
+    assert [call.resume for call in calls] == [str(folder)]
+
+    saved["ema"] = 0.5
+    (folder / "config.json").write_text(json.dumps({"train": saved}))
+    with pytest.raises(ToolkitError, match=r"other settings \(ema\)"):
+        recipe.main(arguments)
+
+
+def test_unknown_arms_are_refused(recipe):
+    with pytest.raises(ToolkitError, match="--arms"):
+        recipe.select_arms("fast,fastest")
+
+
+@pytest.mark.slow
+def test_train_throughput_reports_the_fast_over_old_ratio(train_throughput, sample_dir, tmp_path):
+    from training.backend import keras
+
+    out = tmp_path / "train_throughput"
+    arguments = ["--data", str(sample_dir), "--widths", WIDTH, "--images", "256", "--repeats", "1", "--rounds", "1", "--out", str(out)]
+    code = train_throughput.main(arguments)
+    payload = json.loads(out.with_suffix(".json").read_text())
+    assert code == (0 if payload["meets_target"] else 1) and payload["target_ratio"] == 1.8
+    (row,) = payload["results"]
+    old, fast = row["old"], row["fast"]
+    assert (old["policy"], old["batch_size"], old["steps_per_epoch"]) == ("float32", 128, 2)
+    assert (fast["policy"], fast["batch_size"], fast["steps_per_epoch"]) == ("mixed_bfloat16", 256, 1)
+    assert row["ratio"] == pytest.approx(fast["images_per_second"] / old["images_per_second"], rel=1e-2)
+    assert row["meets_target"] == (row["ratio"] >= 1.8)
+    report = out.with_suffix(".md").read_text()
+    verdict = "met" if row["meets_target"] else "NOT met"
+    assert f"| {old['images_per_second']} | {fast['images_per_second']} | {row['ratio']:.3f} | {verdict} |" in report
+    assert keras.mixed_precision.global_policy().name == "float32"

@@ -1,0 +1,143 @@
+"""The short-budget recipe: --recipe, --budget (learning rate by wall time, resumable), bfloat16 and the weight average."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from toolkit.cli import main
+from toolkit.errors import ToolkitError
+from training import budget as budget_module
+from training.allcnn import ModelConfig, create_model
+from training.backend import keras
+from training.budget import LearningRateByProgress, rate_at
+from training.callbacks import WeightAverage
+from training.train import train
+from training.train_config import RECIPES, TrainConfig, parse_budget
+
+
+def test_budget_accepts_seconds_minutes_and_hours() -> None:
+    assert parse_budget("2h") == 7200 and parse_budget("90m") == 5400 and parse_budget("1h30m") == 5400
+    assert parse_budget("5400") == 5400 and parse_budget(5400) == 5400 and parse_budget("45s") == 45
+    assert parse_budget(None) is None
+    for bad in ("", "two hours", "2d", "h"):
+        with pytest.raises(ToolkitError, match="--budget"):
+            parse_budget(bad)
+
+
+def test_rate_warms_up_then_decays_to_zero() -> None:
+    assert rate_at(0.0, 0.2, 0.2) == 0.0
+    assert rate_at(0.1, 0.2, 0.2) == pytest.approx(0.1)
+    assert rate_at(0.2, 0.2, 0.2) == pytest.approx(0.2)
+    assert rate_at(0.6, 0.2, 0.2) == pytest.approx(0.1)
+    assert rate_at(1.0, 0.2, 0.2) == 0.0 and rate_at(1.5, 0.2, 0.2) == 0.0
+    assert rate_at(0.6, 0.2, 0.2, "cosine") == pytest.approx(0.1)
+    assert rate_at(0.4, 0.2, 0.2, "cosine") > rate_at(0.4, 0.2, 0.2, "linear")
+
+
+def test_recipe_fills_only_the_fields_left_unset() -> None:
+    fast = TrainConfig(recipe="fast").resolved()
+    assert {key: getattr(fast, key) for key in RECIPES["fast"]} == RECIPES["fast"]
+    mixed = TrainConfig(recipe="fast", batch_size=128, nesterov=False, stage_dropout=0.5).resolved()
+    assert (mixed.batch_size, mixed.nesterov, mixed.stage_dropout, mixed.precision) == (128, False, 0.5, "bfloat16")
+    assert TrainConfig().resolved().precision == "float32" and TrainConfig().resolved().batch_size == 128
+    with pytest.raises(ToolkitError, match="--recipe"):
+        TrainConfig(recipe="slow").resolved()
+    # A config.json written before --precision existed still reads.
+    assert TrainConfig.from_dict({"mixed_precision": True}).precision == "float16"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_budget_ends_on_time_with_the_rate_at_zero_when_the_machine_slows_down(monkeypatch) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(budget_module.time, "perf_counter", clock)
+    optimizer = SimpleNamespace(learning_rate=None)
+    model = SimpleNamespace(optimizer=optimizer, stop_training=False)
+    controller = LearningRateByProgress(0.2, 0.1, budget_seconds=1000.0, seconds_spent=100.0)
+    controller.set_model(model)
+    controller.on_train_begin()
+    rates, step = [], 0
+    while not model.stop_training:
+        controller.on_train_batch_begin(step)
+        rates.append(optimizer.learning_rate)
+        clock.now += 1.0 if step < 300 else 3.0  # the machine gets three times slower mid-run
+        controller.on_train_batch_end(step)
+        step += 1
+    spent = controller.seconds_spent()
+    assert controller.finished
+    assert 0.95 * 1000 <= spent + controller.reserve <= 1000  # room left for the last validation
+    assert max(rates) == pytest.approx(0.2, rel=0.02)
+    assert rates[-1] < 0.02 * 0.2  # at the end of the budget, not at the end of an epoch count
+    assert rates[0] == pytest.approx(rate_at(100 / (1000 - controller.reserve), 0.2, 0.1))  # earlier sessions count
+
+
+def tiny(sample_dir: Path, out: Path, **changes) -> TrainConfig:
+    values = dict(data=str(sample_dir), out=str(out), batch_size=32, width=0.125, progress=False, recipe="fast")
+    return TrainConfig(**(values | changes))
+
+
+@pytest.mark.slow
+def test_budget_run_ends_within_its_budget_and_resume_continues_it(sample_dir: Path, tmp_path: Path) -> None:
+    # Long enough for the first step's tracing (a few seconds) to be a small part of it.
+    run = train(tiny(sample_dir, tmp_path / "run", budget="30"))
+    state = json.loads((run / "state.json").read_text())
+    assert state["finished"] and 0.8 * 30 <= state["seconds_spent"] <= 30
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["budget_seconds"] == 30 and metrics["epochs"] is None
+    assert float(state["history"][-1]["learning_rate"]) < 0.05 * 0.2
+    # Killed with 15 of 30 seconds spent (the state of an earlier checkpoint): resume spends the rest.
+    epochs_before = state["epochs_completed"]
+    state.update(finished=False, seconds_spent=15.0)
+    (run / "state.json").write_text(json.dumps(state))
+    train(TrainConfig(resume=str(run), progress=False))
+    resumed = json.loads((run / "state.json").read_text())
+    assert resumed["finished"] and 0.8 * 30 <= resumed["seconds_spent"] <= 30, resumed["seconds_spent"]
+    assert resumed["epochs_completed"] > epochs_before and resumed["resumed_at_epochs"] == [epochs_before]
+    # A finished budget run resumed again trains nothing.
+    train(TrainConfig(resume=str(run), progress=False))
+    assert json.loads((run / "state.json").read_text())["history"] == resumed["history"]
+
+
+@pytest.mark.slow
+def test_fast_recipe_from_the_cli_trains_in_bfloat16_without_dropout(sample_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    code = main(["train", "--data", str(sample_dir), "--recipe", "fast", "--budget", "6", "--batch-size", "32",
+                 "--width", "0.125", "--ema", "0.9", "--out", str(out), "--no-progress"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["train"]["batch_size"] == 32 and saved["train"]["precision"] == "bfloat16"
+    assert saved["train"]["nesterov"] is True and saved["train"]["label_smoothing"] == 0.2 and saved["train"]["ema"] == 0.9
+    assert saved["model"]["input_dropout"] == 0.0 and saved["model"]["stage_dropout"] == 0.0 and saved["model"]["batch_norm"]
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
+    model = keras.models.load_model(out / "last.keras")
+    assert model.get_layer("conv1").dtype_policy.name == "mixed_bfloat16"
+    assert model.get_layer("predictions").dtype_policy.name == "float32"
+    assert model.optimizer.nesterov
+
+
+def test_weight_average_is_validated_and_then_training_goes_on_from_the_weights() -> None:
+    model = create_model(ModelConfig(width=0.125, batch_norm=True), keras)
+    average = WeightAverage(decay=0.75)
+    average.set_model(model)
+    start = [weight.copy() for weight in model.get_weights()]
+    average.on_train_begin()
+    trained = [weight + 1.0 for weight in start]
+    model.set_weights(trained)
+    average.on_train_batch_end(0)  # average = 0.75 * start + 0.25 * trained = start + 0.25
+    average.on_test_begin()
+    for value, origin in zip(model.get_weights(), start):
+        np.testing.assert_allclose(value, origin + 0.25, rtol=1e-6, atol=1e-6)
+    average.on_train_batch_begin(1)
+    for value, expected in zip(model.get_weights(), trained):
+        np.testing.assert_allclose(value, expected)

@@ -1,0 +1,49 @@
+"""The shipped default model, ``pretrained/model_int8.tflite``, for commands run without --model.
+
+Standard library only: ``toolkit classify`` imports it on the device.
+"""
+
+from __future__ import annotations
+
+import sys
+import sysconfig
+from pathlib import Path
+
+from toolkit.errors import ToolkitError
+
+FOLDER_NAME = "pretrained"
+MODEL_NAME = "model_int8.tflite"
+INSTALLED_FOLDER = Path("share") / "allcnn-edge-toolkit" / FOLDER_NAME
+
+
+def search_paths() -> tuple[Path, ...]:
+    """Where the default model is looked for, in order: the checkout (or editable install), then a pip install."""
+    repository_root = Path(__file__).resolve().parents[1]
+    # pip's data folder is sys.prefix in a virtual environment, elsewhere e.g. /usr/local or ~/.local.
+    installed = [Path(sys.prefix), Path(sysconfig.get_path("data"))]
+    return tuple(dict.fromkeys([repository_root / FOLDER_NAME / MODEL_NAME, *(root / INSTALLED_FOLDER / MODEL_NAME for root in installed)]))
+
+
+def default_model() -> Path:
+    """The first existing of :func:`search_paths`; its card ``model_int8.card.json`` lies beside it.
+
+    Raises ToolkitError naming the places looked when no default model is installed.
+    """
+    candidates = search_paths()
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    looked = " and ".join(str(candidate) for candidate in candidates)
+    raise ToolkitError(
+        f"no --model given and no default model is installed (looked for {looked}): "
+        "pass --model path/to/model_int8.tflite"
+    )
+
+
+def model_or_default(model: str | None) -> str:
+    """``model`` when given, else the default model, named in one line on stderr."""
+    if model is not None:
+        return model
+    chosen = default_model()
+    print(f"using the default model {chosen}", file=sys.stderr)
+    return str(chosen)

@@ -1,0 +1,92 @@
+"""Learning rate by the share of the run done: of its steps, or of a wall-clock budget.
+
+``LearningRateByProgress`` sets the optimizer's rate before every step from the fraction
+``p`` of the run already spent: a linear warm-up over ``warmup_fraction``, then linear
+(or cosine) decay to zero at ``p = 1``. With a budget, ``p`` is wall time spent over the
+time left for training, so a machine that slows down mid-run still ends on time with the
+rate at zero; the time spent is saved with every checkpoint, so ``--resume`` continues it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from training.backend import keras
+
+# Share of the budget held back for the last validation pass and checkpoint until one was measured.
+INITIAL_RESERVE_FRACTION = 0.02
+# The last validation and checkpoint are assumed to take this much longer than the slowest one so far.
+RESERVE_MARGIN = 1.5
+
+
+def rate_at(fraction: float, peak: float, warmup_fraction: float, shape: str = "linear") -> float:
+    """The learning rate after ``fraction`` (0..1) of the run: warm-up to ``peak``, then decay to 0."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    if fraction < warmup_fraction:
+        return peak * fraction / warmup_fraction
+    decay = (fraction - warmup_fraction) / max(1e-12, 1.0 - warmup_fraction)
+    if shape == "cosine":
+        return peak * 0.5 * (1.0 + math.cos(math.pi * decay))
+    return peak * (1.0 - decay)
+
+
+class LearningRateByProgress(keras.callbacks.Callback):
+    """Sets the learning rate before each step; with ``budget_seconds``, stops training when the budget is spent.
+
+    ``total_steps`` drives a run of fixed length; ``budget_seconds`` (with ``seconds_spent``
+    from earlier sessions) a budgeted one, whose ``finished`` turns True at the step where
+    only the last validation and checkpoint still fit.
+    """
+
+    def __init__(self, peak: float, warmup_fraction: float, shape: str = "linear", total_steps: int | None = None,
+                 budget_seconds: float | None = None, seconds_spent: float = 0.0) -> None:  # fmt: skip
+        super().__init__()
+        self.peak = peak
+        self.warmup_fraction = warmup_fraction
+        self.shape = shape
+        self.total_steps = total_steps
+        self.budget_seconds = budget_seconds
+        self.spent_before = seconds_spent
+        self.reserve = INITIAL_RESERVE_FRACTION * budget_seconds if budget_seconds else 0.0
+        self.started = time.perf_counter()
+        self.step_seconds = 0.0
+        self.step_started = 0.0
+        self.test_started: float | None = None
+        self.reserve_measured = False
+        self.finished = False
+
+    def seconds_spent(self) -> float:
+        """Wall time of this run so far, earlier sessions included."""
+        return self.spent_before + time.perf_counter() - self.started
+
+    def fraction(self) -> float:
+        if self.budget_seconds is not None:
+            return self.seconds_spent() / max(1e-9, self.budget_seconds - self.reserve)
+        iterations = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        return iterations / max(1, self.total_steps or 1)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        if self.test_started is not None:  # the validation and checkpoint of the previous epoch just ended
+            measured = RESERVE_MARGIN * (time.perf_counter() - self.test_started)
+            self.reserve = max(self.reserve, measured) if self.reserve_measured else measured
+            self.reserve_measured = True
+            self.test_started = None
+        self.step_started = time.perf_counter()
+        self.model.optimizer.learning_rate = rate_at(self.fraction(), self.peak, self.warmup_fraction, self.shape)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        seconds = time.perf_counter() - self.step_started
+        self.step_seconds = seconds if not self.step_seconds else 0.9 * self.step_seconds + 0.1 * seconds
+        if self.budget_seconds is None:
+            return
+        # Stop when one more step would leave too little time for the last validation and checkpoint.
+        if self.seconds_spent() + self.step_seconds + self.reserve >= self.budget_seconds:
+            self.finished = True
+            self.model.stop_training = True
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        self.test_started = time.perf_counter()
