@@ -65,6 +65,7 @@ def initial_kernels(run: dict[str, dict], keras) -> dict[str, np.ndarray] | None
 
 def kernel_statistics(checkpoint: Path, sparsity: float) -> dict:
     """Per-layer and total code entropy, gzip of the codes and the share of kernel energy from initialisation."""
+    from converters.bridge import load_keras3
     from converters.sparsity import model_kernels
     from training.backend import keras
 
@@ -72,7 +73,7 @@ def kernel_statistics(checkpoint: Path, sparsity: float) -> dict:
            for name, path in (("config", checkpoint.parent / "config.json"), ("metrics", checkpoint.parent / "metrics.json"))}  # fmt: skip
     initial = initial_kernels(run, keras)
     layers, all_codes, initial_energy, total_energy = [], [], 0.0, 0.0
-    for name, kernel in model_kernels(keras.saving.load_model(checkpoint, compile=False)):
+    for name, kernel in model_kernels(load_keras3(checkpoint)):
         codes = int8_codes(kernel, sparsity)
         all_codes.append(codes.ravel())
         row = {"layer": name, "weights": int(kernel.size), "nonzero_code_bits": round(nonzero_entropy_bits(codes), 3)}

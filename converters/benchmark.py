@@ -28,7 +28,7 @@ import numpy as np
 from converters.benchmark_worker import TimingConfig, file_sizes
 from toolkit import atomic
 from toolkit.errors import ToolkitError
-from toolkit.model_card import ModelCard, card_path, load_card
+from toolkit.model_card import ModelCard, card_path, check_card_matches, load_card
 
 # Format key -> human name, in the order of the table.
 FORMATS: dict[str, str] = {
@@ -123,18 +123,6 @@ def not_a_row_reason(model_path: Path, card: ModelCard | None) -> str:
     return "it is a float export of a pruned or QAT model: the float rows are the dense float model's (give its pipeline folder)"
 
 
-def card_mismatch(model_path: Path, card: ModelCard) -> str | None:
-    """Why ``card`` cannot be the card of the ``.tflite`` beside it (it records another file size), or None."""
-    recorded = (card.sizes or {}).get("raw")
-    actual = model_path.stat().st_size
-    if model_path.suffix == ".tflite" and recorded and int(recorded) != actual:
-        return (
-            f"its card {card_path(model_path).name} describes a {int(recorded):,}-byte model but the file has {actual:,} bytes: "
-            "the card belongs to another model (convert again, or put the model's own card beside it)"
-        )
-    return None
-
-
 def _paths_in(payload: Any) -> list[str]:
     """Every string in a JSON document that names a .keras or .tflite file."""
     if isinstance(payload, dict):
@@ -156,9 +144,7 @@ def discover_models(source: Path) -> dict[str, Path]:
         key = format_of(source, card) if card is not None else None
         if key is None:
             raise ToolkitError(f"{source} is not a row of the benchmark: {not_a_row_reason(source, card)}")
-        mismatch = card_mismatch(source, card)
-        if mismatch:
-            raise ToolkitError(f"{source}: {mismatch}")
+        check_card_matches(source, card)
         return {key: source}
     candidates: list[Path] = []
     manifest = source / "pipeline.json"
@@ -183,9 +169,7 @@ def discover_models(source: Path) -> dict[str, Path]:
         if key is None:
             passed_over.append((path, card))
         elif key not in found:
-            mismatch = card_mismatch(path, card)
-            if mismatch:
-                raise ToolkitError(f"{path}: {mismatch}")
+            check_card_matches(path, card)
             found[key] = path
     if not found and passed_over:
         path, card = passed_over[0]

@@ -148,11 +148,12 @@ class KerasRunner:
     """A ``.keras`` model on Keras 3 (TensorFlow or JAX backend)."""
 
     def __init__(self, model_path: Path) -> None:
+        from converters.bridge import load_keras3
         from training.backend import backend_name, keras
 
         self.runtime = f"keras {keras.__version__} ({backend_name()})"
         self.card = load_card(model_path)
-        self.model = keras.models.load_model(model_path, compile=False)
+        self.model = load_keras3(model_path)
 
     def probabilities(self, inputs: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.predict(inputs, batch_size=100, verbose=0))

@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from toolkit import atomic
 from toolkit.errors import ToolkitError
-from toolkit.model_card import ModelCard, card_path, load_card, save_card
+from toolkit.model_card import ModelCard, card_path, check_card_matches, load_card, save_card
 from training.allcnn import ModelConfig, create_model
 
 
@@ -73,20 +74,77 @@ class SourceModel:
         return twin_from_keras3(self.model, self.model_config)
 
 
-def load_keras3(model_path: str | Path) -> Any:
-    """``keras.models.load_model`` with a one-line error for a corrupt or foreign file."""
+KERAS_CONFIG_NAME = "config.json"  # the model's architecture inside a .keras archive
+ZIP_LOCAL_HEADER = b"PK\x03\x04"
+
+
+def check_keras_archive(model_path: str | Path) -> None:
+    """A one-line error unless ``model_path`` is an intact zip archive holding a Keras model's ``config.json``."""
+    model_path = Path(model_path)
+    problem = _keras_archive_problem(model_path)
+    if problem:
+        raise ToolkitError(f"{model_path} is not a Keras model file ({problem})")
+
+
+def _keras_archive_problem(model_path: Path) -> str | None:
+    """What keeps ``model_path`` from being a .keras archive, or None."""
+    if not zipfile.is_zipfile(model_path):
+        with open(model_path, "rb") as handle:
+            starts_like_zip = handle.read(4) == ZIP_LOCAL_HEADER
+        return "truncated or damaged zip archive" if starts_like_zip else "not a zip archive"
+    config_bytes = None
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            damaged_member = archive.testzip()
+            names = archive.namelist()
+            if damaged_member is None and KERAS_CONFIG_NAME in names:
+                config_bytes = archive.read(KERAS_CONFIG_NAME)
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError) as error:
+        return f"truncated or damaged zip archive: {error}"
+    if damaged_member is not None:
+        return f"truncated or damaged zip archive: {damaged_member} fails its checksum"
+    if config_bytes is None:
+        return f"the archive holds no readable Keras model: no {KERAS_CONFIG_NAME}, only {', '.join(names[:5]) or 'nothing'}"
+    try:
+        config = json.loads(config_bytes)
+    except ValueError:  # json.JSONDecodeError and UnicodeDecodeError
+        return f"the archive holds no readable Keras model: its {KERAS_CONFIG_NAME} is not JSON"
+    if not isinstance(config, dict):
+        return f"the archive holds no readable Keras model: its {KERAS_CONFIG_NAME} is not a JSON object"
+    return None
+
+
+def load_keras3(model_path: str | Path, tf_keras_fallback: bool = False) -> Any:
+    """``keras.models.load_model`` of a checked ``.keras`` archive, with one-line errors.
+
+    With ``tf_keras_fallback``, a file Keras 3 cannot build (a tf_keras model with tfmot's
+    pruning or quantisation wrappers) is read with tf_keras under tfmot's scopes instead.
+    """
+    model_path = Path(model_path)
+    check_keras_archive(model_path)
     from training.backend import keras
 
-    model_path = Path(model_path)
-    if not zipfile.is_zipfile(model_path):
-        raise ToolkitError(f"{model_path} is not a Keras 3 .keras file (not a zip archive): is it corrupt or truncated?")
     try:
         # compile=False: the training optimizer and loss are not needed downstream, and
         # custom ones (training.optimization) would otherwise have to be importable.
         return keras.models.load_model(model_path, compile=False)
     except Exception as error:  # noqa: BLE001 - keras raises many types for a broken archive
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ToolkitError(f"{model_path} could not be loaded as a Keras model: {first_line[:200]}") from None
+        keras_error = error
+    if tf_keras_fallback:
+        try:
+            return _load_tf_keras(model_path)
+        except Exception:  # noqa: BLE001 - report Keras 3's reason, the format the file claims to be
+            pass
+    first_line = (str(keras_error).strip().splitlines() or [type(keras_error).__name__])[0]
+    raise ToolkitError(f"{model_path} could not be loaded as a Keras model: {first_line[:200]}") from None
+
+
+def _load_tf_keras(model_path: Path) -> Any:
+    """A tf_keras ``.keras`` model, pruning and quantisation wrappers included."""
+    from converters.legacy import tf_keras, tfmot
+
+    with tfmot.quantization.keras.quantize_scope(), tfmot.sparsity.keras.prune_scope():
+        return tf_keras.models.load_model(model_path, compile=False)
 
 
 def read_run_config(model_path: str | Path) -> dict[str, Any]:
@@ -112,10 +170,7 @@ def load_source(model_path: str | Path) -> SourceModel:
     except TypeError as error:
         raise ToolkitError(f"model card {card_path(model_path)} has an unreadable 'architecture': {error}") from None
     model = load_keras3(model_path)
-    expected = [int(value) for value in card.input_size]
-    actual = [int(value) for value in model.input_shape[1:]]
-    if expected != actual:
-        raise ToolkitError(f"model card says input {expected} but {model_path.name} expects {actual}")
+    check_card_matches(model_path, card, input_shape=model.input_shape[1:], num_outputs=model.output_shape[-1])
     return SourceModel(model_path, card, model_config, model, file_sha256(model_path), read_run_config(model_path))
 
 
@@ -201,6 +256,7 @@ def gzip_huffman_size(path: str | Path) -> int:
 
 __all__ = [
     "SourceModel",
+    "check_keras_archive",
     "check_model_file",
     "export_for_distribution",
     "file_sha256",

@@ -269,7 +269,8 @@ def _stage_train(config: PipelineConfig, out: Path) -> tuple[Path, dict[str, Any
     saved = (folder / "config.json").is_file()
     if saved:
         try:
-            saved_train = json.loads((folder / "config.json").read_text()).get("train", {})
+            saved_config = json.loads((folder / "config.json").read_text())
+            saved_train = saved_config.get("requested") or saved_config.get("train", {})  # "train" holds what small data changed
         except json.JSONDecodeError:
             saved_train = {}
         # Read through TrainConfig, so fields added since the run started take their defaults.

@@ -20,22 +20,23 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import signal
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
 from edge_app.blas import limit_blas_threads, restore_blas_threads
+from edge_app.collect import writable_folder
 from edge_app.frame_queue import CLOSED, FrameQueue
 from edge_app.outputs import JsonLines, VideoSaver, Window
 from edge_app.overlay import annotate
 from edge_app.predictions import Prediction, Smoother, top_predictions
 from edge_app.runtime import Classifier, runtime_module
 from edge_app.server import PreviewServer, parse_address
+from edge_app.signals import stop_on_signals
 from edge_app.sources import Backoff, Frame, ImageFilesSource, Source, open_source, parse_size
 from edge_app.stats import RunStats, format_summary
 from toolkit.errors import ToolkitError
@@ -57,6 +58,7 @@ class ClassifyConfig:
     show: bool = False  # OpenCV window with the overlay (a video file then plays at its own frame rate)
     save: str | None = None  # write the annotated video here (.mp4, .avi, .mkv)
     serve: str | None = None  # HOST:PORT of the MJPEG + top-k page (loopback unless a host is given; paces files too)
+    collect_to: str | None = None  # ROOT of the page's capture control (saves ROOT/<label>/NNNN.jpg); hidden without it
     loop: bool = False  # replay a video, image or folder until stopped
     capture_size: str | None = None  # WxH asked of a camera, e.g. 640x480
     max_frames: int | None = None  # stop after this many classified frames
@@ -100,26 +102,6 @@ class _FpsMeter:
             self.fps = instant if self.fps == 0.0 else 0.9 * self.fps + 0.1 * instant
         self.last = now
         return self.fps
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT and SIGTERM set ``stop`` (a second Ctrl-C interrupts at once); handlers are restored after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: Any) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.set()
-
-    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 def available_cores() -> int:
@@ -255,7 +237,8 @@ class _Outputs:
             if self.saver is not None:
                 self.saver.write(annotated, result.frame.captured_at)
             if self.server is not None:
-                self.server.publish(annotated, {**_record(result), "fps": fps})
+                record = {**_record(result), "fps": fps}
+                self.server.publish(annotated, record, result.frame.image, result.frame.colour_order)
             if self.window is not None and not self.window.show(annotated):
                 self.stop.set()
         self.stats.mark_output()
@@ -298,6 +281,10 @@ def run_classify(
     if config.decode_threads < 0:
         raise ToolkitError(f"--decode-threads must be 0 (FFmpeg's choice) or more, got {config.decode_threads}")
     serve_address = parse_address(config.serve) if config.serve else None
+    if config.collect_to and serve_address is None:
+        raise ToolkitError("--collect-to needs --serve: the capture control is on the --serve page")
+    if config.collect_to:
+        writable_folder(config.collect_to)  # before a camera is opened: an unwritable root is a one-line error
     capture_size = parse_size(config.capture_size) if config.capture_size else None
     classifier = Classifier(config.model, threads=config.threads, edgetpu=config.edgetpu, xnnpack=config.xnnpack)
     cores = available_cores()
@@ -319,7 +306,8 @@ def run_classify(
         smoothing = 0.0
     saver = VideoSaver(config.save, source.fps, real_time=source.live) if config.save else None
     server = (
-        PreviewServer(*serve_address, model=Path(config.model).name, source=source.description)
+        PreviewServer(*serve_address, model=Path(config.model).name, source=source.description,
+                      collect_to=config.collect_to)
         if serve_address is not None else None
     )
     stop = stop or threading.Event()
@@ -347,10 +335,12 @@ def run_classify(
     sys.setswitchinterval(config.switch_interval)
     stopped_early = True
     try:
-        with _stop_on_signals(stop):
+        with stop_on_signals(stop):
             if server is not None:
                 server.start()
-                print(f"serving on {server.url}", file=sys.stderr, flush=True)
+                print(f"serving on {server.page_url}", file=sys.stderr, flush=True)
+                if server.capture_folders is not None:
+                    print(f"capture saves into {server.capture_folders.root}/<label>/", file=sys.stderr, flush=True)
             capture.start()
             inference.start()
             while (raw := results.get(timeout=0.1)) is not CLOSED:

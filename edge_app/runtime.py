@@ -16,11 +16,14 @@ import numpy as np
 
 from toolkit import preprocessing
 from toolkit.errors import ToolkitError
-from toolkit.model_card import ModelCard, TensorQuantization, card_path, load_card
+from toolkit.model_card import ModelCard, TensorQuantization, card_path, check_card_matches, load_card
 
 RUNTIME_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
 
 EDGETPU_LIBRARIES = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
+
+# A TFLite flatbuffer starts with the 4-byte offset of its root table, then this file identifier.
+TFLITE_IDENTIFIER = b"TFL3"
 
 
 def runtime_module() -> tuple[str, Any]:
@@ -56,6 +59,24 @@ def load_edgetpu_delegate(module: Any) -> Any:
         raise ToolkitError(f"Edge TPU delegate {library} could not be loaded ({message}): {hint}") from None
 
 
+def check_tflite_file(model_path: Path) -> None:
+    """A one-line error unless ``model_path`` starts like a TFLite flatbuffer (root offset, then ``TFL3``)."""
+    size = model_path.stat().st_size
+    with open(model_path, "rb") as handle:
+        header = handle.read(8)
+    if len(header) < 8:
+        raise ToolkitError(f"{model_path} is not a TFLite model (only {size} bytes)")
+    if header[4:8] != TFLITE_IDENTIFIER:
+        raise ToolkitError(f"{model_path} is not a TFLite model (no TFL3 identifier at bytes 4..8, found {header[4:8]!r})")
+    root_offset = int.from_bytes(header[:4], "little")
+    if root_offset >= size:
+        raise ToolkitError(f"{model_path} is not a TFLite model (truncated: its root table at byte {root_offset:,} is past the end)")
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
 def _op_resolver_without_xnnpack(module: Any) -> Any | None:
     """The op resolver that skips the default XNNPACK delegate, where this runtime has one."""
     resolver_type = getattr(module, "OpResolverType", None)
@@ -89,6 +110,7 @@ def make_interpreter(
         raise ToolkitError(
             f"--edgetpu needs a model compiled by edgetpu_compiler (*_edgetpu.tflite), got {model_path.name}"
         )
+    check_tflite_file(model_path)
     name, module = runtime_module()
     interpreter_class = module.Interpreter
     delegate_module = module if name != "tensorflow.lite" else module.experimental
@@ -105,19 +127,28 @@ def make_interpreter(
         )
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ToolkitError(f"{model_path} is not a loadable TFLite model: {first_line}") from None
+        reason = _first_line(error)
+        # The runtimes verify the whole flatbuffer on load and say only "not a valid Flatbuffer buffer"
+        # for a truncated or damaged file; other failures (operators, delegates) are about a valid model.
+        if "flatbuffer" in reason.lower():
+            raise ToolkitError(f"{model_path} is not a TFLite model (truncated or damaged: {reason})") from None
+        raise ToolkitError(f"{model_path} is not a loadable TFLite model: {reason}") from None
     return interpreter
 
 
-def load_model_card(model_path: str | os.PathLike) -> ModelCard:
-    """The card beside the model; ``m_edgetpu.tflite`` may use ``m.card.json`` (the compiler keeps I/O and labels)."""
+def card_owner(model_path: str | os.PathLike) -> Path:
+    """The model whose card serves ``model_path``: itself, or ``m.tflite`` for ``m_edgetpu.tflite`` without a card of its own."""
     model_path = Path(model_path)
     if model_path.name.endswith("_edgetpu.tflite") and not card_path(model_path).exists():
         source = model_path.with_name(model_path.name[: -len("_edgetpu.tflite")] + ".tflite")
         if card_path(source).exists():
-            return load_card(source)
-    return load_card(model_path)
+            return source
+    return model_path
+
+
+def load_model_card(model_path: str | os.PathLike) -> ModelCard:
+    """The card beside the model; ``m_edgetpu.tflite`` may use ``m.card.json`` (the compiler keeps I/O and labels)."""
+    return load_card(card_owner(model_path))
 
 
 def _tensor_quantization(detail: dict[str, Any]) -> TensorQuantization:
@@ -143,17 +174,20 @@ class Classifier:
         xnnpack: bool = True,
     ) -> None:
         self.model_path = Path(model_path)
-        self.card = card if card is not None else load_model_card(self.model_path)
+        owner = card_owner(self.model_path)
+        self.card = card if card is not None else load_card(owner)
         self.interpreter = make_interpreter(self.model_path, threads=threads, edgetpu=edgetpu, xnnpack=xnnpack)
         self.input_detail = self.interpreter.get_input_details()[0]
         self.output_detail = self.interpreter.get_output_details()[0]
         self.input_quantization = _tensor_quantization(self.input_detail)
         self.output_quantization = _tensor_quantization(self.output_detail)
-        model_shape = [int(value) for value in self.input_detail["shape"][1:]]
-        if model_shape != [int(value) for value in self.card.input_size]:
-            raise ToolkitError(
-                f"model card says input {self.card.input_size} but {self.model_path.name} expects {model_shape}"
-            )
+        check_card_matches(
+            self.model_path,
+            self.card,
+            input_shape=self.input_detail["shape"][1:],
+            num_outputs=int(self.output_detail["shape"][-1]),
+            card_of=owner,
+        )
 
     @property
     def labels(self) -> list[str]:

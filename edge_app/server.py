@@ -4,27 +4,38 @@
     /stream.mjpg       MJPEG stream of the annotated frames (multipart/x-mixed-replace)
     /frame.jpg         the latest annotated frame
     /predictions.json  the latest frame index, top-k and timings
+    /capture           POST {"label": NAME}: save the current camera frame into ROOT/NAME/ (only with collect_to)
 
 Frames are JPEG-encoded lazily, once per frame and only while someone is watching.
+
+On an address other than loopback every path needs the token of the start-up URL
+(``http://HOST:PORT/?token=...``), as a ``token`` query parameter or as the cookie the
+first valid visit sets; without it the answer is 403 and nothing is written.
 """
 
 from __future__ import annotations
 
 import html
+import ipaddress
 import json
+import secrets
 import socket
 import sys
 import threading
 from http import HTTPStatus
+from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
+from edge_app.collect import CaptureFolders, check_label
 from toolkit.errors import ToolkitError
 
 BOUNDARY = "frame"
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+MAX_CAPTURE_REQUEST_BYTES = 4096
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>toolkit classify</title>
@@ -33,13 +44,13 @@ PAGE = """<!doctype html>
 ol{{font-size:1.4em}}#status{{color:#aaa}}</style></head>
 <body><h1>toolkit classify</h1>
 <p id="status">model {model} &middot; source {source}</p>
-<img src="stream.mjpg" alt="annotated camera stream" width="480">
+<img src="stream.mjpg{query}" alt="annotated camera stream" width="480">
 <ol id="top-k">{initial}</ol>
 <p>frame <span id="frame">-</span> &middot; <span id="fps">-</span> FPS &middot; <span id="ms">-</span> ms</p>
-<script>
+{capture}<script>
 async function refresh() {{
   try {{
-    const response = await fetch("predictions.json", {{cache: "no-store"}});
+    const response = await fetch("predictions.json{query}", {{cache: "no-store"}});
     const latest = await response.json();
     const list = document.getElementById("top-k");
     list.replaceChildren(...latest.top_k.map(p => {{
@@ -58,6 +69,24 @@ refresh();
 </script></body></html>
 """
 
+CAPTURE_CONTROL = """<form id="capture"><label>label <input id="label" required maxlength="100" autocomplete="off"></label>
+<button type="submit">capture</button> <span id="captured"></span></form>
+<script>
+document.getElementById("capture").addEventListener("submit", async event => {{
+  event.preventDefault();
+  const shown = document.getElementById("captured");
+  try {{
+    const response = await fetch("capture{query}", {{
+      method: "POST", headers: {{"Content-Type": "application/json"}},
+      body: JSON.stringify({{label: document.getElementById("label").value}}),
+    }});
+    const answer = await response.json();
+    shown.textContent = response.ok ? "saved " + answer.saved : answer.error;
+  }} catch (error) {{ shown.textContent = "capture failed"; }}
+}});
+</script>
+"""
+
 
 def parse_address(text: str) -> tuple[str, int]:
     """``"8080"``, ``":8080"`` or ``"host:port"`` -> (host, port); loopback unless a host is given."""
@@ -70,6 +99,23 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def is_loopback(host: str) -> bool:
+    """True when ``host`` (an address or "localhost") can be reached from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any address
+
+
+def token_matches(expected: str | None, presented: str | None) -> bool:
+    """Whether ``presented`` is the server's token (always, when the server has none); constant-time."""
+    if expected is None:
+        return True
+    return presented is not None and secrets.compare_digest(presented.encode(), expected.encode())
+
+
 class _IPv6Server(ThreadingHTTPServer):
     address_family = socket.AF_INET6  # ThreadingHTTPServer listens on IPv4 only
 
@@ -77,12 +123,16 @@ class _IPv6Server(ThreadingHTTPServer):
 class PreviewServer:
     """Serves the latest annotated frame and predictions; :meth:`publish` is called once per frame."""
 
-    def __init__(self, host: str, port: int, model: str = "", source: str = "", jpeg_quality: int = 80) -> None:
+    def __init__(self, host: str, port: int, model: str = "", source: str = "", jpeg_quality: int = 80,
+                 collect_to: str | Path | None = None) -> None:
         self.model = model
         self.source = source
         self.jpeg_quality = jpeg_quality
+        self.capture_folders = CaptureFolders(collect_to) if collect_to is not None else None
+        self.token = None if is_loopback(host) else secrets.token_urlsafe(24)
         self._condition = threading.Condition()
         self._frame: np.ndarray | None = None
+        self._original: tuple[np.ndarray, str] | None = None
         self._sequence = 0
         self._jpeg: tuple[int, bytes] | None = None
         self._predictions: dict[str, Any] = {"frame": None, "top_k": [], "fps": 0.0, "inference_ms": 0.0}
@@ -102,19 +152,43 @@ class PreviewServer:
 
     @property
     def url(self) -> str:
+        """The server's base URL, without the token."""
         host, port = self.address
         return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
+    @property
+    def page_url(self) -> str:
+        """The URL to open: :attr:`url`, with ``?token=...`` when the server needs one."""
+        return self.url + self._query
+
+    @property
+    def cookie_name(self) -> str:
+        # One name per port, so two servers on one host do not overwrite each other's cookie.
+        return f"toolkit-token-{self.address[1]}"
+
+    @property
+    def _query(self) -> str:
+        return f"?token={self.token}" if self.token else ""
+
     def start(self) -> "PreviewServer":
         self._thread.start()
-        if self.address[0] not in LOOPBACK_HOSTS:
-            print(f"warning: --serve listens on {self.address[0]}: anyone on the network can watch", file=sys.stderr)
+        if self.token is not None:
+            print(
+                f"warning: --serve listens on {self.address[0]}: only visitors with the token of the URL below get in; "
+                "plain HTTP, so anyone who can read the network traffic can read the token too",
+                file=sys.stderr,
+            )
         return self
 
-    def publish(self, frame: np.ndarray, predictions: dict[str, Any]) -> None:
-        """Make ``frame`` (annotated BGR) and ``predictions`` the latest ones."""
+    def publish(self, frame: np.ndarray, predictions: dict[str, Any], original: np.ndarray | None = None,
+                colour_order: str = "BGR") -> None:
+        """Make ``frame`` (annotated BGR) and ``predictions`` the latest ones.
+
+        ``original`` is the camera frame before annotation, in ``colour_order``: what the capture control saves.
+        """
         with self._condition:
             self._frame = frame
+            self._original = (original, colour_order) if original is not None else None
             self._predictions = predictions
             self._sequence += 1
             self._condition.notify_all()
@@ -152,28 +226,72 @@ class PreviewServer:
         initial = "".join(
             f'<li class="prediction">{html.escape(p["label"])} {100 * p["score"]:.1f}%</li>' for p in top_k
         )
-        text = PAGE.format(model=html.escape(self.model), source=html.escape(self.source), initial=initial)
+        capture = CAPTURE_CONTROL.format(query=self._query) if self.capture_folders is not None else ""
+        text = PAGE.format(
+            model=html.escape(self.model), source=html.escape(self.source), initial=initial, query=self._query,
+            capture=capture,
+        )
         return text.encode("utf-8")
+
+    def capture(self, label: str) -> Path:
+        """Save the latest camera frame into ``collect_to/label/``; returns the file written.
+
+        Raises ToolkitError for a bad label, no frame yet or a failed write.
+        """
+        if self.capture_folders is None:
+            raise ToolkitError("capture is off: start toolkit classify with --collect-to ROOT")
+        with self._condition:
+            latest = self._original
+        if latest is None:
+            raise ToolkitError("no camera frame yet")
+        return self.capture_folders.save(label, *latest)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            set_cookie = False  # the request brought a valid ?token=: hand it back as a cookie
+
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep stderr for the app
                 return
 
-            def _send(self, body: bytes, content_type: str) -> None:
-                self.send_response(HTTPStatus.OK)
+            def end_headers(self) -> None:
+                if self.set_cookie:
+                    self.send_header(
+                        "Set-Cookie", f"{server.cookie_name}={server.token}; Path=/; HttpOnly; SameSite=Strict"
+                    )
+                super().end_headers()
+
+            def _authorised(self) -> bool:
+                self.set_cookie = False
+                if server.token is None:
+                    return True
+                query = parse_qs(urlsplit(self.path).query).get("token", [None])[0]
+                if token_matches(server.token, query):
+                    self.set_cookie = True
+                    return True
+                return token_matches(server.token, _cookie(self.headers.get("Cookie"), server.cookie_name))
+
+            def _forbid(self) -> None:
+                self.send_error(HTTPStatus.FORBIDDEN, "open the URL toolkit classify printed at start-up, with its token")
+
+            def _send(self, body: bytes, content_type: str, status: HTTPStatus = HTTPStatus.OK) -> None:
+                self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Cache-Control", "no-store")
                 self.end_headers()
                 self.wfile.write(body)
 
+            def _send_json(self, payload: dict[str, Any], status: HTTPStatus = HTTPStatus.OK) -> None:
+                self._send(json.dumps(payload).encode("utf-8"), "application/json", status)
+
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 path = self.path.split("?", 1)[0]
                 try:
-                    if path in ("/", "/index.html"):
+                    if not self._authorised():
+                        self._forbid()
+                    elif path in ("/", "/index.html"):
                         self._send(server._page(), "text/html; charset=utf-8")
                     elif path == "/predictions.json":
                         with server._condition:
@@ -191,6 +309,48 @@ class PreviewServer:
                         self.send_error(HTTPStatus.NOT_FOUND)
                 except (BrokenPipeError, ConnectionResetError):
                     return
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                try:
+                    if not self._authorised():
+                        self._forbid()
+                    elif self.path.split("?", 1)[0] != "/capture" or server.capture_folders is None:
+                        self.send_error(HTTPStatus.NOT_FOUND)
+                    else:
+                        self._capture()
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+
+            def _capture(self) -> None:
+                # JSON only: a cross-site page cannot send it without a CORS preflight this server never allows.
+                if self.headers.get_content_type() != "application/json":
+                    self._send_json({"error": "send JSON: {\"label\": NAME}"}, HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
+                    return
+                label = self._read_label()
+                if label is None:
+                    self._send_json({"error": "send JSON: {\"label\": NAME}"}, HTTPStatus.BAD_REQUEST)
+                    return
+                try:
+                    check_label(label)
+                except ToolkitError as error:
+                    self._send_json({"error": str(error)}, HTTPStatus.BAD_REQUEST)
+                    return
+                try:
+                    saved = server.capture(label)
+                except ToolkitError as error:
+                    self._send_json({"error": str(error)}, HTTPStatus.SERVICE_UNAVAILABLE)
+                    return
+                self._send_json({"saved": f"{saved.parent.name}/{saved.name}", "path": str(saved)})
+
+            def _read_label(self) -> str | None:
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                    if not 0 < length <= MAX_CAPTURE_REQUEST_BYTES:
+                        return None
+                    label = json.loads(self.rfile.read(length)).get("label")
+                except (ValueError, AttributeError):
+                    return None
+                return label if isinstance(label, str) else None
 
             def _stream(self) -> None:
                 self.send_response(HTTPStatus.OK)
@@ -211,3 +371,14 @@ class PreviewServer:
                     self.wfile.flush()
 
         return Handler
+
+
+def _cookie(header: str | None, name: str) -> str | None:
+    """The value of cookie ``name`` in a Cookie header, or None."""
+    cookies: SimpleCookie = SimpleCookie()
+    try:
+        cookies.load(header or "")
+    except CookieError:
+        return None
+    morsel = cookies.get(name)
+    return morsel.value if morsel is not None else None

@@ -19,15 +19,25 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # Python run before the CLI in a subprocess: importing any of these raises ModuleNotFoundError,
 # as on a Raspberry Pi that has only numpy, OpenCV and ai-edge-litert.
 BLOCKED_MODULES = ("tensorflow", "keras", "tf_keras", "tensorflow_model_optimization", "jax", "training", "converters")
-BLOCKER = f"""
+# What `pip install .[edge]` lacks: the whole package is there, but none of the train extra's
+# modules (ai-edge-litert brings tqdm).
+EDGE_INSTALL_MISSING = ("tensorflow", "keras", "tf_keras", "tensorflow_model_optimization", "jax", "matplotlib", "yaml")
+
+
+def blocker(modules: tuple[str, ...]) -> str:
+    """Python that makes importing any of ``modules`` (or their submodules) raise ModuleNotFoundError."""
+    return f"""
 import sys, importlib.abc
 class _Blocker(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {BLOCKED_MODULES!r}:
+        if name.split(".")[0] in {modules!r}:
             raise ModuleNotFoundError(f"No module named {{name!r}} (blocked: edge device)", name=name)
         return None
 sys.meta_path.insert(0, _Blocker())
 """
+
+
+BLOCKER = blocker(BLOCKED_MODULES)
 
 
 def build_tiny_int8_model(directory: Path, sample_dir: Path, epochs: int = 8) -> Path:
@@ -98,9 +108,11 @@ def _environment(display: str | None) -> dict[str, str]:
     return environment
 
 
-def run_without_tensorflow(arguments: list[str], timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    """``toolkit <arguments>`` in a subprocess where tensorflow, keras and the training side cannot be imported."""
-    code = BLOCKER + "from toolkit.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+def run_without_tensorflow(
+    arguments: list[str], timeout: float = 120, blocked: tuple[str, ...] = BLOCKED_MODULES, **kwargs
+) -> subprocess.CompletedProcess:
+    """``toolkit <arguments>`` in a subprocess where ``blocked`` (tensorflow, keras and the training side) cannot be imported."""
+    code = blocker(blocked) + "from toolkit.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     environment = _environment(kwargs.pop("env_display", os.environ.get("DISPLAY")))
     return subprocess.run(
         [sys.executable, "-c", code, *arguments],

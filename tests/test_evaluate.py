@@ -166,11 +166,11 @@ def test_bad_inputs_are_one_line_errors(models: dict[str, Path], sample_dir: Pat
     corrupt = tmp_path / "corrupt.keras"
     corrupt.write_bytes(b"not a zip file")
     save_card(load_card(models["keras"]), corrupt)
-    assert "is not a loadable Keras model" in error_of("--model", str(corrupt), "--data", str(sample_dir))
+    assert "is not a Keras model file (not a zip archive)" in error_of("--model", str(corrupt), "--data", str(sample_dir))
     corrupt_lite = tmp_path / "corrupt.tflite"
     corrupt_lite.write_bytes(b"\x00" * 64)
     save_card(load_card(models["keras"]), corrupt_lite)
-    assert "not a loadable TFLite model" in error_of("--model", str(corrupt_lite), "--data", str(sample_dir))
+    assert "is not a TFLite model" in error_of("--model", str(corrupt_lite), "--data", str(sample_dir))
     no_card = tmp_path / "no_card.keras"
     shutil.copy(models["keras"], no_card)
     assert "no model card" in error_of("--model", str(no_card), "--data", str(sample_dir))

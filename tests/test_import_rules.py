@@ -74,6 +74,11 @@ def test_edge_app_needs_only_numpy_opencv_and_the_numpy_core() -> None:
     assert offending(code_files("edge_app"), allowed=allowed) == []
 
 
+def test_collect_command_needs_only_the_edge_side() -> None:
+    allowed = {"numpy", "cv2", "edge_app", "toolkit"}
+    assert offending([ROOT / "toolkit" / "commands" / "collect.py"], allowed=allowed) == []
+
+
 @pytest.mark.parametrize("name", sorted(NUMPY_CORE))
 def test_shared_core_needs_only_numpy(name: str) -> None:
     allowed = {"numpy", "toolkit"}

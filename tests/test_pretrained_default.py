@@ -25,7 +25,7 @@ def installed_model(edge_int8_model: Path, tmp_path: Path, monkeypatch) -> Path:
     folder.mkdir(parents=True)
     model = Path(shutil.copy(edge_int8_model, folder / "model_int8.tflite"))
     shutil.copy(edge_int8_model.with_name("model_int8.card.json"), folder / "model_int8.card.json")
-    monkeypatch.setattr(pretrained, "search_paths", lambda: (tmp_path / "checkout" / "model_int8.tflite", model))
+    monkeypatch.setattr(pretrained, "search_paths", lambda *_: (tmp_path / "checkout" / "model_int8.tflite", model))
     return model
 
 
@@ -41,7 +41,7 @@ def test_search_paths_are_the_checkout_then_the_installed_share_folder(monkeypat
 
 def test_default_model_is_the_first_existing_search_path(tmp_path: Path, monkeypatch) -> None:
     first, second = tmp_path / "first" / "model_int8.tflite", tmp_path / "second" / "model_int8.tflite"
-    monkeypatch.setattr(pretrained, "search_paths", lambda: (first, second))
+    monkeypatch.setattr(pretrained, "search_paths", lambda *_: (first, second))
     second.parent.mkdir()
     second.write_bytes(b"model")
     assert pretrained.default_model() == second
@@ -52,11 +52,11 @@ def test_default_model_is_the_first_existing_search_path(tmp_path: Path, monkeyp
 
 def test_no_default_model_is_one_line_naming_both_places(tmp_path: Path, monkeypatch) -> None:
     places = (tmp_path / "checkout" / "model_int8.tflite", tmp_path / "share" / "model_int8.tflite")
-    monkeypatch.setattr(pretrained, "search_paths", lambda: places)
+    monkeypatch.setattr(pretrained, "search_paths", lambda *_: places)
     with pytest.raises(ToolkitError) as raised:
         pretrained.default_model()
     message = str(raised.value)
-    assert "\n" not in message and "no default model is installed" in message and "pass --model" in message
+    assert "\n" not in message and "no shipped model_int8.tflite is installed" in message and "pass --model" in message
     assert all(str(place) in message for place in places)
 
 
@@ -79,12 +79,12 @@ def test_classify_with_model_does_not_announce_the_default(installed_model: Path
 
 
 def test_classify_without_any_model_is_a_one_line_error(tmp_path: Path, sample_dir: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(pretrained, "search_paths", lambda: (tmp_path / "model_int8.tflite",))
+    monkeypatch.setattr(pretrained, "search_paths", lambda *_: (tmp_path / "model_int8.tflite",))
     assert main(["classify", "--source", str(sample_dir / "cat"), "--headless"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.strip().splitlines() == [
-        f"error: no --model given and no default model is installed (looked for {tmp_path / 'model_int8.tflite'}): "
+        f"error: no --model given and no shipped model_int8.tflite is installed (looked for {tmp_path / 'model_int8.tflite'}): "
         "pass --model path/to/model_int8.tflite"
     ]
 

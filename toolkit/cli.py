@@ -20,6 +20,7 @@ from toolkit.errors import ToolkitError, ToolkitWarning
 
 # name -> (module, one-line help). Order is the order of the product's path.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "collect": ("toolkit.commands.collect", "save camera, video or stream frames as training images of one class"),
     "train": ("toolkit.commands.train", "train All-CNN-C (Keras 3, TensorFlow or JAX backend)"),
     "eval": ("toolkit.commands.evaluate", "evaluate a .keras or .tflite model on a dataset"),
     "prune": ("toolkit.commands.prune", "magnitude-prune a trained model and fine-tune it (tfmot)"),
@@ -31,8 +32,35 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Top-level modules that only an install extra brings -> that extra. `training` and `converters`,
+# this package's workstation half, count as the train extra's: an edge-only copy may leave them out.
+EXTRA_OF_MODULE: dict[str, str] = {
+    **dict.fromkeys(("keras", "tensorflow", "tf_keras", "tensorflow_model_optimization", "matplotlib", "yaml"), "train"),
+    **dict.fromkeys(("training", "converters"), "train"),
+    "jax": "jax",
+}
+EXTRA_WORDS = {"train": "training", "jax": "jax"}  # as the error message names them
+DISTRIBUTION = "allcnn-edge-toolkit"
+
+
 def _load(module_name: str):
     return importlib.import_module(module_name)
+
+
+def missing_extra_error(command: str, error: ModuleNotFoundError) -> ToolkitError | None:
+    """The one-line error for a command that needs an install extra whose module ``error`` names, or None."""
+    extra = EXTRA_OF_MODULE.get((error.name or "").split(".")[0])
+    if extra is None:
+        return None
+    return ToolkitError(
+        f"toolkit {command} needs the {EXTRA_WORDS[extra]} extra, which is not installed here ({error}): "
+        f"pip install '{DISTRIBUTION}[{extra}]' (or pip install -e '.[{extra}]' in a checkout)"
+    )
+
+
+def _unavailable(command: str, error: ModuleNotFoundError) -> str:
+    """Why ``command`` cannot run here, in one line."""
+    return str(missing_extra_error(command, error) or f"toolkit {command} is not available here: {error}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
             # device without them the other commands, classify above all, must still work.
             module.add_arguments(subparser)
         except ModuleNotFoundError as error:
-            subparser.set_defaults(_missing=str(error))
+            subparser.set_defaults(_missing=error)
+            subparser.epilog = _unavailable(name, error)
             continue
         subparser.set_defaults(_run=module.run)
     return parser
@@ -104,12 +133,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     warnings.formatwarning = _format_warning
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unrecognized = parser.parse_known_args(argv)
+    if getattr(args, "_missing", None) is not None:
+        # The command's flags could not be added, so whatever follows it goes unchecked.
+        print(f"error: {_unavailable(args.command, args._missing)}", file=sys.stderr)
+        return 2
+    if unrecognized:
+        parser.error(f"unrecognized arguments: {' '.join(unrecognized)}")
     if args.command is None:
         parser.print_help()
-        return 2
-    if getattr(args, "_missing", None):
-        print(f"error: toolkit {args.command} is not available here: {args._missing}", file=sys.stderr)
         return 2
     created = _first_missing_folder(getattr(args, "out", None))
     exit_code = 1
@@ -124,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     """Run the chosen command; every failure becomes one ``error:`` line and a non-zero code."""
     try:
-        return int(args._run(args) or 0)
+        return int(_call(args) or 0)
     except ToolkitError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
@@ -140,6 +172,17 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _call(args: argparse.Namespace) -> int | None:
+    """The command's ``run``, with a module of a missing install extra turned into a ToolkitError."""
+    try:
+        return args._run(args)
+    except ModuleNotFoundError as error:
+        missing = missing_extra_error(args.command, error)
+        if missing is None:
+            raise
+        raise missing from None
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from toolkit import atomic
 from toolkit.errors import ToolkitError
@@ -98,3 +98,42 @@ def load_card(model_path: str | Path) -> ModelCard:
         return ModelCard.from_dict(payload)
     except ToolkitError as error:
         raise ToolkitError(f"{error} ({path})") from None
+
+
+def check_card_matches(
+    model_path: str | Path,
+    card: ModelCard,
+    input_shape: Sequence[int] | None = None,
+    num_outputs: int | None = None,
+    card_of: str | Path | None = None,
+) -> None:
+    """A one-line error naming both files unless ``card`` can be the card of ``model_path``.
+
+    Compares the file size the card records (``sizes["raw"]``) and, when given, the model's
+    input shape (without the batch axis) and the number of classes it outputs. ``card_of``
+    is the model whose card ``card`` is when that is another file (an Edge TPU build reads
+    its source model's card); the recorded size then describes that file and is not compared.
+    """
+    model_path = Path(model_path)
+    owner = Path(card_of) if card_of is not None else model_path
+    reason = _card_mismatch(model_path, card, input_shape, num_outputs, compare_size=owner == model_path)
+    if reason:
+        raise ToolkitError(f"model card {card_path(owner)} does not belong to {model_path}: {reason}")
+
+
+def _card_mismatch(
+    model_path: Path, card: ModelCard, input_shape: Sequence[int] | None, num_outputs: int | None, compare_size: bool
+) -> str | None:
+    """Why ``card`` cannot describe ``model_path``, or None."""
+    recorded = (card.sizes or {}).get("raw")
+    if compare_size and recorded:
+        actual = model_path.stat().st_size
+        if int(recorded) != actual:
+            return f"the card records a {int(recorded):,}-byte model but the file has {actual:,} bytes"
+    if input_shape is not None:
+        expected, actual_shape = [int(value) for value in card.input_size], [int(value) for value in input_shape]
+        if expected != actual_shape:
+            return f"the card says input {expected} but the model expects {actual_shape}"
+    if num_outputs is not None and int(num_outputs) != card.num_classes:
+        return f"the card lists {card.num_classes} labels but the model outputs {int(num_outputs)} classes"
+    return None

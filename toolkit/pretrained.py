@@ -16,28 +16,26 @@ MODEL_NAME = "model_int8.tflite"
 INSTALLED_FOLDER = Path("share") / "allcnn-edge-toolkit" / FOLDER_NAME
 
 
-def search_paths() -> tuple[Path, ...]:
-    """Where the default model is looked for, in order: the checkout (or editable install), then a pip install."""
+def search_paths(name: str = MODEL_NAME) -> tuple[Path, ...]:
+    """Where the shipped file ``name`` is looked for, in order: the checkout (or editable install), then a pip install."""
     repository_root = Path(__file__).resolve().parents[1]
     # pip's data folder is sys.prefix in a virtual environment, elsewhere e.g. /usr/local or ~/.local.
     installed = [Path(sys.prefix), Path(sysconfig.get_path("data"))]
-    return tuple(dict.fromkeys([repository_root / FOLDER_NAME / MODEL_NAME, *(root / INSTALLED_FOLDER / MODEL_NAME for root in installed)]))
+    return tuple(dict.fromkeys([repository_root / FOLDER_NAME / name, *(root / INSTALLED_FOLDER / name for root in installed)]))
 
 
-def default_model() -> Path:
-    """The first existing of :func:`search_paths`; its card ``model_int8.card.json`` lies beside it.
+def default_model(name: str = MODEL_NAME, instead: str = "no --model given") -> Path:
+    """The first existing of :func:`search_paths`; its card (``model_int8.card.json``) lies beside it.
 
     Raises ToolkitError naming the places looked when no default model is installed.
     """
-    candidates = search_paths()
+    candidates = search_paths(name)
     for candidate in candidates:
         if candidate.is_file():
             return candidate
     looked = " and ".join(str(candidate) for candidate in candidates)
-    raise ToolkitError(
-        f"no --model given and no default model is installed (looked for {looked}): "
-        "pass --model path/to/model_int8.tflite"
-    )
+    hint = "pass --model path/to/model_int8.tflite" if name == MODEL_NAME else f"pass a path to a trained {Path(name).suffix} model"
+    raise ToolkitError(f"{instead} and no shipped {name} is installed (looked for {looked}): {hint}")
 
 
 def model_or_default(model: str | None) -> str:

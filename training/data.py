@@ -160,6 +160,13 @@ def _decode_all(paths: list[Path], progress: bool | None) -> list[tuple[np.ndarr
     return results
 
 
+def fit_images_to_size(images: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Every image of an N x H x W x C batch centre-cropped to the target's aspect ratio and resized to it."""
+    if images.shape[1:3] == (height, width):
+        return images
+    return np.stack([_fit_to_size(image, height, width) for image in images])
+
+
 def _fit_to_size(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Centre-crop ``image`` to the target's aspect ratio, then resize it (shared preprocessing)."""
     source_height, source_width = image.shape[:2]

@@ -19,7 +19,7 @@ import numpy as np
 
 from toolkit import atomic, preprocessing
 from toolkit.errors import ToolkitError
-from toolkit.model_card import ModelCard, load_card
+from toolkit.model_card import ModelCard, check_card_matches, load_card
 from training.data import Dataset, load_dataset, stratified_subset, train_validation_split
 
 FORMATS = {".keras": "keras", ".tflite": "tflite"}
@@ -35,28 +35,6 @@ def model_format(model_path: str | os.PathLike) -> str:
     return FORMATS[suffix]
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
-
-
-def _load_keras(model_path: Path) -> Any:
-    """A Keras 3 model; a tf_keras file (pruned or QAT models) falls back to tf_keras with tfmot's scopes."""
-    from training.backend import keras
-
-    try:
-        return keras.models.load_model(model_path, compile=False)
-    except Exception as error:  # noqa: BLE001 - corrupt zips, bad configs and unknown layers raise many kinds
-        keras_error = error
-    try:
-        from converters.legacy import tf_keras, tfmot
-
-        with tfmot.quantization.keras.quantize_scope(), tfmot.sparsity.keras.prune_scope():
-            return tf_keras.models.load_model(model_path, compile=False)
-    except Exception:  # noqa: BLE001 - report Keras 3's reason, the format the file claims to be
-        raise ToolkitError(f"{model_path} is not a loadable Keras model ({_first_line(keras_error)})") from None
-
-
 class ModelRunner:
     """A loaded model and its card: uint8 images in, class probabilities out.
 
@@ -70,8 +48,13 @@ class ModelRunner:
             raise ToolkitError(f"model file {self.model_path} does not exist")
         self.card: ModelCard = load_card(self.model_path)
         if self.format == "keras":
-            self.model = _load_keras(self.model_path)
+            from converters.bridge import load_keras3
+
+            self.model = load_keras3(self.model_path, tf_keras_fallback=True)
             self.classifier = None
+            check_card_matches(
+                self.model_path, self.card, input_shape=self.model.input_shape[1:], num_outputs=self.model.output_shape[-1]
+            )
         else:
             from edge_app.runtime import Classifier
 

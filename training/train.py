@@ -12,6 +12,8 @@ from ``last.keras`` with the right epoch counter and schedule position.
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from toolkit import atomic
 from toolkit.errors import ToolkitError, ToolkitWarning
 from toolkit.model_card import ModelCard
 from training.allcnn import create_model
@@ -26,12 +29,13 @@ from training.backend import backend_name, keras
 from training.batches import BatchSource, as_keras_dataset
 from training.budget import LearningRateByProgress, rate_at
 from training.callbacks import EpochCheckpoint, NanGuard, ProgressBar, WeightAverage, current_learning_rate
-from training.data import absolute_spec, channel_statistics, load_dataset, training_split
+from training.data import absolute_spec, channel_statistics, fit_images_to_size, load_dataset, training_split
 from training.distribution import Distribution, setup_distribution
 from training.optimization import create_loss, create_optimizer
 from training.run_folder import RunFolder
 from training.schedules import create_schedule, paper_milestones, warmup_steps_for
 from training.train_config import TrainConfig
+from training.transfer import parent_architecture, start_from
 
 # Keras mixed-precision policy of each --precision.
 MAX_BUDGET_EPOCHS = 100_000  # a budgeted run ends on time, not on an epoch count
@@ -43,12 +47,13 @@ def train(config: TrainConfig) -> Path:
     resuming = config.resume is not None
     if resuming:
         config = _saved_config(Path(config.resume), config.progress)
+    requested = config
     config = config.resolved()
     config.validate()
     backend = backend_name()
     distribution = setup_distribution(config.strategy, backend)  # before any tensor exists
     try:
-        return _train(config, backend, distribution, resuming)
+        return _train(config, requested, backend, distribution, resuming)
     finally:
         distribution.close()
         keras.mixed_precision.set_global_policy("float32")
@@ -71,7 +76,7 @@ def _has_gpu(backend: str) -> bool:
     return bool(keras.distribution.list_devices("gpu")) if hasattr(keras.distribution, "list_devices") else False
 
 
-def _train(config: TrainConfig, backend: str, distribution: Distribution, resuming: bool) -> Path:
+def _train(config: TrainConfig, requested: TrainConfig, backend: str, distribution: Distribution, resuming: bool) -> Path:
     config.data = absolute_spec(config.data)  # --resume from another directory still finds it
     run = RunFolder(Path(config.out) if distribution.is_chief else Path(config.out) / f"worker-{distribution.worker_index}")
     if not resuming and run.holds_run():
@@ -83,10 +88,21 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
         dataset.images = dataset.images[..., None]
     if len(dataset.class_names) < 2:
         raise ToolkitError(f"{config.data} has only one class ({dataset.class_names[0]}); a classifier needs at least two")
+    parent = parent_architecture(config.from_model) if config.from_model else None
+    if parent is not None:  # the images as the parent model sees them: its input size
+        dataset.images = fit_images_to_size(dataset.images, *parent[2].input_shape[:2])
     train_set, validation_set = training_split(dataset, config.validation_fraction, config.seed)
     mean, std = channel_statistics(train_set.images)
     input_shape = tuple(int(value) for value in train_set.images.shape[1:])
     model_config = config.model_config(input_shape, len(dataset.class_names))
+    if parent is not None:  # the parent's layers, width and batch norm; this run's data and dropout
+        model_config = dataclasses.replace(parent[2], input_shape=input_shape, num_classes=len(dataset.class_names),
+                                           input_dropout=config.input_dropout, stage_dropout=config.stage_dropout)  # fmt: skip
+    changes = requested.small_data_changes(len(train_set))
+    if changes:
+        config = dataclasses.replace(config, **changes)
+        print(f"{len(train_set)} training images: batch size {config.batch_size}, learning rate {config.learning_rate:.4g} "
+              "(the recipe's, scaled down; --batch-size and --learning-rate choose others)", file=sys.stderr)  # fmt: skip
 
     if config.batch_size % distribution.replicas:
         raise ToolkitError(f"--batch-size {config.batch_size} must be divisible by the {distribution.replicas} replicas")
@@ -133,6 +149,8 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
             model = keras.models.load_model(run.last)
         else:
             model = create_model(model_config, keras)
+            if parent is not None:
+                start_from(model, parent[0], parent[1], list(dataset.class_names), config.freeze_stages)
             if rate_controller is not None:
                 schedule = rate_at(0.0, config.learning_rate, config.warmup_fraction)  # set before every step
             else:
@@ -164,6 +182,7 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
     }
     resolved = {
         "train": config.to_dict() | {"resume": None},
+        "requested": requested.to_dict() | {"resume": None},  # before the recipe and the data filled it in
         "model": model_config.to_dict(),
         "schedule": _schedule_description(config, steps_per_epoch),
         "mean": mean,
@@ -182,7 +201,8 @@ def _train(config: TrainConfig, backend: str, distribution: Distribution, resumi
         architecture=model_config.to_dict(),
         dataset=summary["dataset"],
         format="keras",
-        history=["train"],
+        history=[*parent[1].history, f"train --from {parent[0]}"] if parent else ["train"],
+        source_sha256=atomic.file_digest(parent[0]) if parent else None,
         notes=f"toolkit train: {config.schedule} schedule, {config.augmentation} augmentation, backend {backend}",
     )
 

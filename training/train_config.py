@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from typing import Any
 
@@ -13,6 +14,7 @@ from training.augment import AUGMENTATIONS
 SCHEDULES = ("cosine", "paper", "linear")
 STRATEGIES = ("none", "mirrored", "multiworker", "data-parallel")
 PRECISIONS = ("float32", "bfloat16", "float16")
+FINE_TUNING_RATE_FACTOR = 0.1  # --from: the recipe's learning rate times this, unless --learning-rate is given
 
 # Values a recipe gives the fields left unset (None). "paper" is the paper's setting with
 # batch norm off; "fast" is the short-budget recipe of benchmarks/recipe.md.
@@ -75,6 +77,8 @@ class TrainConfig:
     limit: int | None = None  # keep a seeded, class-balanced subset of this many images (quick runs)
     validation_fraction: float = 0.1  # stratified share of the data held out for validation
     seed: int = 0  # seeds the split, the weights, the shuffling and the augmentation
+    from_model: str | None = None  # start from a trained .keras, or "pretrained" (the shipped reference model)
+    freeze_stages: int = 0  # with from_model: keep the first 1 or 2 down-sampling stages' weights fixed
     architecture: str = "all_cnn_c"  # all_cnn_c, model_c, strided_cnn_c or convpool_cnn_c
     batch_norm: bool | None = None  # BatchNormalization after every conv but the classifier (fast: on)
     width: float = 1.0  # filter-count multiplier (0.25 for quick tests)
@@ -111,8 +115,27 @@ class TrainConfig:
         """A copy with every unset field filled from ``recipe``."""
         if self.recipe not in RECIPES:
             raise ToolkitError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
-        recipe = RECIPES[self.recipe]
+        recipe = dict(RECIPES[self.recipe])
+        if self.from_model:
+            recipe["learning_rate"] *= FINE_TUNING_RATE_FACTOR
         return dataclasses.replace(self, **{key: value for key, value in recipe.items() if getattr(self, key) is None})
+
+    def small_data_changes(self, train_images: int) -> dict[str, Any]:
+        """Batch size and learning rate for few training images, where the recipe sets them (flags given stay).
+
+        The batch is at most a quarter of the images (a power of two), and the learning
+        rate shrinks with it (the linear scaling rule), so a small folder trains without NaN.
+        """
+        if self.batch_size is not None:
+            return {}
+        resolved = self.resolved()
+        bound = 2 ** max(0, int(math.log2(max(1, train_images // 4))))
+        if resolved.batch_size <= bound:
+            return {}
+        changes: dict[str, Any] = {"batch_size": bound}
+        if self.learning_rate is None:
+            changes["learning_rate"] = resolved.learning_rate * bound / resolved.batch_size
+        return changes
 
     @property
     def budget_seconds(self) -> float | None:
@@ -154,6 +177,8 @@ class TrainConfig:
             (self.warmup_epochs >= 0, f"--warmup-epochs must not be negative, got {self.warmup_epochs}"),
             (0 <= self.warmup_fraction < 1, f"--warmup-fraction must be in [0, 1), got {self.warmup_fraction}"),
             (self.workers >= 1, f"--workers must be at least 1, got {self.workers}"),
+            (self.freeze_stages in (0, 1, 2), f"--freeze-stages must be 0, 1 or 2, got {self.freeze_stages}"),
+            (not self.freeze_stages or self.from_model, "--freeze-stages needs --from (a freshly initialised stage has nothing to keep)"),
         ]
         for ok, message in checks:
             if not ok:

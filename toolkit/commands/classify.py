@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="MJPEG stream + live top-k page, e.g. 127.0.0.1:8080 (loopback unless a host is given)",
     )
+    output.add_argument(
+        "--collect-to", metavar="ROOT",
+        help="with --serve: a capture control on the page that saves the current frame into ROOT/<label>/",
+    )  # fmt: skip
     capture = parser.add_argument_group("capture")
     capture.add_argument("--loop", action="store_true", help="replay a video, image or folder until stopped")
     capture.add_argument("--capture-size", metavar="WxH", help="resolution asked of a camera, e.g. 640x480")
@@ -78,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         show=args.show,
         save=args.save,
         serve=args.serve,
+        collect_to=args.collect_to,
         loop=args.loop,
         capture_size=args.capture_size,
         max_frames=args.max_frames,

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--augmentation", choices=AUGMENTATIONS, default=argparse.SUPPRESS, help="paper: pad-4 crop + flip; cutout: paper + 8x8 cutout" + recipe("augmentation"))
     data.add_argument("--workers", type=int, default=d["workers"], help="threads preparing batches alongside training")
     model = parser.add_argument_group("model")
+    model.add_argument("--from", dest="from_model", default=None, metavar="MODEL", help="start from a trained .keras, or 'pretrained' (the shipped reference model): its layers and weights, a new classifier when the classes differ, a tenth of the recipe's learning rate")
+    model.add_argument("--freeze-stages", type=int, choices=(0, 1, 2), default=d["freeze_stages"], help="with --from: keep the first 1 or 2 down-sampling stages fixed")
     model.add_argument("--architecture", choices=tuple(ARCHITECTURES), default=d["architecture"], help="the paper's model family")
     model.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help="BatchNormalization after every conv but the classifier" + recipe("batch_norm"))
     model.add_argument("--input-dropout", type=float, default=argparse.SUPPRESS, help="dropout on the input image" + recipe("input_dropout"))

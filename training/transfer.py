@@ -1,0 +1,83 @@
+"""Start training from a trained model: its convolution weights, a new classifier when the classes differ.
+
+    path, card, architecture = parent_architecture("pretrained")
+    start_from(model, path, card, labels, freeze_stages=1)
+
+``pretrained`` names the shipped reference float model (``pretrained/model.keras``).
+Layers are matched by name (``conv1`` ... ``conv9``, ``bn1`` ...). The classifier
+(the last conv) is copied only when the class list is the same; a grayscale model
+started from an RGB one gets the sum of the RGB kernels of ``conv1`` (a gray image is
+the same picture in all three channels). ``freeze_stages`` keeps the first one or two
+down-sampling stages as they are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.errors import ToolkitError
+from toolkit.model_card import ModelCard, load_card
+from toolkit.pretrained import default_model
+from training.allcnn import ARCHITECTURES, ModelConfig
+from training.backend import keras
+
+PRETRAINED = "pretrained"
+PRETRAINED_FLOAT_NAME = "model.keras"
+
+
+def parent_path(spec: str) -> Path:
+    """The ``.keras`` file ``--from`` names: a path, or ``pretrained`` for the shipped reference model."""
+    path = default_model(PRETRAINED_FLOAT_NAME, instead=f"--from {PRETRAINED}") if spec == PRETRAINED else Path(spec)
+    if not path.is_file():
+        raise ToolkitError(f"--from {spec}: {path} does not exist")
+    if path.suffix != ".keras":
+        raise ToolkitError(f"--from {spec}: a trained .keras model is needed (a .tflite cannot be trained further)")
+    return path
+
+
+def parent_architecture(spec: str) -> tuple[Path, ModelCard, ModelConfig]:
+    """The parent's path, card and architecture (the child keeps its layers, width and batch norm)."""
+    path = parent_path(spec)
+    card = load_card(path)
+    if not card.architecture:
+        raise ToolkitError(f"--from {spec}: the card of {path} records no architecture")
+    return path, card, ModelConfig.from_dict(card.architecture)
+
+
+def stage_layer_names(config: ModelConfig) -> list[list[str]]:
+    """Names of the conv and batch-norm layers of each stage, in order (the last stage is the classifier)."""
+    names, index = [], 0
+    for stage in ARCHITECTURES[config.name](config.num_classes):
+        convs = [step for step in stage if step[0] == "conv"]
+        names.append([name for offset in range(1, len(convs) + 1) for name in (f"conv{index + offset}", f"bn{index + offset}")])
+        index += len(convs)
+    return names
+
+
+def start_from(model: Any, path: Path, card: ModelCard, labels: list[str], freeze_stages: int = 0) -> None:
+    """Copy the weights of the parent model at ``path`` into ``model`` (built for ``labels``) and freeze stages."""
+    parent = keras.saving.load_model(path, compile=False)
+    parent_layers = {layer.name: layer for layer in parent.layers}
+    classifier = [layer for layer in model.layers if layer.name.startswith("conv")][-1].name
+    for layer in model.layers:
+        if not layer.weights or layer.name not in parent_layers:
+            continue
+        if layer.name == classifier and list(card.labels) != list(labels):
+            continue  # other classes: the classifier starts from its initialisation
+        layer.set_weights([_fit(value, target.shape, layer.name, path) for value, target in zip(parent_layers[layer.name].get_weights(), layer.weights)])
+    frozen = {name for stage in stage_layer_names(ModelConfig.from_dict(card.architecture))[:freeze_stages] for name in stage}
+    for layer in model.layers:
+        if layer.name in frozen:
+            layer.trainable = False
+
+
+def _fit(value: np.ndarray, shape: tuple[int, ...], layer: str, path: Path) -> np.ndarray:
+    shape = tuple(int(size) for size in shape)
+    if value.shape == shape:
+        return value
+    if value.ndim == 4 and value.shape[2] == 3 and shape[2] == 1 and value.shape[:2] + value.shape[3:] == shape[:2] + shape[3:]:
+        return value.sum(axis=2, keepdims=True)
+    raise ToolkitError(f"--from {path}: layer {layer} holds weights of shape {value.shape}, this model needs {shape} (another width?)")
