@@ -37,8 +37,8 @@ from training.schedules import create_schedule, paper_milestones, warmup_steps_f
 from training.train_config import TrainConfig
 from training.transfer import parent_architecture, start_from
 
-# Keras mixed-precision policy of each --precision.
 MAX_BUDGET_EPOCHS = 100_000  # a budgeted run ends on time, not on an epoch count
+# Keras mixed-precision policy of each --precision.
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 

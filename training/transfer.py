@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import ToolkitError
+from toolkit.keras_file import check_keras_archive
 from toolkit.model_card import ModelCard, load_card
 from toolkit.pretrained import default_model
 from training.allcnn import ARCHITECTURES, ModelConfig
@@ -35,6 +36,7 @@ def parent_path(spec: str) -> Path:
         raise ToolkitError(f"--from {spec}: {path} does not exist")
     if path.suffix != ".keras":
         raise ToolkitError(f"--from {spec}: a trained .keras model is needed (a .tflite cannot be trained further)")
+    check_keras_archive(path)
     return path
 
 

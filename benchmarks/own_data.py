@@ -1,0 +1,387 @@
+"""What fine-tuning from the shipped reference model buys on a small dataset of your own.
+
+    python benchmarks/own_data.py                          # 5 minutes per arm: writes benchmarks/own_data.md
+    python benchmarks/own_data.py --budget 10m --parent runs/c30/best.keras
+
+The dataset is Fashion-MNIST cut to 100 training images per class (a seeded, class-balanced
+``--limit``, of which the toolkit's 10 % validation split is carved). Two arms run one after
+the other with the same data, split, seed and wall-clock ``--budget``, both with the ``fast``
+recipe and the parent's architecture: "from scratch", and "fine-tuned" (started from
+``--parent``, by default ``pretrained``, the shipped reference model). Each arm's best.keras
+is scored on the Fashion-MNIST test split with ``training.evaluate``; the fine-tuned model is
+then converted to int8 (``converters.convert``) and its .tflite scored the same way.
+
+Run folders go to ``--out-dir/<arm>``. Arms already finished there are read back, not rerun,
+and an interrupted arm is resumed; the conversion and every test evaluation are kept beside
+their model and reused while that model is unchanged. The JSON and the markdown are
+rewritten after every step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from converters.convert import ConvertConfig, convert  # noqa: E402
+from toolkit import atomic  # noqa: E402
+from toolkit.errors import ToolkitError  # noqa: E402
+from toolkit.model_card import load_card  # noqa: E402
+from training.allcnn import ModelConfig  # noqa: E402
+from training.backend import backend_name, keras  # noqa: E402
+from training.data import Dataset, absolute_spec, fit_images_to_size, load_dataset  # noqa: E402
+from training.datasets import FASHION_MNIST_LABELS  # noqa: E402
+from training.evaluate import evaluate, load_evaluation_data  # noqa: E402
+from training.run_folder import RunFolder  # noqa: E402
+from training.train import train  # noqa: E402
+from training.train_config import TrainConfig, parse_budget  # noqa: E402
+from training.transfer import parent_architecture  # noqa: E402
+
+SEED = 0
+# 111 per class: the 10 % validation split takes round(11.1) = 11 of each class, 100 are left to train on.
+DEFAULT_LIMIT = 1110
+TARGET_POINTS = 5.0  # fine-tuned test top-1 at least this many points above from scratch
+INT8_FOLDER = "fine-tuned-int8"
+EVALUATION_SUFFIX = ".test_evaluation.json"  # beside each scored model: its test top-1, keyed by the model's hash
+# Fields that say how to run, not what to train: they may differ between an arm and its saved run.
+RUN_ONLY_FIELDS = ("out", "resume", "progress", "data", "budget")
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One training run of the table."""
+
+    name: str  # as the table shows it
+    folder: str  # run folder under --out-dir
+    from_parent: bool  # start from --parent's weights
+
+
+ARMS = (Arm("from scratch", "from-scratch", from_parent=False), Arm("fine-tuned", "fine-tuned", from_parent=True))
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    """The command line of this script."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data", default="fashion-mnist", help="fashion-mnist, or a folder of Fashion-MNIST IDX files")
+    parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="seeded, class-balanced subset, validation split included")
+    parser.add_argument("--budget", default="5m", help="wall-clock budget of every arm, e.g. 300, 5m or 1h")
+    parser.add_argument("--parent", default="pretrained", help="the .keras model the fine-tuned arm starts from")
+    parser.add_argument("--test-limit", type=int, default=None, help="score on a seeded, class-balanced subset of the test split")
+    parser.add_argument("--out-dir", default=str(Path.home() / "runs" / "own-data"), help="run folders, one per arm, and the int8 model")
+    parser.add_argument("--results", default=str(REPO_ROOT / "benchmarks" / "results" / "own_data"), help="results JSON path without .json")
+    parser.add_argument("--markdown", default=str(REPO_ROOT / "benchmarks" / "own_data.md"), help="the markdown report")
+    return parser.parse_args(argv)
+
+
+def check_fashion_mnist(data: str, limit: int) -> None:
+    """Refuse data that is not Fashion-MNIST, before any arm trains."""
+    classes = load_dataset(data, limit=limit, seed=SEED).class_names
+    if list(classes) != FASHION_MNIST_LABELS:
+        raise ToolkitError(f"--data {data} has classes {', '.join(classes[:5])}...; this benchmark needs Fashion-MNIST's ten")
+
+
+def arm_config(arm: Arm, args: argparse.Namespace, parent: ModelConfig) -> TrainConfig:
+    """The TrainConfig of one arm; "from scratch" builds the parent's architecture so only the start differs."""
+    return TrainConfig(
+        data=args.data,
+        out=str(Path(args.out_dir).expanduser() / arm.folder),
+        recipe="fast",
+        budget=args.budget,
+        limit=args.limit,
+        seed=SEED,
+        architecture=parent.name,
+        width=parent.width,
+        batch_norm=parent.batch_norm,
+        from_model=args.parent if arm.from_parent else None,
+        progress=False,
+    )
+
+
+def check_same_settings(config: TrainConfig, parent_path: Path) -> None:
+    """Refuse to read back or resume a run folder that was trained with other settings or from another parent."""
+    run = RunFolder(config.out)
+    if not run.config.exists():
+        return
+    saved = run.read_config()
+    wanted = config.to_dict()
+    differences = [key for key in wanted if key not in RUN_ONLY_FIELDS and saved["requested"].get(key) != wanted[key]]
+    if saved["train"].get("data") != absolute_spec(config.data):
+        differences.append("data")
+    if parse_budget(saved["train"].get("budget")) != config.budget_seconds:
+        differences.append("budget")
+    if config.from_model and run.best.exists() and load_card(run.best).source_sha256 != atomic.file_digest(parent_path):
+        differences.append("parent model")
+    if differences:
+        raise ToolkitError(f"{run.root} holds a run with other settings ({', '.join(differences)}); choose another --out-dir")
+
+
+def is_finished(run: RunFolder) -> bool:
+    """True when the run spent its whole budget: nothing left to train."""
+    try:
+        return bool(json.loads(run.state_path.read_text()).get("finished"))
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def train_arm(arm: Arm, config: TrainConfig) -> RunFolder:
+    """Train one arm, continue it, or find it finished; returns its run folder."""
+    run = RunFolder(config.out)
+    if not is_finished(run):
+        print(f"arm {arm.name}: training for {config.budget}", file=sys.stderr, flush=True)
+        keras.backend.clear_session()  # the graphs of the other arm neither slow nor retrace this one
+        # train() starts over in a folder whose first checkpoint was never written.
+        train(TrainConfig(resume=config.out, progress=False) if run.config.exists() else config)
+    return run
+
+
+def score_on_test_split(model_path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Top-1 of a .keras or .tflite model on the test split, read back while the model and test set are unchanged.
+
+    ``training.evaluate`` feeds the 28x28 test images through the card's preprocessing,
+    which resizes them to the card's input size (32x32 for a model fine-tuned from a 32x32 parent).
+    """
+    saved_path = model_path.with_name(model_path.stem + EVALUATION_SUFFIX)
+    key = {"model_sha256": atomic.file_digest(model_path), "data": test_split_of(args.data), "limit": args.test_limit}
+    if saved_path.exists():
+        saved = json.loads(saved_path.read_text())
+        if {name: saved.get(name) for name in key} == key:
+            return saved
+    card = load_card(model_path)
+    dataset = load_evaluation_data(key["data"], card, split="all", limit=args.test_limit, seed=SEED, progress=False)
+    report = evaluate(model_path, dataset, progress=False)
+    result = {**key, "images": report["n"], "top1": report["top1"], "top5": report["top5"], "input_size": list(card.input_size)}
+    atomic.write_json(saved_path, result)
+    return result
+
+
+def test_split_of(data: str) -> str:
+    """The test-split spec of a training spec (``fashion-mnist`` -> ``fashion-mnist:test``)."""
+    return f"{data}:test"
+
+
+def arm_result(arm: Arm, run: RunFolder, args: argparse.Namespace) -> dict[str, Any]:
+    """One arm's row: its run folder's metrics.json and its best.keras on the test split."""
+    metrics = run.read_metrics()
+    evaluation = score_on_test_split(run.best, args)
+    keys = ("train_images", "validation_images", "epochs_completed", "seconds_spent", "budget_seconds",
+            "images_per_second", "best_validation_accuracy", "batch_size", "parameters")  # fmt: skip
+    return {
+        "arm": arm.name,
+        "run": str(run.root),
+        "model": str(run.best),
+        "input_size": evaluation["input_size"],
+        **{key: metrics.get(key) for key in keys},
+        "test_images": evaluation["images"],
+        "test_top1": evaluation["top1"],
+        "test_top5": evaluation["top5"],
+    }
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """One uint8 IDX file (the MNIST format ``training.datasets.read_idx`` reads)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    atomic.write_bytes(path, header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def fitted_training_data(args: argparse.Namespace, input_size: list[int]) -> Path:
+    """The arms' ``--limit`` subset, resized to ``input_size`` as training resized it, as a Fashion-MNIST IDX folder.
+
+    convert() checks its calibration and parity images against the card's input size
+    without resizing them (converters/finetune.py ``check_matches_card``), so a model
+    fine-tuned at its parent's 32x32 from 28x28 Fashion-MNIST cannot be converted from
+    ``fashion-mnist`` itself. The folder holds the subset in training's order, so the
+    same seed carves the same split: calibration on the training images, parity on the
+    validation ones. Its name must contain "fashion" for the IDX loader to use Fashion-MNIST's labels.
+    """
+    height, width = int(input_size[0]), int(input_size[1])
+    folder = Path(args.out_dir).expanduser() / f"fashion-mnist-fitted-{height}x{width}"
+    dataset: Dataset = load_dataset(args.data, limit=args.limit, seed=SEED)
+    images = dataset.images if dataset.images.ndim == 4 else dataset.images[..., None]
+    folder.mkdir(parents=True, exist_ok=True)
+    write_idx(folder / "train-images-idx3-ubyte", fit_images_to_size(images, height, width)[..., 0])
+    write_idx(folder / "train-labels-idx1-ubyte", dataset.labels.astype(np.uint8))
+    return folder
+
+
+def int8_conversion(fine_tuned: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The fine-tuned best.keras converted to int8 (or the conversion already made from it)."""
+    model = Path(fine_tuned["model"])
+    out = Path(args.out_dir).expanduser() / INT8_FOLDER
+    report_path = out / "report.json"
+    if report_path.exists() and (out / "model_int8.tflite").exists():
+        report = json.loads(report_path.read_text())
+        if report.get("source_sha256") == atomic.file_digest(model):
+            return report
+    print("converting the fine-tuned model to int8", file=sys.stderr, flush=True)
+    config = ConvertConfig(
+        model=str(model),
+        formats=("int8",),
+        out=str(out),
+        data=str(fitted_training_data(args, fine_tuned["input_size"])),
+        calib_samples=min(ConvertConfig.calib_samples, fine_tuned["train_images"]),
+        progress=False,
+        overwrite=True,
+    )
+    return convert(config).report
+
+
+def int8_result(fine_tuned: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The int8 row: the converted model's validation top-1 (convert's parity) and test top-1."""
+    report = int8_conversion(fine_tuned, args)
+    model = Path(report["formats"]["int8"]["model"])
+    parity = json.loads(Path(report["parity"]).read_text())
+    evaluation = score_on_test_split(model, args)
+    return {
+        "arm": "fine-tuned, int8",
+        "model": str(model),
+        "size_bytes": report["formats"]["int8"]["sizes"]["raw"],
+        "calibration_images": report["calibration"]["images"],
+        "validation_images": parity["images"],
+        "validation_top1": parity["int8_top1"],
+        "float_validation_top1": parity["float_top1"],
+        "conversion_seconds": report["seconds"],
+        "test_images": evaluation["images"],
+        "test_top1": evaluation["top1"],
+        "test_top5": evaluation["top5"],
+    }
+
+
+def target_verdict(arms: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether the fine-tuned arm's test top-1 is at least TARGET_POINTS above the from-scratch arm's."""
+    by_name = {row["arm"]: row for row in arms}
+    difference = 100 * (by_name["fine-tuned"]["test_top1"] - by_name["from scratch"]["test_top1"])
+    return {"points": TARGET_POINTS, "difference_points": round(difference, 2), "met": difference >= TARGET_POINTS}
+
+
+def sitting(args: argparse.Namespace, argv: list[str], parent_path: Path, parent: ModelConfig) -> dict[str, Any]:
+    """What every arm shares: command, machine, data, split, budget and parent."""
+    return {
+        "generated_by": shlex.join(["python", "benchmarks/own_data.py", *argv]),
+        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
+        "backend": backend_name(),
+        "keras": keras.__version__,
+        "data": args.data,
+        "test_data": test_split_of(args.data),
+        "limit": args.limit,
+        "test_limit": args.test_limit,
+        "budget": args.budget,
+        "budget_seconds": parse_budget(args.budget),
+        "parent": args.parent,
+        "parent_path": str(parent_path),
+        "parent_sha256": atomic.file_digest(parent_path),
+        "architecture": parent.to_dict(),
+        "seed": SEED,
+        "load_average_at_start": round(os.getloadavg()[0], 2),
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The report: how it was run, the table, the target verdict."""
+    lines = [
+        "# Fine-tuning from the reference model on a small dataset of your own",
+        "",
+        f"Generated by `{results['generated_by']}` on {results['machine']} (backend {results['backend']}, "
+        f"Keras {results['keras']}; 1-minute load average {results['load_average_at_start']} at the start).",
+        "",
+        *settings_lines(results),
+        "",
+        "| arm | training images | epochs done | seconds | validation top-1 | test top-1 |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in results["arms"]:
+        lines.append(
+            f"| {row['arm']} | {_cell(row['train_images'])} | {_cell(row['epochs_completed'])} | {_cell(row['seconds_spent'])} | "
+            f"{_percent(row['best_validation_accuracy'])} | {_percent(row['test_top1'])} |"
+        )
+    int8 = results.get("int8")
+    if int8:
+        lines.append(f"| {int8['arm']} | - | - | - | {_percent(int8['validation_top1'])} | {_percent(int8['test_top1'])} |")
+        lines += [
+            "",
+            f"int8: `converters.convert` of the fine-tuned best.keras ({int8['size_bytes']:,} bytes, {int8['calibration_images']} "
+            f"calibration images from the training split, {int8['conversion_seconds']:g} s). Its validation top-1 is convert's "
+            f"parity on the same {int8['validation_images']} validation images (the float model there: "
+            f"{_percent(int8['float_validation_top1'])}). convert() does not resize its calibration and parity images, so it "
+            "is given the training subset already resized to the model's input size, as training resized it.",
+        ]
+    target = results.get("target")
+    if target:
+        verdict = "met" if target["met"] else "NOT met"
+        lines += ["", f"Target: fine-tuned >= from scratch + {target['points']:g} points of test top-1: **{verdict}** "
+                      f"({target['difference_points']:+.1f} points)."]  # fmt: skip
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def settings_lines(results: dict[str, Any]) -> list[str]:
+    """The data, split, arms and test set, one bullet each."""
+    row = results["arms"][0]
+    classes = len(FASHION_MNIST_LABELS)
+    architecture = results["architecture"]
+    test_subset = f", a seeded class-balanced {results['test_limit']} of them" if results["test_limit"] else ""
+    return [
+        f"- Data: `{results['data']}`, `--limit {results['limit']}`, a seeded (seed {results['seed']}), class-balanced "
+        f"{results['limit'] / classes:g} images per class. The toolkit's stratified 10 % validation split takes "
+        f"{row['validation_images'] / classes:g} of each class, leaving {row['train_images'] / classes:g} training images "
+        f"per class ({row['train_images']} training, {row['validation_images']} validation). `--limit` counts images before "
+        f"the split, so 111 per class (round(11.1) = 11 to validation) is how the toolkit asks for 100 training images per class.",
+        f"- Both arms: the `fast` recipe, `--budget {results['budget']}` ({results['budget_seconds']:g} s of training and "
+        f"validation each), one after the other, the parent's architecture ({architecture['name']}, width "
+        f"{architecture['width']:g}, batch norm {'on' if architecture['batch_norm'] else 'off'}).",
+        f"- fine-tuned: starts from `{results['parent']}` ({results['parent_path']}, sha256 {results['parent_sha256'][:12]}); "
+        "the images are resized to the parent's input size and the learning rate is the recipe's divided by ten. "
+        "from scratch: Fashion-MNIST's own 28x28.",
+        f"- Test top-1: best.keras of each arm on `{results['test_data']}`{test_subset}, through `training.evaluate`, "
+        "which resizes the images to the model card's input size.",
+    ]
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def write_results(results: dict[str, Any], args: argparse.Namespace) -> None:
+    """The results JSON and the markdown report, each written atomically."""
+    atomic.write_json(f"{args.results}.json", results)
+    atomic.write_text(args.markdown, markdown(results))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train (or read back) both arms, score them on the test split, convert and score the int8 model."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_arguments(argv)
+    parent_path, _, parent = parent_architecture(args.parent)
+    check_fashion_mnist(args.data, args.limit)
+    results: dict[str, Any] = {**sitting(args, argv, parent_path, parent), "arms": []}
+    for arm in ARMS:
+        config = arm_config(arm, args, parent)
+        check_same_settings(config, parent_path)
+        results["arms"].append(arm_result(arm, train_arm(arm, config), args))
+        write_results(results, args)
+    results["int8"] = int8_result(results["arms"][-1], args)
+    results["target"] = target_verdict(results["arms"])
+    write_results(results, args)
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except ToolkitError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
