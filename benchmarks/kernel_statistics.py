@@ -19,7 +19,6 @@ most of the kernel's energy there. Results go to ``--out`` (JSON and markdown).
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import platform
 import sys
@@ -29,6 +28,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from toolkit import atomic  # noqa: E402
 
 
 def int8_codes(kernel: np.ndarray, sparsity: float) -> np.ndarray:
@@ -45,11 +46,6 @@ def nonzero_entropy_bits(codes: np.ndarray) -> float:
     from converters.sparsity import entropy_bits
 
     return entropy_bits(codes[codes != 0])
-
-
-def gzip9_bytes(codes: np.ndarray) -> int:
-    """Bytes of the codes after gzip -9, as the model card's gzip size is taken."""
-    return len(gzip.compress(codes.tobytes(), compresslevel=9, mtime=0))
 
 
 def initial_kernels(run: dict[str, dict], keras) -> dict[str, np.ndarray] | None:
@@ -98,11 +94,11 @@ def kernel_statistics(checkpoint: Path, sparsity: float) -> dict:
         "weights": int(codes.size),
         "zero_share": round(float((codes == 0).mean()), 4),
         "nonzero_code_bits": round(nonzero_entropy_bits(codes), 3),
-        "codes_gzip9_bytes": gzip9_bytes(codes),
+        "codes_gzip9_bytes": atomic.gzip_size(codes.tobytes()),
         "initialisation_energy_share": round(initial_energy / total_energy, 3) if initial else None,
         # The same figures for the untrained kernels the run started from.
         "initialisation_nonzero_code_bits": round(nonzero_entropy_bits(start_codes), 3) if initial else None,
-        "initialisation_codes_gzip9_bytes": gzip9_bytes(start_codes) if initial else None,
+        "initialisation_codes_gzip9_bytes": atomic.gzip_size(start_codes.tobytes()) if initial else None,
     }
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gzip
 import json
 import resource
 import sys
@@ -31,7 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from toolkit import preprocessing
+from toolkit import atomic, preprocessing
 from toolkit.model_card import ModelCard, load_card
 
 
@@ -51,8 +50,7 @@ class TimingConfig:
 
 def file_sizes(path: Path) -> dict[str, int]:
     """Raw and gzip (level 9) size in bytes; gzip shows what sparsity saves in a download."""
-    data = path.read_bytes()
-    return {"bytes": len(data), "gzip_bytes": len(gzip.compress(data, compresslevel=9))}
+    return {"bytes": path.stat().st_size, "gzip_bytes": atomic.gzip_size(path)}
 
 
 def peak_memory_mb() -> float:

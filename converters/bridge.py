@@ -16,7 +16,6 @@ hand and the float outputs of the two agree to float rounding.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -28,15 +27,6 @@ from toolkit.errors import ToolkitError
 from toolkit.keras_file import check_keras_archive
 from toolkit.model_card import ModelCard, card_path, check_card_matches, load_card, save_card
 from training.allcnn import ModelConfig, create_model
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_model_file(model_path: str | Path, suffixes: tuple[str, ...] = (".keras",)) -> Path:
@@ -130,7 +120,7 @@ def load_source(model_path: str | Path) -> SourceModel:
         raise ToolkitError(f"model card {card_path(model_path)} has an unreadable 'architecture': {error}") from None
     model = load_keras3(model_path)
     check_card_matches(model_path, card, input_shape=model.input_shape[1:], num_outputs=model.output_shape[-1])
-    return SourceModel(model_path, card, model_config, model, file_sha256(model_path), read_run_config(model_path))
+    return SourceModel(model_path, card, model_config, model, atomic.file_digest(model_path), read_run_config(model_path))
 
 
 def keras3_from_weights(model_config: ModelConfig, weights: dict[str, dict[str, np.ndarray]]) -> Any:
@@ -169,7 +159,7 @@ def save_keras3(model: Any, card: ModelCard, model_path: str | Path) -> Path:
     model_path = Path(model_path)
     with atomic.atomic_path(model_path) as temporary:
         model.save(temporary)
-    sizes = {"raw": model_path.stat().st_size, "gzip": gzip_size(model_path)}
+    sizes = {"raw": model_path.stat().st_size, "gzip": atomic.gzip_size(model_path)}
     save_card(card.replace(sizes=sizes, format="keras"), model_path)
     return model_path
 
@@ -192,13 +182,6 @@ def export_for_distribution(model_path: str | Path, target: str | Path) -> Path:
     return save_keras3(model, source.card.replace(source_sha256=source.sha256), target)
 
 
-def gzip_size(path: str | Path) -> int:
-    """Bytes of ``path`` after ``gzip -9`` (how a download or an over-the-air update would ship it)."""
-    import gzip
-
-    return len(gzip.compress(Path(path).read_bytes(), compresslevel=9, mtime=0))
-
-
 def gzip_huffman_size(path: str | Path) -> int:
     """Bytes of ``path`` as a gzip stream of Huffman-only deflate (no LZ77 matches).
 
@@ -218,9 +201,7 @@ __all__ = [
     "check_keras_archive",
     "check_model_file",
     "export_for_distribution",
-    "file_sha256",
     "gzip_huffman_size",
-    "gzip_size",
     "keras3_from_weights",
     "layer_weights",
     "load_keras3",

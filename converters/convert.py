@@ -235,7 +235,7 @@ def _write_model(path: Path, data: bytes, source: bridge.SourceModel, format_nam
     atomic.write_bytes(path, data)
     parsed = read_tflite(data)
     sparsity = kernel_sparsity(parsed)
-    sizes = {"raw": len(data), "gzip": bridge.gzip_size(path), "gzip_huffman_only": bridge.gzip_huffman_size(path)}
+    sizes = {"raw": len(data), "gzip": atomic.gzip_size(path), "gzip_huffman_only": bridge.gzip_huffman_size(path)}
     tflite_card = card.replace(
         format=f"tflite-{format_name}",
         input_quantization=_quantization(parsed.inputs[0]),

@@ -97,12 +97,6 @@ def _config_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _sha(path: Path) -> str:
-    from converters.bridge import file_sha256
-
-    return file_sha256(path)
-
-
 def _read_stamp(folder: Path) -> dict[str, Any] | None:
     try:
         return json.loads((folder / STAMP_NAME).read_text())
@@ -117,7 +111,7 @@ def up_to_date(folder: Path, config_hash: str, input_sha256: str | None) -> bool
         return False
     for entry in stamp.get("outputs", {}).values():
         path = folder / entry["path"]
-        if not path.is_file() or _sha(path) != entry["sha256"]:
+        if not path.is_file() or atomic.file_digest(path) != entry["sha256"]:
             return False
     return True
 
@@ -129,7 +123,7 @@ def write_stamp(folder: Path, stage: str, config_hash: str, input_sha256: str | 
             "stage": stage,
             "config_hash": config_hash,
             "input_sha256": input_sha256,
-            "outputs": {name: {"path": str(path.relative_to(folder)), "sha256": _sha(path)} for name, path in outputs.items()},
+            "outputs": {name: {"path": str(path.relative_to(folder)), "sha256": atomic.file_digest(path)} for name, path in outputs.items()},
             "seconds": round(seconds, 1),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         },
@@ -300,7 +294,7 @@ def _stage_model(
     stage_config = config_class(**{**options, "model": str(source), "out": str(folder), "progress": config.progress, "overwrite": True})
     stage_config.validate()
     config_hash = _config_hash(stage_config.to_dict())
-    input_sha = hashlib.sha256("".join(_sha(path) for path in [source, *extra_inputs]).encode()).hexdigest()
+    input_sha = hashlib.sha256("".join(atomic.file_digest(path) for path in [source, *extra_inputs]).encode()).hexdigest()
     model = folder / "model.keras"
     entry = {"folder": stage, "model": f"{stage}/model.keras", "card": f"{stage}/model.card.json", "report": f"{stage}/report.json"}
     if stage == "qat":
@@ -333,7 +327,7 @@ def _stage_convert(config: PipelineConfig, out: Path, source: Path) -> tuple[dic
     convert_config.validate()
     config_hash = _config_hash(convert_config.to_dict())
     inputs = [source] + [path for path in qat_companions(source) if path.is_file()]
-    input_sha = hashlib.sha256("".join(_sha(path) for path in inputs).encode()).hexdigest()
+    input_sha = hashlib.sha256("".join(atomic.file_digest(path) for path in inputs).encode()).hexdigest()
     entry = {
         "folder": "convert",
         "models": {name: f"convert/{tflite_name(name)}" for name in convert_config.formats},
@@ -378,7 +372,7 @@ def _stage_eval(config: PipelineConfig, out: Path, models: dict[str, Path]) -> d
         config_hash = _config_hash({"data": data, "limit": options.get("limit"), "split": split, "format": name})
         sub = folder / name
         entry["reports"][name] = f"eval/{name}/report.json"
-        if not config.force and up_to_date(sub, config_hash, _sha(model)):
+        if not config.force and up_to_date(sub, config_hash, atomic.file_digest(model)):
             _say(f"eval {name}: up to date, skipped")
             continue
         entry["skipped"] = False
@@ -389,7 +383,7 @@ def _stage_eval(config: PipelineConfig, out: Path, models: dict[str, Path]) -> d
         report = evaluate(model, dataset, confusion_path=sub / "confusion.png", progress=config.progress or None, runner=runner)
         report["split"] = split
         report_path = atomic.write_json(sub / "report.json", report)
-        write_stamp(sub, "eval", config_hash, _sha(model), {"report": report_path}, time.perf_counter() - started)
+        write_stamp(sub, "eval", config_hash, atomic.file_digest(model), {"report": report_path}, time.perf_counter() - started)
     return entry
 
 
@@ -402,7 +396,6 @@ def _json(path: Path) -> dict[str, Any]:
 
 def summary_rows(out: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per artifact: accuracy on the validation split, size, gzip size, sparsity."""
-    from converters.bridge import gzip_size
 
     rows = []
     stages = manifest["stages"]
@@ -423,7 +416,7 @@ def summary_rows(out: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
                 "accuracy": metrics.get("validation_accuracy"),
                 "images": metrics.get("validation_images"),
                 "bytes": model.stat().st_size if model.exists() else None,
-                "gzip_bytes": (card.get("sizes") or {}).get("gzip") or (gzip_size(model) if model.exists() else None),
+                "gzip_bytes": (card.get("sizes") or {}).get("gzip") or (atomic.gzip_size(model) if model.exists() else None),
                 "sparsity": card.get("sparsity") or 0.0,
                 "note": note,
             }

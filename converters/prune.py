@@ -24,6 +24,7 @@ from typing import Any
 
 from converters import bridge, finetune, stage
 from converters.sparsity import m_by_n_violations, model_kernels, model_sparsity
+from toolkit import atomic
 from toolkit.errors import ToolkitError
 
 
@@ -154,7 +155,7 @@ def prune(config: PruneConfig) -> stage.StageResult:
     stage.write_config(out, {"prune": config.to_dict(), "data": settings.to_dict(), "source": str(source.path), "source_sha256": source.sha256})
     model_path = bridge.save_keras3(model, card, out / stage.MODEL_NAME)
     finetune.write_history_csv(rows, out / stage.HISTORY_NAME)
-    saved_card = card.replace(sizes={"raw": model_path.stat().st_size, "gzip": bridge.gzip_size(model_path)})
+    saved_card = card.replace(sizes={"raw": model_path.stat().st_size, "gzip": atomic.gzip_size(model_path)})
     report = {
         "stage": "prune",
         "model": str(model_path),

@@ -387,7 +387,7 @@ def qat(config: QatConfig) -> stage.StageResult:
         {
             "scheme": scheme,
             "weights": weights_path.name,
-            "model_sha256": bridge.file_sha256(model_path),
+            "model_sha256": atomic.file_digest(model_path),
             "tfmot_version": getattr(tfmot, "__version__", "unknown"),
         },
     )
@@ -403,7 +403,7 @@ def qat(config: QatConfig) -> stage.StageResult:
         "sparsity_before": sparsity_before.to_dict(),
         "sparsity": sparsity_after.to_dict(),
         "sparsity_change_points": sparsity_change,
-        "sizes": {"raw": model_path.stat().st_size, "gzip": bridge.gzip_size(model_path)},
+        "sizes": {"raw": model_path.stat().st_size, "gzip": atomic.gzip_size(model_path)},
         "validation_accuracy": {
             "source_float": accuracy_before,
             "fake_quant_before_qat": accuracy_quantized_start,

@@ -43,7 +43,7 @@ def test_file_queue_keeps_every_frame_and_waits_for_room():
     queue.close()
     consumer.join(timeout=5)
     assert received == list(range(50)) and queue.dropped == 0
-    assert not FrameQueue(1).put("late", timeout=0) or True  # an empty queue takes an item at once
+    assert FrameQueue(1).put("late", timeout=0)  # an empty queue takes an item at once
     full = FrameQueue(1)
     full.put(1)
     assert full.put(2, timeout=0.01) is False  # a full file queue does not drop

@@ -16,7 +16,8 @@ import pytest
 from toolkit import atomic
 from toolkit.errors import ToolkitError
 from training.backend import keras
-from training.run_folder import RunFolder, file_sha256
+from toolkit.atomic import file_digest
+from training.run_folder import RunFolder
 from training.train import TrainConfig, train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +95,7 @@ def test_kill_between_files_of_one_epoch(killed_before: str, at_rename: int, sam
     if killed_before == "last.keras":  # epoch 2's state, epoch 1's checkpoint: back to epoch 1
         assert state["epochs_completed"] == 1 and len(state["history"]) == 1
     else:  # epoch 1's last.keras renamed, best.keras not: best is the same checkpoint
-        assert state["epochs_completed"] == 1 and file_sha256(run / "best.keras") == file_sha256(run / "last.keras")
+        assert state["epochs_completed"] == 1 and file_digest(run / "best.keras") == file_digest(run / "last.keras")
     train(TrainConfig(resume=str(run)))
     assert history_epochs(run) == [1, 2, 3]
     assert json.loads((run / "state.json").read_text())["resumed_at_epochs"] == [1]

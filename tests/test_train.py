@@ -18,7 +18,7 @@ from training.backend import keras
 from training.batches import BatchSource
 from training.data import channel_statistics, load_dataset, train_validation_split
 from training.optimization import L2SGD, SparseSmoothedCrossentropy
-from training.run_folder import file_sha256
+from toolkit.atomic import file_digest
 from training.schedules import PiecewiseDecay, WarmupCosine, create_schedule, paper_milestones
 from training.train import TrainConfig, train
 
@@ -131,7 +131,7 @@ def test_divergence_stops_with_one_line_and_keeps_last_good_checkpoint(
     message = str(caught.value)
     assert "\n" not in message and "NaN" in message and "at epoch 2" in message and "(epoch 1) is kept" in message
     state = json.loads((tmp_path / "run" / "state.json").read_text())
-    assert state["epochs_completed"] == 1 and state["last_sha256"] == file_sha256(tmp_path / "run" / "last.keras")
+    assert state["epochs_completed"] == 1 and state["last_sha256"] == file_digest(tmp_path / "run" / "last.keras")
     model = keras.models.load_model(tmp_path / "run" / "last.keras")
     assert all(np.all(np.isfinite(weight)) for weight in model.get_weights())
 

@@ -7,6 +7,7 @@ complete artifact, never a truncated one.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import os
@@ -65,6 +66,12 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def gzip_size(source: str | os.PathLike | bytes) -> int:
+    """Bytes of a file (or of ``bytes``) after ``gzip -9``: what a download or an over-the-air update ships."""
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    return len(gzip.compress(data, compresslevel=9, mtime=0))
 
 
 def _json_default(value: Any) -> Any:

@@ -30,11 +30,6 @@ from training.curves import plot_history
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
 
 
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    return atomic.file_digest(path, "sha256")
-
-
 class RunFolder:
     """Paths and writers of one training run."""
 
@@ -102,7 +97,7 @@ class RunFolder:
             state = json.loads(self.state_path.read_text())
         except json.JSONDecodeError as error:
             raise ToolkitError(f"cannot resume {self.root}: state.json is not valid JSON ({error})") from None
-        last_sha = file_sha256(self.last)
+        last_sha = atomic.file_digest(self.last)
         if last_sha != state["last_sha256"]:
             previous = state.get("previous")
             if not previous or previous["last_sha256"] != last_sha:
@@ -112,7 +107,7 @@ class RunFolder:
             state["history"] = state["history"][: state["epochs_completed"]]
             state["previous"] = None
         best = state.get("best")
-        if best and (not self.best.exists() or file_sha256(self.best) != best["sha256"]):
+        if best and (not self.best.exists() or atomic.file_digest(self.best) != best["sha256"]):
             if best["sha256"] != last_sha:
                 raise ToolkitError(f"cannot resume {self.root}: best.keras matches no epoch recorded in state.json")
             # Killed between renaming last.keras and best.keras: they are the same checkpoint.
@@ -143,7 +138,7 @@ class RunFolder:
             best_temporary = stack.enter_context(atomic.atomic_path(self.best)) if improved else None
             last_temporary = stack.enter_context(atomic.atomic_path(self.last))
             save_model(last_temporary)
-            sha = file_sha256(last_temporary)
+            sha = atomic.file_digest(last_temporary)
             if best_temporary is not None:
                 shutil.copyfile(last_temporary, best_temporary)
             state["history"] = state["history"][: state["epochs_completed"]] + [row]
