@@ -24,7 +24,7 @@ python3 - "$OUT/benchmark" benchmarks/results <<'EOF'
 import json, shutil, sys
 from pathlib import Path
 
-from converters.benchmark import format_notes, format_table
+from toolkit.benchmark.report import format_notes, format_table
 
 source, target = Path(sys.argv[1]), Path(sys.argv[2])
 report = json.loads((source / "benchmark.json").read_text())

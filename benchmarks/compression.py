@@ -3,7 +3,7 @@
     python benchmarks/compression.py                                  # train briefly, then compress
     python benchmarks/compression.py --model runs/x/best.keras        # start from a trained model
 
-Runs ``toolkit pipeline`` (converters.pipeline) into ``--work`` (git-ignored, resumable),
+Runs ``toolkit pipeline`` (toolkit.pipeline) into ``--work`` (git-ignored, resumable),
 then measures on the held-out images of the parity report (the validation split,
 topped up from images outside the training subset):
 
@@ -88,7 +88,7 @@ def main() -> int:
     from converters import bridge, finetune
     from converters.convert import ConvertConfig, convert, predict_float, predict_tflite
     from converters.parity import parity_metrics
-    from converters.pipeline import PipelineConfig, run_pipeline
+    from toolkit.pipeline import PipelineConfig, run_pipeline
 
     config = PipelineConfig(
         out=args.work,

@@ -46,11 +46,11 @@ TARGET_RATIO = 0.9
 
 def build_model(directory: Path) -> Path:
     """Full-width All-CNN-C, random weights, int8 with int8 I/O, calibrated on the committed sample; with card."""
-    from converters.legacy import tf_keras
     from toolkit import preprocessing
     from toolkit.model_card import ModelCard, TensorQuantization, save_card
     from training.allcnn import ModelConfig, create_model
     from training.data import channel_statistics, load_image_folder
+    from training.tensorflow_stack import tf_keras
 
     dataset = load_image_folder(SAMPLE_DIR)
     mean, std = channel_statistics(dataset.images)
@@ -63,7 +63,7 @@ def build_model(directory: Path) -> Path:
 
         data, how = convert_int8(model, calibration, io="int8"), "converters.convert.convert_int8"
     except ImportError:
-        from converters.legacy import tf
+        from training.tensorflow_stack import tf
 
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

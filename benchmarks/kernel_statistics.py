@@ -61,9 +61,9 @@ def initial_kernels(run: dict[str, dict], keras) -> dict[str, np.ndarray] | None
 
 def kernel_statistics(checkpoint: Path, sparsity: float) -> dict:
     """Per-layer and total code entropy, gzip of the codes and the share of kernel energy from initialisation."""
-    from converters.bridge import load_keras3
     from converters.sparsity import model_kernels
     from training.backend import keras
+    from training.model_files import load_keras3
 
     run = {name: json.loads(path.read_text()) if path.exists() else {}
            for name, path in (("config", checkpoint.parent / "config.json"), ("metrics", checkpoint.parent / "metrics.json"))}  # fmt: skip

@@ -29,7 +29,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -40,7 +39,7 @@ from toolkit.errors import ToolkitError  # noqa: E402
 from toolkit.model_card import load_card  # noqa: E402
 from training.allcnn import ModelConfig  # noqa: E402
 from training.backend import backend_name, keras  # noqa: E402
-from training.data import Dataset, absolute_spec, fit_images_to_size, load_dataset  # noqa: E402
+from training.data import absolute_spec, load_dataset  # noqa: E402
 from training.datasets import FASHION_MNIST_LABELS  # noqa: E402
 from training.evaluate import evaluate, load_evaluation_data  # noqa: E402
 from training.run_folder import RunFolder  # noqa: E402
@@ -152,7 +151,7 @@ def score_on_test_split(model_path: Path, args: argparse.Namespace) -> dict[str,
     which resizes them to the card's input size (32x32 for a model fine-tuned from a 32x32 parent).
     """
     saved_path = model_path.with_name(model_path.stem + EVALUATION_SUFFIX)
-    key = {"model_sha256": atomic.file_digest(model_path), "data": test_split_of(args.data), "limit": args.test_limit}
+    key = {"model_sha256": atomic.file_digest(model_path), "data": spec_of_test_split(args.data), "limit": args.test_limit}
     if saved_path.exists():
         saved = json.loads(saved_path.read_text())
         if {name: saved.get(name) for name in key} == key:
@@ -165,7 +164,7 @@ def score_on_test_split(model_path: Path, args: argparse.Namespace) -> dict[str,
     return result
 
 
-def test_split_of(data: str) -> str:
+def spec_of_test_split(data: str) -> str:
     """The test-split spec of a training spec (``fashion-mnist`` -> ``fashion-mnist:test``)."""
     return f"{data}:test"
 
@@ -188,32 +187,6 @@ def arm_result(arm: Arm, run: RunFolder, args: argparse.Namespace) -> dict[str, 
     }
 
 
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """One uint8 IDX file (the MNIST format ``training.datasets.read_idx`` reads)."""
-    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
-    atomic.write_bytes(path, header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
-
-
-def fitted_training_data(args: argparse.Namespace, input_size: list[int]) -> Path:
-    """The arms' ``--limit`` subset, resized to ``input_size`` as training resized it, as a Fashion-MNIST IDX folder.
-
-    convert() checks its calibration and parity images against the card's input size
-    without resizing them (converters/finetune.py ``check_matches_card``), so a model
-    fine-tuned at its parent's 32x32 from 28x28 Fashion-MNIST cannot be converted from
-    ``fashion-mnist`` itself. The folder holds the subset in training's order, so the
-    same seed carves the same split: calibration on the training images, parity on the
-    validation ones. Its name must contain "fashion" for the IDX loader to use Fashion-MNIST's labels.
-    """
-    height, width = int(input_size[0]), int(input_size[1])
-    folder = Path(args.out_dir).expanduser() / f"fashion-mnist-fitted-{height}x{width}"
-    dataset: Dataset = load_dataset(args.data, limit=args.limit, seed=SEED)
-    images = dataset.images if dataset.images.ndim == 4 else dataset.images[..., None]
-    folder.mkdir(parents=True, exist_ok=True)
-    write_idx(folder / "train-images-idx3-ubyte", fit_images_to_size(images, height, width)[..., 0])
-    write_idx(folder / "train-labels-idx1-ubyte", dataset.labels.astype(np.uint8))
-    return folder
-
-
 def int8_conversion(fine_tuned: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """The fine-tuned best.keras converted to int8 (or the conversion already made from it)."""
     model = Path(fine_tuned["model"])
@@ -228,7 +201,6 @@ def int8_conversion(fine_tuned: dict[str, Any], args: argparse.Namespace) -> dic
         model=str(model),
         formats=("int8",),
         out=str(out),
-        data=str(fitted_training_data(args, fine_tuned["input_size"])),
         calib_samples=min(ConvertConfig.calib_samples, fine_tuned["train_images"]),
         progress=False,
         overwrite=True,
@@ -272,7 +244,7 @@ def sitting(args: argparse.Namespace, argv: list[str], parent_path: Path, parent
         "backend": backend_name(),
         "keras": keras.__version__,
         "data": args.data,
-        "test_data": test_split_of(args.data),
+        "test_data": spec_of_test_split(args.data),
         "limit": args.limit,
         "test_limit": args.test_limit,
         "budget": args.budget,
@@ -312,8 +284,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"int8: `converters.convert` of the fine-tuned best.keras ({int8['size_bytes']:,} bytes, {int8['calibration_images']} "
             f"calibration images from the training split, {int8['conversion_seconds']:g} s). Its validation top-1 is convert's "
             f"parity on the same {int8['validation_images']} validation images (the float model there: "
-            f"{_percent(int8['float_validation_top1'])}). convert() does not resize its calibration and parity images, so it "
-            "is given the training subset already resized to the model's input size, as training resized it.",
+            f"{_percent(int8['float_validation_top1'])}); convert resizes them to the model's input size as training did.",
         ]
     target = results.get("target")
     if target:

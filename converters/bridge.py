@@ -26,7 +26,8 @@ from toolkit import atomic
 from toolkit.errors import ToolkitError
 from toolkit.keras_file import check_keras_archive
 from toolkit.model_card import ModelCard, card_path, check_card_matches, load_card, save_card
-from training.allcnn import ModelConfig, create_model
+from training.allcnn import ModelConfig, copy_weights, create_model
+from training.model_files import load_keras3
 
 
 def check_model_file(model_path: str | Path, suffixes: tuple[str, ...] = (".keras",)) -> Path:
@@ -58,42 +59,16 @@ class SourceModel:
 
     def twin(self) -> Any:
         """A fresh tf_keras model with this model's weights."""
-        from converters.legacy import twin_from_keras3
-
         return twin_from_keras3(self.model, self.model_config)
 
 
-def load_keras3(model_path: str | Path, tf_keras_fallback: bool = False) -> Any:
-    """``keras.models.load_model`` of a checked ``.keras`` archive, with one-line errors.
+def twin_from_keras3(model: Any, config: ModelConfig) -> Any:
+    """A tf_keras model built from the same :class:`training.allcnn.ModelConfig` with ``model``'s weights."""
+    from training.tensorflow_stack import tf_keras
 
-    With ``tf_keras_fallback``, a file Keras 3 cannot build (a tf_keras model with tfmot's
-    pruning or quantisation wrappers) is read with tf_keras under tfmot's scopes instead.
-    """
-    model_path = Path(model_path)
-    check_keras_archive(model_path)
-    from training.backend import keras
-
-    try:
-        # compile=False: the training optimizer and loss are not needed downstream, and
-        # custom ones (training.optimization) would otherwise have to be importable.
-        return keras.models.load_model(model_path, compile=False)
-    except Exception as error:  # noqa: BLE001 - keras raises many types for a broken archive
-        keras_error = error
-    if tf_keras_fallback:
-        try:
-            return _load_tf_keras(model_path)
-        except Exception:  # noqa: BLE001 - report Keras 3's reason, the format the file claims to be
-            pass
-    first_line = (str(keras_error).strip().splitlines() or [type(keras_error).__name__])[0]
-    raise ToolkitError(f"{model_path} could not be loaded as a Keras model: {first_line[:200]}") from None
-
-
-def _load_tf_keras(model_path: Path) -> Any:
-    """A tf_keras ``.keras`` model, pruning and quantisation wrappers included."""
-    from converters.legacy import tf_keras, tfmot
-
-    with tfmot.quantization.keras.quantize_scope(), tfmot.sparsity.keras.prune_scope():
-        return tf_keras.models.load_model(model_path, compile=False)
+    twin = create_model(config, tf_keras)
+    copy_weights(model, twin)
+    return twin
 
 
 def read_run_config(model_path: str | Path) -> dict[str, Any]:
@@ -208,4 +183,5 @@ __all__ = [
     "load_source",
     "read_run_config",
     "save_keras3",
+    "twin_from_keras3",
 ]

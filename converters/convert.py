@@ -136,7 +136,7 @@ def calibration_images(
 
 
 def _tf_converter(model: Any) -> Any:
-    from converters.legacy import tf
+    from training.tensorflow_stack import tf
 
     return tf.lite.TFLiteConverter.from_keras_model(model)
 
@@ -163,7 +163,7 @@ def convert_float32(model: Any) -> bytes:
 
 
 def convert_float16(model: Any) -> bytes:
-    from converters.legacy import tf
+    from training.tensorflow_stack import tf
 
     converter = _tf_converter(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -172,7 +172,7 @@ def convert_float16(model: Any) -> bytes:
 
 
 def convert_dynamic(model: Any) -> bytes:
-    from converters.legacy import tf
+    from training.tensorflow_stack import tf
 
     converter = _tf_converter(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -184,7 +184,7 @@ def convert_int8(model: Any, calibration: np.ndarray, io: str = "int8") -> bytes
 
     ``calibration`` sets the activation ranges of a float model (a QAT model carries its own).
     """
-    from converters.legacy import tf
+    from training.tensorflow_stack import tf
 
     converter = _tf_converter(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -23,7 +23,7 @@ from converters.bridge import SourceModel, load_source
 from toolkit.errors import ToolkitError
 from toolkit.preprocessing import prepare_batch
 from training.batches import BatchSource, as_keras_dataset
-from training.data import Dataset, load_dataset, stratified_subset, train_validation_split, training_split
+from training.data import Dataset, fit_images_to_size, load_dataset, stratified_subset, train_validation_split, training_split
 
 
 @dataclasses.dataclass
@@ -134,16 +134,23 @@ def start_stage(config: Any) -> StageStart:
 
 def load_training_data(source: SourceModel, settings: DataSettings) -> FineTuneData:
     """Load the dataset and carve the source run's train/validation split; check it matches the card."""
-    dataset = load_dataset(settings.data, limit=settings.limit, seed=settings.seed)
-    if dataset.images.ndim == 3:
-        dataset.images = dataset.images[..., None]
-    check_matches_card(dataset, source, settings.data)
+    dataset = load_fitted(settings, source, settings.limit)
     train, validation = training_split(dataset, settings.validation_fraction, settings.seed)
     return FineTuneData(settings, train, validation, list(source.card.mean), list(source.card.std))
 
 
-def check_matches_card(dataset: Dataset, source: SourceModel, spec: str) -> None:
-    """One-line errors when the images do not fit the model (classes, size)."""
+def load_fitted(settings: DataSettings, source: SourceModel, limit: int | None) -> Dataset:
+    """The dataset as the source model was trained on it: its classes, at its input size (see :func:`fit_to_card`)."""
+    dataset = load_dataset(settings.data, limit=limit, seed=settings.seed)
+    if dataset.images.ndim == 3:
+        dataset.images = dataset.images[..., None]
+    fit_to_card(dataset, source, settings.data)
+    return dataset
+
+
+def fit_to_card(dataset: Dataset, source: SourceModel, spec: str) -> None:
+    """Resize the images to the card's input size, as training did for a model started from another's
+    (``toolkit train --from``); one-line errors when the classes or the channels differ."""
     card = source.card
     if list(dataset.class_names) != list(card.labels):
         raise ToolkitError(
@@ -151,8 +158,9 @@ def check_matches_card(dataset: Dataset, source: SourceModel, spec: str) -> None
             f"but {source.path.name} was trained on {', '.join(card.labels[:5])}{'...' if len(card.labels) > 5 else ''}"
         )
     shape = [int(value) for value in dataset.images.shape[1:]]
-    if shape != [int(value) for value in card.input_size]:
+    if shape[2] != int(card.input_size[2]):
         raise ToolkitError(f"{spec} holds {shape[1]}x{shape[0]}x{shape[2]} images but the model expects {card.input_size}")
+    dataset.images = fit_images_to_size(dataset.images, int(card.input_size[0]), int(card.input_size[1]))
 
 
 def held_out_images(settings: DataSettings, source: SourceModel, count: int) -> tuple[Dataset, dict[str, int]]:
@@ -163,10 +171,7 @@ def held_out_images(settings: DataSettings, source: SourceModel, count: int) -> 
     they were never seen in training either. ``count`` <= 0 means the whole split.
     Returns the images and where they came from.
     """
-    dataset = load_dataset(settings.data, limit=settings.limit, seed=settings.seed)
-    if dataset.images.ndim == 3:
-        dataset.images = dataset.images[..., None]
-    check_matches_card(dataset, source, settings.data)
+    dataset = load_fitted(settings, source, settings.limit)
     _, validation = train_validation_split(dataset, settings.validation_fraction, settings.seed)
     origin = {"validation_split": len(validation), "outside_training_subset": 0}
     if count <= 0 or len(validation) >= count:
@@ -176,9 +181,7 @@ def held_out_images(settings: DataSettings, source: SourceModel, count: int) -> 
         return validation, origin
     if settings.limit is None:
         return validation, origin
-    full = load_dataset(settings.data, limit=None, seed=settings.seed)
-    if full.images.ndim == 3:
-        full.images = full.images[..., None]
+    full = load_fitted(settings, source, None)
     if len(full) <= settings.limit:
         return validation, origin
     # The limited subset is stratified_subset(labels, limit, seed) of the full listing
@@ -200,7 +203,7 @@ def held_out_images(settings: DataSettings, source: SourceModel, count: int) -> 
 
 def sgd_with_l2(learning_rate: Any, momentum: float, l2: float) -> Any:
     """tf_keras SGD with momentum and coupled L2 weight decay (gradient += l2 * w), as ``toolkit train`` uses."""
-    from converters.legacy import tf_keras
+    from training.tensorflow_stack import tf_keras
 
     class L2SGD(tf_keras.optimizers.SGD):
         def update_step(self, gradient, variable):
@@ -213,7 +216,7 @@ def sgd_with_l2(learning_rate: Any, momentum: float, l2: float) -> Any:
 
 def cosine_learning_rate(initial: float, total_steps: int) -> Any:
     """Cosine decay from ``initial`` to 0 over the fine-tuning."""
-    from converters.legacy import tf_keras
+    from training.tensorflow_stack import tf_keras
 
     return tf_keras.optimizers.schedules.CosineDecay(initial, max(1, total_steps))
 
@@ -232,7 +235,7 @@ def fit(
 
     ``epoch_metrics(model) -> dict`` adds columns to each row (e.g. the sparsity).
     """
-    from converters.legacy import tf_keras
+    from training.tensorflow_stack import tf_keras
 
     train_source = data.train_source()
     steps_per_epoch = len(train_source)

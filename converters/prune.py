@@ -91,7 +91,7 @@ def pruning_schedule_steps(total_steps: int, ramp_fraction: float) -> tuple[int,
 
 def prune(config: PruneConfig) -> stage.StageResult:
     """Prune and fine-tune ``config.model``; write OUT/model.keras, its card, config.json, report.json."""
-    from converters.legacy import tf_keras, tfmot
+    from training.tensorflow_stack import tf_keras, tfmot
 
     config.validate()
     started = time.perf_counter()

@@ -41,10 +41,10 @@ from typing import Any
 import numpy as np
 
 from converters import bridge, finetune, stage
-from converters.legacy import tf_keras, tfmot
 from converters.sparsity import model_sparsity
 from toolkit import atomic
 from toolkit.errors import ToolkitError
+from training.tensorflow_stack import tf_keras, tfmot
 
 SCHEMES = ("auto", "default", "prune-preserve")
 SPARSE_INPUT_THRESHOLD = 0.01  # kernels at least this sparse count as pruned

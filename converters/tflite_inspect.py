@@ -72,7 +72,7 @@ class TfliteModel:
 
 
 def _schema() -> Any:
-    from converters.legacy import tflite_schema
+    from training.tensorflow_stack import tflite_schema
 
     return tflite_schema
 
@@ -186,7 +186,7 @@ def embed_metadata(model_bytes: bytes, entries: dict[str, bytes]) -> bytes:
 
     Runtimes ignore entries they do not know; ``read_tflite(...).metadata`` reads them back.
     """
-    from converters.legacy import flatbuffer_utils
+    from training.tensorflow_stack import flatbuffer_utils
 
     schema = _schema()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_bytes, 0))

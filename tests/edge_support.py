@@ -46,11 +46,11 @@ def build_tiny_int8_model(directory: Path, sample_dir: Path, epochs: int = 8) ->
     Beside ``model_int8.tflite`` it also writes ``model_uint8.tflite`` (uint8 I/O) and
     ``model_float32.tflite``, each with its card.
     """
-    from converters.legacy import tf, tf_keras
     from toolkit import preprocessing
     from toolkit.model_card import ModelCard, TensorQuantization, save_card
     from training.allcnn import ModelConfig, create_model
     from training.data import channel_statistics, load_image_folder
+    from training.tensorflow_stack import tf, tf_keras
 
     dataset = load_image_folder(sample_dir)
     mean, std = channel_statistics(dataset.images)

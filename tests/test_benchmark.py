@@ -31,7 +31,7 @@ def tiny_models(tmp_path_factory, sample_dir):
     from training.allcnn import ModelConfig, copy_weights, create_model
     from training.backend import keras
     from training.data import channel_statistics, load_dataset
-    from converters.legacy import tf, tf_keras
+    from training.tensorflow_stack import tf, tf_keras
     from toolkit.preprocessing import prepare_batch
 
     dataset = load_dataset(str(sample_dir))
@@ -77,14 +77,15 @@ def tiny_models(tmp_path_factory, sample_dir):
 
 
 def _quick_config(**changes):
-    from converters.benchmark import BenchmarkConfig, TimingConfig
+    from toolkit.benchmark.run import BenchmarkConfig
+    from toolkit.benchmark.worker import TimingConfig
 
     timing = TimingConfig(runs=20, min_seconds=0.05, warmup_seconds=0.02)
     return BenchmarkConfig(threads=(1,), timing=timing, produce_missing=False, **changes)
 
 
 def test_format_of_reads_card_history(tiny_models, tmp_path):
-    from converters.benchmark import format_of
+    from toolkit.benchmark.run import format_of
 
     int8 = tiny_models["convert"] / "model_int8.tflite"
     card = json.loads((tiny_models["convert"] / "model_int8.card.json").read_text())
@@ -99,7 +100,7 @@ def test_format_of_reads_card_history(tiny_models, tmp_path):
 
 def test_benchmark_convert_folder_measures_every_format(tiny_models, tmp_path):
     """Accuracy and agreement are recomputed here independently of the benchmark's worker processes."""
-    from converters.benchmark import run_benchmark
+    from toolkit.benchmark.run import run_benchmark
     from edge_app.runtime import Classifier
 
     dataset = tiny_models["dataset"]
@@ -132,7 +133,7 @@ def test_benchmark_convert_folder_measures_every_format(tiny_models, tmp_path):
 
 
 def test_benchmark_run_folder_converts_the_missing_formats(tiny_models, tmp_path):
-    from converters.benchmark import run_benchmark
+    from toolkit.benchmark.run import run_benchmark
 
     dataset = tiny_models["dataset"]
     config = _quick_config(limit=40)
@@ -171,7 +172,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_held_out_images_follow_the_split_recorded_in_the_card(tiny_models, tmp_path, sample_dir):
-    from converters.benchmark import held_out_data
+    from toolkit.benchmark.run import held_out_data
     from training.data import load_dataset, train_validation_split
 
     source = tiny_models["convert"] / "model_float32.tflite"
@@ -191,7 +192,7 @@ def test_held_out_images_follow_the_split_recorded_in_the_card(tiny_models, tmp_
 
 
 def test_edgetpu_cell_says_why_it_did_not_run(tiny_models, tmp_path):
-    from converters import benchmark
+    from toolkit.benchmark import run as benchmark_run
 
     config = _quick_config()
     int8 = tmp_path / "model_int8.tflite"
@@ -199,23 +200,23 @@ def test_edgetpu_cell_says_why_it_did_not_run(tiny_models, tmp_path):
     images = tmp_path / "images.npy"
     np.save(images, tiny_models["dataset"].images[:4])
 
-    cell = benchmark._edgetpu_cell("tflite-float32", int8, True, "loaded", images, config)
+    cell = benchmark_run._edgetpu_cell("tflite-float32", int8, True, "loaded", images, config)
     assert not cell["runs"] and "int8" in cell["reason"]
-    cell = benchmark._edgetpu_cell("tflite-int8-ptq", int8, False, "libedgetpu.so.1 is missing", images, config)
+    cell = benchmark_run._edgetpu_cell("tflite-int8-ptq", int8, False, "libedgetpu.so.1 is missing", images, config)
     assert cell == {"runs": False, "reason": "libedgetpu.so.1 is missing"}
-    cell = benchmark._edgetpu_cell("tflite-int8-ptq", int8, True, "loaded", images, config)
+    cell = benchmark_run._edgetpu_cell("tflite-int8-ptq", int8, True, "loaded", images, config)
     assert not cell["runs"] and "no model_int8_edgetpu.tflite" in cell["reason"]
     # A compiled model beside it, but (on this machine) no delegate: the worker's one-line error is the reason.
     (tmp_path / "model_int8_edgetpu.tflite").write_bytes(int8.read_bytes())
     (tmp_path / "model_int8_edgetpu.card.json").write_text((tiny_models["convert"] / "model_int8.card.json").read_text())
-    delegate_loads, _ = benchmark.edgetpu_delegate_status()
+    delegate_loads, _ = benchmark_run.edgetpu_delegate_status()
     if not delegate_loads:
-        cell = benchmark._edgetpu_cell("tflite-int8-ptq", int8, True, "loaded", images, config)
+        cell = benchmark_run._edgetpu_cell("tflite-int8-ptq", int8, True, "loaded", images, config)
         assert not cell["runs"] and "Edge TPU delegate" in cell["reason"]
 
 
 def test_held_out_images_are_topped_up_outside_a_limited_training_subset(tiny_models, tmp_path, sample_dir):
-    from converters.benchmark import held_out_data
+    from toolkit.benchmark.run import held_out_data
     from training.data import load_dataset, stratified_subset, train_validation_split
 
     source = tiny_models["convert"] / "model_float32.tflite"
@@ -247,7 +248,7 @@ def test_peak_memory_is_the_models_not_the_test_sets(tiny_models, tmp_path):
         np.save(tmp_path / "images.npy", images)
         np.save(tmp_path / "labels.npy", np.zeros(count, dtype=np.int64))
         subprocess.run(
-            [sys.executable, "-m", "converters.benchmark_worker", "--model", str(model), "--images", str(tmp_path / "images.npy"),
+            [sys.executable, "-m", "toolkit.benchmark.worker", "--model", str(model), "--images", str(tmp_path / "images.npy"),
              "--labels", str(tmp_path / "labels.npy"), "--result", str(tmp_path / "result.json"), "--runs", "5",
              "--min-seconds", "0.01", "--warmup-seconds", "0"],
             check=True, timeout=300, cwd=Path(__file__).resolve().parents[1],
@@ -259,7 +260,7 @@ def test_peak_memory_is_the_models_not_the_test_sets(tiny_models, tmp_path):
 
 
 def test_a_card_of_another_model_is_refused(tiny_models, tmp_path):
-    from converters.benchmark import discover_models
+    from toolkit.benchmark.run import discover_models
     from toolkit.errors import ToolkitError
 
     folder = tmp_path / "swapped"
@@ -277,7 +278,7 @@ def test_a_card_of_another_model_is_refused(tiny_models, tmp_path):
 
 
 def test_a_file_that_is_no_row_says_why(tiny_models, tmp_path):
-    from converters.benchmark import discover_models
+    from toolkit.benchmark.run import discover_models
     from toolkit.errors import ToolkitError
 
     export = tmp_path / "model_float32.tflite"
@@ -293,7 +294,7 @@ def test_a_file_that_is_no_row_says_why(tiny_models, tmp_path):
 def test_timing_keeps_going_for_min_seconds_past_the_cap():
     import time
 
-    from converters.benchmark_worker import TimingConfig, time_runs
+    from toolkit.benchmark.worker import TimingConfig, time_runs
 
     started = time.perf_counter()
     latencies = time_runs(lambda index: time.sleep(0.01), TimingConfig(runs=10**6, min_seconds=0.3, max_seconds=0.1, warmup_runs=1, warmup_seconds=0))

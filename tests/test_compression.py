@@ -269,7 +269,7 @@ def test_pipeline_summary_manifest_and_skip_on_rerun(pipeline_run, capsys):
 
 
 def test_stage_stamp_notices_a_changed_output(tmp_path):
-    from converters.pipeline import up_to_date, write_stamp
+    from toolkit.pipeline import up_to_date, write_stamp
 
     artifact = tmp_path / "model.bin"
     artifact.write_bytes(b"weights")
@@ -430,7 +430,7 @@ def test_interrupted_overwrite_leaves_no_parity_report_about_other_models(pipeli
 
 def test_eval_from_a_given_model_uses_the_data_it_was_trained_on(pipeline_run, tmp_path, sample_dir):
     """``toolkit pipeline --model M`` without --data: eval takes M's data (as prune and qat do), not the default cifar10."""
-    from converters.pipeline import PipelineConfig, _stage_eval
+    from toolkit.pipeline import PipelineConfig, _stage_eval
 
     out, manifest, _ = pipeline_run
     config = PipelineConfig(model=str(out / manifest["stages"]["train"]["model"]), out=str(tmp_path), progress=False)
@@ -478,9 +478,9 @@ def test_parity_failure_exits_non_zero(tmp_path):
 
 
 def test_layer_tfmot_cannot_quantise_is_named():
-    from converters.legacy import tf_keras
     from converters.qat import check_quantizable
     from toolkit.errors import ToolkitError
+    from training.tensorflow_stack import tf_keras
 
     inputs = tf_keras.Input((8, 8, 3))
     x = tf_keras.layers.Conv2D(4, 3, name="conv1")(inputs)

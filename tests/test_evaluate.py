@@ -27,9 +27,10 @@ def sample(sample_dir: Path) -> Dataset:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, sample: Dataset) -> dict[str, Path]:
     """model.keras, model_float.tflite and model_int8.tflite (int8 in and out), each with a card."""
-    from converters.legacy import tf, twin_from_keras3
+    from converters.bridge import twin_from_keras3
     from training.allcnn import ModelConfig, create_model
     from training.backend import keras
+    from training.tensorflow_stack import tf
 
     folder = tmp_path_factory.mktemp("models")
     keras.utils.set_random_seed(0)

@@ -25,7 +25,7 @@ def test_every_architecture_builds_for_grey_images(name: str) -> None:
 
 @pytest.mark.parametrize("config", [ModelConfig(), ModelConfig(width=0.25, batch_norm=True)], ids=["paper", "batch-norm"])
 def test_keras3_and_tf_keras_builds_agree_after_copying_weights(config: ModelConfig) -> None:
-    from converters.legacy import tf_keras
+    from training.tensorflow_stack import tf_keras
 
     keras.utils.set_random_seed(1)
     model = create_model(config, keras)

@@ -2,13 +2,13 @@
 
 Everything returns a :class:`Dataset` (RGB or grey uint8 images, int labels, class
 names) so training, calibration, evaluation and benchmarks share one loader. No
-TensorFlow is needed: images are decoded with OpenCV.
+TensorFlow is needed: images are decoded with OpenCV. :class:`Dataset` itself and the
+CIFAR-10 and Fashion-MNIST readers live in ``training.datasets``.
 """
 
 from __future__ import annotations
 
 import collections
-import dataclasses
 import os
 import re
 import warnings
@@ -18,27 +18,12 @@ import numpy as np
 
 from toolkit import preprocessing
 from toolkit.errors import ToolkitError, ToolkitWarning
+from training import datasets
+from training.datasets import Dataset
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MAX_BAD_FRACTION = 0.01  # more unreadable or non-image files than this is an error, not a warning
 _IGNORED_NAMES = ("thumbs.db", "desktop.ini")  # operating-system clutter, skipped silently
-
-
-@dataclasses.dataclass
-class Dataset:
-    """Images and labels held in memory."""
-
-    images: np.ndarray  # uint8, N x H x W x C, RGB (C=3) or grey (C=1)
-    labels: np.ndarray  # int64, N, index into class_names
-    class_names: list[str]  # label names, index = class id
-    source: str = ""  # human-readable origin, recorded in model cards
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def subset(self, indices: np.ndarray) -> "Dataset":
-        """The examples at ``indices``, in that order."""
-        return Dataset(self.images[indices], self.labels[indices], self.class_names, self.source)
 
 
 def _parse_spec(spec: str) -> tuple[str, str | None]:
@@ -68,8 +53,6 @@ def load_dataset(spec: str, limit: int | None = None, seed: int = 0, progress: b
     ``limit`` keeps a seeded, class-balanced subset of that many examples (for quick
     runs and tests); an image folder then decodes only those files.
     """
-    from training import datasets
-
     name, split = _parse_spec(spec)
     if name.lower() in ("cifar10", "cifar-10"):
         dataset = datasets.load_cifar10(split=split or "train")

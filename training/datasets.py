@@ -1,4 +1,4 @@
-"""CIFAR-10 (pickled batches) and Fashion-MNIST (IDX files) as in-memory :class:`Dataset` objects.
+"""The in-memory :class:`Dataset`, and CIFAR-10 (pickled batches) and Fashion-MNIST (IDX files) as such objects.
 
 CIFAR-10 is found, in order: the folder you name, ``./cifar-10-batches-py``, the Keras
 cache (``$KERAS_HOME`` or ``~/.keras``, then ``datasets/cifar-10-batches-py``), and
@@ -13,6 +13,7 @@ package ``dataset-fashion-mnist`` in ``/usr/share/datasets/fashion-mnist``.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -30,7 +31,6 @@ import numpy as np
 
 from toolkit import atomic
 from toolkit.errors import ToolkitError
-from training.data import Dataset
 
 SPLITS = ("train", "test")
 
@@ -49,6 +49,23 @@ FASHION_MNIST_LABELS = [
 
 # IDX type byte -> big-endian numpy dtype (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT").
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+@dataclasses.dataclass
+class Dataset:
+    """Images and labels held in memory."""
+
+    images: np.ndarray  # uint8, N x H x W x C, RGB (C=3) or grey (C=1)
+    labels: np.ndarray  # int64, N, index into class_names
+    class_names: list[str]  # label names, index = class id
+    source: str = ""  # human-readable origin, recorded in model cards
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, indices: np.ndarray) -> "Dataset":
+        """The examples at ``indices``, in that order."""
+        return Dataset(self.images[indices], self.labels[indices], self.class_names, self.source)
 
 
 # --------------------------------------------------------------------------- CIFAR-10 pickles

@@ -87,7 +87,7 @@ def setup_distribution(name: str, backend: str) -> Distribution:
 
 
 def _tensorflow_strategy(name: str) -> Distribution:
-    from converters.legacy import tf  # the one module allowed to import TensorFlow
+    from training.tensorflow_stack import tf  # the one module allowed to import TensorFlow
 
     if name == "mirrored":
         strategy = tf.distribute.MirroredStrategy()

@@ -48,7 +48,7 @@ class ModelRunner:
             raise ToolkitError(f"model file {self.model_path} does not exist")
         self.card: ModelCard = load_card(self.model_path)
         if self.format == "keras":
-            from converters.bridge import load_keras3
+            from training.model_files import load_keras3
 
             self.model = load_keras3(self.model_path, tf_keras_fallback=True)
             self.classifier = None

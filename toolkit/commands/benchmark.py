@@ -52,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Benchmark, print the table and write the reports."""
-    from converters.benchmark import BenchmarkConfig, TimingConfig, format_notes, format_table, run_benchmark
+    from toolkit.benchmark.report import format_notes, format_table
+    from toolkit.benchmark.run import BenchmarkConfig, run_benchmark
+    from toolkit.benchmark.worker import TimingConfig
 
     if args.limit is not None and args.limit < 1:
         raise ToolkitError(f"--limit must be at least 1, got {args.limit}")

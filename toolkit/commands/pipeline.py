@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace):
     """The pipeline config: the YAML file (if any), then the flags on top."""
-    from converters.pipeline import PipelineConfig
+    from toolkit.pipeline import PipelineConfig
 
     config = PipelineConfig.from_yaml(args.config) if args.config else PipelineConfig()
     for name in ("data", "out", "limit", "model", "epochs_per_stage"):
@@ -48,7 +48,7 @@ def build_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Run the pipeline, print the summary table; exit 3 when the converted models fail parity."""
-    from converters.pipeline import run_pipeline
+    from toolkit.pipeline import run_pipeline
     from toolkit.errors import ToolkitError
 
     config = build_config(args)

@@ -12,6 +12,9 @@ changed one is moved aside to ``train.stale-<time>``, never deleted).
 
 ``OUT/pipeline.json`` lists every artifact (paths relative to OUT) and the summary
 table (accuracy, size, sparsity per stage); the benchmark reads it.
+
+Orchestration like ``toolkit/commands``: it runs stages of ``training`` and ``converters``,
+so it is no part of the numpy core.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Measure one model in a process of its own: accuracy, latency per image, throughput, peak memory.
 
-``toolkit benchmark`` starts ``python -m converters.benchmark_worker`` once per model and
+``toolkit benchmark`` starts ``python -m toolkit.benchmark.worker`` once per model and
 thread count, so one format's runtime and buffers never count against another's peak
 memory (``VmHWM``, the peak resident set of this process). A ``.tflite`` model runs on the LiteRT
 interpreter of the edge app (``edge_app.runtime``), with no TensorFlow imported; a
@@ -146,8 +146,8 @@ class KerasRunner:
     """A ``.keras`` model on Keras 3 (TensorFlow or JAX backend)."""
 
     def __init__(self, model_path: Path) -> None:
-        from converters.bridge import load_keras3
         from training.backend import backend_name, keras
+        from training.model_files import load_keras3
 
         self.runtime = f"keras {keras.__version__} ({backend_name()})"
         self.card = load_card(model_path)
@@ -220,7 +220,7 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line of the worker (used by ``converters.benchmark``, not by people)."""
+    """Command line of the worker (used by ``toolkit.benchmark.run``, not by people)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--images", type=Path, required=True, help=".npy of uint8 RGB images")

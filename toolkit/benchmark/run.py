@@ -6,8 +6,8 @@ The source is a pipeline folder (``pipeline.json``), a convert folder (``model_*
 with cards), a run folder (``*.keras``) or one model file. Formats the source lacks but
 that are cheap to make from its float Keras model (TFLite float32, float16, dynamic
 range, int8 post-training) are converted first. Each model is then measured by
-``converters.benchmark_worker`` in a fresh process per thread count, so formats do not
-share a runtime or a peak-memory figure.
+``toolkit.benchmark.worker`` in a fresh process per thread count, so formats do not
+share a runtime or a peak-memory figure; ``toolkit.benchmark.report`` writes the table.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from converters.benchmark_worker import TimingConfig, file_sizes
-from toolkit import atomic
+from toolkit.benchmark.report import write_reports
+from toolkit.benchmark.worker import TimingConfig, file_sizes
 from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard, card_path, check_card_matches, load_card
 
@@ -300,7 +300,7 @@ def edgetpu_delegate_status() -> tuple[bool, str]:
     whose destructor complains on stderr, and a loaded one holds the device.
     """
     completed = subprocess.run(
-        [sys.executable, "-c", "import json, converters.benchmark as b; print(json.dumps(b._try_edgetpu_delegate()))"],
+        [sys.executable, "-c", "import json, toolkit.benchmark.run as b; print(json.dumps(b._try_edgetpu_delegate()))"],
         capture_output=True,
         text=True,
         env=_child_environment(1),
@@ -328,7 +328,11 @@ def _child_environment(threads: int) -> dict[str, str]:
     environment = dict(os.environ)
     # TensorFlow reads these at start-up; LiteRT takes the thread count as an argument.
     environment.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS=str(threads))
-    repository_root = str(Path(__file__).resolve().parents[1])
+    # A worker may load TensorFlow (edge_app.runtime's last resort) without importing `training`
+    # or `converters`, the packages that set these two on import.
+    environment.setdefault("TF_USE_LEGACY_KERAS", "1")
+    environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    repository_root = str(Path(__file__).resolve().parents[2])
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [repository_root, environment.get("PYTHONPATH")]))
     return environment
 
@@ -345,7 +349,7 @@ def _run_worker(
     with tempfile.TemporaryDirectory(prefix="benchmark-") as scratch:
         result_file = Path(scratch) / "result.json"
         command = [
-            sys.executable, "-m", "converters.benchmark_worker",
+            sys.executable, "-m", "toolkit.benchmark.worker",
             "--model", str(model), "--images", str(images_file), "--threads", str(threads),
             "--result", str(result_file),
         ]  # fmt: skip
@@ -507,95 +511,3 @@ def _progress(total: int, enabled: bool) -> Any:
     except ImportError:
         return _NoBar()
     return tqdm(total=total, unit="run", file=sys.stderr, leave=False)
-
-
-# --------------------------------------------------------------------------- reporting
-
-
-def _kib(count: int) -> str:
-    return f"{count / 1024:,.0f}"
-
-
-def format_table(report: dict[str, Any]) -> str:
-    """The report as a Markdown table (also readable as plain text)."""
-    threads = [str(count) for count in report["threads"]]
-    header = ["Format", "Size KiB", "gzip KiB", "Top-1 %", "Agree %"]
-    header += [f"{count} thr p50 / p95 ms (img/s)" for count in threads]
-    header += ["Peak MiB", "Edge TPU"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for row in report["formats"]:
-        accuracy = row.get("accuracy", {})
-        cells = [
-            row["name"] + (" *" if row.get("produced_here") else ""),
-            _kib(row["size"]["bytes"]),
-            _kib(row["size"]["gzip_bytes"]),
-            f"{100 * accuracy['top1']:.2f}" if "top1" in accuracy else "-",
-            f"{100 * accuracy['agreement_with_float']:.2f}" if "agreement_with_float" in accuracy else "-",
-        ]
-        for count in threads:
-            latency = row["latency"].get(count)
-            cells.append(
-                f"{latency['p50_ms']:.2f} / {latency['p95_ms']:.2f} ({latency['throughput_ips']:,.0f})"
-                if latency
-                else "error"
-            )
-        cells.append(f"{row['memory']['peak_rss_mb']:.0f}" if "memory" in row else "-")
-        edgetpu = row["edgetpu"]
-        if edgetpu["runs"]:
-            cells.append(f"{edgetpu['latency']['p50_ms']:.2f} / {edgetpu['latency']['p95_ms']:.2f} ms")
-        else:
-            cells.append("not int8" if "int8" not in row["format"] else "no: see note")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def format_notes(report: dict[str, Any]) -> str:
-    """What the table measured, and why some cells are empty."""
-    machine = report["machine"]
-    timing = report["timing"]
-    notes = [
-        f"Machine: {machine['processor']} ({machine['architecture']}, {machine['cpu_count']} CPUs), "
-        f"{machine['system']}, Python {machine['python']}; "
-        + ", ".join(f"{name} {version}" for name, version in machine["packages"].items())
-        + f". Load average (1 min) {machine.get('load_average_1min_at_start')} at the start and "
-        f"{machine.get('load_average_1min')} at the end: latency is only comparable between runs on a quiet machine.",
-        f"Accuracy: {report['held_out']} ({report['held_out_images']} images). "
-        "Agree % = share of images where the format predicts the same class as the float model.",
-        "Latency: one image at batch 1 (TFLite: set input, invoke, read output; Keras: predict_on_batch; "
-        "preprocessing not timed), "
-        f"after {timing['warmup_runs']}+ warm-up runs / {timing['warmup_seconds']} s excluded, "
-        f"then at least {timing['runs']} runs and {timing['min_seconds']} s per thread count "
-        f"(fewer runs when they would take more than {max(timing['max_seconds'], timing['min_seconds']):g} s). "
-        "img/s = batch-1 throughput = 1000 / mean ms.",
-        "Peak MiB: peak resident memory (VmHWM) of a fresh process that loads the runtime and the model "
-        "and runs it, one process per format and thread count, read before the held-out images are loaded "
-        "for accuracy; the highest is shown.",
-    ]
-    for row in report["formats"]:
-        if "checkpoint_size" in row:
-            notes.append(
-                f"{row['name']}: size of the model saved without optimizer state; the checkpoint {Path(row['model']).name} "
-                f"is {_kib(row['checkpoint_size']['bytes'])} KiB with the optimizer's momentum."
-            )
-    if any(row.get("produced_here") for row in report["formats"]):
-        notes.append("* converted from the dense float Keras model by the benchmark: the source held no such export of it (float exports of a pruned or QAT model, as a pipeline's convert/ folder holds, are not these rows).")
-    for row in report["formats"]:
-        if "error" in row:
-            notes.append(f"{row['name']}: failed: {row['error']}")
-    int8_rows = [row for row in report["formats"] if "int8" in row["format"] and not row["edgetpu"]["runs"]]
-    reasons = {row["edgetpu"]["reason"] for row in int8_rows}
-    if len(reasons) == 1 and len(int8_rows) > 1:
-        notes.append(f"Edge TPU, every int8 row: {reasons.pop()}")
-    else:
-        for row in int8_rows:
-            notes.append(f"Edge TPU, {row['name']}: {row['edgetpu']['reason']}")
-    if report["missing_formats"]:
-        notes.append("Not benchmarked (not in the source, and not converted here): " + ", ".join(report["missing_formats"]) + ".")
-    return "\n".join(f"- {note}" for note in notes)
-
-
-def write_reports(report: dict[str, Any], out_dir: Path) -> None:
-    """Write benchmark.json and benchmark.md into ``out_dir`` (atomically)."""
-    atomic.write_json(out_dir / "benchmark.json", report)
-    markdown = f"# Benchmark of {report['source']}\n\n{format_table(report)}\n\n{format_notes(report)}\n"
-    atomic.write_text(out_dir / "benchmark.md", markdown)

@@ -1,8 +1,10 @@
 """The only module that imports the Keras 2 stack: TensorFlow, tf_keras and tfmot.
 
 tfmot's pruning and quantization wrappers work only on tf_keras models, so pruning,
-QAT and conversion run on a tf_keras *twin* of the Keras 3 model (same builder, same
-weights, see :func:`twin_from_keras3`).
+QAT and conversion (``converters``) run on a tf_keras *twin* of the Keras 3 model
+(``converters.bridge``). Training reaches TensorFlow here too, for ``tf.distribute``
+(``training.distribution``) and for reading a tf_keras model file
+(``training.model_files``). Keras 3 itself is imported by ``training.backend``.
 """
 
 from __future__ import annotations
@@ -25,17 +27,8 @@ with quiet_tensorflow(start_gpu_platform=True):
 if not tf.keras.__name__.startswith("tf_keras"):
     raise ToolkitError(
         "TensorFlow was imported before TF_USE_LEGACY_KERAS=1 was set, so tfmot cannot work; "
-        "import `converters` before anything that imports TensorFlow"
+        "import `training` or `converters` before anything that imports TensorFlow"
     )
 
 
-def twin_from_keras3(model, config) -> "tf_keras.Model":
-    """A tf_keras model built from the same :class:`training.allcnn.ModelConfig` with ``model``'s weights."""
-    from training.allcnn import copy_weights, create_model
-
-    twin = create_model(config, tf_keras)
-    copy_weights(model, twin)
-    return twin
-
-
-__all__ = ["flatbuffer_utils", "tf", "tf_keras", "tflite_schema", "tfmot", "twin_from_keras3"]
+__all__ = ["flatbuffer_utils", "tf", "tf_keras", "tflite_schema", "tfmot"]

@@ -1,0 +1,50 @@
+"""Reading a ``.keras`` model file, with one-line errors.
+
+Keras 3 reads every file this toolkit writes. A tf_keras file holding tfmot's pruning or
+quantisation wrappers is read, where asked, through the Keras 2 stack
+(``training.tensorflow_stack``) instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import ToolkitError
+from toolkit.keras_file import check_keras_archive
+
+
+def load_keras3(model_path: str | Path, tf_keras_fallback: bool = False) -> Any:
+    """``keras.models.load_model`` of a checked ``.keras`` archive, with one-line errors.
+
+    With ``tf_keras_fallback``, a file Keras 3 cannot build (a tf_keras model with tfmot's
+    pruning or quantisation wrappers) is read with tf_keras under tfmot's scopes instead.
+    """
+    model_path = Path(model_path)
+    check_keras_archive(model_path)
+    from training.backend import keras
+
+    try:
+        # compile=False: the training optimizer and loss are not needed downstream, and
+        # custom ones (training.optimization) would otherwise have to be importable.
+        return keras.models.load_model(model_path, compile=False)
+    except Exception as error:  # noqa: BLE001 - keras raises many types for a broken archive
+        keras_error = error
+    if tf_keras_fallback:
+        try:
+            return _load_tf_keras(model_path)
+        except Exception:  # noqa: BLE001 - report Keras 3's reason, the format the file claims to be
+            pass
+    first_line = (str(keras_error).strip().splitlines() or [type(keras_error).__name__])[0]
+    raise ToolkitError(f"{model_path} could not be loaded as a Keras model: {first_line[:200]}") from None
+
+
+def _load_tf_keras(model_path: Path) -> Any:
+    """A tf_keras ``.keras`` model, pruning and quantisation wrappers included."""
+    from training.tensorflow_stack import tf_keras, tfmot
+
+    with tfmot.quantization.keras.quantize_scope(), tfmot.sparsity.keras.prune_scope():
+        return tf_keras.models.load_model(model_path, compile=False)
+
+
+__all__ = ["load_keras3"]
