@@ -1,11 +1,10 @@
-"""Keras callbacks of the training loop: NaN guard, per-epoch checkpointing, progress bar."""
+"""Keras callbacks of the training loop: NaN guard, progress bar, weight average (the checkpoints: training.run_folder)."""
 
 from __future__ import annotations
 
 import math
 import sys
-import time
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +19,7 @@ def current_learning_rate(model: Any) -> float:
 class NanGuard(keras.callbacks.Callback):
     """Stops training at the first non-finite loss (or, at epoch end, weights) and remembers where.
 
-    Must come before :class:`EpochCheckpoint` in the callback list, which then skips
+    Must come before :class:`training.run_folder.RunCheckpoint` in the callback list, which then skips
     the broken epoch so the last good checkpoint stays on disk.
     """
 
@@ -52,42 +51,6 @@ class NanGuard(keras.callbacks.Callback):
     def _fail(self, step: int | None, what: str) -> None:
         self.failure = {"epoch": self.epoch + 1, "step": step, "what": what, "learning_rate": current_learning_rate(self.model)}
         self.model.stop_training = True
-
-
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Hands every finished epoch to ``publish(model, epoch, logs, seconds, training_images_per_second)`` unless the NaN guard fired.
-
-    ``seconds`` is the whole epoch with its validation pass; the rate counts the steps
-    actually trained (a budgeted run's last epoch ends early) over the time before validation.
-    """
-
-    def __init__(self, publish: Callable[[Any, int, dict, float, float], None], guard: NanGuard,
-                 on_epoch_begin: Callable[[int], None], batch_size: int) -> None:  # fmt: skip
-        super().__init__()
-        self.publish = publish
-        self.guard = guard
-        self.begin_hook = on_epoch_begin
-        self.batch_size = batch_size
-        self.started = 0.0
-        self.training_seconds = 0.0
-        self.steps = 0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.begin_hook(epoch)
-        self.started = time.perf_counter()
-        self.steps = 0
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self.steps += 1
-
-    def on_test_begin(self, logs: dict | None = None) -> None:
-        self.training_seconds = time.perf_counter() - self.started
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if self.guard.failure is not None:
-            return
-        rate = self.steps * self.batch_size / max(self.training_seconds, 1e-9)
-        self.publish(self.model, epoch, dict(logs or {}), time.perf_counter() - self.started, rate)
 
 
 class ProgressBar(keras.callbacks.Callback):

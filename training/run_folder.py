@@ -10,6 +10,7 @@ Every file is written atomically. A SIGKILL can still land between two files, so
 state names the SHA-256 of the checkpoints it describes *and* of the previous ones:
 on resume, whichever of the two ``last.keras`` matches decides the epoch counter, and
 files derived from the state (cards, history, curves, metrics) are rewritten.
+:class:`RunCheckpoint` is the Keras callback that writes an epoch into it.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ import csv
 import io
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 from toolkit import atomic
 from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard, save_card
+from training.backend import keras
+from training.callbacks import NanGuard, current_learning_rate
 from training.curves import plot_history
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
@@ -197,3 +201,45 @@ class RunFolder:
             "train_loss": row["loss"],
             **{key: summary[key] for key in ("validation_fraction", "split_seed", "limit", "train_images", "validation_images") if key in summary},
         }
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Writes every epoch the NaN guard let through into the run folder (checkpoints, state, cards, history, metrics).
+
+    Before each epoch it fixes the batches' shuffle and augmentation for that epoch, so a
+    resumed run sees what an unbroken one would. The images/s it records count the steps
+    actually trained (a budgeted run's last epoch ends early) over the time before the
+    validation pass. With a ``clock`` (the run's LearningRateByProgress) the seconds spent and
+    whether the budget is done are saved in the state, for ``--resume``.
+    """
+
+    def __init__(self, run: RunFolder, card: ModelCard, summary: dict[str, Any], guard: NanGuard,
+                 batches: Any, batch_size: int, clock: Any = None) -> None:  # fmt: skip
+        super().__init__()
+        self.run, self.card, self.summary, self.guard = run, card, summary, guard
+        self.batches, self.batch_size, self.clock = batches, batch_size, clock
+        self.started = self.training_seconds = 0.0
+        self.steps = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.batches.set_epoch(epoch)
+        self.started = time.perf_counter()
+        self.steps = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.steps += 1
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        self.training_seconds = time.perf_counter() - self.started
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.guard.failure is not None:
+            return
+        logs = logs or {}
+        row = {key: float(logs[key]) for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
+        row = {"epoch": epoch + 1, **row, "learning_rate": current_learning_rate(self.model), "seconds": round(time.perf_counter() - self.started, 3)}
+        self.summary["images_per_second"] = round(self.steps * self.batch_size / max(self.training_seconds, 1e-9), 1)
+        if self.clock is not None:
+            self.run.state["seconds_spent"] = self.summary["seconds_spent"] = round(self.clock.seconds_spent(), 1)
+            self.run.state["finished"] = self.clock.finished
+        self.run.publish_epoch(lambda path: self.model.save(path), row, self.card, self.summary)

@@ -24,15 +24,15 @@ import numpy as np
 from toolkit import atomic
 from toolkit.errors import ToolkitError, ToolkitWarning
 from toolkit.model_card import ModelCard
-from training.allcnn import create_model
+from training.allcnn import ModelConfig, create_model
 from training.backend import backend_name, keras
 from training.batches import BatchSource, as_keras_dataset
 from training.budget import LearningRateByProgress, rate_at
-from training.callbacks import EpochCheckpoint, NanGuard, ProgressBar, WeightAverage, current_learning_rate
-from training.data import absolute_spec, channel_statistics, fit_images_to_size, load_dataset, training_split
+from training.callbacks import NanGuard, ProgressBar, WeightAverage
+from training.data import Dataset, absolute_spec, channel_statistics, fit_images_to_size, load_dataset, training_split
 from training.distribution import Distribution, setup_distribution
 from training.optimization import create_loss, create_optimizer
-from training.run_folder import RunFolder
+from training.run_folder import RunCheckpoint, RunFolder
 from training.schedules import create_schedule, paper_milestones, warmup_steps_for
 from training.train_config import TrainConfig
 from training.transfer import parent_architecture, start_from
@@ -76,101 +76,180 @@ def _has_gpu(backend: str) -> bool:
     return bool(keras.distribution.list_devices("gpu")) if hasattr(keras.distribution, "list_devices") else False
 
 
+@dataclasses.dataclass
+class TrainingData:
+    """A run's images, split, with the training split's mean/std."""
+
+    train: Dataset
+    validation: Dataset
+    labels: list[str]
+    mean: list[float]
+    std: list[float]
+    source: str  # where the images came from
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(value) for value in self.train.images.shape[1:])
+
+
 def _train(config: TrainConfig, requested: TrainConfig, backend: str, distribution: Distribution, resuming: bool) -> Path:
     config.data = absolute_spec(config.data)  # --resume from another directory still finds it
     run = RunFolder(Path(config.out) if distribution.is_chief else Path(config.out) / f"worker-{distribution.worker_index}")
     if not resuming and run.holds_run():
         raise ToolkitError(f"{run.root} already holds a run; continue it with --resume {run.root} or choose another --out")
     keras.utils.set_random_seed(config.seed)
+    parent = parent_architecture(config.from_model) if config.from_model else None
+    data = load_training_data(config, parent)
+    config = _fit_to_data(config, requested, len(data.train), distribution.replicas)
+    batches = BatchSource(
+        data.train.images, data.train.labels, config.batch_size, data.mean, data.std,
+        augmentation=config.augmentation, shuffle=True, seed=config.seed, drop_remainder=True,
+    )  # fmt: skip
+    validation_batches = BatchSource(data.validation.images, data.validation.labels, config.batch_size, data.mean, data.std)
+    resuming = _open_run(run, resuming, data, len(batches))
+    model_config = _model_config(config, data, parent)
+    _set_precision(config.precision, backend)
+    clock = _rate_controller(config, run, len(batches))
+    with distribution.scope():
+        model = keras.models.load_model(run.last) if resuming else _new_model(config, model_config, parent, data.labels, clock, len(batches))
+    summary = _summary(config, data, model, model_config, backend, distribution, len(batches))
+    if not resuming:
+        run.write_config(_config_record(config, requested, model_config, data, summary))
+    card = _card(config, data, model_config, summary, parent, backend)
+    if (run.state.get("finished", False) if config.budget else run.state["epochs_completed"] >= config.epochs):
+        return _finished_already(run, card, summary, resuming)  # or killed after its last epoch: nothing to train
+    guard = NanGuard()
+    callbacks = [
+        guard,
+        *([clock] if clock is not None else []),
+        *([WeightAverage(config.ema)] if config.ema else []),
+        RunCheckpoint(run, card, summary, guard, batches, config.batch_size, clock),
+        ProgressBar(None if config.budget else config.epochs, len(batches), bar=config.progress and distribution.is_chief, summary=distribution.is_chief),
+    ]
+    if resuming:
+        run.state["resumed_at_epochs"].append(run.state["epochs_completed"])
+    distribution.prepare_model(model, batches[0])
+    started = time.perf_counter()
+    model.fit(
+        as_keras_dataset(batches, keras, workers=config.workers),
+        validation_data=as_keras_dataset(validation_batches, keras, workers=config.workers),
+        epochs=MAX_BUDGET_EPOCHS if config.budget else config.epochs,
+        initial_epoch=run.state["epochs_completed"],
+        shuffle=False,  # BatchSource shuffles by (seed, epoch), so a resumed run sees the same batches
+        callbacks=callbacks,
+        verbose=0,
+    )
+    _check_outcome(config, run, guard)
+    summary["wall_seconds_this_session"] = round(time.perf_counter() - started, 1)
+    run.write_derived(card, summary)
+    return run.root
 
+
+def load_training_data(config: TrainConfig, parent: tuple[Path, ModelCard, ModelConfig] | None = None) -> TrainingData:
+    """The run's images (fitted to a parent model's input size), split, with the training split's mean/std."""
     dataset = load_dataset(config.data, limit=config.limit, seed=config.seed)
     if dataset.images.ndim == 3:
         dataset.images = dataset.images[..., None]
     if len(dataset.class_names) < 2:
         raise ToolkitError(f"{config.data} has only one class ({dataset.class_names[0]}); a classifier needs at least two")
-    parent = parent_architecture(config.from_model) if config.from_model else None
     if parent is not None:  # the images as the parent model sees them: its input size
         dataset.images = fit_images_to_size(dataset.images, *parent[2].input_shape[:2])
     train_set, validation_set = training_split(dataset, config.validation_fraction, config.seed)
     mean, std = channel_statistics(train_set.images)
-    input_shape = tuple(int(value) for value in train_set.images.shape[1:])
-    model_config = config.model_config(input_shape, len(dataset.class_names))
-    if parent is not None:  # the parent's layers, width and batch norm; this run's data and dropout
-        model_config = dataclasses.replace(parent[2], input_shape=input_shape, num_classes=len(dataset.class_names),
-                                           input_dropout=config.input_dropout, stage_dropout=config.stage_dropout)  # fmt: skip
-    changes = requested.small_data_changes(len(train_set))
+    return TrainingData(train_set, validation_set, list(dataset.class_names), mean, std, dataset.source or config.data)
+
+
+def _fit_to_data(config: TrainConfig, requested: TrainConfig, train_images: int, replicas: int) -> TrainConfig:
+    """The config with the batch and learning rate a small dataset needs (printed once); one-line errors for a batch that cannot work."""
+    changes = requested.small_data_changes(train_images)
     if changes:
         config = dataclasses.replace(config, **changes)
-        print(f"{len(train_set)} training images: batch size {config.batch_size}, learning rate {config.learning_rate:.4g} "
+        print(f"{train_images} training images: batch size {config.batch_size}, learning rate {config.learning_rate:.4g} "
               "(the recipe's, scaled down; --batch-size and --learning-rate choose others)", file=sys.stderr)  # fmt: skip
+    if config.batch_size % replicas:
+        raise ToolkitError(f"--batch-size {config.batch_size} must be divisible by the {replicas} replicas")
+    if config.batch_size > train_images:
+        raise ToolkitError(f"--batch-size {config.batch_size} is larger than the {train_images} training images")
+    return config
 
-    if config.batch_size % distribution.replicas:
-        raise ToolkitError(f"--batch-size {config.batch_size} must be divisible by the {distribution.replicas} replicas")
-    if config.batch_size > len(train_set):
-        raise ToolkitError(f"--batch-size {config.batch_size} is larger than the {len(train_set)} training images")
-    train_source = BatchSource(
-        train_set.images, train_set.labels, config.batch_size, mean, std,
-        augmentation=config.augmentation, shuffle=True, seed=config.seed, drop_remainder=True,
-    )  # fmt: skip
-    validation_source = BatchSource(validation_set.images, validation_set.labels, config.batch_size, mean, std)
-    steps_per_epoch = len(train_source)
 
+def _open_run(run: RunFolder, resuming: bool, data: TrainingData, steps_per_epoch: int) -> bool:
+    """Start the run folder, or recover it when resuming and the data is still the same; returns whether it resumes."""
     if resuming and not run.has_checkpoint():
         resuming = False  # killed before its first checkpoint: nothing to continue, start over
-    if resuming:
-        changes = _data_changes(run.read_config(), list(dataset.class_names), len(train_set), len(validation_set), mean, std)
-        if changes:
-            raise ToolkitError(
-                f"cannot resume {run.root}: the data changed since the run started ({'; '.join(changes)}), so the "
-                "split and the normalisation would too; train a new run with another --out"
-            )
-        state = run.recover()
-        if state["steps_per_epoch"] != steps_per_epoch:
-            raise ToolkitError(
-                f"cannot resume {run.root}: the data now gives {steps_per_epoch} steps per epoch, "
-                f"the run had {state['steps_per_epoch']} (did --data change?)"
-            )
-    else:
+    if not resuming:
         run.start(steps_per_epoch)
-    initial_epoch = run.state["epochs_completed"]
+        return False
+    changes = _data_changes(run.read_config(), data.labels, len(data.train), len(data.validation), data.mean, data.std)
+    if changes:
+        raise ToolkitError(
+            f"cannot resume {run.root}: the data changed since the run started ({'; '.join(changes)}), so the "
+            "split and the normalisation would too; train a new run with another --out"
+        )
+    state = run.recover()
+    if state["steps_per_epoch"] != steps_per_epoch:
+        raise ToolkitError(
+            f"cannot resume {run.root}: the data now gives {steps_per_epoch} steps per epoch, "
+            f"the run had {state['steps_per_epoch']} (did --data change?)"
+        )
+    return True
 
-    if config.precision == "float16" and not _has_gpu(backend):
+
+def _model_config(config: TrainConfig, data: TrainingData, parent: tuple[Path, ModelCard, ModelConfig] | None) -> ModelConfig:
+    """The architecture: the config's, or with --from the parent's layers, width and batch norm with this run's data and dropout."""
+    if parent is None:
+        return config.model_config(data.input_shape, len(data.labels))
+    return dataclasses.replace(parent[2], input_shape=data.input_shape, num_classes=len(data.labels),
+                               input_dropout=config.input_dropout, stage_dropout=config.stage_dropout)  # fmt: skip
+
+
+def _set_precision(precision: str, backend: str) -> None:
+    if precision == "float16" and not _has_gpu(backend):
         warnings.warn("--precision float16 on a CPU works but is usually slower than float32; use bfloat16 or a GPU", ToolkitWarning)
-    keras.mixed_precision.set_global_policy(POLICIES[config.precision])
-    budget_seconds = config.budget_seconds
-    rate_controller = None
-    if budget_seconds is not None or config.schedule == "linear":
-        rate_controller = LearningRateByProgress(
-            config.learning_rate, config.warmup_fraction, config.schedule, total_steps=config.epochs * steps_per_epoch,
-            budget_seconds=budget_seconds, seconds_spent=run.state.get("seconds_spent", 0.0),
-        )  # fmt: skip
-    with distribution.scope():
-        if resuming:
-            model = keras.models.load_model(run.last)
-        else:
-            model = create_model(model_config, keras)
-            if parent is not None:
-                start_from(model, parent[0], parent[1], list(dataset.class_names), config.freeze_stages)
-            if rate_controller is not None:
-                schedule = rate_at(0.0, config.learning_rate, config.warmup_fraction)  # set before every step
-            else:
-                schedule = create_schedule(config.schedule, config.learning_rate, config.epochs, steps_per_epoch, config.warmup_epochs)
-            model.compile(
-                optimizer=create_optimizer(schedule, config.momentum, config.weight_decay, config.nesterov),
-                loss=create_loss(config.label_smoothing),
-                metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            )
+    keras.mixed_precision.set_global_policy(POLICIES[precision])
 
-    summary = {
-        "dataset": dataset.source or config.data,
-        "classes": len(dataset.class_names),
-        "train_images": len(train_set),
-        "validation_images": len(validation_set),
+
+def _rate_controller(config: TrainConfig, run: RunFolder, steps_per_epoch: int) -> LearningRateByProgress | None:
+    """The per-step learning rate of a linear schedule or a --budget run (None: a schedule object in the optimizer does it)."""
+    if config.budget is None and config.schedule != "linear":
+        return None
+    return LearningRateByProgress(
+        config.learning_rate, config.warmup_fraction, config.schedule, total_steps=config.epochs * steps_per_epoch,
+        budget_seconds=config.budget_seconds, seconds_spent=run.state.get("seconds_spent", 0.0),
+    )  # fmt: skip
+
+
+def _new_model(config: TrainConfig, model_config: ModelConfig, parent: tuple[Path, ModelCard, ModelConfig] | None,
+               labels: list[str], clock: LearningRateByProgress | None, steps_per_epoch: int) -> Any:  # fmt: skip
+    """A compiled model: freshly initialised, or started from the parent's weights."""
+    model = create_model(model_config, keras)
+    if parent is not None:
+        start_from(model, parent[0], parent[1], labels, config.freeze_stages)
+    if clock is not None:
+        schedule = rate_at(0.0, config.learning_rate, config.warmup_fraction)  # the clock sets it before every step
+    else:
+        schedule = create_schedule(config.schedule, config.learning_rate, config.epochs, steps_per_epoch, config.warmup_epochs)
+    model.compile(
+        optimizer=create_optimizer(schedule, config.momentum, config.weight_decay, config.nesterov),
+        loss=create_loss(config.label_smoothing),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    return model
+
+
+def _summary(config: TrainConfig, data: TrainingData, model: Any, model_config: ModelConfig, backend: str,
+             distribution: Distribution, steps_per_epoch: int) -> dict[str, Any]:  # fmt: skip
+    """The run's facts for metrics.json (and, in part, the cards)."""
+    return {
+        "dataset": data.source,
+        "classes": len(data.labels),
+        "train_images": len(data.train),
+        "validation_images": len(data.validation),
         "validation_fraction": config.validation_fraction,
         "split_seed": config.seed,
         "limit": config.limit,  # eval --split validation rebuilds the same subset and split
-        "epochs": None if budget_seconds else config.epochs,
-        "budget_seconds": budget_seconds,
+        "epochs": None if config.budget else config.epochs,
+        "budget_seconds": config.budget_seconds,
         "steps_per_epoch": steps_per_epoch,
         "batch_size": config.batch_size,
         "backend": backend,
@@ -180,23 +259,31 @@ def _train(config: TrainConfig, requested: TrainConfig, backend: str, distributi
         "parameters": int(model.count_params()),
         "title": f"{model_config.name} width {model_config.width:g} on {'/'.join(Path(config.data).parts[-2:])}",
     }
-    resolved = {
+
+
+def _config_record(config: TrainConfig, requested: TrainConfig, model_config: ModelConfig, data: TrainingData,
+                   summary: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """config.json: what --resume continues and what a resume checks the data against."""
+    return {
         "train": config.to_dict() | {"resume": None},
         "requested": requested.to_dict() | {"resume": None},  # before the recipe and the data filled it in
         "model": model_config.to_dict(),
-        "schedule": _schedule_description(config, steps_per_epoch),
-        "mean": mean,
-        "std": std,
-        "labels": list(dataset.class_names),
+        "schedule": _schedule_description(config, summary["steps_per_epoch"]),
+        "mean": data.mean,
+        "std": data.std,
+        "labels": data.labels,
         **{key: summary[key] for key in ("dataset", "train_images", "validation_images", "steps_per_epoch", "backend")},
     }
-    if not resuming:
-        run.write_config(resolved)
-    card = ModelCard(
-        labels=list(dataset.class_names),
+
+
+def _card(config: TrainConfig, data: TrainingData, model_config: ModelConfig, summary: dict[str, Any],
+          parent: tuple[Path, ModelCard, ModelConfig] | None, backend: str) -> ModelCard:  # fmt: skip
+    input_shape = data.input_shape
+    return ModelCard(
+        labels=data.labels,
         input_size=list(input_shape),
-        mean=mean,
-        std=std,
+        mean=data.mean,
+        std=data.std,
         colour_order="GRAY" if input_shape[-1] == 1 else "RGB",
         architecture=model_config.to_dict(),
         dataset=summary["dataset"],
@@ -206,54 +293,18 @@ def _train(config: TrainConfig, requested: TrainConfig, backend: str, distributi
         notes=f"toolkit train: {config.schedule} schedule, {config.augmentation} augmentation, backend {backend}",
     )
 
-    def on_epoch_begin(epoch: int) -> None:
-        train_source.set_epoch(epoch)  # the same shuffle and augmentation as an unbroken run
 
-    def publish(model: Any, epoch: int, logs: dict, seconds: float, images_per_second: float) -> None:
-        row = {
-            "epoch": epoch + 1,
-            "loss": float(logs["loss"]),
-            "accuracy": float(logs["accuracy"]),
-            "val_loss": float(logs["val_loss"]),
-            "val_accuracy": float(logs["val_accuracy"]),
-            "learning_rate": current_learning_rate(model),
-            "seconds": round(seconds, 3),
-        }
-        summary["images_per_second"] = round(images_per_second, 1)
-        if rate_controller is not None:
-            run.state["seconds_spent"] = round(rate_controller.seconds_spent(), 1)
-            run.state["finished"] = rate_controller.finished
-            summary["seconds_spent"] = run.state["seconds_spent"]
-        run.publish_epoch(lambda path: model.save(path), row, card, summary)
-
-    guard = NanGuard()
-    callbacks = [
-        guard,
-        *([rate_controller] if rate_controller is not None else []),
-        *([WeightAverage(config.ema)] if config.ema else []),
-        EpochCheckpoint(publish, guard, on_epoch_begin, config.batch_size),
-        ProgressBar(None if budget_seconds else config.epochs, steps_per_epoch, bar=config.progress and distribution.is_chief, summary=distribution.is_chief),
-    ]
-    finished = run.state.get("finished", False) if budget_seconds else initial_epoch >= config.epochs
-    if finished:  # a finished run (or one killed after its last epoch): nothing to train
-        if resuming:
-            previous = run.read_metrics()
-            summary.update({key: previous[key] for key in ("images_per_second", "wall_seconds_this_session") if key in previous})
-        run.write_derived(card, summary)
-        return run.root
+def _finished_already(run: RunFolder, card: ModelCard, summary: dict[str, Any], resuming: bool) -> Path:
+    """A finished run: rewrite only what derives from its state, keeping the last session's speed figures."""
     if resuming:
-        run.state["resumed_at_epochs"].append(initial_epoch)
-    distribution.prepare_model(model, train_source[0])
-    started = time.perf_counter()
-    model.fit(
-        as_keras_dataset(train_source, keras, workers=config.workers),
-        validation_data=as_keras_dataset(validation_source, keras, workers=config.workers),
-        epochs=MAX_BUDGET_EPOCHS if budget_seconds else config.epochs,
-        initial_epoch=initial_epoch,
-        shuffle=False,  # BatchSource shuffles by (seed, epoch), so a resumed run sees the same batches
-        callbacks=callbacks,
-        verbose=0,
-    )
+        previous = run.read_metrics()
+        summary.update({key: previous[key] for key in ("images_per_second", "wall_seconds_this_session") if key in previous})
+    run.write_derived(card, summary)
+    return run.root
+
+
+def _check_outcome(config: TrainConfig, run: RunFolder, guard: NanGuard) -> None:
+    """One-line errors for a run that diverged or stopped before its end; the last good checkpoint stays."""
     if guard.failure is not None:
         failure = guard.failure
         where = f"epoch {failure['epoch']}" + (f", step {failure['step']}" if failure["step"] else "")
@@ -267,13 +318,11 @@ def _train(config: TrainConfig, requested: TrainConfig, backend: str, distributi
             "lower --learning-rate, enable --batch-norm or check the data",
             exit_code=3,
         )
-    if budget_seconds and not run.state.get("finished"):
-        raise ToolkitError(f"training stopped after epoch {run.state['epochs_completed']} before its budget was spent; resume with --resume {run.root}")
-    if not budget_seconds and run.state["epochs_completed"] < config.epochs:
-        raise ToolkitError(f"training stopped after epoch {run.state['epochs_completed']} of {config.epochs}; resume with --resume {run.root}")
-    summary["wall_seconds_this_session"] = round(time.perf_counter() - started, 1)
-    run.write_derived(card, summary)
-    return run.root
+    done = run.state["epochs_completed"]
+    if config.budget and not run.state.get("finished"):
+        raise ToolkitError(f"training stopped after epoch {done} before its budget was spent; resume with --resume {run.root}")
+    if not config.budget and done < config.epochs:
+        raise ToolkitError(f"training stopped after epoch {done} of {config.epochs}; resume with --resume {run.root}")
 
 
 def _data_changes(saved: dict[str, Any], labels: list[str], train_images: int, validation_images: int,
