@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from converters import bridge, finetune
+from converters.configs import ConvertConfig
 from converters.parity import DEFINITIONS, parity_metrics
 from converters.tflite_inspect import CARD_METADATA, LABELS_METADATA, embed_metadata, first_non_integer_operator, kernel_sparsity, read_tflite
 from toolkit import atomic, preprocessing
@@ -42,8 +43,6 @@ from toolkit.model_card import TensorQuantization, card_path, save_card
 from toolkit.native_logs import quiet_tensorflow
 from training.data import load_dataset, stratified_subset
 
-FORMATS = ("float32", "float16", "dynamic", "int8")
-IO_TYPES = ("int8", "uint8", "float32")
 PARITY_NAME = "parity.json"
 REPORT_NAME = "report.json"
 
@@ -51,46 +50,6 @@ REPORT_NAME = "report.json"
 def tflite_name(format_name: str) -> str:
     """File name of one export, e.g. ``model_int8.tflite``."""
     return f"model_{format_name}.tflite"
-
-
-@dataclasses.dataclass
-class ConvertConfig:
-    """One conversion; saved into OUT/report.json."""
-
-    model: str  # Keras 3 model (.keras with card); a QAT run's model.keras converts its QAT twin
-    out: str = "runs/convert"  # output folder
-    formats: tuple[str, ...] = FORMATS  # any of float32, float16, dynamic, int8
-    io: str = "int8"  # input/output type of the int8 model: int8, uint8 or float32
-    calib: str | None = None  # calibration images; default: the training split of the source run's data
-    calib_samples: int = 500  # calibration images used (an error when fewer are available, but for a QAT model)
-    data: str | None = None  # data for the held-out parity images; default: the source run's
-    limit: int | None = None  # class-balanced subset the source used; default: the source run's
-    parity_samples: int = 1000  # held-out images for parity (0: the whole validation split)
-    max_drop: float = 1.0  # fail when a converted model's top-1 is more points below the float one
-    embed_labels: bool = True  # write labels (and the card) into the .tflite metadata
-    edgetpu: bool = False  # also run edgetpu_compiler on the int8 model (when installed)
-    seed: int = 0  # picks the calibration images
-    progress: bool = True  # progress bars
-    overwrite: bool = False  # replace a conversion already in ``out``; its files this one does not remake are removed
-
-    def to_dict(self) -> dict[str, Any]:
-        payload = dataclasses.asdict(self)
-        payload["formats"] = list(self.formats)
-        return payload
-
-    def validate(self) -> None:
-        unknown = [name for name in self.formats if name not in FORMATS]
-        checks = [
-            (not unknown, f"unknown format {', '.join(unknown)}; choose from {', '.join(FORMATS)}"),
-            (bool(self.formats), "choose at least one format (--int8, --float16, --dynamic, --float32)"),
-            (self.io in IO_TYPES, f"--io must be one of {', '.join(IO_TYPES)}, got {self.io!r}"),
-            (self.calib_samples >= 1, f"--calib-samples must be at least 1, got {self.calib_samples}"),
-            (self.parity_samples >= 0, f"--parity-samples must not be negative, got {self.parity_samples}"),
-            (self.max_drop >= 0, f"--max-drop must not be negative, got {self.max_drop}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ToolkitError(message)
 
 
 @dataclasses.dataclass

@@ -18,61 +18,14 @@ stage's artifact has the same format and ``toolkit eval`` reads it.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any
 
 from converters import bridge, finetune, stage
+from converters.configs import PruneConfig
 from converters.sparsity import m_by_n_violations, model_kernels, model_sparsity
 from toolkit import atomic
 from toolkit.errors import ToolkitError
-
-
-@dataclasses.dataclass
-class PruneConfig:
-    """One pruning run; saved in OUT/config.json."""
-
-    model: str  # the trained Keras 3 model (.keras with its card)
-    out: str = "runs/prune"  # run folder for the pruned model, card, report
-    sparsity: float = 0.5  # target fraction of zero kernel weights
-    structured: str | None = None  # "2:4" for M:N structured sparsity (then sparsity is M/N)
-    epochs: int = 2  # fine-tuning epochs
-    learning_rate: float = 0.01  # peak learning rate of the fine-tuning (cosine decay to 0)
-    ramp_fraction: float = 0.75  # share of the fine-tuning steps over which sparsity ramps 0 -> target
-    data: str | None = None  # training data; default: the source run's
-    limit: int | None = None  # class-balanced subset; default: the source run's
-    batch_size: int | None = None  # default: the source run's
-    augmentation: str | None = None  # default: the source run's
-    seed: int | None = None  # split and shuffle seed; default: the source run's
-    progress: bool = True  # progress bars
-    overwrite: bool = False  # replace a finished run in OUT
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def m_by_n(self) -> tuple[int, int] | None:
-        if not self.structured:
-            return None
-        try:
-            kept_zeros, block = (int(part) for part in self.structured.split(":"))
-        except ValueError:
-            raise ToolkitError(f"--structured must look like M:N (e.g. 2:4), got {self.structured!r}") from None
-        if not 0 < kept_zeros < block:
-            raise ToolkitError(f"--structured {self.structured}: M must be between 1 and N-1")
-        return kept_zeros, block
-
-    def validate(self) -> None:
-        checks = [
-            (0.0 < self.sparsity < 1.0, f"--sparsity must be between 0 and 1 (exclusive), got {self.sparsity}"),
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
-            (self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}"),
-            (0.0 < self.ramp_fraction <= 1.0, f"--ramp-fraction must be in (0, 1], got {self.ramp_fraction}"),
-            (self.batch_size is None or self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ToolkitError(message)
-        self.m_by_n()
 
 
 def pruning_schedule_steps(total_steps: int, ramp_fraction: float) -> tuple[int, int]:

@@ -32,7 +32,6 @@ uses the ranges learnt here.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -41,49 +40,15 @@ from typing import Any
 import numpy as np
 
 from converters import bridge, finetune, stage
+from converters.configs import QatConfig
 from converters.sparsity import model_sparsity
 from toolkit import atomic
 from toolkit.errors import ToolkitError
 from training.tensorflow_stack import tf_keras, tfmot
 
-SCHEMES = ("auto", "default", "prune-preserve")
 SPARSE_INPUT_THRESHOLD = 0.01  # kernels at least this sparse count as pruned
 QAT_WEIGHTS_SUFFIX = ".qat.weights.h5"
 QAT_INFO_SUFFIX = ".qat.json"
-
-
-@dataclasses.dataclass
-class QatConfig:
-    """One quantization-aware fine-tuning run; saved in OUT/config.json."""
-
-    model: str  # the float (possibly pruned) Keras 3 model (.keras with its card)
-    out: str = "runs/qat"  # run folder
-    epochs: int = 1  # fine-tuning epochs
-    learning_rate: float = 0.001  # peak learning rate (cosine decay to 0); QAT wants a small one
-    scheme: str = "auto"  # auto, default or prune-preserve
-    data: str | None = None  # training data; default: the source run's
-    limit: int | None = None  # class-balanced subset; default: the source run's
-    batch_size: int | None = None  # default: the source run's
-    augmentation: str | None = None  # default: the source run's
-    seed: int | None = None  # default: the source run's
-    calibration_batches: int = 16  # training batches that set the activation ranges before QAT (0: tfmot's [-6, 6])
-    progress: bool = True  # progress bars
-    overwrite: bool = False  # replace a finished run in OUT
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def validate(self) -> None:
-        checks = [
-            (self.calibration_batches >= 0, f"--calibration-batches must not be negative, got {self.calibration_batches}"),
-            (self.scheme in SCHEMES, f"--scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}"),
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
-            (self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}"),
-            (self.batch_size is None or self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ToolkitError(message)
 
 
 class _KernelOnlyQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):

@@ -44,7 +44,7 @@ from toolkit.errors import ToolkitError
 
 @dataclasses.dataclass
 class ClassifyConfig:
-    """Everything ``toolkit classify`` needs; each field is one CLI flag."""
+    """Everything ``toolkit classify`` needs; each field but the last two is one CLI flag."""
 
     model: str  # int8 .tflite with its .card.json beside it
     source: str  # camera index, /dev/videoN, video, image, folder, rtsp:// or http:// URL, or picamera2
@@ -52,15 +52,15 @@ class ClassifyConfig:
     edgetpu: bool = False  # run on a Coral Edge TPU (needs a *_edgetpu.tflite model and libedgetpu)
     xnnpack: bool = True  # XNNPACK CPU delegate (the default); False for the plain kernels
     top_k: int = 3  # classes shown per frame
-    threshold: float = 0.0  # leave out classes scoring below this
-    smoothing: float = 0.0  # EMA weight of past frames' probabilities, 0 = off (video and cameras only)
+    threshold: float = 0.0  # leave out classes scoring below this (0..1)
+    smoothing: float = 0.0  # EMA weight of past frames' probabilities in [0, 1), 0 = off (video and cameras only)
     headless: bool = False  # one JSON line per frame on stdout, then a summary line
-    show: bool = False  # OpenCV window with the overlay (a video file then plays at its own frame rate)
+    show: bool = False  # OpenCV window with the overlay (needs a display; a video file then plays at its own frame rate)
     save: str | None = None  # write the annotated video here (.mp4, .avi, .mkv)
-    serve: str | None = None  # HOST:PORT of the MJPEG + top-k page (loopback unless a host is given; paces files too)
-    collect_to: str | None = None  # ROOT of the page's capture control (saves ROOT/<label>/NNNN.jpg); hidden without it
+    serve: str | None = None  # MJPEG stream + live top-k page on HOST:PORT, e.g. 127.0.0.1:8080 (loopback unless a host is given; paces files too)
+    collect_to: str | None = None  # with --serve: a capture control on the page that saves the current frame as ROOT/<label>/NNNN.jpg
     loop: bool = False  # replay a video, image or folder until stopped
-    capture_size: str | None = None  # WxH asked of a camera, e.g. 640x480
+    capture_size: str | None = None  # resolution asked of a camera, e.g. 640x480
     max_frames: int | None = None  # stop after this many classified frames
     queue_size: int = 2  # frames waiting between capture and inference
     decode_threads: int = 1  # FFmpeg decoder threads for videos and streams (0: one per core, taking the interpreter's)

@@ -130,9 +130,9 @@ class CollectConfig:
     """Everything ``toolkit collect`` needs; each field is one CLI flag."""
 
     source: str  # camera index, /dev/videoN, video, image, folder, rtsp:// or http:// URL, or picamera2
-    label: str  # class name: the images go to out/label/
+    label: str  # class name: the images go to OUT/LABEL/
     out: str  # root of the image folder (ROOT/<class>/<image>.jpg, what `toolkit train --data` reads)
-    count: int | None = None  # stop after this many images (None: at the end of the source or on Ctrl-C)
+    count: int | None = None  # stop after N images (None: at the end of the source or on Ctrl-C)
     every: float = 0.5  # minimum seconds between saved frames (time in the video for a file or folder)
 
 

@@ -32,6 +32,10 @@ from typing import Any
 from toolkit import atomic
 from toolkit.errors import ToolkitError
 
+if typing.TYPE_CHECKING:
+    from converters.configs import ConvertConfig, PruneConfig, QatConfig
+    from training.train_config import TrainConfig
+
 STAGES = ("train", "prune", "qat", "convert", "eval")
 STAMP_NAME = "stage.json"
 MANIFEST_NAME = "pipeline.json"
@@ -198,67 +202,96 @@ class _EvalOptions:
 EVAL_OPTIONS = tuple(field.name for field in dataclasses.fields(_EvalOptions))
 
 
-def check_config(config: PipelineConfig) -> None:
-    """Every section's keys, types and values, before the first stage runs (a typo must not wait for hours of training)."""
-    from converters.convert import FORMATS, ConvertConfig
-    from converters.prune import PruneConfig
-    from converters.qat import QatConfig
+@dataclasses.dataclass
+class StageConfigs:
+    """The configuration of each stage the pipeline runs, built once from a PipelineConfig and checked."""
+
+    train: TrainConfig | None  # resolved (the recipe filled in); None when the pipeline starts from config.model
+    prune: PruneConfig | None  # None when pruning is off
+    qat: QatConfig | None  # None when QAT is off
+    convert: ConvertConfig
+
+
+def _enabled(config: PipelineConfig, section: str) -> bool:
+    enabled = getattr(config, section).get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ToolkitError(f"pipeline {section}.enabled must be true or false, got {enabled!r}")
+    return enabled
+
+
+def _stage_config(config: PipelineConfig, section: str, config_class: type, defaults: dict[str, Any], fixed: dict[str, Any]) -> Any:
+    """``config_class`` from ``defaults``, the section's options (keys and types checked) and ``fixed``, validated.
+
+    epochs_per_stage applies to every stage but convert; train's recipe fills in its unset fields.
+    """
+    options = _known(getattr(config, section), config_class, section)
+    _check_types(options, config_class, section)
+    if "formats" in options:
+        options["formats"] = tuple(options["formats"])
+    if section != "convert":
+        options = _with_epochs(options, config.epochs_per_stage)
+    try:
+        built = config_class(**(defaults | options | fixed))
+        built = built.resolved() if section == "train" else built
+        built.validate()
+    except ToolkitError as error:
+        raise ToolkitError(f"pipeline {section} section: {error}") from None
+    return built
+
+
+def _check_eval(options: dict[str, Any], converted: tuple[str, ...]) -> None:
+    """The eval section's keys, types and values; it evaluates only formats that convert writes."""
+    unknown = sorted(set(options) - set(EVAL_OPTIONS))
+    if unknown:
+        raise ToolkitError(f"pipeline eval section: unknown option {unknown[0]!r} (known: {', '.join(EVAL_OPTIONS)})")
+    _check_types(options, _EvalOptions, "eval")
+    if options.get("split", "validation") not in ("all", "validation"):
+        raise ToolkitError(f"pipeline eval.split must be all or validation, got {options['split']!r}")
+    missing = [name for name in options.get("formats") or ["int8"] if name not in converted]
+    if missing:
+        raise ToolkitError(f"pipeline eval: format {missing[0]} is not converted (convert.formats lists {', '.join(converted)})")
+
+
+def build_stage_configs(config: PipelineConfig) -> StageConfigs:
+    """Each stage's config from its section and the top-level fields, checked before the first stage runs.
+
+    A typo must not wait for hours of training. Each stage's model is the file the stage before
+    it writes (or ``config.model``), so the configs are complete here and each stage runs its own.
+    """
+    from converters.configs import ConvertConfig, PruneConfig, QatConfig
     from training.train_config import TrainConfig
 
     top = {field.name: getattr(config, field.name) for field in dataclasses.fields(config) if field.name not in STAGES}
     _check_types(top, PipelineConfig, "config")
-    placeholders = {"model": "model.keras", "out": str(config.out), "data": config.data, "limit": config.limit}
-    sections = [("train", TrainConfig, not config.model), ("prune", PruneConfig, True), ("qat", QatConfig, True), ("convert", ConvertConfig, True)]
-    formats = list(FORMATS)
-    for section, config_class, used in sections:
-        raw = getattr(config, section)
-        if not isinstance(raw.get("enabled", True), bool):
-            raise ToolkitError(f"pipeline {section}.enabled must be true or false, got {raw['enabled']!r}")
-        if not used or not raw.get("enabled", True):
-            continue
-        options = _known(raw, config_class, section)
-        _check_types(options, config_class, section)
-        if section != "convert":
-            options = _with_epochs(options, config.epochs_per_stage)
-        names = {field.name for field in dataclasses.fields(config_class)}
-        filled = {key: value for key, value in placeholders.items() if key in names and key not in options}
-        if "formats" in options:
-            options["formats"] = tuple(options["formats"])
-            formats = list(options["formats"])
-        try:
-            built = config_class(**{**filled, **options})
-            (built.resolved() if section == "train" else built).validate()
-        except ToolkitError as error:
-            raise ToolkitError(f"pipeline {section} section: {error}") from None
-    evaluation = dict(config.eval)
-    unknown = sorted(set(evaluation) - set(EVAL_OPTIONS))
-    if unknown:
-        raise ToolkitError(f"pipeline eval section: unknown option {unknown[0]!r} (known: {', '.join(EVAL_OPTIONS)})")
-    _check_types(evaluation, _EvalOptions, "eval")
-    if evaluation.get("split", "validation") not in ("all", "validation"):
-        raise ToolkitError(f"pipeline eval.split must be all or validation, got {evaluation['split']!r}")
-    missing = [name for name in evaluation.get("formats") or ["int8"] if name not in formats]
-    if missing:
-        raise ToolkitError(f"pipeline eval: format {missing[0]} is not converted (convert.formats lists {', '.join(formats)})")
+    out = Path(config.out)
+    _enabled(config, "train")  # checked, though training runs whenever no model is given
+    train = None
+    if not config.model:
+        data = str(Path(config.data).resolve()) if Path(config.data).exists() else config.data
+        fixed = {"out": str(out / "train"), "progress": config.progress}
+        train = _stage_config(config, "train", TrainConfig, {"data": data, "limit": config.limit}, fixed)
+    source = Path(config.model).resolve() if config.model else out / "train" / "best.keras"
+    built = {}
+    for section, config_class in (("prune", PruneConfig), ("qat", QatConfig), ("convert", ConvertConfig)):
+        if _enabled(config, section) or section == "convert":
+            fixed = {"model": str(source), "out": str(out / section), "progress": config.progress, "overwrite": True}
+            built[section] = _stage_config(config, section, config_class, {}, fixed)
+            source = out / section / "model.keras"
+    _check_eval(dict(config.eval), built["convert"].formats)
+    return StageConfigs(train, built.get("prune"), built.get("qat"), built["convert"])
 
 
-def _stage_train(config: PipelineConfig, out: Path) -> tuple[Path, dict[str, Any]]:
-    """Train (or resume training); returns best.keras and the stage's manifest entry."""
+def _stage_train(train_config: TrainConfig, force: bool) -> dict[str, Any]:
+    """Train (or resume training) unless up to date; returns the stage's manifest entry."""
     from training.train_config import TrainConfig
 
-    folder = out / "train"
-    options = _known(_with_epochs(config.train, config.epochs_per_stage), TrainConfig, "train")
-    data = config.data
-    if Path(data).exists():
-        data = str(Path(data).resolve())
-    train_config = TrainConfig(**{"data": data, "limit": config.limit, **options, "out": str(folder), "progress": config.progress}).resolved()
-    train_config.validate()
+    folder = Path(train_config.out)
     config_hash = _config_hash(train_config.to_dict())
     best = folder / "best.keras"
     entry = {"folder": "train", "model": "train/best.keras", "card": "train/best.card.json", "metrics": "train/metrics.json"}
-    if not config.force and up_to_date(folder, config_hash, None):
+    if not force and up_to_date(folder, config_hash, None):
         _say("train: up to date, skipped")
-        return best, {**entry, "skipped": True}
+        return {**entry, "skipped": True}
 
     from training.train import train
 
@@ -271,40 +304,36 @@ def _stage_train(config: PipelineConfig, out: Path) -> tuple[Path, dict[str, Any
         except json.JSONDecodeError:
             saved_train = {}
         # Read through TrainConfig, so fields added since the run started take their defaults.
-        if not config.force and _config_hash(TrainConfig.from_dict(saved_train).resolved().to_dict() | {"progress": config.progress}) == config_hash:
+        progress = {"progress": train_config.progress}
+        if not force and _config_hash(TrainConfig.from_dict(saved_train).resolved().to_dict() | progress) == config_hash:
             _say(f"train: continuing the interrupted run in {folder}")
-            train(TrainConfig(resume=str(folder), progress=config.progress))
+            train(TrainConfig(resume=str(folder), progress=train_config.progress))
         else:
-            stale = out / f"train.stale-{time.strftime('%Y%m%d-%H%M%S')}"
+            stale = folder.parent / f"train.stale-{time.strftime('%Y%m%d-%H%M%S')}"
             folder.rename(stale)
             _say(f"train: configuration changed; the previous run was moved to {stale}")
             train(train_config)
     else:
         length = f"a budget of {train_config.budget}" if train_config.budget else f"{train_config.epochs} epoch(s)"
-        _say(f"train: {length} on {data}" + (f" (limit {config.limit})" if config.limit else ""))
+        _say(f"train: {length} on {train_config.data}" + (f" (limit {train_config.limit})" if train_config.limit else ""))
         train(train_config)
     if not best.is_file():
         raise ToolkitError(f"training finished without {best}")
     write_stamp(folder, "train", config_hash, None, {"model": best, "card": folder / "best.card.json"}, time.perf_counter() - started)
-    return best, {**entry, "skipped": False}
+    return {**entry, "skipped": False}
 
 
-def _stage_model(
-    stage: str, config: PipelineConfig, out: Path, source: Path, options: dict[str, Any], config_class: type, function: Any, extra_inputs: list[Path] = ()
-) -> tuple[Path, dict[str, Any]]:
-    """Run prune or qat on ``source`` unless up to date; returns the stage's model and manifest entry."""
-    folder = out / stage
-    stage_config = config_class(**{**options, "model": str(source), "out": str(folder), "progress": config.progress, "overwrite": True})
-    stage_config.validate()
+def _stage_model(stage: str, stage_config: PruneConfig | QatConfig, function: Any, force: bool) -> dict[str, Any]:
+    """Run prune or qat on the config's model unless up to date; returns the stage's manifest entry."""
+    folder, source = Path(stage_config.out), Path(stage_config.model)
     config_hash = _config_hash(stage_config.to_dict())
-    input_sha = hashlib.sha256("".join(atomic.file_digest(path) for path in [source, *extra_inputs]).encode()).hexdigest()
-    model = folder / "model.keras"
+    input_sha = hashlib.sha256(atomic.file_digest(source).encode()).hexdigest()
     entry = {"folder": stage, "model": f"{stage}/model.keras", "card": f"{stage}/model.card.json", "report": f"{stage}/report.json"}
     if stage == "qat":
         entry["qat_weights"] = "qat/model.qat.weights.h5"
-    if not config.force and up_to_date(folder, config_hash, input_sha):
+    if not force and up_to_date(folder, config_hash, input_sha):
         _say(f"{stage}: up to date, skipped")
-        return model, {**entry, "skipped": True}
+        return {**entry, "skipped": True}
     _say(f"{stage}: {stage_config.epochs} epoch(s) from {source}")
     started = time.perf_counter()
     result = function(stage_config)
@@ -315,19 +344,15 @@ def _stage_model(
         weights, info = qat_companions(result.model_path)
         outputs.update({"qat_weights": weights, "qat_info": info})
     write_stamp(folder, stage, config_hash, input_sha, outputs, time.perf_counter() - started)
-    return model, {**entry, "skipped": False}
+    return {**entry, "skipped": False}
 
 
-def _stage_convert(config: PipelineConfig, out: Path, source: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    from converters.convert import ConvertConfig, convert, tflite_name
+def _stage_convert(convert_config: ConvertConfig, force: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Convert the config's model unless up to date; returns the parity report and the stage's manifest entry."""
+    from converters.convert import convert, tflite_name
     from converters.qat import qat_companions
 
-    folder = out / "convert"
-    options = _known(config.convert, ConvertConfig, "convert")
-    if "formats" in options:
-        options["formats"] = tuple(options["formats"])
-    convert_config = ConvertConfig(**{**options, "model": str(source), "out": str(folder), "progress": config.progress, "overwrite": True})
-    convert_config.validate()
+    folder, source = Path(convert_config.out), Path(convert_config.model)
     config_hash = _config_hash(convert_config.to_dict())
     inputs = [source] + [path for path in qat_companions(source) if path.is_file()]
     input_sha = hashlib.sha256("".join(atomic.file_digest(path) for path in inputs).encode()).hexdigest()
@@ -338,7 +363,7 @@ def _stage_convert(config: PipelineConfig, out: Path, source: Path) -> tuple[dic
         "parity": "convert/parity.json",
         "report": "convert/report.json",
     }
-    if not config.force and up_to_date(folder, config_hash, input_sha):
+    if not force and up_to_date(folder, config_hash, input_sha):
         _say("convert: up to date, skipped")
         return json.loads((folder / "parity.json").read_text()), {**entry, "skipped": True}
     for stale in [*folder.glob("model_*.tflite"), *folder.glob("model_*.card.json")]:
@@ -363,7 +388,7 @@ def _stage_eval(config: PipelineConfig, out: Path, models: dict[str, Path]) -> d
     from training.evaluate import ModelRunner, evaluate, load_evaluation_data
 
     folder = out / "eval"
-    options = dict(config.eval)  # checked by check_config
+    options = dict(config.eval)  # checked by build_stage_configs
     formats = list(options.get("formats") or ["int8"])
     split = options.get("split", "validation")
     entry: dict[str, Any] = {"folder": "eval", "reports": {}, "skipped": True}
@@ -467,33 +492,29 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
 def run_pipeline(config: PipelineConfig) -> PipelineResult:
     """Run every stage that is not up to date, write pipeline.json and return the summary."""
     import converters  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow loads
-    from converters.prune import PruneConfig, prune
-    from converters.qat import QatConfig, qat
+    from converters.prune import prune
+    from converters.qat import qat
 
-    check_config(config)
+    stages = build_stage_configs(config)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     manifest: dict[str, Any] = {"out": str(out.resolve()), "config": config.to_dict(), "stages": {}}
 
-    if config.model:
+    if stages.train is None:
         from converters.bridge import check_model_file
 
         model = check_model_file(config.model).resolve()
         manifest["stages"]["source"] = {"model": str(model)}
         _say(f"starting from the trained model {model}")
-        current = model
     else:
-        current, manifest["stages"]["train"] = _stage_train(config, out)
+        manifest["stages"]["train"] = _stage_train(stages.train, config.force)
+    if stages.prune is not None:
+        manifest["stages"]["prune"] = _stage_model("prune", stages.prune, prune, config.force)
+    if stages.qat is not None:
+        manifest["stages"]["qat"] = _stage_model("qat", stages.qat, qat, config.force)
 
-    if config.prune.get("enabled", True):
-        options = _known(_with_epochs(config.prune, config.epochs_per_stage), PruneConfig, "prune")
-        current, manifest["stages"]["prune"] = _stage_model("prune", config, out, current, options, PruneConfig, prune)
-    if config.qat.get("enabled", True):
-        options = _known(_with_epochs(config.qat, config.epochs_per_stage), QatConfig, "qat")
-        current, manifest["stages"]["qat"] = _stage_model("qat", config, out, current, options, QatConfig, qat)
-
-    parity, manifest["stages"]["convert"] = _stage_convert(config, out, current)
+    parity, manifest["stages"]["convert"] = _stage_convert(stages.convert, config.force)
     models = {name: out / relative for name, relative in manifest["stages"]["convert"]["models"].items()}
     manifest["stages"]["eval"] = _stage_eval(config, out, models)
 

@@ -69,36 +69,36 @@ class TrainConfig:
     """
 
     data: str = "cifar10"  # cifar10, fashion-mnist, or an image folder ROOT/<class>/<image>
-    out: str = "runs/train"  # run folder (created; must not already hold a run)
-    recipe: str = "paper"  # defaults of the fields left unset: paper, or fast (the short-budget recipe)
+    out: str = "runs/train"  # run folder to create (it must not already hold a run)
+    recipe: str = "paper"  # defaults of the fields left unset: paper, or fast (short-budget: batch norm, no dropout, Nesterov, label smoothing, cutout, bfloat16)
     epochs: int = 100  # epochs to train (the paper: 350 with --schedule paper); ignored with --budget
-    budget: str | None = None  # wall time of training and validation, e.g. 2h or 90m; replaces --epochs
-    batch_size: int | None = None  # global batch size, split across replicas (paper 128, fast 256)
-    limit: int | None = None  # keep a seeded, class-balanced subset of this many images (quick runs)
+    budget: str | None = None  # train for this wall time (e.g. 2h, 90m, 5400; validation included) instead of --epochs; the learning rate follows the share spent
+    batch_size: int | None = None  # global batch size (split across replicas)
+    limit: int | None = None  # use a seeded class-balanced subset of N images (quick runs)
     validation_fraction: float = 0.1  # stratified share of the data held out for validation
     seed: int = 0  # seeds the split, the weights, the shuffling and the augmentation
-    from_model: str | None = None  # start from a trained .keras, or "pretrained" (the shipped reference model)
-    freeze_stages: int = 0  # with from_model: keep the first 1 or 2 down-sampling stages' weights fixed
-    architecture: str = "all_cnn_c"  # all_cnn_c, model_c, strided_cnn_c or convpool_cnn_c
-    batch_norm: bool | None = None  # BatchNormalization after every conv but the classifier (fast: on)
+    from_model: str | None = None  # start from a trained .keras, or 'pretrained' (the shipped reference model): its layers and weights, a new classifier when the classes differ, a tenth of the recipe's learning rate
+    freeze_stages: int = 0  # with --from: keep the first 1 or 2 down-sampling stages' weights fixed
+    architecture: str = "all_cnn_c"  # the paper's model family
+    batch_norm: bool | None = None  # BatchNormalization after every conv but the classifier
     width: float = 1.0  # filter-count multiplier (0.25 for quick tests)
-    input_dropout: float | None = None  # dropout on the input image (paper 0.2, fast 0)
-    stage_dropout: float | None = None  # dropout after each down-sampling stage (paper 0.5, fast 0)
-    augmentation: str | None = None  # none, paper (pad-4 crop + flip) or cutout (paper + 8x8 cutout)
-    schedule: str | None = None  # cosine (warm-up, cosine decay), linear (warm-up, linear decay) or paper (x0.1 steps)
+    input_dropout: float | None = None  # dropout on the input image
+    stage_dropout: float | None = None  # dropout after each down-sampling stage
+    augmentation: str | None = None  # paper: pad-4 crop + flip; cutout: paper + 8x8 cutout; none
+    schedule: str | None = None  # cosine: warm-up + cosine decay; linear: warm-up + linear decay; paper: x0.1 at epochs 200/250/300 of 350, scaled to --epochs
     warmup_epochs: float = 5.0  # cosine warm-up length by epochs; at most a tenth of the run
     warmup_fraction: float = 0.15  # linear schedule and --budget runs: share of the run spent warming up
-    learning_rate: float | None = None  # peak learning rate (paper 0.05, fast 0.2)
+    learning_rate: float | None = None  # peak learning rate
     momentum: float = 0.9  # SGD momentum, as in the paper
-    nesterov: bool | None = None  # Nesterov momentum (fast: on)
-    weight_decay: float | None = None  # L2 coefficient added to the gradient before momentum (paper 0.001)
-    label_smoothing: float | None = None  # label smoothing of the cross-entropy (fast 0.2)
-    ema: float = 0.0  # decay per step of an exponential moving average of the weights (e.g. 0.999); 0 is off
-    precision: str | None = None  # float32, bfloat16 (mixed_bfloat16: fast on AVX512-BF16 CPUs) or float16 (GPUs)
-    strategy: str = "none"  # none, mirrored, multiworker (TensorFlow) or data-parallel (JAX)
+    nesterov: bool | None = None  # Nesterov momentum
+    weight_decay: float | None = None  # L2 coefficient added to the gradient before momentum (the paper's weight decay)
+    label_smoothing: float | None = None  # label smoothing of the cross-entropy
+    ema: float = 0.0  # per-step decay of a moving average of the weights, validated and saved (e.g. 0.999); 0 is off
+    precision: str | None = None  # bfloat16 (mixed): fast on AVX512-BF16 CPUs; float16 (mixed): GPUs
+    strategy: str = "none"  # mirrored/multiworker (TF_CONFIG): TensorFlow backend; data-parallel: JAX backend
     workers: int = 1  # threads preparing batches in parallel with training
-    progress: bool = True  # show a progress bar
-    resume: str | None = None  # a run folder to continue; its saved config replaces every other field
+    progress: bool = True  # a progress bar (else one line per epoch)
+    resume: str | None = None  # continue an interrupted run with its saved config (every other setting is ignored)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

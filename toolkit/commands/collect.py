@@ -7,34 +7,21 @@ from __future__ import annotations
 
 import argparse
 
+from toolkit.flags import Flag, add_dataclass_arguments, config_from_arguments
+
+FLAGS = {"out": Flag(metavar="ROOT"), "count": Flag(metavar="N"), "every": Flag(metavar="SECONDS")}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``toolkit collect``."""
-    # "%(default).0s" prints nothing; without it ArgumentDefaultsHelpFormatter appends "(default: None)".
-    parser.add_argument(
-        "--source",
-        required=True,
-        help="camera index or /dev/videoN, video file, image, folder of images, rtsp:// or http:// URL, "
-        "or picamera2%(default).0s",
-    )
-    parser.add_argument("--label", required=True, help="class name: the images go to OUT/LABEL/%(default).0s")
-    parser.add_argument(
-        "--out", required=True, metavar="ROOT", help="image folder root, as toolkit train --data reads it%(default).0s"
-    )
-    parser.add_argument(
-        "--count", type=int, default=None, metavar="N",
-        help="stop after N images (default: at the end of the source or on Ctrl-C)%(default).0s",
-    )  # fmt: skip
-    parser.add_argument(
-        "--every", type=float, default=0.5, metavar="SECONDS",
-        help="minimum time between saved frames (for a video file: time in the video)",
-    )  # fmt: skip
+    """Flags of ``toolkit collect``: one per CollectConfig field."""
+    from edge_app.collect import CollectConfig
+
+    add_dataclass_arguments(parser, CollectConfig, FLAGS)
 
 
 def run(args: argparse.Namespace) -> int:
     """Save centre-cropped frames as OUT/LABEL/NNNN.jpg; the count goes to stderr, the summary to stdout."""
     from edge_app.collect import CollectConfig, run_collect
 
-    config = CollectConfig(source=args.source, label=args.label, out=args.out, count=args.count, every=args.every)
-    run_collect(config)
+    run_collect(config_from_arguments(CollectConfig, args))
     return 0

@@ -4,34 +4,31 @@ from __future__ import annotations
 
 import argparse
 
+from toolkit.flags import Flag, add_dataclass_arguments, config_from_arguments
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``toolkit convert``."""
-    parser.add_argument("--model", required=True, metavar="M", help="Keras 3 model (.keras with card); a QAT run's model.keras converts its QAT twin")
-    parser.add_argument("--out", default="runs/convert", help="folder for model_<format>.tflite, cards, parity.json, report.json")
+    """Flags of ``toolkit convert``: one per ConvertConfig field, its formats as one switch each."""
+    from converters.configs import IO_TYPES, ConvertConfig
+
+    flags = {
+        "model": Flag(metavar="M"),
+        "io": Flag(choices=IO_TYPES),
+        "calib": Flag(metavar="DATA"),
+        "embed_labels": Flag(spelling="--no-labels", help="do not embed labels and card as TFLite metadata"),
+        "progress": Flag(help="no progress bars"),
+    }
+    add_dataclass_arguments(parser, ConvertConfig, flags, exclude=("formats",))
     formats = parser.add_argument_group("formats (none given: all four)")
     formats.add_argument("--int8", action="store_true", help="full-integer int8 (TFLITE_BUILTINS_INT8 only)")
     formats.add_argument("--float16", action="store_true", help="float16 weights")
     formats.add_argument("--dynamic", action="store_true", help="dynamic range: int8 weights, float activations")
     formats.add_argument("--float32", action="store_true", help="plain float32")
-    parser.add_argument("--io", choices=("int8", "uint8", "float32"), default="int8", help="input and output type of the int8 model")
-    parser.add_argument("--calib", default=None, metavar="DATA", help="calibration images (default: the source run's training split)")
-    parser.add_argument("--calib-samples", type=int, default=500, help="calibration images to use; fewer available is an error (a QAT model, whose ranges they do not set, takes what there is)")
-    parser.add_argument("--data", default=None, help="data for held-out parity images (default: the source run's)")
-    parser.add_argument("--limit", type=int, default=None, help="the subset the source was trained on (default: the source run's)")
-    parser.add_argument("--parity-samples", type=int, default=1000, help="held-out images for the parity report (0: whole validation split)")
-    parser.add_argument("--max-drop", type=float, default=1.0, help="fail when a converted model's top-1 drops more points than this")
-    parser.add_argument("--no-labels", action="store_true", help="do not embed labels and card as TFLite metadata")
-    parser.add_argument("--edgetpu", action="store_true", help="also compile the int8 model with edgetpu_compiler (when installed)")
-    parser.add_argument("--seed", type=int, default=0, help="picks the calibration images")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace a conversion already in --out (its other formats are removed)"
-    )
 
 
 def selected_formats(args: argparse.Namespace) -> tuple[str, ...]:
-    from converters.convert import FORMATS
+    """The formats whose switches were given; all of them when none was."""
+    from converters.configs import FORMATS
 
     chosen = tuple(name for name in FORMATS if getattr(args, name))
     return chosen or FORMATS
@@ -39,16 +36,10 @@ def selected_formats(args: argparse.Namespace) -> tuple[str, ...]:
 
 def run(args: argparse.Namespace) -> int:
     """Convert, print sizes and parity; exit 3 when parity fails (the files are kept)."""
-    from converters.convert import ConvertConfig, check_parity, convert
+    from converters.configs import ConvertConfig
+    from converters.convert import check_parity, convert
 
-    result = convert(
-        ConvertConfig(
-            model=args.model, out=args.out, formats=selected_formats(args), io=args.io, calib=args.calib,
-            calib_samples=args.calib_samples, data=args.data, limit=args.limit, parity_samples=args.parity_samples,
-            max_drop=args.max_drop, embed_labels=not args.no_labels, edgetpu=args.edgetpu, seed=args.seed,
-            progress=not args.no_progress, overwrite=args.overwrite,
-        )  # fmt: skip
-    )
+    result = convert(config_from_arguments(ConvertConfig, args, formats=selected_formats(args)))
     print(format_table(result.report, result.parity))
     edgetpu = result.report.get("edgetpu")
     if edgetpu:

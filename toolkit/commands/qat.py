@@ -4,42 +4,23 @@ from __future__ import annotations
 
 import argparse
 
-from toolkit.commands.prune import add_data_arguments
+from toolkit.commands.prune import add_stage_arguments
+from toolkit.flags import Flag, config_from_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``toolkit qat``."""
-    parser.add_argument("--model", required=True, metavar="M", help="float (possibly pruned) Keras 3 model (.keras with its .card.json)")
-    parser.add_argument("--out", default="runs/qat", help="run folder for model.keras, model.qat.weights.h5, card, report")
-    parser.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs")
-    parser.add_argument("--learning-rate", type=float, default=0.001, help="peak learning rate (cosine decay to 0)")
-    parser.add_argument(
-        "--scheme",
-        choices=("auto", "default", "prune-preserve"),
-        default="auto",
-        help="tfmot 8-bit scheme; auto keeps sparsity (prune-preserve) when the kernels are at least 1%% zeros",
-    )
-    parser.add_argument(
-        "--calibration-batches", type=int, default=16,
-        help="training batches whose float activations set the quantisation ranges before QAT (0: tfmot's [-6, 6] start)",
-    )  # fmt: skip
-    add_data_arguments(parser)
-    parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from converters.configs import SCHEMES, QatConfig
+
+    add_stage_arguments(parser, QatConfig, {"scheme": Flag(choices=SCHEMES)})
 
 
 def run(args: argparse.Namespace) -> int:
     """Fine-tune with fake quantisation, write the run folder and print the result."""
-    from converters.qat import QatConfig, qat
+    from converters.configs import QatConfig
+    from converters.qat import qat
 
-    result = qat(
-        QatConfig(
-            model=args.model, out=args.out, epochs=args.epochs, learning_rate=args.learning_rate, scheme=args.scheme,
-            calibration_batches=args.calibration_batches,
-            data=args.data, limit=args.limit, batch_size=args.batch_size, augmentation=args.augmentation, seed=args.seed,
-            progress=not args.no_progress, overwrite=args.overwrite,
-        )  # fmt: skip
-    )
+    result = qat(config_from_arguments(QatConfig, args))
     report = result.report
     accuracy = report["validation_accuracy"]
     worst = min(report["sparsity_change_points"].values(), default=0.0)
