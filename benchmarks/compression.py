@@ -86,9 +86,11 @@ def main() -> int:
     args = parse_arguments()
     import converters  # noqa: F401 - TF_USE_LEGACY_KERAS before TensorFlow loads
     from converters import bridge, finetune
-    from converters.convert import ConvertConfig, convert, predict_float, predict_tflite
+    from converters.convert import ConvertConfig, convert, predict_tflite
     from converters.parity import parity_metrics
     from toolkit.pipeline import PipelineConfig, run_pipeline
+    from training.evaluate import KerasPredictor
+    from training.splits import SplitSettings, held_out_images
 
     config = PipelineConfig(
         out=args.work,
@@ -115,9 +117,10 @@ def main() -> int:
     # End to end: the dense float model against the final int8 model on the parity images.
     qat_source = bridge.load_source(work / stages["qat"]["model"])
     settings = finetune.resolve_data_settings(qat_source, {})
-    held_out, origin = finetune.held_out_images(settings, qat_source, 1000)
+    split = SplitSettings(settings.data, settings.validation_fraction, settings.seed, settings.limit)
+    held_out, origin = held_out_images(split, 1000, settings.seed, fit_to=qat_source.card)
     dense = bridge.load_source(dense_path)
-    dense_probabilities = predict_float(dense.model, held_out.images, dense.card.mean, dense.card.std)
+    dense_probabilities = KerasPredictor(dense.model, dense.card).predict(held_out.images)
     int8_probabilities = predict_tflite(int8_path, held_out.images, not args.no_progress)
     end_to_end = parity_metrics(held_out.labels, dense_probabilities, int8_probabilities)
 

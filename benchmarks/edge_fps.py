@@ -109,11 +109,11 @@ def make_video(path: Path, width: int, height: int, frames: int) -> Path:
 def raw_invoke_rate(model: Path, threads: int, frame_bgr: np.ndarray, invocations: int) -> tuple[float, float]:
     """Invocations per second of interpreter.invoke() alone, input set once; and CPU ms of the calling thread each."""
     from edge_app.blas import limit_blas_threads
-    from edge_app.runtime import Classifier
+    from edge_app.runtime import TFLitePredictor
 
     limit_blas_threads(1)  # as in the app, so both see the same machine
-    classifier = Classifier(model, threads=threads)
-    classifier.interpreter.set_tensor(classifier.input_detail["index"], classifier.prepare(frame_bgr, "BGR"))
+    classifier = TFLitePredictor(model, threads=threads)
+    classifier.interpreter.set_tensor(classifier.input_detail["index"], classifier.prepare(frame_bgr[None], "BGR"))
     for _ in range(50):
         classifier.interpreter.invoke()
     started, cpu_started = time.perf_counter(), time.thread_time()
@@ -139,11 +139,11 @@ def app_rate(model: Path, threads: int, video: Path) -> dict:
 def stage_cpu_ms(model: Path, video: Path, frames: int = 300) -> dict:
     """CPU milliseconds per frame of each stage, from thread CPU time (hardly affected by other processes)."""
     from edge_app.blas import limit_blas_threads
-    from edge_app.runtime import Classifier
+    from edge_app.runtime import TFLitePredictor
     from edge_app.sources import open_source
 
     limit_blas_threads(1)
-    classifier = Classifier(model, threads=1)  # one thread: XNNPACK runs in the calling thread
+    classifier = TFLitePredictor(model, threads=1)  # one thread: XNNPACK runs in the calling thread
     source = open_source(str(video), decode_threads=1)  # as the app decodes: on the calling thread alone
     capture = source.capture
     decode = prepare = invoke = 0.0
@@ -155,7 +155,7 @@ def stage_cpu_ms(model: Path, video: Path, frames: int = 300) -> dict:
         if not ok:
             break
         measured += 1
-        tensor = classifier.prepare(image, "BGR")
+        tensor = classifier.prepare(image[None], "BGR")
         prepared = time.thread_time()
         classifier.run(tensor)  # what the app's inference thread does (dequantise is on the output thread)
         decode, prepare, invoke = decode + decoded - started, prepare + prepared - decoded, invoke + time.thread_time() - prepared

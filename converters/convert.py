@@ -17,7 +17,7 @@ keeps the ranges learnt in training; otherwise ranges come from post-training
 calibration on ``calib_samples`` real training images, normalised by the shared
 preprocessing exactly as in training. The other formats come from the float model.
 
-Parity runs each ``.tflite`` through ``edge_app.runtime.Classifier``, the code path of
+Parity runs each ``.tflite`` through ``edge_app.runtime.TFLitePredictor``, the code path of
 the device, on held-out images (the validation split, topped up to ``parity_samples``
 from images outside a ``--limit`` subset), against the Keras 3 float model.
 """
@@ -37,11 +37,14 @@ from converters import bridge, finetune
 from converters.configs import ConvertConfig
 from converters.parity import DEFINITIONS, parity_metrics
 from converters.tflite_inspect import CARD_METADATA, LABELS_METADATA, embed_metadata, first_non_integer_operator, kernel_sparsity, read_tflite
-from toolkit import atomic, preprocessing
+from toolkit import atomic
 from toolkit.errors import ToolkitError
 from toolkit.model_card import TensorQuantization, card_path, save_card
 from toolkit.native_logs import quiet_tensorflow
+from toolkit.predictor import prepare_images
 from training.data import load_dataset, stratified_subset
+from training.evaluate import KerasPredictor
+from training.splits import SplitSettings, held_out_images
 
 PARITY_NAME = "parity.json"
 REPORT_NAME = "report.json"
@@ -83,15 +86,8 @@ def calibration_images(
             f"too few calibration images: {origin} has {len(dataset)}, --calib-samples asks for {config.calib_samples}; "
             "point --calib at more real training images or lower --calib-samples"
         )
-    chosen = np.sort(stratified_subset(dataset.labels, min(config.calib_samples, len(dataset)), config.seed))
-    card = source.card
-    images = np.stack(
-        [
-            preprocessing.prepare_image(image, card.input_size, card.mean, card.std, "GRAY" if image.shape[-1] == 1 else "RGB", card.colour_order)
-            for image in dataset.images[chosen]
-        ]
-    ).astype(np.float32)
-    return images, origin
+    chosen = stratified_subset(dataset.labels, min(config.calib_samples, len(dataset)), config.seed)
+    return prepare_images(dataset.images[chosen], source.card), origin
 
 
 def _tf_converter(model: Any) -> Any:
@@ -211,26 +207,13 @@ def _write_model(path: Path, data: bytes, source: bridge.SourceModel, format_nam
 
 
 def predict_tflite(path: Path, images: np.ndarray, progress: bool) -> np.ndarray:
-    """Probabilities from the edge app's classifier (the device code path) for uint8 images."""
+    """Probabilities of a ``.tflite`` model on the edge app's predictor (the device code path) for uint8 images."""
     from tqdm.auto import tqdm
 
-    from edge_app.runtime import Classifier
+    from edge_app.runtime import TFLitePredictor
 
-    classifier = Classifier(path)
-    chunks = []
-    step = 100
-    for start in tqdm(range(0, len(images), step), desc=f"parity {path.name}", unit="x100 img", leave=False, disable=not progress, file=sys.stderr):
-        chunks.append(classifier.predict_images(images[start : start + step]))
-    return np.concatenate(chunks) if chunks else np.zeros((0, len(classifier.labels)), np.float32)
-
-
-def predict_float(model: Any, images: np.ndarray, mean: list[float], std: list[float], batch_size: int = 256) -> np.ndarray:
-    """Probabilities of a Keras model (either stack) for uint8 images, normalised with the card's mean/std."""
-    outputs = [
-        np.asarray(model(preprocessing.prepare_batch(images[start : start + batch_size], mean, std), training=False))
-        for start in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(outputs).astype(np.float32)
+    with tqdm(total=len(images), desc=f"parity {path.name}", unit="img", leave=False, disable=not progress, file=sys.stderr) as bar:
+        return TFLitePredictor(path).predict(images, on_batch=bar.update)
 
 
 def convert(config: ConvertConfig) -> ConvertResult:
@@ -373,8 +356,9 @@ def _parity(
 
         warnings.warn("no held-out images (pass --data): parity was not measured", ToolkitWarning, stacklevel=2)
         return {}, None
-    held_out, origin = finetune.held_out_images(settings, source, config.parity_samples)
-    reference = predict_float(source.model, held_out.images, source.card.mean, source.card.std)
+    split = SplitSettings(settings.data, settings.validation_fraction, settings.seed, settings.limit)
+    held_out, origin = held_out_images(split, config.parity_samples, settings.seed, fit_to=source.card)
+    reference = KerasPredictor(source.model, source.card).predict(held_out.images)
     reference_top1 = float(np.mean(np.argmax(reference, axis=-1) == held_out.labels))
     formats: dict[str, Any] = {}
     for format_name, path in models.items():

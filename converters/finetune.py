@@ -21,9 +21,11 @@ import numpy as np
 from converters import stage
 from converters.bridge import SourceModel, load_source
 from toolkit.errors import ToolkitError
-from toolkit.preprocessing import prepare_batch
+from toolkit.model_card import ModelCard
 from training.batches import BatchSource, as_keras_dataset
-from training.data import Dataset, fit_images_to_size, load_dataset, stratified_subset, train_validation_split, training_split
+from training.data import Dataset
+from training.evaluate import KerasPredictor
+from training.splits import SplitSettings, load_split
 
 
 @dataclasses.dataclass
@@ -129,76 +131,14 @@ def start_stage(config: Any) -> StageStart:
     source = load_source(config.model)
     overrides = {name: getattr(config, name) for name in ("data", "limit", "batch_size", "augmentation", "seed")}
     data = load_training_data(source, resolve_data_settings(source, overrides))
-    return StageStart(out, source, data, accuracy(source.model, data.validation, data.mean, data.std))
+    return StageStart(out, source, data, accuracy(source.model, source.card, data.validation))
 
 
 def load_training_data(source: SourceModel, settings: DataSettings) -> FineTuneData:
-    """Load the dataset and carve the source run's train/validation split; check it matches the card."""
-    dataset = load_fitted(settings, source, settings.limit)
-    train, validation = training_split(dataset, settings.validation_fraction, settings.seed)
+    """The source run's train/validation split, its images fitted to the card's input size."""
+    split = SplitSettings(settings.data, settings.validation_fraction, settings.seed, settings.limit)
+    train, validation = load_split(split, fit_to=source.card, strict=True)
     return FineTuneData(settings, train, validation, list(source.card.mean), list(source.card.std))
-
-
-def load_fitted(settings: DataSettings, source: SourceModel, limit: int | None) -> Dataset:
-    """The dataset as the source model was trained on it: its classes, at its input size (see :func:`fit_to_card`)."""
-    dataset = load_dataset(settings.data, limit=limit, seed=settings.seed)
-    if dataset.images.ndim == 3:
-        dataset.images = dataset.images[..., None]
-    fit_to_card(dataset, source, settings.data)
-    return dataset
-
-
-def fit_to_card(dataset: Dataset, source: SourceModel, spec: str) -> None:
-    """Resize the images to the card's input size, as training did for a model started from another's
-    (``toolkit train --from``); one-line errors when the classes or the channels differ."""
-    card = source.card
-    if list(dataset.class_names) != list(card.labels):
-        raise ToolkitError(
-            f"{spec} has classes {', '.join(dataset.class_names[:5])}{'...' if len(dataset.class_names) > 5 else ''} "
-            f"but {source.path.name} was trained on {', '.join(card.labels[:5])}{'...' if len(card.labels) > 5 else ''}"
-        )
-    shape = [int(value) for value in dataset.images.shape[1:]]
-    if shape[2] != int(card.input_size[2]):
-        raise ToolkitError(f"{spec} holds {shape[1]}x{shape[0]}x{shape[2]} images but the model expects {card.input_size}")
-    dataset.images = fit_images_to_size(dataset.images, int(card.input_size[0]), int(card.input_size[1]))
-
-
-def held_out_images(settings: DataSettings, source: SourceModel, count: int) -> tuple[Dataset, dict[str, int]]:
-    """Images the model never trained on: the validation split, topped up to ``count`` where possible.
-
-    When the source run used ``limit`` and its validation split is smaller than
-    ``count``, images of the full dataset outside the limited subset are added (seeded):
-    they were never seen in training either. ``count`` <= 0 means the whole split.
-    Returns the images and where they came from.
-    """
-    dataset = load_fitted(settings, source, settings.limit)
-    _, validation = train_validation_split(dataset, settings.validation_fraction, settings.seed)
-    origin = {"validation_split": len(validation), "outside_training_subset": 0}
-    if count <= 0 or len(validation) >= count:
-        if count > 0:
-            validation = validation.subset(np.sort(stratified_subset(validation.labels, count, settings.seed)))
-            origin["validation_split"] = len(validation)
-        return validation, origin
-    if settings.limit is None:
-        return validation, origin
-    full = load_fitted(settings, source, None)
-    if len(full) <= settings.limit:
-        return validation, origin
-    # The limited subset is stratified_subset(labels, limit, seed) of the full listing
-    # (training.data.load_dataset); everything else was never loaded for training.
-    used = np.zeros(len(full), dtype=bool)
-    used[stratified_subset(full.labels, settings.limit, settings.seed)] = True
-    outside = full.subset(np.flatnonzero(~used))
-    extra = min(count - len(validation), len(outside))
-    picked = outside.subset(np.sort(stratified_subset(outside.labels, extra, settings.seed)))
-    origin["outside_training_subset"] = len(picked)
-    combined = Dataset(
-        np.concatenate([validation.images, picked.images]),
-        np.concatenate([validation.labels, picked.labels]),
-        validation.class_names,
-        validation.source,
-    )
-    return combined, origin
 
 
 def sgd_with_l2(learning_rate: Any, momentum: float, l2: float) -> Any:
@@ -319,14 +259,12 @@ def _ProgressBar(tf_keras: Any, epochs: int, steps_per_epoch: int, description: 
     return ProgressBar()
 
 
-def accuracy(model: Any, dataset: Dataset, mean: list[float], std: list[float], batch_size: int = 256) -> float:
-    """Top-1 accuracy of a Keras model (either stack) on uint8 images normalised with the card's mean/std."""
-    correct = 0
-    for start in range(0, len(dataset), batch_size):
-        images = prepare_batch(dataset.images[start : start + batch_size], mean, std)
-        predictions = np.asarray(model(images, training=False))
-        correct += int(np.sum(np.argmax(predictions, axis=-1) == dataset.labels[start : start + batch_size]))
-    return correct / max(1, len(dataset))
+def accuracy(model: Any, card: ModelCard, dataset: Dataset) -> float:
+    """Top-1 accuracy of a Keras model (either stack) on uint8 images, fed as its card says."""
+    if not len(dataset):
+        return 0.0
+    predictions = KerasPredictor(model, card).predict(dataset.images).argmax(axis=-1)
+    return float(np.mean(predictions == dataset.labels))
 
 
 def write_history_csv(rows: list[dict[str, Any]], target: Path) -> None:

@@ -84,7 +84,7 @@ def prune(config: PruneConfig) -> stage.StageResult:
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
     sparsity = model_sparsity(stripped)
     model = bridge.keras3_from_weights(source.model_config, bridge.layer_weights(stripped))
-    accuracy_after = finetune.accuracy(model, data.validation, data.mean, data.std)
+    accuracy_after = finetune.accuracy(model, source.card, data.validation)
 
     structured_report = None
     if m_by_n:

@@ -315,14 +315,14 @@ def qat(config: QatConfig) -> stage.StageResult:
     calibration_source = data.train_source(seed_offset=1)
     calibration = [calibration_source[index][0] for index in range(min(config.calibration_batches, len(calibration_source)))]
     ranges = calibrate_ranges(qat_model, twin, calibration)
-    accuracy_quantized_start = finetune.accuracy(qat_model, data.validation, data.mean, data.std)
+    accuracy_quantized_start = finetune.accuracy(qat_model, source.card, data.validation)
 
     rows = finetune.fit(qat_model, data, config.epochs, config.learning_rate, progress=config.progress, description="QAT")
     weights = apply_masks_and_extract(qat_model)
     model = bridge.keras3_from_weights(source.model_config, weights)
     sparsity_after = model_sparsity(model)
-    accuracy_float = finetune.accuracy(model, data.validation, data.mean, data.std)
-    accuracy_quantized = finetune.accuracy(qat_model, data.validation, data.mean, data.std)
+    accuracy_float = finetune.accuracy(model, source.card, data.validation)
+    accuracy_quantized = finetune.accuracy(qat_model, source.card, data.validation)
     sparsity_change = {
         name: round((sparsity_after.per_layer[name] - before) * 100, 4) for name, before in sparsity_before.per_layer.items()
     }

@@ -34,7 +34,7 @@ from edge_app.frame_queue import CLOSED, FrameQueue
 from edge_app.outputs import JsonLines, VideoSaver, Window
 from edge_app.overlay import annotate
 from edge_app.predictions import Prediction, Smoother, top_predictions
-from edge_app.runtime import Classifier, runtime_module
+from edge_app.runtime import TFLitePredictor, runtime_module
 from edge_app.server import PreviewServer, parse_address
 from edge_app.signals import stop_on_signals
 from edge_app.sources import Backoff, Frame, ImageFilesSource, Source, open_source, parse_size
@@ -119,7 +119,7 @@ def _skip_unreadable(frame: Frame, stats: RunStats, reason: str, named: set[str]
         print(f"warning: skipped {frame.name}: {reason}", file=sys.stderr, flush=True)
 
 
-def _capture_loop(source: Source, classifier: Classifier, queue: FrameQueue, stats: RunStats,
+def _capture_loop(source: Source, classifier: TFLitePredictor, queue: FrameQueue, stats: RunStats,
                   stop: threading.Event, errors: list[BaseException], pace_fps: float | None = None) -> None:
     started, cpu_started = time.perf_counter(), time.thread_time()
     named: set[str] = set()
@@ -133,7 +133,7 @@ def _capture_loop(source: Source, classifier: Classifier, queue: FrameQueue, sta
                 _skip_unreadable(frame, stats, "not an image OpenCV can decode", named)
                 continue
             try:
-                tensor = classifier.prepare(frame.image, frame.colour_order)
+                tensor = classifier.prepare(frame.image[None], frame.colour_order)
             except ValueError as error:  # a frame with an impossible shape: count it, keep going
                 _skip_unreadable(frame, stats, str(error), named)
                 continue
@@ -147,7 +147,7 @@ def _capture_loop(source: Source, classifier: Classifier, queue: FrameQueue, sta
         stats.capture_cpu_seconds = time.thread_time() - cpu_started
 
 
-def _inference_loop(classifier: Classifier, frames: FrameQueue, results: FrameQueue, stats: RunStats,
+def _inference_loop(classifier: TFLitePredictor, frames: FrameQueue, results: FrameQueue, stats: RunStats,
                     config: ClassifyConfig, stop: threading.Event, errors: list[BaseException]) -> None:
     cpu_started = time.thread_time()
     try:
@@ -174,16 +174,16 @@ def _inference_loop(classifier: Classifier, frames: FrameQueue, results: FrameQu
         stats.inference_cpu_seconds = time.thread_time() - cpu_started
 
 
-class _Predictor:
+class _TopPredictions:
     """Raw output tensors to the top-k, in frame order (smoothing needs the order)."""
 
-    def __init__(self, classifier: Classifier, config: ClassifyConfig, smoothing: float) -> None:
+    def __init__(self, classifier: TFLitePredictor, config: ClassifyConfig, smoothing: float) -> None:
         self.classifier = classifier
         self.config = config
         self.smoother = Smoother(smoothing)
 
     def __call__(self, raw: _RawResult) -> Result:
-        probabilities = self.smoother(self.classifier.probabilities(raw.output))
+        probabilities = self.smoother(self.classifier.probabilities(raw.output)[0])
         predictions = top_predictions(probabilities, self.classifier.labels, self.config.top_k, self.config.threshold)
         return Result(raw.frame, predictions, raw.inference_seconds)
 
@@ -286,7 +286,7 @@ def run_classify(
     if config.collect_to:
         writable_folder(config.collect_to)  # before a camera is opened: an unwritable root is a one-line error
     capture_size = parse_size(config.capture_size) if config.capture_size else None
-    classifier = Classifier(config.model, threads=config.threads, edgetpu=config.edgetpu, xnnpack=config.xnnpack)
+    classifier = TFLitePredictor(config.model, threads=config.threads, edgetpu=config.edgetpu, xnnpack=config.xnnpack)
     cores = available_cores()
     if config.threads and not config.edgetpu and config.threads >= cores > 1:
         print(
@@ -316,7 +316,7 @@ def run_classify(
     outputs = _Outputs(stdout, config.headless, window, saver, server, stats, stop)
     frames = FrameQueue(max(1, config.queue_size), drop_oldest=source.live)
     results = FrameQueue(max(4, config.queue_size))
-    predict = _Predictor(classifier, config, smoothing)
+    predict = _TopPredictions(classifier, config, smoothing)
     pace_fps = source.fps if (window is not None or server is not None) and not source.live else None
     capture = threading.Thread(
         target=_capture_loop,

@@ -1,4 +1,4 @@
-"""One LiteRT interpreter factory and a classifier that speaks the model card (pycoral-style).
+"""One LiteRT interpreter factory and the ``.tflite`` predictor that speaks the model card (pycoral-style).
 
 Runtimes, first found wins: ``ai_edge_litert`` (LiteRT), ``tflite_runtime``, then
 ``tensorflow.lite`` if TensorFlow happens to be installed. Nothing here imports
@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from toolkit import preprocessing
 from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard, TensorQuantization, card_path, check_card_matches, load_card
+from toolkit.predictor import Predictor
 
 RUNTIME_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
 
@@ -156,13 +156,12 @@ def _tensor_quantization(detail: dict[str, Any]) -> TensorQuantization:
     return TensorQuantization(dtype=np.dtype(detail["dtype"]).name, scale=float(scale), zero_point=int(zero_point))
 
 
-class Classifier:
-    """A TFLite image classifier: uint8 images in, class probabilities out.
+class TFLitePredictor(Predictor):
+    """A ``.tflite`` model on the LiteRT interpreter behind :class:`toolkit.predictor.Predictor`.
 
-    Reads labels, input size, colour order and mean/std from the model card beside the
-    model, and the input/output quantisation from the interpreter itself, then runs the
-    shared preprocessing (``toolkit.preprocessing``) so a camera frame and a dataset
-    image take the same path as training and calibration did.
+    Labels, input size, colour order and mean/std come from the model card beside the
+    model, the input and output quantisation from the interpreter itself, so a camera
+    frame and a dataset image take the same path as training and calibration did.
     """
 
     def __init__(
@@ -175,63 +174,24 @@ class Classifier:
     ) -> None:
         self.model_path = Path(model_path)
         owner = card_owner(self.model_path)
-        self.card = card if card is not None else load_card(owner)
+        card = card if card is not None else load_card(owner)
         self.interpreter = make_interpreter(self.model_path, threads=threads, edgetpu=edgetpu, xnnpack=xnnpack)
         self.input_detail = self.interpreter.get_input_details()[0]
         self.output_detail = self.interpreter.get_output_details()[0]
-        self.input_quantization = _tensor_quantization(self.input_detail)
-        self.output_quantization = _tensor_quantization(self.output_detail)
+        super().__init__(card, _tensor_quantization(self.input_detail), _tensor_quantization(self.output_detail))
         check_card_matches(
             self.model_path,
-            self.card,
+            card,
             input_shape=self.input_detail["shape"][1:],
             num_outputs=int(self.output_detail["shape"][-1]),
             card_of=owner,
         )
 
-    @property
-    def labels(self) -> list[str]:
-        return self.card.labels
-
-    def preprocess(self, image: np.ndarray, colour_order: str = "RGB") -> np.ndarray:
-        """One uint8 image (any size) to the float32 tensor the model card describes."""
-        return preprocessing.prepare_image(
-            image, self.card.input_size, self.card.mean, self.card.std, colour_order, self.card.colour_order
-        )
-
-    def quantize_input(self, normalised: np.ndarray) -> np.ndarray:
-        """Normalised float32 H x W x C (or 1 x H x W x C) to the input tensor's codes, batch of one."""
-        quant = self.input_quantization
-        if normalised.ndim == 3:
-            normalised = normalised[None]
-        return preprocessing.quantize(normalised, quant.scale, quant.zero_point, quant.dtype)
-
-    def prepare(self, image: np.ndarray, colour_order: str = "RGB") -> np.ndarray:
-        """One uint8 image (any size) straight to the input tensor (shared preprocessing, then quantise)."""
-        return self.quantize_input(self.preprocess(image, colour_order))
-
-    def run(self, input_tensor: np.ndarray) -> np.ndarray:
-        """Run one prepared input tensor (from :meth:`prepare`); returns a copy of the raw output tensor."""
-        self.interpreter.set_tensor(self.input_detail["index"], input_tensor)
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output_detail["index"])
-
-    def probabilities(self, raw_output: np.ndarray) -> np.ndarray:
-        """The raw output of :meth:`run` (int8, uint8 or float codes) as float probabilities of one image."""
-        return preprocessing.dequantize(raw_output, self.output_quantization.scale, self.output_quantization.zero_point)[0]
-
-    def infer(self, input_tensor: np.ndarray) -> np.ndarray:
-        """Run one prepared input tensor (from :meth:`prepare`); returns dequantised probabilities."""
-        return self.probabilities(self.run(input_tensor))
-
-    def invoke(self, batch: np.ndarray) -> np.ndarray:
-        """Run normalised float32 inputs (N x H x W x C) through the model one by one; returns probabilities."""
-        return np.stack([self.infer(self.quantize_input(example)) for example in batch])
-
-    def classify(self, image: np.ndarray, colour_order: str = "RGB") -> np.ndarray:
-        """Probabilities for one uint8 image in ``colour_order`` (an OpenCV frame is "BGR")."""
-        return self.invoke(self.preprocess(image, colour_order)[None])[0]
-
-    def predict_images(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities for a batch of uint8 RGB images already at the model's input size."""
-        return self.invoke(preprocessing.prepare_batch(images, self.card.mean, self.card.std))
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        """Raw output codes (N x classes), one image per invoke (the model's batch is 1)."""
+        outputs = []
+        for index in range(len(inputs)):
+            self.interpreter.set_tensor(self.input_detail["index"], inputs[index : index + 1])
+            self.interpreter.invoke()
+            outputs.append(self.interpreter.get_tensor(self.output_detail["index"]))
+        return np.concatenate(outputs)

@@ -18,7 +18,7 @@ import sys
 import cv2
 
 from edge_app.predictions import top_predictions
-from edge_app.runtime import Classifier, runtime_module
+from edge_app.runtime import TFLitePredictor, runtime_module
 
 
 def main() -> int:
@@ -29,7 +29,7 @@ def main() -> int:
     parser.add_argument("--top-k", type=int, default=3)
     args = parser.parse_args()
 
-    classifier = Classifier(args.model, threads=1)
+    classifier = TFLitePredictor(args.model, threads=1)
     _, module = runtime_module()
     # Swap in an interpreter on the reference kernels; the tensor layout is the same model's.
     classifier.interpreter = module.Interpreter(
@@ -48,7 +48,7 @@ def main() -> int:
         ok, frame = capture.read()
         if not ok:
             break
-        probabilities = classifier.classify(frame, "BGR")
+        probabilities = classifier.predict(frame[None], colour_order="BGR")[0]
         predictions = top_predictions(probabilities, classifier.labels, args.top_k)
         print(json.dumps({"frame": index, "top_k": [prediction.to_dict() for prediction in predictions]}))
         index += 1

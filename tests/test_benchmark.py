@@ -101,7 +101,7 @@ def test_format_of_reads_card_history(tiny_models, tmp_path):
 def test_benchmark_convert_folder_measures_every_format(tiny_models, tmp_path):
     """Accuracy and agreement are recomputed here independently of the benchmark's worker processes."""
     from toolkit.benchmark.run import run_benchmark
-    from edge_app.runtime import Classifier
+    from edge_app.runtime import TFLitePredictor
 
     dataset = tiny_models["dataset"]
     out = tmp_path / "out"
@@ -121,7 +121,7 @@ def test_benchmark_convert_folder_measures_every_format(tiny_models, tmp_path):
         assert row["tensorflow_imported"] is False
         assert 10 < row["memory"]["peak_rss_mb"] < 400
         assert row["edgetpu"]["runs"] is False and row["edgetpu"]["reason"]
-        predictions = Classifier(path).predict_images(dataset.images).argmax(axis=-1)
+        predictions = TFLitePredictor(path).predict(dataset.images).argmax(axis=-1)
         expected[row["format"]] = predictions
         assert row["accuracy"]["top1"] == pytest.approx(np.mean(predictions == dataset.labels))
     agreement = np.mean(expected["tflite-int8-ptq"] == expected["tflite-float32"])

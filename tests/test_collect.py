@@ -249,19 +249,19 @@ def test_token_matches():
     assert not token_matches("secret", None) and not token_matches("secret", "") and not token_matches("secret", "secreT")
 
 
-class _FakeClassifier:
-    """Stands in for the LiteRT classifier: the test is about frames reaching the capture, not the model."""
+class _FakePredictor:
+    """Stands in for the LiteRT predictor: the test is about frames reaching the capture, not the model."""
 
     labels = ["cat", "dog"]
 
     def __init__(self, *args, **kwargs) -> None:
         pass
 
-    def prepare(self, image: np.ndarray, colour_order: str) -> np.ndarray:
+    def prepare(self, images: np.ndarray, colour_order: str) -> np.ndarray:
         return np.zeros((1, 32, 32, 3), np.int8)
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
-        return np.array([0.75, 0.25], np.float32)
+        return np.array([[0.75, 0.25]], np.float32)
 
     def probabilities(self, output: np.ndarray) -> np.ndarray:
         return output
@@ -275,7 +275,7 @@ def test_classify_serves_the_capture_of_the_unannotated_frame(video, frames, tmp
             super().__init__(*args, **kwargs)
             servers.append(self)
 
-    monkeypatch.setattr(app, "Classifier", _FakeClassifier)
+    monkeypatch.setattr(app, "TFLitePredictor", _FakePredictor)
     monkeypatch.setattr(app, "runtime_module", lambda: ("fake", None))
     monkeypatch.setattr(app, "PreviewServer", RecordedServer)
     config = app.ClassifyConfig(model="fake.tflite", source=str(video), serve="127.0.0.1:0", collect_to=str(tmp_path / "captured"))

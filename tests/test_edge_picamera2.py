@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from edge_app.app import ClassifyConfig, run_classify
-from edge_app.runtime import Classifier
+from edge_app.runtime import TFLitePredictor
 from edge_app.sources import Backoff, Picamera2Source, open_source
 from toolkit.errors import ToolkitError
 
@@ -94,10 +94,10 @@ def test_camera_frames_are_classified_as_bgr_and_the_camera_is_released(fake_pic
 
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()][:-1]
     assert len(records) == 12
-    classifier = Classifier(edge_int8_model)
+    predictor = TFLitePredictor(edge_int8_model)
     for record in records:  # a live camera may drop a frame: the frame index says which picture it was
         frame = cv2.resize(pictures[record["frame"] % 8], (96, 64), interpolation=cv2.INTER_NEAREST)
-        expected = classifier.classify(frame[..., ::-1].copy(), "RGB")  # the same picture, told as RGB
+        expected = predictor.predict(frame[None, ..., ::-1].copy())[0]  # the same picture, told as RGB
         scores = [entry["score"] for entry in record["top_k"]]
         assert [entry["index"] for entry in record["top_k"]] == list(np.argsort(-expected, kind="stable")[:3])
         np.testing.assert_allclose(scores, np.sort(expected)[::-1][:3], atol=1e-5)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edge_app import runtime
-from edge_app.runtime import Classifier, load_model_card, make_interpreter
+from edge_app.runtime import TFLitePredictor, load_model_card, make_interpreter
 from toolkit import preprocessing
 from toolkit.errors import ToolkitError
 from toolkit.model_card import card_path, load_card
@@ -39,12 +39,12 @@ def test_runtime_order_prefers_litert_then_tflite_runtime_then_tensorflow(monkey
 
 def test_threads_and_xnnpack_options_give_the_same_answer(edge_int8_model, sample_images):
     card = load_card(edge_int8_model)
-    reference = Classifier(edge_int8_model, card=card).predict_images(sample_images[:10])
+    reference = TFLitePredictor(edge_int8_model, card=card).predict(sample_images[:10])
     for threads in (1, 2):
-        threaded = Classifier(edge_int8_model, threads=threads).predict_images(sample_images[:10])
+        threaded = TFLitePredictor(edge_int8_model, threads=threads).predict(sample_images[:10])
         np.testing.assert_allclose(threaded, reference)
     # The built-in int8 kernels round a little differently from XNNPACK's: a few output steps at most.
-    plain = Classifier(edge_int8_model, threads=1, xnnpack=False).predict_images(sample_images[:10])
+    plain = TFLitePredictor(edge_int8_model, threads=1, xnnpack=False).predict(sample_images[:10])
     np.testing.assert_allclose(plain, reference, atol=0.05)
     with pytest.raises(ToolkitError, match="--threads must be at least 1"):
         make_interpreter(edge_int8_model, threads=0)
@@ -86,23 +86,25 @@ def test_bgr_frame_and_rgb_image_give_the_same_tensor(edge_int8_model, sample_di
     np.testing.assert_array_equal(from_bgr, from_rgb)
     # A colour mix-up would show: the swapped image gives a different tensor.
     assert not np.array_equal(from_bgr, preprocessing.prepare_image(bgr, card.input_size, card.mean, card.std))
-    classifier = Classifier(edge_int8_model, card=card)
-    # The app swaps channels with OpenCV before the shared resize: still the identical tensor.
-    np.testing.assert_array_equal(classifier.preprocess(bgr, "BGR"), from_bgr)
-    np.testing.assert_array_equal(classifier.prepare(bgr, "BGR"), classifier.prepare(rgb, "RGB"))
-    np.testing.assert_array_equal(classifier.classify(bgr, "BGR"), classifier.classify(rgb, "RGB"))
+    predictor = TFLitePredictor(edge_int8_model, card=card)
+    # The predictor swaps channels after the shared resize: still the identical tensor.
+    float_predictor = TFLitePredictor(edge_int8_model.parent / "model_float32.tflite")
+    assert float_predictor.input_quantization.dtype == "float32"  # its prepare() stops before quantising
+    np.testing.assert_array_equal(float_predictor.prepare(bgr[None], "BGR")[0], from_bgr)
+    np.testing.assert_array_equal(predictor.prepare(bgr[None], "BGR"), predictor.prepare(rgb[None], "RGB"))
+    np.testing.assert_array_equal(predictor.predict(bgr[None], colour_order="BGR"), predictor.predict(rgb[None]))
 
 
 def test_int8_uint8_and_float_models_agree(edge_int8_model, sample_images):
     directory = edge_int8_model.parent
-    int8 = Classifier(edge_int8_model)
-    uint8 = Classifier(directory / "model_uint8.tflite")
-    float32 = Classifier(directory / "model_float32.tflite")
+    int8 = TFLitePredictor(edge_int8_model)
+    uint8 = TFLitePredictor(directory / "model_uint8.tflite")
+    float32 = TFLitePredictor(directory / "model_float32.tflite")
     assert (int8.input_quantization.dtype, uint8.input_quantization.dtype, float32.input_quantization.dtype) == (
         "int8", "uint8", "float32"
     )
     assert load_card(directory / "model_uint8.tflite").input_quantization == uint8.input_quantization
-    results = {name: model.predict_images(sample_images) for name, model in
+    results = {name: model.predict(sample_images) for name, model in
                (("int8", int8), ("uint8", uint8), ("float32", float32))}
     for probabilities in results.values():
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=0.05)
@@ -122,7 +124,7 @@ def test_card_that_disagrees_with_the_model_is_refused(edge_int8_model, tmp_path
     save_card(card, model)
     assert card_path(model).exists()
     with pytest.raises(ToolkitError, match="does not belong to .*the card says input"):
-        Classifier(model)
+        TFLitePredictor(model)
 
 
 def test_compiled_edgetpu_model_uses_its_source_card(edge_int8_model, tmp_path):

@@ -197,12 +197,12 @@ def test_tflite_card_recording_another_file_size(edge_int8_model, tmp_path, caps
 
 
 def test_edgetpu_build_with_its_source_card_is_not_size_checked(edge_int8_model, tmp_path):
-    from edge_app.runtime import Classifier
+    from edge_app.runtime import TFLitePredictor
 
     source = copy_with_card(edge_int8_model, tmp_path, sizes={"raw": edge_int8_model.stat().st_size})
     compiled = tmp_path / source.name.replace(".tflite", "_edgetpu.tflite")
     compiled.write_bytes(source.read_bytes() + b"\0" * 16)  # another size, as edgetpu_compiler's output has
-    assert Classifier(compiled).card == load_card(source)
+    assert TFLitePredictor(compiled).card == load_card(source)
 
 
 def test_valid_models_still_load(keras_model, edge_int8_model):

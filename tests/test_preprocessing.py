@@ -128,3 +128,20 @@ def test_top_k_orders_best_first_with_stable_ties() -> None:
     np.testing.assert_allclose(scores, [[0.3, 0.3, 0.25], [0.5, 0.2, 0.1]])
     assert preprocessing.top_k(probabilities[0], 99)[0].tolist() == [1, 2, 4, 0, 3]
     np.testing.assert_allclose(preprocessing.softmax(np.array([[1.0, 1.0], [1000.0, 0.0]])), [[0.5, 0.5], [1.0, 0.0]])
+
+
+def test_predictor_prepares_batches_as_prepare_image_does_and_reads_any_output() -> None:
+    from toolkit.model_card import ModelCard, TensorQuantization
+    from toolkit.predictor import Predictor
+
+    card = ModelCard(labels=[str(index) for index in range(100)], input_size=[8, 8, 3], mean=[0.4] * 3, std=[0.2] * 3)
+    predictor = Predictor(card, TensorQuantization("int8", 0.05, -3), TensorQuantization("int8", 1 / 256, -128))
+    at_size, other_size = RNG.integers(0, 256, (3, 8, 8, 3), dtype=np.uint8), RNG.integers(0, 256, (2, 13, 9, 3), dtype=np.uint8)
+    for images, order in ((at_size, "RGB"), (at_size, "BGR"), (other_size, "BGR")):
+        expected = np.stack([preprocessing.prepare_image(image, card.input_size, card.mean, card.std, order) for image in images])
+        np.testing.assert_array_equal(predictor.prepare(images, order), preprocessing.quantize(expected, 0.05, -3, "int8"))
+    # An int8 softmax over 100 classes may miss a sum of 1 by more than 0.05: still probabilities, kept.
+    codes = np.full((1, 100), -128 + 3, np.int8)
+    np.testing.assert_array_equal(predictor.probabilities(codes), preprocessing.dequantize(codes, 1 / 256, -128))
+    logits = np.array([[2.0, -1.0, 0.5]], np.float32)  # a float model that ends in logits
+    np.testing.assert_allclose(Predictor(card).probabilities(logits), preprocessing.softmax(logits))

@@ -214,7 +214,7 @@ def quantize(values: np.ndarray, scale: float, zero_point: int, dtype: str | np.
     """Real values to integer codes: ``clip(round(x / scale) + zero_point)`` (TFLite's affine scheme)."""
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
-        return values.astype(dtype)
+        return values.astype(dtype, copy=False)
     if scale <= 0:
         raise ValueError(f"quantisation scale must be positive, got {scale}")
     info = np.iinfo(dtype)

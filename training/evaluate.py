@@ -1,11 +1,12 @@
 """Evaluate a ``.keras`` or ``.tflite`` model on a dataset: top-1, top-5, per-class accuracy, confusion matrix.
 
 Both formats read the model card beside the model for labels, input size, colour order
-and mean/std, and feed images through the shared preprocessing, so a float model and
-its int8 conversion are scored on identical inputs.
+and mean/std, and run behind one :class:`toolkit.predictor.Predictor` (``KerasPredictor``
+here, ``edge_app.runtime.TFLitePredictor``), so a float model and its int8 conversion are
+scored on identical inputs.
 
     report = evaluate("runs/a/best.keras", load_dataset("cifar10:test"), confusion_path="cm.png")
-    probabilities = predict_probabilities("model_int8.tflite", images)   # parity reports, benchmarks
+    probabilities = predict_probabilities("model_int8.tflite", images)   # uint8 images of any size
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ import numpy as np
 from toolkit import atomic, preprocessing
 from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard, check_card_matches, load_card
-from training.data import Dataset, load_dataset, stratified_subset, train_validation_split
+from toolkit.predictor import Predictor
+from training.data import Dataset, load_dataset, stratified_subset
+from training.splits import SplitSettings, load_split
 
 FORMATS = {".keras": "keras", ".tflite": "tflite"}
-DEFAULT_VALIDATION_FRACTION = 0.1  # training's default (training.train_config.TrainConfig)
-DEFAULT_SPLIT_SEED = 0
 
 
 def model_format(model_path: str | os.PathLike) -> str:
@@ -35,10 +36,40 @@ def model_format(model_path: str | os.PathLike) -> str:
     return FORMATS[suffix]
 
 
-class ModelRunner:
-    """A loaded model and its card: uint8 images in, class probabilities out.
+class KerasPredictor(Predictor):
+    """A Keras model of either stack (Keras 3 or tf_keras) behind :class:`toolkit.predictor.Predictor`."""
 
-    Load once, call :meth:`predict` many times (parity reports and benchmarks reuse it).
+    def __init__(self, model: Any, card: ModelCard) -> None:
+        super().__init__(card)
+        self.model = model
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        """The model's outputs for normalised float32 inputs, in inference mode."""
+        return np.asarray(self.model.predict_on_batch(inputs), dtype=np.float32)
+
+
+def load_predictor(
+    model_path: str | os.PathLike, threads: int | None = None, edgetpu: bool = False, card: ModelCard | None = None
+) -> Predictor:
+    """A ``.keras`` model (tf_keras files with tfmot wrappers too) or a ``.tflite`` model on the edge app's
+    runtime (``threads``, ``edgetpu``), checked against its card (by default the one beside it)."""
+    model_path = Path(model_path)
+    if model_path.suffix != ".keras":
+        from edge_app.runtime import TFLitePredictor
+
+        return TFLitePredictor(model_path, threads=threads, edgetpu=edgetpu, card=card)
+    from training.model_files import load_keras3
+
+    card = card if card is not None else load_card(model_path)
+    model = load_keras3(model_path, tf_keras_fallback=True)
+    check_card_matches(model_path, card, input_shape=model.input_shape[1:], num_outputs=model.output_shape[-1])
+    return KerasPredictor(model, card)
+
+
+class ModelRunner:
+    """A ``.keras`` or ``.tflite`` model and its card behind one :class:`toolkit.predictor.Predictor`.
+
+    Load once, call :meth:`predict` many times (the pipeline and ``toolkit eval`` reuse it).
     """
 
     def __init__(self, model_path: str | os.PathLike, threads: int | None = None) -> None:
@@ -47,64 +78,15 @@ class ModelRunner:
         if not self.model_path.is_file():
             raise ToolkitError(f"model file {self.model_path} does not exist")
         self.card: ModelCard = load_card(self.model_path)
-        if self.format == "keras":
-            from training.model_files import load_keras3
-
-            self.model = load_keras3(self.model_path, tf_keras_fallback=True)
-            self.classifier = None
-            check_card_matches(
-                self.model_path, self.card, input_shape=self.model.input_shape[1:], num_outputs=self.model.output_shape[-1]
-            )
-        else:
-            from edge_app.runtime import Classifier
-
-            self.model = None
-            self.classifier = Classifier(self.model_path, threads=threads, card=self.card)
-
-    def prepare(self, images: np.ndarray) -> np.ndarray:
-        """uint8 images (N x H x W x C, RGB or grey) to the model's normalised float32 input.
-
-        Images already at the card's input size are only normalised; others go through
-        :func:`toolkit.preprocessing.prepare_image` (colour, centre crop, resize).
-        """
-        card = self.card
-        if images.ndim == 3:
-            images = images[..., None]
-        if tuple(images.shape[1:]) == tuple(int(value) for value in card.input_size):
-            return preprocessing.prepare_batch(images, card.mean, card.std)
-        source_order = "GRAY" if images.shape[-1] == 1 else "RGB"
-        return np.stack(
-            [
-                preprocessing.prepare_image(image, card.input_size, card.mean, card.std, source_order, card.colour_order)
-                for image in images
-            ]
-        )
+        self.predictor = load_predictor(self.model_path, threads=threads, card=self.card)
 
     def predict(self, images: np.ndarray, batch_size: int = 256, progress: bool | None = None) -> np.ndarray:
         """Class probabilities (N x num_classes, float32) for uint8 images of any size."""
         from tqdm.auto import tqdm
 
-        outputs = []
-        with tqdm(total=len(images), desc=f"evaluating {self.model_path.name}", unit="img", disable=_disable(progress)) as bar:
-            for start in range(0, len(images), batch_size):
-                batch = self.prepare(images[start : start + batch_size])
-                if self.classifier is not None:
-                    outputs.append(self.classifier.invoke(batch))
-                else:
-                    outputs.append(np.asarray(self.model.predict_on_batch(batch), dtype=np.float32))
-                bar.update(len(batch))
-        probabilities = np.concatenate(outputs) if outputs else np.zeros((0, self.card.num_classes), np.float32)
-        if probabilities.ndim != 2 or probabilities.shape[1] != self.card.num_classes:
-            raise ToolkitError(
-                f"{self.model_path} outputs shape {probabilities.shape[1:]} but its card lists {self.card.num_classes} labels"
-            )
-        if probabilities.size and (probabilities.min() < 0 or not np.allclose(probabilities.sum(axis=1), 1.0, atol=0.05)):
-            probabilities = preprocessing.softmax(probabilities)  # the model ends in logits, not a softmax
-        return probabilities.astype(np.float32, copy=False)
-
-
-def _disable(progress: bool | None) -> bool | None:
-    return None if progress is None else not progress
+        disable = None if progress is None else not progress
+        with tqdm(total=len(images), desc=f"evaluating {self.model_path.name}", unit="img", disable=disable) as bar:
+            return self.predictor.predict(images, batch_size, on_batch=bar.update)
 
 
 def predict_probabilities(
@@ -233,21 +215,6 @@ def evaluate(
     return report
 
 
-def split_settings(card: ModelCard) -> tuple[float, int, int | None]:
-    """Validation fraction, split seed and training ``--limit`` recorded in the card (training's defaults if absent)."""
-    recorded = {**card.architecture, **card.metrics}
-    fraction = float(recorded.get("validation_fraction", DEFAULT_VALIDATION_FRACTION))
-    seed = int(recorded.get("split_seed", DEFAULT_SPLIT_SEED))
-    if "limit" in recorded:  # None: training used every image
-        limit = None if recorded["limit"] is None else int(recorded["limit"])
-    elif recorded.get("train_images") and recorded.get("validation_images"):
-        # Training ran on load_dataset(data, limit, seed) with limit = train + validation images.
-        limit = int(recorded["train_images"]) + int(recorded["validation_images"])
-    else:
-        limit = None
-    return fraction, seed, limit
-
-
 def load_evaluation_data(
     data: str, card: ModelCard, split: str = "all", limit: int | None = None, seed: int = 0, progress: bool | None = None
 ) -> Dataset:
@@ -261,15 +228,7 @@ def load_evaluation_data(
         return load_dataset(data, limit=limit, seed=seed, progress=progress)
     if split != "validation":
         raise ToolkitError(f"--split must be all or validation, got {split!r}")
-    fraction, split_seed, training_limit = split_settings(card)
-    dataset = load_dataset(data, limit=training_limit, seed=split_seed, progress=progress)
-    _, validation = train_validation_split(dataset, fraction, split_seed)
-    expected = card.metrics.get("validation_images")
-    if expected is not None and int(expected) != len(validation):
-        raise ToolkitError(
-            f"the validation split of {data} has {len(validation)} images but the model card records {expected}: "
-            "was the model trained on other data? use --split all"
-        )
+    _, validation = load_split(SplitSettings.from_card(card, data), progress=progress)
     if limit is not None and limit < len(validation):
         validation = validation.subset(stratified_subset(validation.labels, limit, seed))
     return validation

@@ -200,53 +200,30 @@ def _recorded_data(card: ModelCard) -> str | None:
 def held_out_data(models: dict[str, Path], data: str | None, limit: int | None, seed: int = 0) -> HeldOut:
     """Images to measure accuracy on: the validation split recorded in a model card, else ``data``.
 
-    Labels are mapped onto the model's class ids by name, as ``toolkit eval`` does.
+    The split is topped up to ``limit`` from outside a ``--limit`` training subset, as the
+    parity report is. Labels are mapped onto the model's class ids by name, as ``toolkit eval`` does.
     """
     from training.data import load_dataset
-    from training.evaluate import label_mapping, load_evaluation_data, split_settings
+    from training.evaluate import label_mapping
+    from training.splits import SplitSettings, held_out_images
 
     cards = [load_card(path) for path in models.values()]
-    for card in cards:
-        recorded = _recorded_data(card)
-        if recorded is None:
-            continue
-        dataset = load_evaluation_data(recorded, card, split="validation", limit=limit, seed=seed, progress=False)
-        fraction, split_seed, training_limit = split_settings(card)
+    recorded = next(((card, spec) for card in cards if (spec := _recorded_data(card)) is not None), None)
+    if recorded is not None:
+        settings = SplitSettings.from_card(*recorded)
+        dataset, origin = held_out_images(settings, limit, seed, progress=False)
         description = (
-            f"validation split ({fraction:.0%}, seed {split_seed}) of {recorded} as recorded in the model card"
+            f"validation split ({settings.validation_fraction:.0%}, seed {settings.seed}) of {settings.data} as recorded in the model card"
         )
-        if limit is not None and len(dataset) < limit and training_limit is not None:
-            dataset, added = _top_up(dataset, recorded, training_limit, split_seed, limit)
-            if added:
-                description += f", topped up with {added} images outside the {training_limit}-image training subset"
-        break
+        if origin["outside_training_subset"]:
+            description += f", topped up with {origin['outside_training_subset']} images outside the {settings.limit}-image training subset"
+    elif data is None:
+        raise ToolkitError("the model cards record no validation split reachable here: pass --data with held-out images")
     else:
-        if data is None:
-            raise ToolkitError(
-                "the model cards record no validation split reachable here: pass --data with held-out images"
-            )
         dataset = load_dataset(data, limit=limit, seed=seed)
         description = f"{data}" + (f" (class-balanced subset of {limit})" if limit is not None else "")
     mapping = label_mapping(dataset.class_names, cards[0].labels)
     return HeldOut(dataset.images, mapping[dataset.labels], cards[0].labels, description)
-
-
-def _top_up(validation: Any, data: str, training_limit: int, seed: int, count: int) -> tuple[Any, int]:
-    """Add images from outside a ``--limit`` training subset (never trained on either) up to ``count``."""
-    from training.data import Dataset, load_dataset, stratified_subset
-
-    full = load_dataset(data, limit=None, seed=seed)
-    if len(full) <= training_limit:
-        return validation, 0
-    # The training subset is stratified_subset(labels, limit, seed) of the full listing (training.data.load_dataset).
-    used = np.zeros(len(full), dtype=bool)
-    used[stratified_subset(full.labels, training_limit, seed)] = True
-    outside = full.subset(np.flatnonzero(~used))
-    extra = min(count - len(validation), len(outside))
-    picked = outside.subset(np.sort(stratified_subset(outside.labels, extra, seed)))
-    images = np.concatenate([validation.images, picked.images])
-    labels = np.concatenate([validation.labels, picked.labels])
-    return Dataset(images, labels, validation.class_names, validation.source), extra
 
 
 # --------------------------------------------------------------------------- producing formats

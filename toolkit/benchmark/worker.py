@@ -30,8 +30,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from toolkit import atomic, preprocessing
-from toolkit.model_card import ModelCard, load_card
+from toolkit import atomic
+from toolkit.predictor import Predictor
 
 
 TIMED_IMAGES = 16  # latency cycles over this many images (a few, so that memory is the model's)
@@ -70,19 +70,6 @@ def peak_memory_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def prepare_inputs(images: np.ndarray, card: ModelCard) -> np.ndarray:
-    """Normalised float32 model inputs for uint8 RGB images, through the shared preprocessing."""
-    already_fitting = images.shape[1:] == tuple(int(value) for value in card.input_size)
-    if already_fitting and (images.shape[-1] == 1 or card.colour_order == "RGB"):
-        return preprocessing.prepare_batch(images, card.mean, card.std)
-    return np.stack(
-        [
-            preprocessing.prepare_image(image, card.input_size, card.mean, card.std, "RGB", card.colour_order)
-            for image in images
-        ]
-    )
-
-
 def time_runs(run_once: Callable[[int], Any], timing: TimingConfig) -> np.ndarray:
     """Per-run latencies in milliseconds of ``run_once(i)``, warm-up excluded."""
     started = time.perf_counter()
@@ -113,70 +100,31 @@ def latency_summary(latencies_ms: np.ndarray) -> dict[str, float]:
     }
 
 
-class TFLiteRunner:
-    """A ``.tflite`` model on the edge app's interpreter factory."""
-
-    def __init__(self, model_path: Path, threads: int, edgetpu: bool) -> None:
-        from edge_app.runtime import Classifier, runtime_module
-
-        self.runtime = runtime_module()[0]
-        self.classifier = Classifier(model_path, threads=threads, edgetpu=edgetpu)
-        self.card = self.classifier.card
-
-    def probabilities(self, inputs: np.ndarray) -> np.ndarray:
-        return self.classifier.invoke(inputs)
-
-    def single_runner(self, inputs: np.ndarray) -> Callable[[int], Any]:
-        classifier = self.classifier
-        quant = classifier.input_quantization
-        codes = preprocessing.quantize(inputs, quant.scale, quant.zero_point, quant.dtype)
-        interpreter = classifier.interpreter
-        input_index = classifier.input_detail["index"]
-        output_index = classifier.output_detail["index"]
-
-        def run_once(index: int) -> Any:
-            interpreter.set_tensor(input_index, codes[index % len(codes)][None])
-            interpreter.invoke()
-            return interpreter.get_tensor(output_index)
-
-        return run_once
-
-
-class KerasRunner:
-    """A ``.keras`` model on Keras 3 (TensorFlow or JAX backend)."""
-
-    def __init__(self, model_path: Path) -> None:
+def load_predictor(model_path: Path, threads: int, edgetpu: bool) -> tuple[Predictor, str]:
+    """The model behind the predictor interface, and the runtime it runs on."""
+    if model_path.suffix == ".keras":
         from training.backend import backend_name, keras
-        from training.model_files import load_keras3
+        from training.evaluate import load_predictor as load_keras_predictor
 
-        self.runtime = f"keras {keras.__version__} ({backend_name()})"
-        self.card = load_card(model_path)
-        self.model = load_keras3(model_path)
+        return load_keras_predictor(model_path), f"keras {keras.__version__} ({backend_name()})"
+    from edge_app.runtime import TFLitePredictor, runtime_module
 
-    def probabilities(self, inputs: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.predict(inputs, batch_size=100, verbose=0))
+    return TFLitePredictor(model_path, threads=threads, edgetpu=edgetpu), runtime_module()[0]
 
-    def single_runner(self, inputs: np.ndarray) -> Callable[[int], Any]:
-        model = self.model
 
-        def run_once(index: int) -> Any:
-            return model.predict_on_batch(inputs[index % len(inputs)][None])
+def deployable_sizes(model: Any) -> dict[str, int]:
+    """Raw and gzip -9 bytes of a Keras model saved without optimizer state.
 
-        return run_once
+    A run's ``best.keras`` is a training checkpoint: it also holds the optimizer's
+    momentum, as large as the weights. Loaded with ``compile=False`` the model has no
+    optimizer, so saving it again keeps only what inference needs.
+    """
+    import tempfile
 
-    def deployable_sizes(self) -> dict[str, int]:
-        """Raw and gzip -9 bytes of the model saved without optimizer state.
-
-        A run's ``best.keras`` is a training checkpoint: it also holds the optimizer's
-        momentum, as large as the weights. Loaded with ``compile=False`` the model has no
-        optimizer, so saving it again keeps only what inference needs.
-        """
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="benchmark-keras-") as scratch:
-            path = Path(scratch) / "model.keras"
-            self.model.save(path)
-            return file_sizes(path)
+    with tempfile.TemporaryDirectory(prefix="benchmark-keras-") as scratch:
+        path = Path(scratch) / "model.keras"
+        model.save(path)
+        return file_sizes(path)
 
 
 def measure(
@@ -190,31 +138,27 @@ def measure(
     """Accuracy (when ``labels`` are given), latency and peak memory of one model at ``threads`` threads."""
     baseline = peak_memory_mb()
     load_started = time.perf_counter()
-    if model_path.suffix == ".keras":
-        runner: TFLiteRunner | KerasRunner = KerasRunner(model_path)
-    else:
-        runner = TFLiteRunner(model_path, threads, edgetpu)
+    predictor, runtime = load_predictor(model_path, threads, edgetpu)
     load_seconds = time.perf_counter() - load_started
     result: dict[str, Any] = {
         "model": str(model_path),
-        "runtime": runner.runtime,
+        "runtime": runtime,
         "threads": threads,
         "edgetpu": edgetpu,
         "load_seconds": load_seconds,
     }
-    timed = prepare_inputs(np.array(images[:TIMED_IMAGES]), runner.card)
-    result["latency"] = latency_summary(time_runs(runner.single_runner(timed), timing))
+    timed = predictor.prepare(np.array(images[:TIMED_IMAGES]))
+    result["latency"] = latency_summary(time_runs(lambda index: predictor.run(timed[index % len(timed)][None]), timing))
     result["memory"] = {"before_load_mb": baseline, "peak_rss_mb": peak_memory_mb()}  # before the test set is read
     if labels is not None:
-        probabilities = runner.probabilities(prepare_inputs(np.asarray(images), runner.card))
-        predictions = probabilities.argmax(axis=-1)
+        predictions = predictor.predict(np.asarray(images), batch_size=100).argmax(axis=-1)
         result["accuracy"] = {
             "top1": float(np.mean(predictions == labels)),
             "images": int(labels.size),
             "predictions": predictions.astype(int).tolist(),
         }
-        if isinstance(runner, KerasRunner):
-            result["deployable_size"] = runner.deployable_sizes()
+        if model_path.suffix == ".keras":
+            result["deployable_size"] = deployable_sizes(predictor.model)
     result["tensorflow_imported"] = "tensorflow" in sys.modules
     return result
 
