@@ -221,29 +221,20 @@ def convert(config: ConvertConfig) -> ConvertResult:
 
     A parity failure does not raise here (the caller decides, see :func:`check_parity`).
     """
-    from converters import edgetpu
-    from converters.qat import has_qat_companion, load_qat_model
+    from converters.qat import has_qat_companion
 
     config.validate()
     started = time.perf_counter()
     source = bridge.load_source(config.model)
     out = Path(config.out)
-    if out.exists() and not out.is_dir():
-        raise ToolkitError(f"--out {out} is a file, not a folder")
-    previous = previous_conversion(out)
-    if previous and not config.overwrite:
-        names = [path.name for path in previous if path.suffix == ".tflite"] or [path.name for path in previous]
-        raise ToolkitError(f"{out} already holds a conversion ({', '.join(names)}); choose another --out or pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
+    previous = _prepare_out(out, config.overwrite)
     try:
         settings = finetune.resolve_data_settings(source, {"data": config.data, "limit": config.limit})
     except ToolkitError:
         if not config.calib:
             raise
         settings = None
-
     is_qat = has_qat_companion(source.path)
-    float_twin = source.twin()
     calibration, calibration_origin = (None, None)
     if "int8" in config.formats:
         # A QAT model carries its own ranges; TensorFlow's converter still asks for a representative
@@ -251,46 +242,11 @@ def convert(config: ConvertConfig) -> ConvertResult:
         calibration, calibration_origin = calibration_images(config, source, settings, at_most=is_qat)
     # The previous conversion's reports describe models about to be replaced: gone before the first new
     # model is written, so an interrupted --overwrite never leaves a parity.json about other models.
-    if previous:
-        for name in (PARITY_NAME, REPORT_NAME):
-            (out / name).unlink(missing_ok=True)
+    for name in (PARITY_NAME, REPORT_NAME) if previous else ():
+        (out / name).unlink(missing_ok=True)
 
-    models: dict[str, Path] = {}
-    written: dict[str, dict[str, Any]] = {}
-    for format_name in config.formats:
-        path = out / tflite_name(format_name)
-        if format_name == "int8":
-            if is_qat:
-                quantized, info = load_qat_model(source)
-                data = convert_int8(quantized, calibration, config.io)
-                notes = f"toolkit convert: full-integer from the QAT model ({info['scheme']} scheme), {config.io} I/O"
-            else:
-                data = convert_int8(float_twin, calibration, config.io)
-                notes = f"toolkit convert: full-integer post-training quantisation, {len(calibration)} calibration images from {calibration_origin}, {config.io} I/O"
-        elif format_name == "float32":
-            data, notes = convert_float32(float_twin), "toolkit convert: float32"
-        elif format_name == "float16":
-            data, notes = convert_float16(float_twin), "toolkit convert: float16 weights (dequantised to float32 at load on CPUs)"
-        else:
-            data, notes = convert_dynamic(float_twin), "toolkit convert: dynamic range (int8 weights, float activations)"
-        written[format_name] = _write_model(path, data, source, format_name, config, notes)
-        models[format_name] = path
-        print(f"wrote {path} ({written[format_name]['sizes']['raw'] / 1e6:.3f} MB, gzip {written[format_name]['sizes']['gzip'] / 1e6:.3f} MB)", file=sys.stderr)
-
-    edgetpu_report: dict[str, Any] | None = None
-    if "int8" in models:
-        edgetpu_report = edgetpu.check_operators(read_tflite(models["int8"]))
-        if config.edgetpu:
-            if edgetpu.compiler_path() is None:
-                import warnings
-
-                from toolkit.errors import ToolkitWarning
-
-                warnings.warn(edgetpu.INSTALL_HINT, ToolkitWarning, stacklevel=2)
-                edgetpu_report["compiled"] = None
-            else:
-                edgetpu_report["compiled"] = str(edgetpu.compile_for_edgetpu(models["int8"], out))
-
+    models, written = _export(config, source, is_qat, calibration, calibration_origin, out)
+    edgetpu_report = _edgetpu_report(models.get("int8"), config.edgetpu, out)
     parity, parity_path = _parity(config, source, settings, models, out)
     report = {
         "stage": "convert",
@@ -307,8 +263,73 @@ def convert(config: ConvertConfig) -> ConvertResult:
         "seconds": round(time.perf_counter() - started, 1),
     }
     report_path = atomic.write_json(out / REPORT_NAME, report)
-    # Only now, with the new conversion saved, do the old one's other files go: the folder
-    # then describes one conversion (parity.json covers exactly the models beside it).
+    _remove_stale(previous, models, parity_path, edgetpu_report)
+    return ConvertResult(models, parity_path, parity, report_path, report)
+
+
+def _prepare_out(out: Path, overwrite: bool) -> list[Path]:
+    """Create ``out``; returns the files of a conversion already there (refused unless ``overwrite``)."""
+    if out.exists() and not out.is_dir():
+        raise ToolkitError(f"--out {out} is a file, not a folder")
+    previous = previous_conversion(out)
+    if previous and not overwrite:
+        names = [path.name for path in previous if path.suffix == ".tflite"] or [path.name for path in previous]
+        raise ToolkitError(f"{out} already holds a conversion ({', '.join(names)}); choose another --out or pass --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    return previous
+
+
+def _export(config: ConvertConfig, source: bridge.SourceModel, is_qat: bool, calibration: np.ndarray | None,
+            calibration_origin: str | None, out: Path) -> tuple[dict[str, Path], dict[str, dict[str, Any]]]:  # fmt: skip
+    """Write each requested format with its card; returns their paths and what was written."""
+    from converters.qat import load_qat_model
+
+    float_twin = source.twin()
+    models: dict[str, Path] = {}
+    written: dict[str, dict[str, Any]] = {}
+    for format_name in config.formats:
+        path = out / tflite_name(format_name)
+        if format_name == "int8" and is_qat:
+            quantized, info = load_qat_model(source)
+            data = convert_int8(quantized, calibration, config.io)
+            notes = f"toolkit convert: full-integer from the QAT model ({info['scheme']} scheme), {config.io} I/O"
+        elif format_name == "int8":
+            data = convert_int8(float_twin, calibration, config.io)
+            notes = f"toolkit convert: full-integer post-training quantisation, {len(calibration)} calibration images from {calibration_origin}, {config.io} I/O"
+        elif format_name == "float32":
+            data, notes = convert_float32(float_twin), "toolkit convert: float32"
+        elif format_name == "float16":
+            data, notes = convert_float16(float_twin), "toolkit convert: float16 weights (dequantised to float32 at load on CPUs)"
+        else:
+            data, notes = convert_dynamic(float_twin), "toolkit convert: dynamic range (int8 weights, float activations)"
+        written[format_name] = _write_model(path, data, source, format_name, config, notes)
+        models[format_name] = path
+        sizes = written[format_name]["sizes"]
+        print(f"wrote {path} ({sizes['raw'] / 1e6:.3f} MB, gzip {sizes['gzip'] / 1e6:.3f} MB)", file=sys.stderr)
+    return models, written
+
+
+def _edgetpu_report(int8_model: Path | None, compile_it: bool, out: Path) -> dict[str, Any] | None:
+    """The Edge TPU operator check of the int8 model and, when asked and installed, its compiled build."""
+    from converters import edgetpu
+
+    if int8_model is None:
+        return None
+    report = edgetpu.check_operators(read_tflite(int8_model))
+    if compile_it and edgetpu.compiler_path() is None:
+        import warnings
+
+        from toolkit.errors import ToolkitWarning
+
+        warnings.warn(edgetpu.INSTALL_HINT, ToolkitWarning, stacklevel=3)
+        report["compiled"] = None
+    elif compile_it:
+        report["compiled"] = str(edgetpu.compile_for_edgetpu(int8_model, out))
+    return report
+
+
+def _remove_stale(previous: list[Path], models: dict[str, Path], parity_path: Path | None, edgetpu_report: dict[str, Any] | None) -> None:
+    """With the new conversion saved, remove the old one's other files: the folder then describes one conversion."""
     kept = {*models.values(), *(card_path(path) for path in models.values())}
     if parity_path:
         kept.add(Path(parity_path))
@@ -318,7 +339,6 @@ def convert(config: ConvertConfig) -> ConvertResult:
     for stale in previous:
         if stale not in kept:
             stale.unlink(missing_ok=True)
-    return ConvertResult(models, parity_path, parity, report_path, report)
 
 
 def previous_conversion(out: Path) -> list[Path]:

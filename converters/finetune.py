@@ -14,12 +14,13 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from converters import stage
+from converters import bridge, stage
 from converters.bridge import SourceModel, load_source
+from toolkit import atomic
 from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard
 from training.batches import BatchSource, as_keras_dataset
@@ -132,6 +133,30 @@ def start_stage(config: Any) -> StageStart:
     overrides = {name: getattr(config, name) for name in ("data", "limit", "batch_size", "augmentation", "seed")}
     data = load_training_data(source, resolve_data_settings(source, overrides))
     return StageStart(out, source, data, accuracy(source.model, source.card, data.validation))
+
+
+def finish_stage(begun: StageStart, name: str, config: Any, model: Any, card: ModelCard, rows: list[dict[str, Any]],
+                 details: dict[str, Any], started: float, save_extra: Callable[[Path], None] | None = None) -> stage.StageResult:  # fmt: skip
+    """Write a fine-tuning stage's folder: config.json, the Keras 3 model with its card (then ``save_extra(model_path)``),
+    history.csv and report.json (the stage's ``details`` between the source and the sizes)."""
+    out, source = begun.out, begun.source
+    stage.write_config(out, {name: config.to_dict(), "data": begun.data.settings.to_dict(), "source": str(source.path), "source_sha256": source.sha256})
+    model_path = bridge.save_keras3(model, card, out / stage.MODEL_NAME)
+    if save_extra is not None:
+        save_extra(model_path)
+    write_history_csv(rows, out / stage.HISTORY_NAME)
+    report = {
+        "stage": name,
+        "model": str(model_path),
+        "source": str(source.path),
+        "source_sha256": source.sha256,
+        **details,
+        "sizes": {"raw": model_path.stat().st_size, "gzip": atomic.gzip_size(model_path)},
+        "data": begun.data.summary(),
+        "history": rows,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    return stage.StageResult(model_path, stage.write_report(out, report), report)
 
 
 def load_training_data(source: SourceModel, settings: DataSettings) -> FineTuneData:

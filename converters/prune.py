@@ -24,7 +24,6 @@ from typing import Any
 from converters import bridge, finetune, stage
 from converters.configs import PruneConfig
 from converters.sparsity import m_by_n_violations, model_kernels, model_sparsity
-from toolkit import atomic
 from toolkit.errors import ToolkitError
 
 
@@ -44,12 +43,12 @@ def pruning_schedule_steps(total_steps: int, ramp_fraction: float) -> tuple[int,
 
 def prune(config: PruneConfig) -> stage.StageResult:
     """Prune and fine-tune ``config.model``; write OUT/model.keras, its card, config.json, report.json."""
-    from training.tensorflow_stack import tf_keras, tfmot
+    from training.tensorflow_stack import tf_keras
 
     config.validate()
     started = time.perf_counter()
     begun = finetune.start_stage(config)
-    out, source, data, accuracy_before = begun.out, begun.source, begun.data, begun.accuracy_before
+    source, data, accuracy_before = begun.source, begun.data, begun.accuracy_before
     settings = data.settings
 
     steps_per_epoch = len(data.train_source())
@@ -59,29 +58,10 @@ def prune(config: PruneConfig) -> stage.StageResult:
     target = m_by_n[0] / m_by_n[1] if m_by_n else config.sparsity
 
     tf_keras.utils.set_random_seed(settings.seed)
-    twin = source.twin()
-    schedule = tfmot.sparsity.keras.PolynomialDecay(
-        initial_sparsity=0.0, final_sparsity=target, begin_step=0, end_step=end_step, frequency=frequency
-    )
-    options: dict[str, Any] = {"pruning_schedule": schedule}
-    if m_by_n:
-        options["sparsity_m_by_n"] = m_by_n
     try:
-        wrapped = tfmot.sparsity.keras.prune_low_magnitude(twin, **options)
+        stripped, rows = prune_model(source.twin(), data, config, target, m_by_n, end_step, frequency)
     except ValueError as error:
         raise ToolkitError(f"tfmot cannot prune {source.path.name}: {str(error).splitlines()[0]}") from None
-
-    rows = finetune.fit(
-        wrapped,
-        data,
-        config.epochs,
-        config.learning_rate,
-        extra_callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
-        epoch_metrics=lambda model: {"sparsity": round(_mask_sparsity(model), 6)},
-        progress=config.progress,
-        description="pruning",
-    )
-    stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
     sparsity = model_sparsity(stripped)
     model = bridge.keras3_from_weights(source.model_config, bridge.layer_weights(stripped))
     accuracy_after = finetune.accuracy(model, source.card, data.validation)
@@ -105,26 +85,14 @@ def prune(config: PruneConfig) -> stage.StageResult:
             f"(every {frequency}) of {total_steps}, strip_pruning; kernels pruned, biases dense"
         ),
     )
-    stage.write_config(out, {"prune": config.to_dict(), "data": settings.to_dict(), "source": str(source.path), "source_sha256": source.sha256})
-    model_path = bridge.save_keras3(model, card, out / stage.MODEL_NAME)
-    finetune.write_history_csv(rows, out / stage.HISTORY_NAME)
-    saved_card = card.replace(sizes={"raw": model_path.stat().st_size, "gzip": atomic.gzip_size(model_path)})
-    report = {
-        "stage": "prune",
-        "model": str(model_path),
-        "source": str(source.path),
-        "source_sha256": source.sha256,
+    details = {
         "target_sparsity": target,
         "structured": structured_report,
         "schedule": {"begin_step": 0, "end_step": end_step, "frequency": frequency, "total_steps": total_steps},
         "sparsity": sparsity.to_dict(),
-        "sizes": saved_card.sizes,
         "validation_accuracy": {"before": accuracy_before, "after": accuracy_after},
-        "data": data.summary(),
-        "history": rows,
-        "seconds": round(time.perf_counter() - started, 1),
     }
-    report_path = stage.write_report(out, report)
+    result = finetune.finish_stage(begun, "prune", config, model, card, rows, details, started)
     # Under M:N a kernel whose input channels are not a multiple of N (conv1: RGB) pads its
     # last block and ends less sparse; that is the pattern, not a shortfall.
     uneven = {name for name, kernel in model_kernels(model) if m_by_n and kernel.shape[-2] % m_by_n[1]}
@@ -135,7 +103,30 @@ def prune(config: PruneConfig) -> stage.StageResult:
         from toolkit.errors import ToolkitWarning
 
         warnings.warn(f"layers {', '.join(short)} ended below the target sparsity {target:g}", ToolkitWarning, stacklevel=2)
-    return stage.StageResult(model_path, report_path, report)
+    return result
+
+
+def prune_model(twin: Any, data: finetune.FineTuneData, config: PruneConfig, target: float, m_by_n: tuple[int, int] | None,
+                end_step: int, frequency: int) -> tuple[Any, list[dict[str, Any]]]:  # fmt: skip
+    """tfmot's recipe on a tf_keras model: prune_low_magnitude, fine-tune, strip_pruning; returns the pruned model and the history."""
+    from training.tensorflow_stack import tfmot
+
+    schedule = tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=0.0, final_sparsity=target, begin_step=0, end_step=end_step, frequency=frequency
+    )
+    options: dict[str, Any] = {"pruning_schedule": schedule, **({"sparsity_m_by_n": m_by_n} if m_by_n else {})}
+    wrapped = tfmot.sparsity.keras.prune_low_magnitude(twin, **options)  # ValueError: a layer tfmot cannot prune
+    rows = finetune.fit(
+        wrapped,
+        data,
+        config.epochs,
+        config.learning_rate,
+        extra_callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+        epoch_metrics=lambda model: {"sparsity": round(_mask_sparsity(model), 6)},
+        progress=config.progress,
+        description="pruning",
+    )
+    return tfmot.sparsity.keras.strip_pruning(wrapped), rows
 
 
 def _mask_sparsity(model: Any) -> float:

@@ -341,43 +341,28 @@ def qat(config: QatConfig) -> stage.StageResult:
             f"{config.epochs} epoch(s); float weights here, QAT weights in {qat_companions(out / stage.MODEL_NAME)[0].name}"
         ),
     )
-    stage.write_config(out, {"qat": config.to_dict(), "data": settings.to_dict(), "source": str(source.path), "source_sha256": source.sha256})
-    model_path = bridge.save_keras3(model, card, out / stage.MODEL_NAME)
-    weights_path, info_path = qat_companions(model_path)
-    # The temporary name must keep ".weights.h5": tf_keras picks the file format from it.
-    with atomic.atomic_path(weights_path, suffix=".weights.h5") as temporary:
-        qat_model.save_weights(str(temporary))
-    atomic.write_json(
-        info_path,
-        {
-            "scheme": scheme,
-            "weights": weights_path.name,
-            "model_sha256": atomic.file_digest(model_path),
-            "tfmot_version": getattr(tfmot, "__version__", "unknown"),
-        },
-    )
-    finetune.write_history_csv(rows, out / stage.HISTORY_NAME)
-    report = {
-        "stage": "qat",
-        "model": str(model_path),
+    weights_path, info_path = qat_companions(out / stage.MODEL_NAME)
+
+    def save_qat_weights(model_path: Path) -> None:
+        # The temporary name must keep ".weights.h5": tf_keras picks the file format from it.
+        with atomic.atomic_path(weights_path, suffix=".weights.h5") as temporary:
+            qat_model.save_weights(str(temporary))
+        info = {"scheme": scheme, "weights": weights_path.name, "model_sha256": atomic.file_digest(model_path),
+                "tfmot_version": getattr(tfmot, "__version__", "unknown")}  # fmt: skip
+        atomic.write_json(info_path, info)
+
+    details = {
         "qat_weights": str(weights_path),
-        "source": str(source.path),
-        "source_sha256": source.sha256,
         "scheme": scheme,
         "calibration": {"batches": len(calibration), "activation_ranges_before_qat": ranges},
         "sparsity_before": sparsity_before.to_dict(),
         "sparsity": sparsity_after.to_dict(),
         "sparsity_change_points": sparsity_change,
-        "sizes": {"raw": model_path.stat().st_size, "gzip": atomic.gzip_size(model_path)},
         "validation_accuracy": {
             "source_float": accuracy_before,
             "fake_quant_before_qat": accuracy_quantized_start,
             "fake_quant_after_qat": accuracy_quantized,
             "float_after_qat": accuracy_float,
         },
-        "data": data.summary(),
-        "history": rows,
-        "seconds": round(time.perf_counter() - started, 1),
     }
-    report_path = stage.write_report(out, report)
-    return stage.StageResult(model_path, report_path, report)
+    return finetune.finish_stage(begun, "qat", config, model, card, rows, details, started, save_qat_weights)
