@@ -134,9 +134,9 @@ def check_same_settings(config: TrainConfig) -> None:
     run = RunFolder(config.out)
     if not run.config.exists():
         return
-    saved = run.read_config()["train"]
+    saved = TrainConfig.requested_by_run(run.read_config()).to_dict()
     wanted = config.resolved().to_dict()
-    differences = [key for key in wanted if key not in RUN_ONLY_FIELDS and key in saved and saved[key] != wanted[key]]
+    differences = [key for key in wanted if key not in RUN_ONLY_FIELDS and saved[key] != wanted[key]]
     if saved.get("data") != absolute_spec(config.data):
         differences.append("data")
     if parse_budget(saved.get("budget")) != config.budget_seconds:

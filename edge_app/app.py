@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Iterator, TextIO
 
 import numpy as np
 
@@ -119,11 +119,25 @@ def _skip_unreadable(frame: Frame, stats: RunStats, reason: str, named: set[str]
         print(f"warning: skipped {frame.name}: {reason}", file=sys.stderr, flush=True)
 
 
+@contextlib.contextmanager
+def _errors_to_main_thread(stop: threading.Event, errors: list[BaseException], *queues: FrameQueue) -> Iterator[None]:
+    """Around a worker thread's loop: keep what it raises for the main thread, stop the run, and close ``queues``."""
+    try:
+        yield
+    except BaseException as error:  # noqa: BLE001 - handed to the main thread
+        errors.append(error)
+        stop.set()
+    finally:
+        for queue in queues:
+            queue.close()
+
+
 def _capture_loop(source: Source, classifier: TFLitePredictor, queue: FrameQueue, stats: RunStats,
                   stop: threading.Event, errors: list[BaseException], pace_fps: float | None = None) -> None:
+    """The capture thread: read each frame, turn it into an input tensor and queue both."""
     started, cpu_started = time.perf_counter(), time.thread_time()
     named: set[str] = set()
-    try:
+    with _errors_to_main_thread(stop, errors, queue):
         for count, frame in enumerate(source.frames(stop)):
             if pace_fps:  # play a file at its own speed when someone watches it
                 delay = started + count / pace_fps - time.perf_counter()
@@ -139,22 +153,15 @@ def _capture_loop(source: Source, classifier: TFLitePredictor, queue: FrameQueue
                 continue
             if not queue.put((frame, tensor)):
                 break
-    except BaseException as error:  # noqa: BLE001 - handed to the main thread
-        errors.append(error)
-        stop.set()
-    finally:
-        queue.close()
-        stats.capture_cpu_seconds = time.thread_time() - cpu_started
+    stats.capture_cpu_seconds = time.thread_time() - cpu_started
 
 
 def _inference_loop(classifier: TFLitePredictor, frames: FrameQueue, results: FrameQueue, stats: RunStats,
                     config: ClassifyConfig, stop: threading.Event, errors: list[BaseException]) -> None:
+    """The inference thread: nothing but ``invoke()`` on each queued tensor, its raw output queued on."""
     cpu_started = time.thread_time()
-    try:
-        while True:
-            item = frames.get()
-            if item is CLOSED:
-                break
+    with _errors_to_main_thread(stop, errors, frames, results):
+        while (item := frames.get()) is not CLOSED:
             frame, tensor = item
             started = time.perf_counter()
             output = classifier.run(tensor)
@@ -165,13 +172,44 @@ def _inference_loop(classifier: TFLitePredictor, frames: FrameQueue, results: Fr
             if config.max_frames and stats.frames >= config.max_frames:
                 stop.set()
                 break
-    except BaseException as error:  # noqa: BLE001 - handed to the main thread
-        errors.append(error)
-        stop.set()
-    finally:
-        frames.close()
-        results.close()
-        stats.inference_cpu_seconds = time.thread_time() - cpu_started
+    stats.inference_cpu_seconds = time.thread_time() - cpu_started
+
+
+class _WorkerThreads:
+    """The capture and inference threads, the queues they hand frames along and the errors they leave behind."""
+
+    def __init__(self, source: Source, classifier: TFLitePredictor, config: ClassifyConfig, stats: RunStats,
+                 stop: threading.Event, pace_fps: float | None) -> None:
+        self.stop = stop
+        self.errors: list[BaseException] = []
+        self.frames = FrameQueue(max(1, config.queue_size), drop_oldest=source.live)
+        self.results = FrameQueue(max(4, config.queue_size))
+        self.capture = threading.Thread(
+            target=_capture_loop,
+            args=(source, classifier, self.frames, stats, stop, self.errors, pace_fps),
+            name="capture",
+            daemon=True,
+        )
+        self.inference = threading.Thread(
+            target=_inference_loop,
+            args=(classifier, self.frames, self.results, stats, config, stop, self.errors),
+            name="inference",
+            daemon=True,
+        )
+
+    def start(self) -> None:
+        """Start capture, then inference."""
+        self.capture.start()
+        self.inference.start()
+
+    def stop_and_join(self) -> None:
+        """Stop both threads and wait a while for each; a capture read stuck in a driver may outlive this."""
+        self.stop.set()
+        self.frames.close()
+        self.results.close()
+        for thread, patience in ((self.inference, 5.0), (self.capture, 2.0)):  # a healthy read returns within a frame time
+            if thread.is_alive():
+                thread.join(timeout=patience)
 
 
 class _TopPredictions:
@@ -220,6 +258,14 @@ class _Outputs:
         self.stop = stop
         self.fps_meter = _FpsMeter()
 
+    def start(self) -> None:
+        """Start the web page, if there is one, and say on stderr where it is."""
+        if self.server is not None:
+            self.server.start()
+            print(f"serving on {self.server.page_url}", file=sys.stderr, flush=True)
+            if self.server.capture_folders is not None:
+                print(f"capture saves into {self.server.capture_folders.root}/<label>/", file=sys.stderr, flush=True)
+
     def handle(self, result: Result) -> None:
         """Output one result."""
         fps = self.fps_meter.tick()
@@ -250,6 +296,15 @@ class _Outputs:
             except BrokenPipeError:  # the reader left before the summary line
                 _silence(self.stdout)
 
+    def close(self) -> None:
+        """Stop the web page, finish the video file, close the window."""
+        if self.server is not None:
+            self.server.stop()
+        if self.saver is not None:
+            self.saver.close()
+        if self.window is not None:
+            self.window.close()
+
 
 def _silence(stream: TextIO) -> None:
     """Point a closed pipe at /dev/null so later writes and the interpreter's exit flush do not fail."""
@@ -272,6 +327,34 @@ def run_classify(
     ``{"summary": ...}`` line. The human-readable summary goes to stderr.
     """
     stdout = stdout or sys.stdout
+    serve_address = _check_flags(config)
+    capture_size = parse_size(config.capture_size) if config.capture_size else None
+    classifier = TFLitePredictor(config.model, threads=config.threads, edgetpu=config.edgetpu, xnnpack=config.xnnpack)
+    _warn_if_threads_take_every_core(config)
+    window = Window() if config.show else None
+    if source is None:
+        backoff = Backoff(give_up_after=config.reconnect_timeout)
+        source = open_source(
+            config.source, loop=config.loop, capture_size=capture_size, backoff=backoff, decode_threads=config.decode_threads
+        )
+    smoothing = _smoothing_for(config, source)
+    saver = VideoSaver(config.save, source.fps, real_time=source.live) if config.save else None
+    server = _preview_server(config, serve_address, source)
+    stop = stop or threading.Event()
+    stats = RunStats()
+    outputs = _Outputs(stdout, config.headless, window, saver, server, stats, stop)
+    predict = _TopPredictions(classifier, config, smoothing)
+    pace_fps = source.fps if (window is not None or server is not None) and not source.live else None
+    threads = _WorkerThreads(source, classifier, config, stats, stop, pace_fps)
+    with _blas_and_switch_interval(config):
+        stopped_early = _run_until_done(threads, outputs, predict, source)
+    summary = _report_summary(config, source, stats, threads.frames.dropped, outputs)
+    _raise_what_failed(threads.errors, stats, source, stopped_early)
+    return summary
+
+
+def _check_flags(config: ClassifyConfig) -> tuple[str, int] | None:
+    """Refuse impossible flags before a model or camera is opened; returns the ``--serve`` address, if any."""
     if not 0.0 <= config.threshold <= 1.0:
         raise ToolkitError(f"--threshold must be between 0 and 1, got {config.threshold}")
     if not 0.0 <= config.smoothing < 1.0:
@@ -285,8 +368,11 @@ def run_classify(
         raise ToolkitError("--collect-to needs --serve: the capture control is on the --serve page")
     if config.collect_to:
         writable_folder(config.collect_to)  # before a camera is opened: an unwritable root is a one-line error
-    capture_size = parse_size(config.capture_size) if config.capture_size else None
-    classifier = TFLitePredictor(config.model, threads=config.threads, edgetpu=config.edgetpu, xnnpack=config.xnnpack)
+    return serve_address
+
+
+def _warn_if_threads_take_every_core(config: ClassifyConfig) -> None:
+    """Warn when the interpreter's threads would leave no core for capture and output."""
     cores = available_cores()
     if config.threads and not config.edgetpu and config.threads >= cores > 1:
         print(
@@ -294,86 +380,75 @@ def run_classify(
             f"--threads {cores - 1} is usually faster end to end (docs/edge.md)",
             file=sys.stderr,
         )
-    window = Window() if config.show else None
-    if source is None:
-        backoff = Backoff(give_up_after=config.reconnect_timeout)
-        source = open_source(
-            config.source, loop=config.loop, capture_size=capture_size, backoff=backoff, decode_threads=config.decode_threads
-        )
-    smoothing = config.smoothing
-    if smoothing and isinstance(source, ImageFilesSource):
+
+
+def _smoothing_for(config: ClassifyConfig, source: Source) -> float:
+    """The smoothing weight to use: none for images, which are not consecutive frames."""
+    if config.smoothing and isinstance(source, ImageFilesSource):
         print("warning: --smoothing is ignored for images: they are not consecutive frames", file=sys.stderr)
-        smoothing = 0.0
-    saver = VideoSaver(config.save, source.fps, real_time=source.live) if config.save else None
-    server = (
-        PreviewServer(*serve_address, model=Path(config.model).name, source=source.description,
-                      collect_to=config.collect_to)
-        if serve_address is not None else None
-    )
-    stop = stop or threading.Event()
-    stats = RunStats()
-    errors: list[BaseException] = []
-    outputs = _Outputs(stdout, config.headless, window, saver, server, stats, stop)
-    frames = FrameQueue(max(1, config.queue_size), drop_oldest=source.live)
-    results = FrameQueue(max(4, config.queue_size))
-    predict = _TopPredictions(classifier, config, smoothing)
-    pace_fps = source.fps if (window is not None or server is not None) and not source.live else None
-    capture = threading.Thread(
-        target=_capture_loop,
-        args=(source, classifier, frames, stats, stop, errors, pace_fps),
-        name="capture",
-        daemon=True,
-    )
-    inference = threading.Thread(
-        target=_inference_loop,
-        args=(classifier, frames, results, stats, config, stop, errors),
-        name="inference",
-        daemon=True,
-    )
+        return 0.0
+    return config.smoothing
+
+
+def _preview_server(config: ClassifyConfig, address: tuple[str, int] | None, source: Source) -> PreviewServer | None:
+    """The ``--serve`` web page's server (bound, not started yet), or None without ``--serve``."""
+    if address is None:
+        return None
+    return PreviewServer(*address, model=Path(config.model).name, source=source.description,
+                         collect_to=config.collect_to)
+
+
+@contextlib.contextmanager
+def _blas_and_switch_interval(config: ClassifyConfig) -> Iterator[None]:
+    """numpy's BLAS threads and the GIL switch interval the run asks for, restored afterwards."""
     previous_blas = limit_blas_threads(config.blas_threads) if config.blas_threads else {}
     previous_switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(config.switch_interval)
-    stopped_early = True
     try:
-        with stop_on_signals(stop):
-            if server is not None:
-                server.start()
-                print(f"serving on {server.page_url}", file=sys.stderr, flush=True)
-                if server.capture_folders is not None:
-                    print(f"capture saves into {server.capture_folders.root}/<label>/", file=sys.stderr, flush=True)
-            capture.start()
-            inference.start()
-            while (raw := results.get(timeout=0.1)) is not CLOSED:
-                if raw is not None:  # None: a timeout, so that signal handlers run
-                    try:
-                        outputs.handle(predict(raw))
-                    except Exception as error:  # noqa: BLE001 - raised after the summary, like the other threads' errors
-                        errors.append(error)
-                        stop.set()
-                        break
-                if stop.is_set():
-                    # A capture read blocked in a driver or on a stalled stream must not hold the run up:
-                    # inference finishes what was captured, then closes the results.
-                    frames.close()
-            stopped_early = stop.is_set()  # Ctrl-C, SIGTERM, --max-frames or a failure, not the source's end
+        yield
     finally:
-        stop.set()
-        frames.close()
-        results.close()
-        for thread, patience in ((inference, 5.0), (capture, 2.0)):  # a healthy read returns within a frame time
-            if thread.is_alive():
-                thread.join(timeout=patience)
-        if not capture.is_alive():  # never release a device a blocked read() still uses
-            source.close()
-        if server is not None:
-            server.stop()
-        if saver is not None:
-            saver.close()
-        if window is not None:
-            window.close()
         restore_blas_threads(previous_blas)
         sys.setswitchinterval(previous_switch_interval)
-    stats.dropped = frames.dropped
+
+
+def _run_until_done(threads: _WorkerThreads, outputs: _Outputs, predict: _TopPredictions, source: Source) -> bool:
+    """Run capture and inference, output every result, then shut everything down in order.
+
+    Returns True when the run was stopped (Ctrl-C, SIGTERM, ``--max-frames`` or a failure), False at the source's end.
+    """
+    try:
+        with stop_on_signals(threads.stop):
+            outputs.start()
+            threads.start()
+            _output_results(threads, outputs, predict)
+            return threads.stop.is_set()
+    finally:
+        threads.stop_and_join()
+        if not threads.capture.is_alive():  # never release a device a blocked read() still uses
+            source.close()
+        outputs.close()
+
+
+def _output_results(threads: _WorkerThreads, outputs: _Outputs, predict: _TopPredictions) -> None:
+    """The main thread's loop: the top-k and the outputs of every raw result, until inference closes the results."""
+    while (raw := threads.results.get(timeout=0.1)) is not CLOSED:
+        if raw is not None:  # None: a timeout, so that signal handlers run
+            try:
+                outputs.handle(predict(raw))
+            except Exception as error:  # noqa: BLE001 - raised after the summary, like the other threads' errors
+                threads.errors.append(error)
+                threads.stop.set()
+                break
+        if threads.stop.is_set():
+            # A capture read blocked in a driver or on a stalled stream must not hold the run up:
+            # inference finishes what was captured, then closes the results.
+            threads.frames.close()
+
+
+def _report_summary(config: ClassifyConfig, source: Source, stats: RunStats, dropped: int,
+                    outputs: _Outputs) -> dict[str, Any]:
+    """The run's summary, printed on stderr and, with ``headless``, written as the last JSON line."""
+    stats.dropped = dropped
     stats.reconnects = source.reconnects
     summary = stats.summary(
         model=str(config.model),
@@ -384,6 +459,11 @@ def run_classify(
     )
     print(format_summary(summary), file=sys.stderr, flush=True)
     outputs.write_summary(summary)
+    return summary
+
+
+def _raise_what_failed(errors: list[BaseException], stats: RunStats, source: Source, stopped_early: bool) -> None:
+    """Raise the first error a thread left (Ctrl-C aside), or say that no frame of the source could be read."""
     for error in errors:
         if isinstance(error, KeyboardInterrupt):
             continue
@@ -391,5 +471,3 @@ def run_classify(
     if stats.frames == 0 and not stopped_early and (stats.unreadable or not source.live):
         detail = f"{stats.unreadable} unreadable" if stats.unreadable else "it holds none"
         raise ToolkitError(f"no frame of {source.description} could be read ({detail})")
-    return summary
-

@@ -15,6 +15,7 @@ first valid visit sets; without it the answer is 403 and nothing is written.
 
 from __future__ import annotations
 
+import functools
 import html
 import ipaddress
 import json
@@ -26,7 +27,7 @@ from http import HTTPStatus
 from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -36,6 +37,7 @@ from toolkit.errors import ToolkitError
 
 BOUNDARY = "frame"
 MAX_CAPTURE_REQUEST_BYTES = 4096
+CAPTURE_REQUEST_HINT = 'send JSON: {"label": NAME}'
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>toolkit classify</title>
@@ -139,7 +141,7 @@ class PreviewServer:
         self._stopping = False
         server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
         try:
-            self._httpd = server_class((host, port), self._handler_class())
+            self._httpd = server_class((host, port), functools.partial(_PreviewRequestHandler, preview=self))
         except OSError as error:
             raise ToolkitError(f"--serve cannot listen on {host}:{port}: {error.strerror or error}") from None
         self._httpd.daemon_threads = True
@@ -165,6 +167,11 @@ class PreviewServer:
     def cookie_name(self) -> str:
         # One name per port, so two servers on one host do not overwrite each other's cookie.
         return f"toolkit-token-{self.address[1]}"
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called: open streams end."""
+        return self._stopping
 
     @property
     def _query(self) -> str:
@@ -202,7 +209,7 @@ class PreviewServer:
             self._httpd.shutdown()
         self._httpd.server_close()
 
-    def _latest_jpeg(self, after: int, timeout: float = 1.0) -> tuple[int, bytes] | None:
+    def latest_jpeg(self, after: int, timeout: float = 1.0) -> tuple[int, bytes] | None:
         """The JPEG of the first frame newer than ``after`` (waits up to ``timeout``)."""
         with self._condition:
             if not self._condition.wait_for(
@@ -220,7 +227,14 @@ class PreviewServer:
                 self._jpeg = (self._sequence, encoded.tobytes())
             return self._jpeg
 
-    def _page(self) -> bytes:
+    def predictions_json(self) -> bytes:
+        """The latest predictions as JSON."""
+        with self._condition:
+            payload = json.dumps(self._predictions)
+        return payload.encode("utf-8")
+
+    def page(self) -> bytes:
+        """The HTML page: live stream, top-k (the latest, until its script takes over) and the capture control."""
         with self._condition:
             top_k = list(self._predictions.get("top_k", []))
         initial = "".join(
@@ -246,131 +260,135 @@ class PreviewServer:
             raise ToolkitError("no camera frame yet")
         return self.capture_folders.save(label, *latest)
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            set_cookie = False  # the request brought a valid ?token=: hand it back as a cookie
+class _PreviewRequestHandler(BaseHTTPRequestHandler):
+    """One request to a :class:`PreviewServer`: every path passes the token check first."""
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep stderr for the app
-                return
+    set_cookie = False  # the request brought a valid ?token=: hand it back as a cookie
 
-            def end_headers(self) -> None:
-                if self.set_cookie:
-                    self.send_header(
-                        "Set-Cookie", f"{server.cookie_name}={server.token}; Path=/; HttpOnly; SameSite=Strict"
-                    )
-                super().end_headers()
+    def __init__(self, *args: Any, preview: PreviewServer, **kwargs: Any) -> None:
+        self.preview = preview  # before the base class's __init__, which handles the whole request
+        super().__init__(*args, **kwargs)
 
-            def _authorised(self) -> bool:
-                self.set_cookie = False
-                if server.token is None:
-                    return True
-                query = parse_qs(urlsplit(self.path).query).get("token", [None])[0]
-                if token_matches(server.token, query):
-                    self.set_cookie = True
-                    return True
-                return token_matches(server.token, _cookie(self.headers.get("Cookie"), server.cookie_name))
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep stderr for the app
+        return
 
-            def _forbid(self) -> None:
+    def end_headers(self) -> None:
+        if self.set_cookie:
+            self.send_header(
+                "Set-Cookie", f"{self.preview.cookie_name}={self.preview.token}; Path=/; HttpOnly; SameSite=Strict"
+            )
+        super().end_headers()
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._answer(self._get)
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        self._answer(self._post)
+
+    def _answer(self, route: Callable[[str], None]) -> None:
+        """Refuse a request without the token, else hand its path to ``route``; a visitor who left is let go."""
+        try:
+            if not self._authorised():
                 self.send_error(HTTPStatus.FORBIDDEN, "open the URL toolkit classify printed at start-up, with its token")
+            else:
+                route(self.path.split("?", 1)[0])
+        except (BrokenPipeError, ConnectionResetError):
+            return
 
-            def _send(self, body: bytes, content_type: str, status: HTTPStatus = HTTPStatus.OK) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
+    def _authorised(self) -> bool:
+        self.set_cookie = False
+        token = self.preview.token
+        if token is None:
+            return True
+        query = parse_qs(urlsplit(self.path).query).get("token", [None])[0]
+        if token_matches(token, query):
+            self.set_cookie = True
+            return True
+        return token_matches(token, _cookie(self.headers.get("Cookie"), self.preview.cookie_name))
 
-            def _send_json(self, payload: dict[str, Any], status: HTTPStatus = HTTPStatus.OK) -> None:
-                self._send(json.dumps(payload).encode("utf-8"), "application/json", status)
+    def _get(self, path: str) -> None:
+        if path in ("/", "/index.html"):
+            self._send(self.preview.page(), "text/html; charset=utf-8")
+        elif path == "/predictions.json":
+            self._send(self.preview.predictions_json(), "application/json")
+        elif path == "/frame.jpg":
+            latest = self.preview.latest_jpeg(after=0, timeout=5.0)
+            if latest is None:
+                self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, "no frame yet")
+            else:
+                self._send(latest[1], "image/jpeg")
+        elif path == "/stream.mjpg":
+            self._stream()
+        else:
+            self.send_error(HTTPStatus.NOT_FOUND)
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                path = self.path.split("?", 1)[0]
-                try:
-                    if not self._authorised():
-                        self._forbid()
-                    elif path in ("/", "/index.html"):
-                        self._send(server._page(), "text/html; charset=utf-8")
-                    elif path == "/predictions.json":
-                        with server._condition:
-                            payload = json.dumps(server._predictions)
-                        self._send(payload.encode("utf-8"), "application/json")
-                    elif path == "/frame.jpg":
-                        latest = server._latest_jpeg(after=0, timeout=5.0)
-                        if latest is None:
-                            self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, "no frame yet")
-                        else:
-                            self._send(latest[1], "image/jpeg")
-                    elif path == "/stream.mjpg":
-                        self._stream()
-                    else:
-                        self.send_error(HTTPStatus.NOT_FOUND)
-                except (BrokenPipeError, ConnectionResetError):
-                    return
+    def _post(self, path: str) -> None:
+        if path != "/capture" or self.preview.capture_folders is None:
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return
+        # JSON only: a cross-site page cannot send it without a CORS preflight this server never allows.
+        if self.headers.get_content_type() != "application/json":
+            self._send_json({"error": CAPTURE_REQUEST_HINT}, HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
+            return
+        status, answer = _capture_answer(self.preview, self._read_label())
+        self._send_json(answer, status)
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                try:
-                    if not self._authorised():
-                        self._forbid()
-                    elif self.path.split("?", 1)[0] != "/capture" or server.capture_folders is None:
-                        self.send_error(HTTPStatus.NOT_FOUND)
-                    else:
-                        self._capture()
-                except (BrokenPipeError, ConnectionResetError):
-                    return
+    def _read_label(self) -> str | None:
+        """The label of a JSON body ``{"label": NAME}``, or None for any other body."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            if not 0 < length <= MAX_CAPTURE_REQUEST_BYTES:
+                return None
+            label = json.loads(self.rfile.read(length)).get("label")
+        except (ValueError, AttributeError):
+            return None
+        return label if isinstance(label, str) else None
 
-            def _capture(self) -> None:
-                # JSON only: a cross-site page cannot send it without a CORS preflight this server never allows.
-                if self.headers.get_content_type() != "application/json":
-                    self._send_json({"error": "send JSON: {\"label\": NAME}"}, HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
-                    return
-                label = self._read_label()
-                if label is None:
-                    self._send_json({"error": "send JSON: {\"label\": NAME}"}, HTTPStatus.BAD_REQUEST)
-                    return
-                try:
-                    check_label(label)
-                except ToolkitError as error:
-                    self._send_json({"error": str(error)}, HTTPStatus.BAD_REQUEST)
-                    return
-                try:
-                    saved = server.capture(label)
-                except ToolkitError as error:
-                    self._send_json({"error": str(error)}, HTTPStatus.SERVICE_UNAVAILABLE)
-                    return
-                self._send_json({"saved": f"{saved.parent.name}/{saved.name}", "path": str(saved)})
+    def _send(self, body: bytes, content_type: str, status: HTTPStatus = HTTPStatus.OK) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
 
-            def _read_label(self) -> str | None:
-                try:
-                    length = int(self.headers.get("Content-Length") or 0)
-                    if not 0 < length <= MAX_CAPTURE_REQUEST_BYTES:
-                        return None
-                    label = json.loads(self.rfile.read(length)).get("label")
-                except (ValueError, AttributeError):
-                    return None
-                return label if isinstance(label, str) else None
+    def _send_json(self, payload: dict[str, Any], status: HTTPStatus = HTTPStatus.OK) -> None:
+        self._send(json.dumps(payload).encode("utf-8"), "application/json", status)
 
-            def _stream(self) -> None:
-                self.send_response(HTTPStatus.OK)
-                self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                sent = 0
-                while not server._stopping:
-                    latest = server._latest_jpeg(after=sent)
-                    if latest is None:
-                        continue
-                    sent, jpeg = latest
-                    self.wfile.write(
-                        f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
-                    )
-                    self.wfile.write(jpeg)
-                    self.wfile.write(b"\r\n")
-                    self.wfile.flush()
+    def _stream(self) -> None:
+        """MJPEG: each new annotated frame as one part, until the server stops or the visitor leaves."""
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        sent = 0
+        while not self.preview.stopping:
+            latest = self.preview.latest_jpeg(after=sent)
+            if latest is None:
+                continue
+            sent, jpeg = latest
+            self.wfile.write(
+                f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
+            )
+            self.wfile.write(jpeg)
+            self.wfile.write(b"\r\n")
+            self.wfile.flush()
 
-        return Handler
+
+def _capture_answer(preview: PreviewServer, label: str | None) -> tuple[HTTPStatus, dict[str, str]]:
+    """The status and JSON answer of a capture request for ``label`` (None: the body held no label)."""
+    if label is None:
+        return HTTPStatus.BAD_REQUEST, {"error": CAPTURE_REQUEST_HINT}
+    try:
+        check_label(label)
+    except ToolkitError as error:
+        return HTTPStatus.BAD_REQUEST, {"error": str(error)}
+    try:
+        saved = preview.capture(label)
+    except ToolkitError as error:
+        return HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(error)}
+    return HTTPStatus.OK, {"saved": f"{saved.parent.name}/{saved.name}", "path": str(saved)}
 
 
 def _cookie(header: str | None, name: str) -> str | None:

@@ -299,13 +299,11 @@ def _stage_train(train_config: TrainConfig, force: bool) -> dict[str, Any]:
     saved = (folder / "config.json").is_file()
     if saved:
         try:
-            saved_config = json.loads((folder / "config.json").read_text())
-            saved_train = saved_config.get("requested") or saved_config.get("train", {})  # "train" holds what small data changed
+            saved_train = TrainConfig.requested_by_run(json.loads((folder / "config.json").read_text()))
         except json.JSONDecodeError:
-            saved_train = {}
-        # Read through TrainConfig, so fields added since the run started take their defaults.
+            saved_train = TrainConfig.requested_by_run({})
         progress = {"progress": train_config.progress}
-        if not force and _config_hash(TrainConfig.from_dict(saved_train).resolved().to_dict() | progress) == config_hash:
+        if not force and _config_hash(saved_train.to_dict() | progress) == config_hash:
             _say(f"train: continuing the interrupted run in {folder}")
             train(TrainConfig(resume=str(folder), progress=train_config.progress))
         else:

@@ -47,6 +47,7 @@ def train(config: TrainConfig) -> Path:
     resuming = config.resume is not None
     if resuming:
         config = _saved_config(Path(config.resume), config.progress)
+    config = dataclasses.replace(config, data=absolute_spec(config.data))  # --resume from another directory still finds it
     requested = config
     config = config.resolved()
     config.validate()
@@ -93,7 +94,6 @@ class TrainingData:
 
 
 def _train(config: TrainConfig, requested: TrainConfig, backend: str, distribution: Distribution, resuming: bool) -> Path:
-    config.data = absolute_spec(config.data)  # --resume from another directory still finds it
     run = RunFolder(Path(config.out) if distribution.is_chief else Path(config.out) / f"worker-{distribution.worker_index}")
     if not resuming and run.holds_run():
         raise ToolkitError(f"{run.root} already holds a run; continue it with --resume {run.root} or choose another --out")

@@ -111,6 +111,15 @@ class TrainConfig:
             values["precision"] = "float16" if payload["mixed_precision"] else "float32"
         return cls(**values)
 
+    @classmethod
+    def requested_by_run(cls, run_config: dict[str, Any]) -> "TrainConfig":
+        """What a run folder's config.json says the run was asked for, filled from its recipe.
+
+        ``requested`` holds it before small data changed the batch; older runs have only
+        ``train``. Fields added since the run started take their defaults.
+        """
+        return cls.from_dict(run_config.get("requested") or run_config.get("train") or {}).resolved()
+
     def resolved(self) -> "TrainConfig":
         """A copy with every unset field filled from ``recipe``."""
         if self.recipe not in RECIPES:
