@@ -22,9 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,11 +31,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from converters.convert import ConvertConfig, convert  # noqa: E402
+from benchmarks.sitting import run_script  # noqa: E402
+from benchmarks.sitting import sitting as sitting_facts  # noqa: E402
 from toolkit import atomic  # noqa: E402
 from toolkit.errors import ToolkitError  # noqa: E402
 from toolkit.model_card import load_card  # noqa: E402
 from training.allcnn import ModelConfig  # noqa: E402
-from training.backend import backend_name, keras  # noqa: E402
+from training.backend import keras  # noqa: E402
 from training.data import absolute_spec, load_dataset  # noqa: E402
 from training.datasets import FASHION_MNIST_LABELS  # noqa: E402
 from training.evaluate import evaluate, load_evaluation_data  # noqa: E402
@@ -239,10 +238,7 @@ def target_verdict(arms: list[dict[str, Any]]) -> dict[str, Any]:
 def sitting(args: argparse.Namespace, argv: list[str], parent_path: Path, parent: ModelConfig) -> dict[str, Any]:
     """What every arm shares: command, machine, data, split, budget and parent."""
     return {
-        "generated_by": shlex.join(["python", "benchmarks/own_data.py", *argv]),
-        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
-        "backend": backend_name(),
-        "keras": keras.__version__,
+        **sitting_facts("own_data.py", argv),
         "data": args.data,
         "test_data": spec_of_test_split(args.data),
         "limit": args.limit,
@@ -254,7 +250,6 @@ def sitting(args: argparse.Namespace, argv: list[str], parent_path: Path, parent
         "parent_sha256": atomic.file_digest(parent_path),
         "architecture": parent.to_dict(),
         "seed": SEED,
-        "load_average_at_start": round(os.getloadavg()[0], 2),
     }
 
 
@@ -351,8 +346,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ToolkitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(error.exit_code)
+    run_script(main)

@@ -19,9 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,9 +26,11 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks.sitting import run_script  # noqa: E402
+from benchmarks.sitting import sitting as sitting_facts  # noqa: E402
 from toolkit import atomic  # noqa: E402
 from toolkit.errors import ToolkitError  # noqa: E402
-from training.backend import backend_name, keras  # noqa: E402
+from training.backend import keras  # noqa: E402
 from training.data import absolute_spec  # noqa: E402
 from training.run_folder import RunFolder  # noqa: E402
 from training.train import train  # noqa: E402
@@ -194,17 +193,13 @@ def arm_result(arm: Arm, run: RunFolder) -> dict[str, Any]:
 def sitting(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     """What every arm shares: command, machine, data, limit and budget."""
     return {
-        "generated_by": shlex.join(["python", "benchmarks/recipe.py", *argv]),
-        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
-        "backend": backend_name(),
-        "keras": keras.__version__,
+        **sitting_facts("recipe.py", argv),
         "data": args.data,
         "limit": args.limit,
         "budget": args.budget,
         "budget_seconds": parse_budget(args.budget),
         "width": args.width,
         "seed": SEED,
-        "load_average_at_start": round(os.getloadavg()[0], 2),
     }
 
 
@@ -263,8 +258,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ToolkitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(error.exit_code)
+    run_script(main)

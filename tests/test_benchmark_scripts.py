@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
+from script_support import load_script
 
 from toolkit.errors import ToolkitError
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 WIDTH = "0.125"
-
-
-def load_script(name: str):
-    """A script under benchmarks/ (not a package), imported by path."""
-    spec = importlib.util.spec_from_file_location(f"benchmark_script_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from script_support import load_script
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 CLASSES = 10
 SIDE = 28  # Fashion-MNIST's image size
-
-
-def load_script(name: str):
-    """A script under benchmarks/ (not a package), imported by path."""
-    spec = importlib.util.spec_from_file_location(f"benchmark_script_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
