@@ -104,9 +104,11 @@ def test_budget_run_ends_within_its_budget_and_resume_continues_it(sample_dir: P
     resumed = json.loads((run / "state.json").read_text())
     assert resumed["finished"] and 0.8 * 30 <= resumed["seconds_spent"] <= 30, resumed["seconds_spent"]
     assert resumed["epochs_completed"] > epochs_before and resumed["resumed_at_epochs"] == [epochs_before]
-    # A finished budget run resumed again trains nothing.
+    # A finished budget run resumed again trains nothing and keeps its figures.
+    metrics = json.loads((run / "metrics.json").read_text())
     train(TrainConfig(resume=str(run), progress=False))
     assert json.loads((run / "state.json").read_text())["history"] == resumed["history"]
+    assert json.loads((run / "metrics.json").read_text())["seconds_spent"] == metrics["seconds_spent"] == resumed["seconds_spent"]
 
 
 @pytest.mark.slow

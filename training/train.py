@@ -298,7 +298,7 @@ def _finished_already(run: RunFolder, card: ModelCard, summary: dict[str, Any], 
     """A finished run: rewrite only what derives from its state, keeping the last session's speed figures."""
     if resuming:
         previous = run.read_metrics()
-        summary.update({key: previous[key] for key in ("images_per_second", "wall_seconds_this_session") if key in previous})
+        summary.update({key: previous[key] for key in ("images_per_second", "wall_seconds_this_session", "seconds_spent") if key in previous})
     run.write_derived(card, summary)
     return run.root
 
