@@ -31,14 +31,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from converters.convert import ConvertConfig, convert  # noqa: E402
-from benchmarks.sitting import run_script  # noqa: E402
+from benchmarks.sitting import run_script, settings_differences  # noqa: E402
 from benchmarks.sitting import sitting as sitting_facts  # noqa: E402
 from toolkit import atomic  # noqa: E402
 from toolkit.errors import ToolkitError  # noqa: E402
 from toolkit.model_card import load_card  # noqa: E402
 from training.allcnn import ModelConfig  # noqa: E402
 from training.backend import keras  # noqa: E402
-from training.data import absolute_spec, load_dataset  # noqa: E402
+from training.data import load_dataset  # noqa: E402
 from training.datasets import FASHION_MNIST_LABELS  # noqa: E402
 from training.evaluate import evaluate, load_evaluation_data  # noqa: E402
 from training.run_folder import RunFolder  # noqa: E402
@@ -52,8 +52,6 @@ DEFAULT_LIMIT = 1110
 TARGET_POINTS = 5.0  # fine-tuned test top-1 at least this many points above from scratch
 INT8_FOLDER = "fine-tuned-int8"
 EVALUATION_SUFFIX = ".test_evaluation.json"  # beside each scored model: its test top-1, keyed by the model's hash
-# Fields that say how to run, not what to train: they may differ between an arm and its saved run.
-RUN_ONLY_FIELDS = ("out", "resume", "progress", "data", "budget")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,13 +109,7 @@ def check_same_settings(config: TrainConfig, parent_path: Path) -> None:
     run = RunFolder(config.out)
     if not run.config.exists():
         return
-    saved = run.read_config()
-    wanted = config.to_dict()
-    differences = [key for key in wanted if key not in RUN_ONLY_FIELDS and saved["requested"].get(key) != wanted[key]]
-    if saved["train"].get("data") != absolute_spec(config.data):
-        differences.append("data")
-    if parse_budget(saved["train"].get("budget")) != config.budget_seconds:
-        differences.append("budget")
+    differences = settings_differences(run.read_config(), config)
     if config.from_model and run.best.exists() and load_card(run.best).source_sha256 != atomic.file_digest(parent_path):
         differences.append("parent model")
     if differences:

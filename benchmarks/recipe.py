@@ -26,12 +26,11 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.sitting import run_script  # noqa: E402
+from benchmarks.sitting import run_script, settings_differences  # noqa: E402
 from benchmarks.sitting import sitting as sitting_facts  # noqa: E402
 from toolkit import atomic  # noqa: E402
 from toolkit.errors import ToolkitError  # noqa: E402
 from training.backend import keras  # noqa: E402
-from training.data import absolute_spec  # noqa: E402
 from training.run_folder import RunFolder  # noqa: E402
 from training.train import train  # noqa: E402
 from training.train_config import RECIPES, TrainConfig, parse_budget  # noqa: E402
@@ -41,8 +40,6 @@ SAMPLE = REPO_ROOT / "tests" / "data" / "cifar10-sample"
 DIVERGED_FILE = "diverged.json"  # written into an arm's run folder when train() reports divergence
 DIVERGED_EXIT_CODE = 3
 SEED = 0
-# Fields that say how to run, not what to train: they may differ between an arm and its saved run.
-RUN_ONLY_FIELDS = ("out", "resume", "progress", "data", "budget")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,13 +130,7 @@ def check_same_settings(config: TrainConfig) -> None:
     run = RunFolder(config.out)
     if not run.config.exists():
         return
-    saved = TrainConfig.requested_by_run(run.read_config()).to_dict()
-    wanted = config.resolved().to_dict()
-    differences = [key for key in wanted if key not in RUN_ONLY_FIELDS and saved[key] != wanted[key]]
-    if saved.get("data") != absolute_spec(config.data):
-        differences.append("data")
-    if parse_budget(saved.get("budget")) != config.budget_seconds:
-        differences.append("budget")
+    differences = settings_differences(run.read_config(), config)
     if differences:
         raise ToolkitError(f"{run.root} holds a run with other settings ({', '.join(differences)}); choose another --out-dir")
 

@@ -10,6 +10,9 @@ from typing import Any, Callable
 
 from toolkit.errors import ToolkitError
 
+# Fields that say how to run, not what to train (data and budget are compared by meaning).
+RUN_ONLY_FIELDS = ("out", "resume", "progress", "data", "budget")
+
 
 def sitting(script: str, argv: list[str]) -> dict[str, Any]:
     """The command that made a result, the machine, the Keras backend and the load when it started."""
@@ -22,6 +25,21 @@ def sitting(script: str, argv: list[str]) -> dict[str, Any]:
         "keras": keras.__version__,
         "load_average_at_start": round(os.getloadavg()[0], 2),
     }
+
+
+def settings_differences(run_config: dict[str, Any], config: Any) -> list[str]:
+    """The fields in which a run folder's config.json differs from the TrainConfig an arm asks for."""
+    from training.data import absolute_spec
+    from training.train_config import TrainConfig, parse_budget
+
+    saved = TrainConfig.requested_by_run(run_config).to_dict()
+    wanted = config.resolved().to_dict()
+    differences = [key for key in wanted if key not in RUN_ONLY_FIELDS and saved[key] != wanted[key]]
+    if absolute_spec(saved["data"]) != absolute_spec(config.data):
+        differences.append("data")
+    if parse_budget(saved["budget"]) != config.budget_seconds:
+        differences.append("budget")
+    return differences
 
 
 def run_script(main: Callable[[], int]) -> None:
