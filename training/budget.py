@@ -36,21 +36,24 @@ class LearningRateByProgress(keras.callbacks.Callback):
 
     ``total_steps`` drives a run of fixed length; ``budget_seconds`` (with ``seconds_spent``
     from earlier sessions) a budgeted one, whose ``finished`` turns True at the step where
-    only the last validation and checkpoint still fit.
+    only the last validation and checkpoint still fit. ``steps_per_epoch`` tells which step
+    is followed by a validation pass anyway.
     """
 
     def __init__(self, peak: float, warmup_fraction: float, shape: str = "linear", total_steps: int | None = None,
-                 budget_seconds: float | None = None, seconds_spent: float = 0.0) -> None:  # fmt: skip
+                 budget_seconds: float | None = None, seconds_spent: float = 0.0, steps_per_epoch: int | None = None) -> None:  # fmt: skip
         super().__init__()
         self.peak = peak
         self.warmup_fraction = warmup_fraction
         self.shape = shape
         self.total_steps = total_steps
+        self.steps_per_epoch = steps_per_epoch
         self.budget_seconds = budget_seconds
         self.spent_before = seconds_spent
         self.reserve = INITIAL_RESERVE_FRACTION * budget_seconds if budget_seconds else 0.0
         self.started = time.perf_counter()
         self.step_seconds = 0.0
+        self.first_step_seconds: float | None = None
         self.step_started = 0.0
         self.test_started: float | None = None
         self.reserve_measured = False
@@ -62,12 +65,19 @@ class LearningRateByProgress(keras.callbacks.Callback):
 
     def fraction(self) -> float:
         if self.budget_seconds is not None:
-            return self.seconds_spent() / max(1e-9, self.budget_seconds - self.reserve)
+            return self.seconds_spent() / max(1e-9, self.budget_seconds - self.reserve_seconds())
         iterations = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
         return iterations / max(1, self.total_steps or 1)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.started = time.perf_counter()
+
+    def reserve_seconds(self) -> float:
+        """Time held back for the last validation pass and checkpoint."""
+        if self.reserve_measured or self.first_step_seconds is None:
+            return self.reserve
+        # No validation pass timed in this process yet: its first one compiles, as the first step did.
+        return max(self.reserve, RESERVE_MARGIN * self.first_step_seconds)
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         if self.test_started is not None:  # the validation and checkpoint of the previous epoch just ended
@@ -80,11 +90,15 @@ class LearningRateByProgress(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         seconds = time.perf_counter() - self.step_started
+        if self.first_step_seconds is None:
+            self.first_step_seconds = seconds
         self.step_seconds = seconds if not self.step_seconds else 0.9 * self.step_seconds + 0.1 * seconds
         if self.budget_seconds is None:
             return
-        # Stop when one more step would leave too little time for the last validation and checkpoint.
-        if self.seconds_spent() + self.step_seconds + self.reserve >= self.budget_seconds:
+        # Stop when one more step would leave too little time for the last validation and checkpoint;
+        # after an epoch's last step, that step comes after this epoch's validation.
+        validations = 2 if self.steps_per_epoch and (batch + 1) % self.steps_per_epoch == 0 else 1
+        if self.seconds_spent() + self.step_seconds + validations * self.reserve_seconds() >= self.budget_seconds:
             self.finished = True
             self.model.stop_training = True
 

@@ -215,7 +215,7 @@ def _rate_controller(config: TrainConfig, run: RunFolder, steps_per_epoch: int) 
         return None
     return LearningRateByProgress(
         config.learning_rate, config.warmup_fraction, config.schedule, total_steps=config.epochs * steps_per_epoch,
-        budget_seconds=config.budget_seconds, seconds_spent=run.state.get("seconds_spent", 0.0),
+        budget_seconds=config.budget_seconds, seconds_spent=run.state.get("seconds_spent", 0.0), steps_per_epoch=steps_per_epoch,
     )  # fmt: skip
 
 
