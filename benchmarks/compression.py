@@ -27,6 +27,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,7 @@ TARGETS = {
     "int8_bytes_max": 1_450_000,  # 1.45 MB
     "sparse_gzip_bytes_max": 900_000,  # gzip of the 50 % sparse int8 model, 0.9 MB
 }
+CALIBRATION_IMAGES = 500
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -82,17 +84,11 @@ def kernel_entropy(int8_path: Path) -> dict:
     }
 
 
-def main() -> int:
-    args = parse_arguments()
-    import converters  # noqa: F401 - TF_USE_LEGACY_KERAS before TensorFlow loads
-    from converters import bridge, finetune
-    from converters.convert import ConvertConfig, convert, predict_tflite
-    from converters.parity import parity_metrics
-    from toolkit.pipeline import PipelineConfig, run_pipeline
-    from training.evaluate import KerasPredictor
-    from training.splits import SplitSettings, held_out_images
+def pipeline_config(args: argparse.Namespace):
+    """The toolkit pipeline this benchmark runs (it records, never stops on a parity drop)."""
+    from toolkit.pipeline import PipelineConfig
 
-    config = PipelineConfig(
+    return PipelineConfig(
         out=args.work,
         data=args.data,
         limit=args.limit,
@@ -100,67 +96,91 @@ def main() -> int:
         train={"epochs": args.train_epochs, "width": args.width, "batch_norm": args.batch_norm, "batch_size": 128, "warmup_epochs": 0.4},
         prune={"sparsity": args.sparsity, "epochs": args.prune_epochs, "learning_rate": 0.01},
         qat={"epochs": args.qat_epochs, "learning_rate": 0.001, "calibration_batches": args.calibration_batches},
-        convert={"calib_samples": 500, "parity_samples": 1000, "max_drop": 100.0},  # the benchmark records, never stops
+        convert={"calib_samples": CALIBRATION_IMAGES, "parity_samples": 1000, "max_drop": 100.0},
         eval={"formats": ["int8"]},
         progress=not args.no_progress,
     )
-    started = time.perf_counter()
-    result = run_pipeline(config)
-    print(result.table)
-    work = Path(args.work)
-    stages = result.manifest["stages"]
-    parity = json.loads((work / stages["convert"]["parity"]).read_text())
-    int8_path = work / stages["convert"]["models"]["int8"]
-    int8_card = json.loads((work / stages["convert"]["cards"]["int8"]).read_text())
-    dense_path = Path(stages["source"]["model"]) if "source" in stages else work / stages["train"]["model"]
 
-    # End to end: the dense float model against the final int8 model on the parity images.
+
+def end_to_end(work: Path, stages: dict, progress: bool) -> tuple[dict, str, Any, Any, Any]:
+    """The dense float model against the final int8 model on the parity images; also the sources it loaded."""
+    from converters import bridge, finetune
+    from converters.convert import predict_tflite
+    from converters.parity import parity_metrics
+    from training.evaluate import KerasPredictor
+    from training.splits import SplitSettings, held_out_images
+
     qat_source = bridge.load_source(work / stages["qat"]["model"])
     settings = finetune.resolve_data_settings(qat_source, {})
     split = SplitSettings(settings.data, settings.validation_fraction, settings.seed, settings.limit)
     held_out, origin = held_out_images(split, 1000, settings.seed, fit_to=qat_source.card)
-    dense = bridge.load_source(dense_path)
+    dense = bridge.load_source(Path(stages["source"]["model"]) if "source" in stages else work / stages["train"]["model"])
     dense_probabilities = KerasPredictor(dense.model, dense.card).predict(held_out.images)
-    int8_probabilities = predict_tflite(int8_path, held_out.images, not args.no_progress)
-    end_to_end = parity_metrics(held_out.labels, dense_probabilities, int8_probabilities)
+    int8_probabilities = predict_tflite(work / stages["convert"]["models"]["int8"], held_out.images, progress)
+    return parity_metrics(held_out.labels, dense_probabilities, int8_probabilities), origin, settings, qat_source, dense
 
-    # For comparison: post-training int8 of the pruned float model (calibration, no QAT).
-    ptq = None
-    if "prune" in stages:
-        ptq_result = convert(
-            ConvertConfig(model=str(work / stages["prune"]["model"]), out=str(work / "convert_ptq"), formats=("int8",), max_drop=100.0, progress=not args.no_progress, overwrite=True)
-        )
-        ptq = {key: ptq_result.parity["formats"]["int8"][key] for key in ("reference_top1", "top1", "gap_points", "agreement")}
 
+def post_training_int8(work: Path, stages: dict, progress: bool) -> dict | None:
+    """For comparison: post-training int8 of the pruned float model (calibration, no QAT)."""
+    from converters.convert import ConvertConfig, convert
+
+    if "prune" not in stages:
+        return None
+    config = ConvertConfig(model=str(work / stages["prune"]["model"]), out=str(work / "convert_ptq"), formats=("int8",),
+                           max_drop=100.0, progress=progress, overwrite=True)  # fmt: skip
+    parity = convert(config).parity["formats"]["int8"]
+    return {key: parity[key] for key in ("reference_top1", "top1", "gap_points", "agreement")}
+
+
+def measurements(work: Path, stages: dict, summary: list, args: argparse.Namespace) -> tuple[dict, Any, Any, Any]:
+    """The measured figures, and what end_to_end loaded."""
+    parity = json.loads((work / stages["convert"]["parity"]).read_text())
+    int8_card = json.loads((work / stages["convert"]["cards"]["int8"]).read_text())
+    whole, origin, settings, qat_source, dense = end_to_end(work, stages, not args.no_progress)
     sizes = int8_card["sizes"]
     measured = {
         "float_reference_top1": parity["reference_top1"],
-        "int8_top1": parity["int8_top1"],
-        "gap_points": parity["gap_points"],
-        "agreement": parity["agreement"],
+        **{key: parity[key] for key in ("int8_top1", "gap_points", "agreement")},
         "mean_probability_difference": parity["mean_probability_difference"],
         "max_probability_difference": parity["max_probability_difference"],
-        "dense_float_top1": end_to_end["reference_top1"],
-        "end_to_end_gap_points": end_to_end["gap_points"],
-        "end_to_end_agreement": end_to_end["agreement"],
+        "dense_float_top1": whole["reference_top1"],
+        "end_to_end_gap_points": whole["gap_points"],
+        "end_to_end_agreement": whole["agreement"],
         "int8_bytes": sizes["raw"],
         "int8_gzip_bytes": sizes["gzip"],
         "int8_gzip_huffman_only_bytes": sizes.get("gzip_huffman_only"),
         "int8_kernel_sparsity": int8_card["sparsity"],
-        "int8_kernel_entropy": kernel_entropy(int8_path),
+        "int8_kernel_entropy": kernel_entropy(work / stages["convert"]["models"]["int8"]),
         "held_out_images": parity["images"],
         "held_out_origin": origin,
-        "post_training_int8_of_pruned_model": ptq,
-        "validation_top1_int8": next((row["accuracy"] for row in result.manifest["summary"] if row["stage"] == "convert int8"), None),
+        "post_training_int8_of_pruned_model": post_training_int8(work, stages, not args.no_progress),
+        "validation_top1_int8": next((row["accuracy"] for row in summary if row["stage"] == "convert int8"), None),
     }
-    met = {
+    return measured, settings, qat_source, dense
+
+
+def targets_met(measured: dict) -> dict[str, bool]:
+    """Each target of TARGETS: met or not."""
+    return {
         "gap_points": measured["gap_points"] <= TARGETS["gap_points_max"],
         "agreement": measured["agreement"] >= TARGETS["agreement_min"],
         "int8_bytes": measured["int8_bytes"] <= TARGETS["int8_bytes_max"],
         "sparse_gzip_bytes": measured["int8_gzip_bytes"] <= TARGETS["sparse_gzip_bytes_max"],
         "sparse_gzip_huffman_only_bytes": (measured["int8_gzip_huffman_only_bytes"] or 1e18) <= TARGETS["sparse_gzip_bytes_max"],
     }
-    stamps = {stage: json.loads((work / stage / "stage.json").read_text()).get("seconds") for stage in ("train", "prune", "qat", "convert") if (work / stage / "stage.json").exists()}
+
+
+def main() -> int:
+    args = parse_arguments()
+    import converters  # noqa: F401 - TF_USE_LEGACY_KERAS before TensorFlow loads
+    from toolkit.pipeline import run_pipeline
+
+    started = time.perf_counter()
+    result = run_pipeline(pipeline_config(args))
+    print(result.table)
+    work = Path(args.work)
+    stages = result.manifest["stages"]
+    measured, settings, qat_source, dense = measurements(work, stages, result.manifest["summary"], args)
     payload = {
         "recipe": {
             "data": settings.data,
@@ -174,12 +194,13 @@ def main() -> int:
             "prune": {"sparsity": args.sparsity, "epochs": args.prune_epochs},
             "qat_epochs": args.qat_epochs,
             "qat_calibration_batches": args.calibration_batches,
-            "calibration_images": 500,
+            "calibration_images": CALIBRATION_IMAGES,
         },
         "targets": TARGETS,
         "measured": measured,
-        "met": met,
-        "stage_seconds": stamps,
+        "met": targets_met(measured),
+        "stage_seconds": {stage: json.loads((work / stage / "stage.json").read_text()).get("seconds")
+                          for stage in ("train", "prune", "qat", "convert") if (work / stage / "stage.json").exists()},  # fmt: skip
         "summary": result.manifest["summary"],
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
         "seconds_this_session": round(time.perf_counter() - started, 1),

@@ -192,7 +192,6 @@ def int8_conversion(fine_tuned: dict[str, Any], args: argparse.Namespace) -> dic
         model=str(model),
         formats=("int8",),
         out=str(out),
-        calib_samples=min(ConvertConfig.calib_samples, fine_tuned["train_images"]),
         progress=False,
         overwrite=True,
     )
@@ -297,7 +296,7 @@ def settings_lines(results: dict[str, Any]) -> list[str]:
         f"validation each), one after the other, the parent's architecture ({architecture['name']}, width "
         f"{architecture['width']:g}, batch norm {'on' if architecture['batch_norm'] else 'off'}).",
         f"- fine-tuned: starts from `{results['parent']}` ({results['parent_path']}, sha256 {results['parent_sha256'][:12]}); "
-        "the images are resized to the parent's input size and the learning rate is the recipe's divided by ten. "
+        "the images are resized to the parent's input size; the learning rate is the recipe's, as from scratch. "
         "from scratch: Fashion-MNIST's own 28x28.",
         f"- Test top-1: best.keras of each arm on `{results['test_data']}`{test_subset}, through `training.evaluate`, "
         "which resizes the images to the model card's input size.",

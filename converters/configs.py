@@ -106,7 +106,7 @@ class ConvertConfig:
     formats: tuple[str, ...] = FORMATS  # any of float32, float16, dynamic, int8
     io: str = "int8"  # input and output type of the int8 model
     calib: str | None = None  # calibration images (None: the source run's training split)
-    calib_samples: int = 500  # calibration images to use; fewer available is an error (a QAT model, whose ranges they do not set, takes what there is)
+    calib_samples: int | None = None  # calibration images (None: 500, or all when fewer); fewer than a number given is an error, except for a QAT model, whose ranges they do not set
     data: str | None = None  # data for the held-out parity images (None: the source run's)
     limit: int | None = None  # the class-balanced subset the source was trained on (None: the source run's)
     parity_samples: int = 1000  # held-out images for the parity report (0: the whole validation split)
@@ -128,7 +128,7 @@ class ConvertConfig:
             (not unknown, f"unknown format {', '.join(unknown)}; choose from {', '.join(FORMATS)}"),
             (bool(self.formats), "choose at least one format (--int8, --float16, --dynamic, --float32)"),
             (self.io in IO_TYPES, f"--io must be one of {', '.join(IO_TYPES)}, got {self.io!r}"),
-            (self.calib_samples >= 1, f"--calib-samples must be at least 1, got {self.calib_samples}"),
+            (self.calib_samples is None or self.calib_samples >= 1, f"--calib-samples must be at least 1, got {self.calib_samples}"),
             (self.parity_samples >= 0, f"--parity-samples must not be negative, got {self.parity_samples}"),
             (self.max_drop >= 0, f"--max-drop must not be negative, got {self.max_drop}"),
         ]

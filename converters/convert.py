@@ -47,6 +47,7 @@ from training.evaluate import KerasPredictor
 from training.splits import SplitSettings, held_out_images
 
 PARITY_NAME = "parity.json"
+DEFAULT_CALIBRATION_SAMPLES = 500  # calibration images without --calib-samples (all of them when fewer)
 REPORT_NAME = "report.json"
 
 
@@ -71,7 +72,8 @@ def calibration_images(
 ) -> tuple[np.ndarray, str]:
     """``calib_samples`` normalised float32 images from real training data, and where they came from.
 
-    ``at_most``: fewer images are fine (a QAT model, whose ranges the images do not set).
+    Without ``calib_samples``, up to DEFAULT_CALIBRATION_SAMPLES. ``at_most``: fewer images than
+    asked for are fine (a QAT model, whose ranges the images do not set).
     """
     if config.calib:
         dataset = load_dataset(config.calib)
@@ -81,12 +83,13 @@ def calibration_images(
             raise ToolkitError(f"cannot tell which images {source.path} was trained on: pass --calib IMAGES (or --data)")
         dataset = finetune.load_training_data(source, settings).train
         origin = f"training split of {settings.data}" + (f" (limit {settings.limit})" if settings.limit else "")
-    if len(dataset) < config.calib_samples and not (at_most and len(dataset)):
+    wanted = config.calib_samples or DEFAULT_CALIBRATION_SAMPLES
+    if len(dataset) < wanted and not (len(dataset) and (at_most or config.calib_samples is None)):
         raise ToolkitError(
-            f"too few calibration images: {origin} has {len(dataset)}, --calib-samples asks for {config.calib_samples}; "
+            f"too few calibration images: {origin} has {len(dataset)}, --calib-samples asks for {wanted}; "
             "point --calib at more real training images or lower --calib-samples"
         )
-    chosen = stratified_subset(dataset.labels, min(config.calib_samples, len(dataset)), config.seed)
+    chosen = stratified_subset(dataset.labels, min(wanted, len(dataset)), config.seed)
     return prepare_images(dataset.images[chosen], source.card), origin
 
 

@@ -82,26 +82,35 @@ def test_budget_ends_on_time_with_the_rate_at_zero_when_the_machine_slows_down(m
     assert rates[0] == pytest.approx(rate_at(100 / (1000 - controller.reserve), 0.2, 0.1))  # earlier sessions count
 
 
-def test_a_resumed_run_ends_on_time_though_its_first_step_and_validation_compile(monkeypatch) -> None:
+@pytest.mark.parametrize(
+    "budget, spent_before, first_step, step, first_validation, validation, steps_per_epoch, lowest",
+    [
+        (30.0, 15.0, 3.0, 0.05, 2.5, 2.0, 8, 0.9),  # resumed: the first step and validation here compile; a pass is 7 % of the budget
+        (480.0, 0.0, 15.0, 1.7, 20.0, 7.0, 35, 0.95),  # the compiling first validation does not hold back time for the rest
+    ],
+)
+def test_a_budget_run_ends_on_time_though_its_first_step_and_validation_compile(
+    monkeypatch, budget, spent_before, first_step, step, first_validation, validation, steps_per_epoch, lowest
+) -> None:
     clock = FakeClock()
     monkeypatch.setattr(budget_module.time, "perf_counter", clock)
     model = SimpleNamespace(optimizer=SimpleNamespace(learning_rate=None), stop_training=False)
-    controller = LearningRateByProgress(0.2, 0.1, budget_seconds=30.0, seconds_spent=15.0, steps_per_epoch=8)
+    controller = LearningRateByProgress(0.2, 0.1, budget_seconds=budget, seconds_spent=spent_before, steps_per_epoch=steps_per_epoch)
     controller.set_model(model)
     controller.on_train_begin()
-    step, validations = 0, 0
+    steps, validations = 0, 0
     while True:
-        controller.on_train_batch_begin(step % 8)
-        clock.now += 3.0 if step == 0 else 0.05  # the first step in a process compiles the train function
-        controller.on_train_batch_end(step % 8)
-        step += 1
-        if model.stop_training or step % 8 == 0:
+        controller.on_train_batch_begin(steps % steps_per_epoch)
+        clock.now += first_step if steps == 0 else step
+        controller.on_train_batch_end(steps % steps_per_epoch)
+        steps += 1
+        if model.stop_training or steps % steps_per_epoch == 0:
             controller.on_test_begin()
-            clock.now += 2.5 if validations == 0 else 2.0  # and the first validation the test function
+            clock.now += first_validation if validations == 0 else validation
             validations += 1
         if model.stop_training:
             break
-    assert validations > 1 and 0.8 * 30 <= controller.seconds_spent() <= 30
+    assert validations > 1 and lowest * budget <= controller.seconds_spent() <= budget
 
 
 def tiny(sample_dir: Path, out: Path, **changes) -> TrainConfig:

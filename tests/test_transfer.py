@@ -72,7 +72,7 @@ def test_train_from_a_model_keeps_its_architecture_and_names_the_parent(parent: 
     saved = json.loads((out / "config.json").read_text())
     assert saved["model"]["width"] == 0.125 and saved["model"]["batch_norm"]  # the parent's, not --width's default 1.0
     assert saved["model"]["input_shape"] == [32, 32, 3]  # 72x72 images fitted to the parent's input
-    assert saved["train"]["learning_rate"] == pytest.approx(0.05 * 0.1 * 8 / 128)  # a tenth of the recipe's, scaled to batch 8
+    assert saved["train"]["learning_rate"] == pytest.approx(0.05 * 8 / 128)  # the recipe's, scaled to batch 8
     card = load_card(out / "best.keras")
     assert card.labels == ["cat", "dog", "ship"] and card.source_sha256 == atomic.file_digest(parent)
     assert card.history[-1] == f"train --from {parent}"

@@ -14,7 +14,6 @@ from training.augment import AUGMENTATIONS
 SCHEDULES = ("cosine", "paper", "linear")
 STRATEGIES = ("none", "mirrored", "multiworker", "data-parallel")
 PRECISIONS = ("float32", "bfloat16", "float16")
-FINE_TUNING_RATE_FACTOR = 0.1  # --from: the recipe's learning rate times this, unless --learning-rate is given
 
 # Values a recipe gives the fields left unset (None). "paper" is the paper's setting with
 # batch norm off; "fast" is the short-budget recipe of benchmarks/recipe.md.
@@ -77,7 +76,7 @@ class TrainConfig:
     limit: int | None = None  # use a seeded class-balanced subset of N images (quick runs)
     validation_fraction: float = 0.1  # stratified share of the data held out for validation
     seed: int = 0  # seeds the split, the weights, the shuffling and the augmentation
-    from_model: str | None = None  # start from a trained .keras, or 'pretrained' (the shipped reference model): its layers and weights, a new classifier when the classes differ, a tenth of the recipe's learning rate
+    from_model: str | None = None  # start from a trained .keras, or 'pretrained' (the shipped reference model): its layers and weights, a new classifier when the classes differ
     freeze_stages: int = 0  # with --from: keep the first 1 or 2 down-sampling stages' weights fixed
     architecture: str = "all_cnn_c"  # the paper's model family
     batch_norm: bool | None = None  # BatchNormalization after every conv but the classifier
@@ -124,9 +123,7 @@ class TrainConfig:
         """A copy with every unset field filled from ``recipe``."""
         if self.recipe not in RECIPES:
             raise ToolkitError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
-        recipe = dict(RECIPES[self.recipe])
-        if self.from_model:
-            recipe["learning_rate"] *= FINE_TUNING_RATE_FACTOR
+        recipe = RECIPES[self.recipe]
         return dataclasses.replace(self, **{key: value for key, value in recipe.items() if getattr(self, key) is None})
 
     def small_data_changes(self, train_images: int) -> dict[str, Any]:

@@ -384,11 +384,7 @@ def run_benchmark(
     """
     out_dir = Path(out_dir)
     sources = [Path(path) for path in source] if isinstance(source, (list, tuple)) else [Path(source)]
-    models: dict[str, Path] = {}
-    for path in sources:
-        for key, model in discover_models(path).items():
-            models.setdefault(key, model)
-    models = {key: models[key] for key in FORMATS if key in models}
+    models = _find_models(sources)
     held_out = held_out_data(models, data, config.limit)
     produced: dict[str, Path] = {}
     if config.produce_missing:
@@ -399,45 +395,14 @@ def run_benchmark(
     load_at_start = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
     rows: list[dict[str, Any]] = []
-    jobs = [(key, threads) for key in models for threads in config.threads]
-    bar = _progress(len(jobs), progress)
+    bar = _progress(len(models) * len(config.threads), progress)
     with tempfile.TemporaryDirectory(prefix="benchmark-data-") as scratch:
         images_file, labels_file = Path(scratch) / "images.npy", Path(scratch) / "labels.npy"
         np.save(images_file, held_out.images)
         np.save(labels_file, held_out.labels)
-        reference_predictions: np.ndarray | None = None
+        reference: dict[str, np.ndarray] = {}  # the float model's predictions, once measured
         for key, path in models.items():
-            row: dict[str, Any] = {
-                "format": key,
-                "name": FORMATS[key],
-                "model": str(path),
-                "produced_here": key in produced,
-                "size": file_sizes(path),
-                "latency": {},
-            }
-            peaks: list[float] = []
-            for index, threads in enumerate(config.threads):
-                bar.set_description(f"{key} @ {threads} thread(s)")
-                result = _run_worker(path, images_file, labels_file if index == 0 else None, threads, config.timing)
-                bar.update(1)
-                if "error" in result:
-                    row["error"] = result["error"]
-                    break
-                row["runtime"] = result["runtime"]
-                row["tensorflow_imported"] = result["tensorflow_imported"]
-                row["latency"][str(threads)] = result["latency"]
-                peaks.append(result["memory"]["peak_rss_mb"])
-                if "deployable_size" in result:  # a Keras checkpoint: sized without its optimizer state
-                    row["checkpoint_size"], row["size"] = row["size"], result["deployable_size"]
-                if "accuracy" in result:
-                    predictions = np.asarray(result["accuracy"].pop("predictions"))
-                    row["accuracy"] = result["accuracy"]
-                    if reference_predictions is None and key in ("keras-float", "tflite-float32"):
-                        reference_predictions = predictions
-                    if reference_predictions is not None:
-                        row["accuracy"]["agreement_with_float"] = float(np.mean(predictions == reference_predictions))
-            if peaks:
-                row["memory"] = {"peak_rss_mb": max(peaks)}
+            row = _measure_format(key, path, key in produced, images_file, labels_file, config, bar, reference)
             row["edgetpu"] = _edgetpu_cell(key, path, delegate_loads, delegate_reason, images_file, config)
             rows.append(row)
     bar.close()
@@ -455,6 +420,46 @@ def run_benchmark(
     }
     write_reports(report, out_dir)
     return report
+
+
+def _find_models(sources: list[Path]) -> dict[str, Path]:
+    """Every format found in ``sources``, in FORMATS order; the first source holding a format wins."""
+    models: dict[str, Path] = {}
+    for path in sources:
+        for key, model in discover_models(path).items():
+            models.setdefault(key, model)
+    return {key: models[key] for key in FORMATS if key in models}
+
+
+def _measure_format(key: str, path: Path, produced_here: bool, images_file: Path, labels_file: Path,
+                    config: BenchmarkConfig, bar: Any, reference: dict[str, np.ndarray]) -> dict[str, Any]:  # fmt: skip
+    """One row of the table: size, then latency (and, at the first thread count, accuracy) at each thread count."""
+    row: dict[str, Any] = {"format": key, "name": FORMATS[key], "model": str(path), "produced_here": produced_here,
+                           "size": file_sizes(path), "latency": {}}  # fmt: skip
+    peaks: list[float] = []
+    for index, threads in enumerate(config.threads):
+        bar.set_description(f"{key} @ {threads} thread(s)")
+        result = _run_worker(path, images_file, labels_file if index == 0 else None, threads, config.timing)
+        bar.update(1)
+        if "error" in result:
+            row["error"] = result["error"]
+            break
+        row["runtime"] = result["runtime"]
+        row["tensorflow_imported"] = result["tensorflow_imported"]
+        row["latency"][str(threads)] = result["latency"]
+        peaks.append(result["memory"]["peak_rss_mb"])
+        if "deployable_size" in result:  # a Keras checkpoint: sized without its optimizer state
+            row["checkpoint_size"], row["size"] = row["size"], result["deployable_size"]
+        if "accuracy" in result:
+            predictions = np.asarray(result["accuracy"].pop("predictions"))
+            row["accuracy"] = result["accuracy"]
+            if not reference and key in ("keras-float", "tflite-float32"):
+                reference["float"] = predictions
+            if reference:
+                row["accuracy"]["agreement_with_float"] = float(np.mean(predictions == reference["float"]))
+    if peaks:
+        row["memory"] = {"peak_rss_mb": max(peaks)}
+    return row
 
 
 def _edgetpu_cell(
