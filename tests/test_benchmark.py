@@ -132,6 +132,7 @@ def test_benchmark_convert_folder_measures_every_format(tiny_models, tmp_path):
     assert "TFLite int8 post-training" in markdown and "Edge TPU, TFLite int8 post-training:" in markdown
 
 
+@pytest.mark.slow
 def test_benchmark_run_folder_converts_the_missing_formats(tiny_models, tmp_path):
     from toolkit.benchmark.run import run_benchmark
 
@@ -236,6 +237,7 @@ def test_held_out_images_are_topped_up_outside_a_limited_training_subset(tiny_mo
     assert not training_images & {image.tobytes() for image in held_out.images}
 
 
+@pytest.mark.slow
 def test_peak_memory_is_the_models_not_the_test_sets(tiny_models, tmp_path):
     """The worker reads its peak before loading the held-out images: 1 or 20,000 of them, the same figure."""
     import subprocess

@@ -175,3 +175,23 @@ def test_weight_average_is_validated_and_then_training_goes_on_from_the_weights(
     average.on_train_batch_begin(1)
     for value, expected in zip(model.get_weights(), trained):
         np.testing.assert_allclose(value, expected)
+
+
+def test_images_per_second_counts_every_step_of_the_session_not_only_the_last_epoch(monkeypatch) -> None:
+    from training import run_folder
+
+    clock = FakeClock()
+    monkeypatch.setattr(run_folder.time, "perf_counter", clock)
+    run = SimpleNamespace(state={}, publish_epoch=lambda *arguments: None)
+    checkpoint = run_folder.RunCheckpoint(run, None, {}, SimpleNamespace(failure=None), SimpleNamespace(set_epoch=lambda epoch: None), 10)
+    checkpoint.set_model(SimpleNamespace(optimizer=SimpleNamespace(learning_rate=0.1)))
+    logs = {"loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.5}
+    for epoch, steps, seconds in ((0, 10, 10.0), (1, 1, 5.0)):  # a budget run's last epoch: one slow step
+        checkpoint.on_epoch_begin(epoch)
+        for step in range(steps):
+            checkpoint.on_train_batch_end(step)
+        clock.now += seconds
+        checkpoint.on_test_begin()
+        clock.now += 3.0  # validation: not training time
+        checkpoint.on_epoch_end(epoch, logs)
+    assert checkpoint.summary["images_per_second"] == pytest.approx(11 * 10 / 15.0, abs=0.05)

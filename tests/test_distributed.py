@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import training.train  # noqa: F401 - registers the optimizer and schedules that load_model needs
 from training.backend import keras
@@ -27,6 +28,7 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
+@pytest.mark.slow
 def test_two_workers_finish_with_identical_weights(sample_dir: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
@@ -71,6 +73,7 @@ sys.exit(code)
 """
 
 
+@pytest.mark.slow
 def test_jax_backend_trains_without_tensorflow_on_two_devices(sample_dir: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     environment = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2")

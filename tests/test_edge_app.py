@@ -85,6 +85,7 @@ def test_images_folder_counts_unreadable_and_matches_eval(edge_int8_model, sampl
         assert record["top_k"][0]["score"] == pytest.approx(float(np.max(probabilities)), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_memory_stays_flat_over_thousands_of_frames(edge_int8_model, sample, tmp_path):
     frames = [np.ascontiguousarray(sample[index % len(sample)][:, :, ::-1]) for index in range(4000)]
     video = write_lossless_video(tmp_path / "long.mkv", frames)

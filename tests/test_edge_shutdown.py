@@ -52,6 +52,7 @@ def picture(sample_dir: Path) -> np.ndarray:
     return cv2.imread(str(sorted((sample_dir / "ship").glob("*.jpg"))[0]))
 
 
+@pytest.mark.slow
 def test_stop_is_not_held_up_by_a_stalled_read(edge_int8_model, picture, capsys):
     source = StallingCamera(picture, 5)
     stop = threading.Event()

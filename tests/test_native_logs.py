@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from toolkit.native_logs import lines_to_show, quiet_tensorflow
 
 # What TensorFlow 2.20 printed here on import, on its first device query (CPU-only machine) and in an int8 conversion.
@@ -60,6 +62,7 @@ def test_block_shows_what_was_written_before_an_exception(capfd, monkeypatch) ->
     assert capfd.readouterr().err.splitlines() == ["a native complaint", "after"]
 
 
+@pytest.mark.slow
 def test_a_bad_model_is_one_line_on_the_terminal(tmp_path: Path) -> None:
     """The README's promise, at the file-descriptor level: TensorFlow loads, and stderr holds the error alone."""
     environment = {key: value for key, value in os.environ.items() if key != "TOOLKIT_DEBUG"}

@@ -29,6 +29,7 @@ def history_epochs(run: Path) -> list[int]:
     return [int(row["epoch"]) for row in csv.DictReader((run / "history.csv").open())]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_finishes_every_epoch_once(sample_dir: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     command = [sys.executable, "-m", "toolkit", "train", "--data", str(sample_dir), "--width", "0.125",
@@ -72,6 +73,7 @@ class Killed(BaseException):
 
 
 @pytest.mark.parametrize("killed_before, at_rename", [("last.keras", 2), ("best.keras", 1)])
+@pytest.mark.slow
 def test_kill_between_files_of_one_epoch(killed_before: str, at_rename: int, sample_dir: Path, tmp_path: Path, monkeypatch) -> None:
     """state.json is written before the checkpoints are renamed; resume must agree with what got renamed."""
     run = tmp_path / "run"
@@ -105,6 +107,7 @@ def _tiny_run(data: Path, run: Path, epochs: int) -> None:
     train(TrainConfig(data=str(data), width=0.125, epochs=epochs, batch_size=16, out=str(run), progress=False))
 
 
+@pytest.mark.slow
 def test_resume_refuses_data_that_changed(sample_dir: Path, tmp_path: Path) -> None:
     import shutil
 
@@ -123,6 +126,7 @@ def test_resume_refuses_data_that_changed(sample_dir: Path, tmp_path: Path) -> N
     assert (run / "last.keras").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_resume_of_a_finished_run_changes_nothing_and_cleans_up(sample_dir: Path, tmp_path: Path, monkeypatch) -> None:
     run = tmp_path / "run"
     _tiny_run(sample_dir, run, 1)

@@ -109,6 +109,7 @@ def test_run_folder_card_and_curves(sample_dir: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fault", ["learning-rate-jump", "nan-images"])
+@pytest.mark.slow
 def test_divergence_stops_with_one_line_and_keeps_last_good_checkpoint(
     fault: str, sample_dir: Path, tmp_path: Path, monkeypatch
 ) -> None:
@@ -137,6 +138,7 @@ def test_divergence_stops_with_one_line_and_keeps_last_good_checkpoint(
 
 
 @pytest.mark.filterwarnings("ignore:--precision float16 on a CPU")
+@pytest.mark.slow
 def test_mixed_precision_trains_and_keeps_a_float32_softmax(sample_dir: Path, tmp_path: Path) -> None:
     run = train(tiny(sample_dir, tmp_path / "run", epochs=1, precision="float16"))
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run

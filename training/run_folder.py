@@ -208,8 +208,8 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     Before each epoch it fixes the batches' shuffle and augmentation for that epoch, so a
     resumed run sees what an unbroken one would. The images/s it records count the steps
-    actually trained (a budgeted run's last epoch ends early) over the time before the
-    validation pass. With a ``clock`` (the run's LearningRateByProgress) the seconds spent and
+    trained in this session (a budgeted run's last epoch ends early) over their time, without
+    the validation passes. With a ``clock`` (the run's LearningRateByProgress) the seconds spent and
     whether the budget is done are saved in the state, for ``--resume``.
     """
 
@@ -219,18 +219,17 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.run, self.card, self.summary, self.guard = run, card, summary, guard
         self.batches, self.batch_size, self.clock = batches, batch_size, clock
         self.started = self.training_seconds = 0.0
-        self.steps = 0
+        self.steps = 0  # trained in this session; training_seconds is their time
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.batches.set_epoch(epoch)
         self.started = time.perf_counter()
-        self.steps = 0
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.steps += 1
 
     def on_test_begin(self, logs: dict | None = None) -> None:
-        self.training_seconds = time.perf_counter() - self.started
+        self.training_seconds += time.perf_counter() - self.started
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.guard.failure is not None:
