@@ -1,9 +1,11 @@
-"""Smoke tests of benchmarks/recipe.py and benchmarks/train_throughput.py on the committed sample, at tiny sizes."""
+"""Smoke tests of benchmarks/recipe.py, train_throughput.py and compression.py on the committed sample, at tiny sizes."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,3 +126,19 @@ def test_train_throughput_reports_the_fast_over_old_ratio(train_throughput, samp
     verdict = "met" if row["meets_target"] else "NOT met"
     assert f"| {old['images_per_second']} | {fast['images_per_second']} | {row['ratio']:.3f} | {verdict} |" in report
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+@pytest.mark.slow
+def test_compression_benchmark_measures_every_target(sample_dir, tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "compression.py"
+    command = [sys.executable, str(script), "--data", str(sample_dir), "--limit", "300", "--width", WIDTH,
+               "--train-epochs", "1", "--prune-epochs", "1", "--qat-epochs", "1",
+               "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results"), "--no-progress"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    payload = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert set(payload["met"]) == {"gap_points", "agreement", "int8_bytes", "sparse_gzip_bytes", "sparse_gzip_huffman_only_bytes"}
+    measured = payload["measured"]
+    assert 0 <= measured["int8_top1"] <= 1 and measured["int8_kernel_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert measured["post_training_int8_of_pruned_model"]["top1"] is not None
+    assert measured["held_out_images"] > 0 and (tmp_path / "results" / "results.md").exists()
