@@ -47,8 +47,8 @@ from training.evaluate import KerasPredictor
 from training.splits import SplitSettings, held_out_images
 
 PARITY_NAME = "parity.json"
-DEFAULT_CALIBRATION_SAMPLES = 500  # calibration images without --calib-samples (all of them when fewer)
 REPORT_NAME = "report.json"
+DEFAULT_CALIBRATION_SAMPLES = 500  # calibration images without --calib-samples (all of them when fewer)
 
 
 def tflite_name(format_name: str) -> str:

@@ -16,7 +16,7 @@ from training.backend import keras
 
 # Share of the budget held back for the last validation pass and checkpoint until one was measured.
 INITIAL_RESERVE_FRACTION = 0.02
-# The last validation and checkpoint are assumed to take this much longer than the slowest one so far.
+# The last validation and checkpoint are assumed to take this much longer than the latest one.
 RESERVE_MARGIN = 1.5
 
 
