@@ -11,7 +11,8 @@ import pytest
 
 from toolkit.native_logs import lines_to_show, quiet_tensorflow
 
-# What TensorFlow 2.20 printed here on import, on its first device query (CPU-only machine) and in an int8 conversion.
+# What TensorFlow 2.20 printed here on import, on its first device query (CPU-only machine) and in an int8 conversion,
+# and LiteRT when it allocated an interpreter.
 STARTUP = """\
 WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
 I0000 00:00:1795928943.123265    4457 port.cc:153] oneDNN custom operations are on. You may see slightly different numerical results.
@@ -20,6 +21,7 @@ I0000 00:00:1795928987.976128    4753 cpu_feature_guard.cc:227] This TensorFlow 
 To enable the following instructions: AVX2 AVX512F AVX512_VNNI AVX512_BF16 FMA, in other operations, rebuild TensorFlow.
 E0000 00:00:1795928946.239592    4457 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)
 fully_quantize: 0, inference_type: 6, input_inference_type: INT8, output_inference_type: INT8
+INFO: Created TensorFlow Lite XNNPACK delegate for CPU.
 """
 CUINIT = "E0000 00:00:1795928946.239592    4457 cuda_platform.cc:52] failed call to cuInit: CUDA_ERROR_NO_DEVICE"
 
@@ -73,3 +75,11 @@ def test_a_bad_model_is_one_line_on_the_terminal(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.splitlines() == [f"error: model file {missing} does not exist"], result.stderr
+
+
+def test_classify_shows_no_runtime_chatter(sample_dir: Path) -> None:
+    image = sorted((sample_dir / "cat").glob("*.jpg"))[0]
+    result = subprocess.run([sys.executable, "-m", "toolkit", "classify", "--source", str(image), "--headless"],
+                            cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert '"top_k"' in result.stdout and "XNNPACK" not in result.stderr, result.stderr

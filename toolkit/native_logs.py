@@ -31,13 +31,15 @@ _CPU_FEATURES_CONTINUATION = "To enable the following instructions:"  # second l
 _NO_CUDA_DRIVER = "Could not find cuda drivers on your machine"
 _CUINIT_FAILED = re.compile(r"^E\d{4} .*failed call to cuInit")
 _QUANTIZER_SETTINGS = re.compile(r"^fully_quantize: \d+, inference_type: ")  # printed by every int8 conversion
+_XNNPACK_CREATED = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."  # LiteRT, at every interpreter's allocation
 
 
 def lines_to_show(captured: str) -> list[str]:
     """The lines of ``captured`` start-up output worth showing: all but TensorFlow's start-up chatter.
 
     Dropped: absl's preamble, its informational (``I``) records and the CPU-feature hint's
-    second line, the int8 quantiser's settings line, and the failed ``cuInit`` error when the
+    second line, the int8 quantiser's settings line, LiteRT's note that it created the XNNPACK
+    delegate, and the failed ``cuInit`` error when the
     same start-up already said that there is no CUDA driver (a CPU-only machine; with a
     driver, the failure is news and stays).
     """
@@ -46,7 +48,7 @@ def lines_to_show(captured: str) -> list[str]:
     shown = []
     for line in lines:
         chatter = line == _ABSL_PREAMBLE or _ABSL_INFO.match(line) or line.startswith(_CPU_FEATURES_CONTINUATION)
-        chatter = chatter or _QUANTIZER_SETTINGS.match(line) or (no_driver and _CUINIT_FAILED.match(line))
+        chatter = chatter or _QUANTIZER_SETTINGS.match(line) or (no_driver and _CUINIT_FAILED.match(line)) or line == _XNNPACK_CREATED
         if not chatter and line.strip():
             shown.append(line)
     return shown
