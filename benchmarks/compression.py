@@ -102,22 +102,18 @@ def pipeline_config(args: argparse.Namespace):
     )
 
 
-def end_to_end(work: Path, stages: dict, progress: bool) -> tuple[dict, str, Any, Any, Any]:
-    """The dense float model against the final int8 model on the parity images; also the sources it loaded."""
-    from converters import bridge, finetune
+def end_to_end(int8_path: Path, dense: Any, qat_source: Any, settings: Any, progress: bool) -> tuple[dict, dict]:
+    """The dense float model against the final int8 model on the parity images, and where those came from."""
     from converters.convert import predict_tflite
     from converters.parity import parity_metrics
     from training.evaluate import KerasPredictor
     from training.splits import SplitSettings, held_out_images
 
-    qat_source = bridge.load_source(work / stages["qat"]["model"])
-    settings = finetune.resolve_data_settings(qat_source, {})
     split = SplitSettings(settings.data, settings.validation_fraction, settings.seed, settings.limit)
     held_out, origin = held_out_images(split, 1000, settings.seed, fit_to=qat_source.card)
-    dense = bridge.load_source(Path(stages["source"]["model"]) if "source" in stages else work / stages["train"]["model"])
     dense_probabilities = KerasPredictor(dense.model, dense.card).predict(held_out.images)
-    int8_probabilities = predict_tflite(work / stages["convert"]["models"]["int8"], held_out.images, progress)
-    return parity_metrics(held_out.labels, dense_probabilities, int8_probabilities), origin, settings, qat_source, dense
+    int8_probabilities = predict_tflite(int8_path, held_out.images, progress)
+    return parity_metrics(held_out.labels, dense_probabilities, int8_probabilities), origin
 
 
 def post_training_int8(work: Path, stages: dict, progress: bool) -> dict | None:
@@ -132,11 +128,11 @@ def post_training_int8(work: Path, stages: dict, progress: bool) -> dict | None:
     return {key: parity[key] for key in ("reference_top1", "top1", "gap_points", "agreement")}
 
 
-def measurements(work: Path, stages: dict, summary: list, args: argparse.Namespace) -> tuple[dict, Any, Any, Any]:
-    """The measured figures, and what end_to_end loaded."""
+def measurements(work: Path, stages: dict, summary: list, dense: Any, qat_source: Any, settings: Any, progress: bool) -> dict:
+    """The measured figures of a finished pipeline in ``work``."""
     parity = json.loads((work / stages["convert"]["parity"]).read_text())
     int8_card = json.loads((work / stages["convert"]["cards"]["int8"]).read_text())
-    whole, origin, settings, qat_source, dense = end_to_end(work, stages, not args.no_progress)
+    whole, origin = end_to_end(work / stages["convert"]["models"]["int8"], dense, qat_source, settings, progress)
     sizes = int8_card["sizes"]
     measured = {
         "float_reference_top1": parity["reference_top1"],
@@ -153,10 +149,10 @@ def measurements(work: Path, stages: dict, summary: list, args: argparse.Namespa
         "int8_kernel_entropy": kernel_entropy(work / stages["convert"]["models"]["int8"]),
         "held_out_images": parity["images"],
         "held_out_origin": origin,
-        "post_training_int8_of_pruned_model": post_training_int8(work, stages, not args.no_progress),
+        "post_training_int8_of_pruned_model": post_training_int8(work, stages, progress),
         "validation_top1_int8": next((row["accuracy"] for row in summary if row["stage"] == "convert int8"), None),
     }
-    return measured, settings, qat_source, dense
+    return measured
 
 
 def targets_met(measured: dict) -> dict[str, bool]:
@@ -173,6 +169,7 @@ def targets_met(measured: dict) -> dict[str, bool]:
 def main() -> int:
     args = parse_arguments()
     import converters  # noqa: F401 - TF_USE_LEGACY_KERAS before TensorFlow loads
+    from converters import bridge, finetune
     from toolkit.pipeline import run_pipeline
 
     started = time.perf_counter()
@@ -180,7 +177,10 @@ def main() -> int:
     print(result.table)
     work = Path(args.work)
     stages = result.manifest["stages"]
-    measured, settings, qat_source, dense = measurements(work, stages, result.manifest["summary"], args)
+    qat_source = bridge.load_source(work / stages["qat"]["model"])
+    dense = bridge.load_source(Path(stages["source"]["model"]) if "source" in stages else work / stages["train"]["model"])
+    settings = finetune.resolve_data_settings(qat_source, {})
+    measured = measurements(work, stages, result.manifest["summary"], dense, qat_source, settings, not args.no_progress)
     payload = {
         "recipe": {
             "data": settings.data,

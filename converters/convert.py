@@ -84,7 +84,8 @@ def calibration_images(
         dataset = finetune.load_training_data(source, settings).train
         origin = f"training split of {settings.data}" + (f" (limit {settings.limit})" if settings.limit else "")
     wanted = config.calib_samples or DEFAULT_CALIBRATION_SAMPLES
-    if len(dataset) < wanted and not (len(dataset) and (at_most or config.calib_samples is None)):
+    fewer_allowed = at_most or config.calib_samples is None
+    if not len(dataset) or (len(dataset) < wanted and not fewer_allowed):
         raise ToolkitError(
             f"too few calibration images: {origin} has {len(dataset)}, --calib-samples asks for {wanted}; "
             "point --calib at more real training images or lower --calib-samples"

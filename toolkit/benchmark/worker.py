@@ -100,13 +100,13 @@ def latency_summary(latencies_ms: np.ndarray) -> dict[str, float]:
     }
 
 
-def load_predictor(model_path: Path, threads: int, edgetpu: bool) -> tuple[Predictor, str]:
+def predictor_and_runtime(model_path: Path, threads: int, edgetpu: bool) -> tuple[Predictor, str]:
     """The model behind the predictor interface, and the runtime it runs on."""
     if model_path.suffix == ".keras":
         from training.backend import backend_name, keras
-        from training.evaluate import load_predictor as load_keras_predictor
+        from training.evaluate import load_predictor
 
-        return load_keras_predictor(model_path), f"keras {keras.__version__} ({backend_name()})"
+        return load_predictor(model_path), f"keras {keras.__version__} ({backend_name()})"
     from edge_app.runtime import TFLitePredictor, runtime_module
 
     return TFLitePredictor(model_path, threads=threads, edgetpu=edgetpu), runtime_module()[0]
@@ -138,7 +138,7 @@ def measure(
     """Accuracy (when ``labels`` are given), latency and peak memory of one model at ``threads`` threads."""
     baseline = peak_memory_mb()
     load_started = time.perf_counter()
-    predictor, runtime = load_predictor(model_path, threads, edgetpu)
+    predictor, runtime = predictor_and_runtime(model_path, threads, edgetpu)
     load_seconds = time.perf_counter() - load_started
     result: dict[str, Any] = {
         "model": str(model_path),
