@@ -107,10 +107,9 @@ def end_to_end(int8_path: Path, dense: Any, qat_source: Any, settings: Any, prog
     from converters.convert import predict_tflite
     from converters.parity import parity_metrics
     from training.evaluate import KerasPredictor
-    from training.splits import SplitSettings, held_out_images
+    from training.splits import held_out_images
 
-    split = SplitSettings(settings.data, settings.validation_fraction, settings.seed, settings.limit)
-    held_out, origin = held_out_images(split, 1000, settings.seed, fit_to=qat_source.card)
+    held_out, origin = held_out_images(settings.split(), 1000, settings.seed, fit_to=qat_source.card)
     dense_probabilities = KerasPredictor(dense.model, dense.card).predict(held_out.images)
     int8_probabilities = predict_tflite(int8_path, held_out.images, progress)
     return parity_metrics(held_out.labels, dense_probabilities, int8_probabilities), origin

@@ -44,7 +44,7 @@ from toolkit.native_logs import quiet_tensorflow
 from toolkit.predictor import prepare_images
 from training.data import load_dataset, stratified_subset
 from training.evaluate import KerasPredictor
-from training.splits import SplitSettings, held_out_images
+from training.splits import held_out_images
 
 PARITY_NAME = "parity.json"
 REPORT_NAME = "report.json"
@@ -380,8 +380,7 @@ def _parity(
 
         warnings.warn("no held-out images (pass --data): parity was not measured", ToolkitWarning, stacklevel=2)
         return {}, None
-    split = SplitSettings(settings.data, settings.validation_fraction, settings.seed, settings.limit)
-    held_out, origin = held_out_images(split, config.parity_samples, settings.seed, fit_to=source.card)
+    held_out, origin = held_out_images(settings.split(), config.parity_samples, settings.seed, fit_to=source.card)
     reference = KerasPredictor(source.model, source.card).predict(held_out.images)
     reference_top1 = float(np.mean(np.argmax(reference, axis=-1) == held_out.labels))
     formats: dict[str, Any] = {}

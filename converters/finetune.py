@@ -45,6 +45,10 @@ class DataSettings:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def split(self) -> SplitSettings:
+        """The source run's train/validation split of ``data``."""
+        return SplitSettings(self.data, self.validation_fraction, self.seed, self.limit)
+
 
 def resolve_data_settings(source: SourceModel, overrides: dict[str, Any]) -> DataSettings:
     """The source run's data settings, with every non-None value of ``overrides`` taking precedence."""
@@ -161,8 +165,7 @@ def finish_stage(begun: StageStart, name: str, config: Any, model: Any, card: Mo
 
 def load_training_data(source: SourceModel, settings: DataSettings) -> FineTuneData:
     """The source run's train/validation split, its images fitted to the card's input size."""
-    split = SplitSettings(settings.data, settings.validation_fraction, settings.seed, settings.limit)
-    train, validation = load_split(split, fit_to=source.card, strict=True)
+    train, validation = load_split(settings.split(), fit_to=source.card, strict=True)
     return FineTuneData(settings, train, validation, list(source.card.mean), list(source.card.std))
 
 

@@ -1,6 +1,8 @@
 """Ship a finished `toolkit pipeline` run as the default model in pretrained/.
 
     toolkit pipeline --config pretrained/reference.yaml && python scripts/ship_pretrained.py runs/reference
+    toolkit pipeline --config pretrained/reference.yaml --model runs/gpu/best.keras --out runs/reference-gpu
+    python scripts/ship_pretrained.py runs/reference-gpu --train runs/gpu
 
 Converts the pruned float model with plain post-training int8 as well (RUN/convert-ptq),
 keeps whichever int8 model scores higher on the validation split (QAT or PTQ), and copies
@@ -49,11 +51,12 @@ def copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, temporary)
 
 
-def figures(run: Path, folders: dict[str, Path], conversions: dict[str, dict[str, Any]], chosen: str) -> dict[str, Any]:
+def figures(run: Path, training: Path, folders: dict[str, Path], conversions: dict[str, dict[str, Any]], chosen: str) -> dict[str, Any]:
     """Wall time and validation top-1 of every stage, for pretrained/README.md."""
-    train = read_json(run / "train" / "metrics.json")
+    train = read_json(training / "metrics.json")
     return {
         "run": str(run.resolve()),
+        "training_run": str(training.resolve()),
         "train": {key: train.get(key) for key in ("budget_seconds", "seconds_spent", "epochs_completed", "best_epoch",
                                                    "best_validation_accuracy", "images_per_second", "train_images", "validation_images")},  # fmt: skip
         **{stage: {"seconds": report["seconds"], "validation_accuracy": report["validation_accuracy"], "sparsity": report["sparsity"]}
@@ -69,18 +72,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, nargs="?", default=REPO_ROOT / "runs" / "reference", help="the pipeline's --out folder")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "pretrained", help="where the shipped files go")
+    parser.add_argument("--train", type=Path, help="the training run folder, when the pipeline started from its model (default: RUN/train)")
     args = parser.parse_args()
     run, out = args.run, args.out
+    training = args.train or run / "train"
     folders = {"qat": run / "convert", "ptq": convert_post_training(run)}
     conversions = {name: read_json(folder / "parity.json") for name, folder in folders.items()}
     chosen = max(conversions, key=lambda name: conversions[name]["int8_top1"])
     out.mkdir(parents=True, exist_ok=True)
     model = folders[chosen] / "model_int8.tflite"
     for source, name in ((model, "model_int8.tflite"), (card_path(model), "model_int8.card.json"), (folders[chosen] / "parity.json", "parity.json"),
-                         (run / "train" / "history.csv", "history.csv"), (run / "train" / "curves.png", "curves.png")):  # fmt: skip
+                         (training / "history.csv", "history.csv"), (training / "curves.png", "curves.png")):  # fmt: skip
         copy(source, out / name)
-    export_for_distribution(run / "train" / "best.keras", out / "model.keras")
-    atomic.write_json(out / "figures.json", figures(run, folders, conversions, chosen))
+    export_for_distribution(training / "best.keras", out / "model.keras")
+    atomic.write_json(out / "figures.json", figures(run, training, folders, conversions, chosen))
     for name, parity in conversions.items():
         print(f"{name}: int8 top-1 {parity['int8_top1']:.4f} (float {parity['float_top1']:.4f}, agreement {parity['agreement']:.4f})")
     print(f"shipped the {chosen} int8 model to {out}")

@@ -48,7 +48,7 @@ class PipelineConfig:
     """The whole path from images to a checked int8 model; read from YAML, overridden by flags."""
 
     out: str = "runs/pipeline"  # one folder for every stage's artifacts
-    data: str = "cifar10"  # training data: cifar10, fashion-mnist or an image folder
+    data: str | None = None  # training data: cifar10 (the default), fashion-mnist or an image folder; with model, the images prune, qat and eval use (default: the model's own)
     limit: int | None = None  # train on a seeded class-balanced subset of this many images
     model: str | None = None  # start from this trained .keras (with card) instead of training
     epochs_per_stage: int | None = None  # when set, the epochs of train, prune and qat
@@ -252,6 +252,17 @@ def _check_eval(options: dict[str, Any], converted: tuple[str, ...]) -> None:
         raise ToolkitError(f"pipeline eval: format {missing[0]} is not converted (convert.formats lists {', '.join(converted)})")
 
 
+def pipeline_data(config: PipelineConfig) -> str | None:
+    """The pipeline's ``data``, an existing folder made absolute; None when not given.
+
+    From ``model``, prune, qat and eval then take the images the model's run used (its
+    config.json or card), which may name a folder of another machine: ``data`` overrides it.
+    """
+    if not config.data:
+        return None
+    return str(Path(config.data).resolve()) if Path(config.data).exists() else config.data
+
+
 def build_stage_configs(config: PipelineConfig) -> StageConfigs:
     """Each stage's config from its section and the top-level fields, checked before the first stage runs.
 
@@ -266,16 +277,17 @@ def build_stage_configs(config: PipelineConfig) -> StageConfigs:
     out = Path(config.out)
     _enabled(config, "train")  # checked, though training runs whenever no model is given
     train = None
+    data = pipeline_data(config)
     if not config.model:
-        data = str(Path(config.data).resolve()) if Path(config.data).exists() else config.data
         fixed = {"out": str(out / "train"), "progress": config.progress}
-        train = _stage_config(config, "train", TrainConfig, {"data": data, "limit": config.limit}, fixed)
+        train = _stage_config(config, "train", TrainConfig, {"data": data or "cifar10", "limit": config.limit}, fixed)
     source = Path(config.model).resolve() if config.model else out / "train" / "best.keras"
     built = {}
     for section, config_class in (("prune", PruneConfig), ("qat", QatConfig), ("convert", ConvertConfig)):
         if _enabled(config, section) or section == "convert":
             fixed = {"model": str(source), "out": str(out / section), "progress": config.progress, "overwrite": True}
-            built[section] = _stage_config(config, section, config_class, {}, fixed)
+            defaults = {"data": data} if config.model and section != "convert" else {}
+            built[section] = _stage_config(config, section, config_class, defaults, fixed)
             source = out / section / "model.keras"
     _check_eval(dict(config.eval), built["convert"].formats)
     return StageConfigs(train, built.get("prune"), built.get("qat"), built["convert"])
@@ -392,9 +404,7 @@ def _stage_eval(config: PipelineConfig, out: Path, models: dict[str, Path]) -> d
     entry: dict[str, Any] = {"folder": "eval", "reports": {}, "skipped": True}
     for name in formats:
         model = models[name]
-        # The images the model was trained on (its card says), unless eval.data names others:
-        # from --model, prune and qat take the source run's data too, not the pipeline's default.
-        data = options.get("data") or (load_card(model).dataset if config.model else "") or config.data
+        data = options.get("data") or pipeline_data(config) or load_card(model).dataset
         config_hash = _config_hash({"data": data, "limit": options.get("limit"), "split": split, "format": name})
         sub = folder / name
         entry["reports"][name] = f"eval/{name}/report.json"

@@ -5,7 +5,7 @@
 # Then through the device tool, from the repository root, carrying .whl and .gpu_data:
 #   bash scripts/gpu/device_train.sh --epochs 200 --batch-norm --augmentation cutout
 # Every argument is passed to `toolkit train`. The run's small artifacts are copied to
-# $OUT (the device tool brings back at most 8 files) or to ./runs when OUT is unset.
+# $OUT (the device tool brings back at most 8 files) or to ./runs/gpu when OUT is unset.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -21,7 +21,7 @@ export PYTHONUNBUFFERED=1
 data=/tmp/cifar10-jpeg/train
 [ -d "$data" ] || python3 scripts/gpu/pack_images.py unpack .gpu_data/cifar10-train.npz "$data"
 
-destination="${OUT:-runs}"
+destination="${OUT:-runs/gpu}"
 run_folder=/tmp/gpu_run
 rm -rf "$run_folder"
 mkdir -p "$destination"
@@ -29,6 +29,6 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee
 start=$(date +%s)
 python3 -m toolkit train --data "$data" --out "$run_folder" --no-progress "$@" 2>&1 | tee "$destination/train.log"
 echo "wall_seconds=$(( $(date +%s) - start ))" | tee -a "$destination/train.log"
-for name in best.keras best.card.json metrics.json history.csv curves.png; do
+for name in best.keras best.card.json config.json metrics.json history.csv curves.png; do
   [ -f "$run_folder/$name" ] && cp "$run_folder/$name" "$destination/"
 done
