@@ -48,7 +48,7 @@ class PipelineConfig:
     """The whole path from images to a checked int8 model; read from YAML, overridden by flags."""
 
     out: str = "runs/pipeline"  # one folder for every stage's artifacts
-    data: str | None = None  # training data: cifar10 (the default), fashion-mnist or an image folder; with model, the images prune, qat and eval use (default: the model's own)
+    data: str | None = None  # training data: cifar10 (the default), fashion-mnist or an image folder; with model, the images every later stage uses (default: the model's own)
     limit: int | None = None  # train on a seeded class-balanced subset of this many images
     model: str | None = None  # start from this trained .keras (with card) instead of training
     epochs_per_stage: int | None = None  # when set, the epochs of train, prune and qat
@@ -255,7 +255,7 @@ def _check_eval(options: dict[str, Any], converted: tuple[str, ...]) -> None:
 def pipeline_data(config: PipelineConfig) -> str | None:
     """The pipeline's ``data``, an existing folder made absolute; None when not given.
 
-    From ``model``, prune, qat and eval then take the images the model's run used (its
+    From ``model``, the later stages then take the images the model's run used (its
     config.json or card), which may name a folder of another machine: ``data`` overrides it.
     """
     if not config.data:
@@ -286,7 +286,7 @@ def build_stage_configs(config: PipelineConfig) -> StageConfigs:
     for section, config_class in (("prune", PruneConfig), ("qat", QatConfig), ("convert", ConvertConfig)):
         if _enabled(config, section) or section == "convert":
             fixed = {"model": str(source), "out": str(out / section), "progress": config.progress, "overwrite": True}
-            defaults = {"data": data} if config.model and section != "convert" else {}
+            defaults = {"data": data} if config.model else {}
             built[section] = _stage_config(config, section, config_class, defaults, fixed)
             source = out / section / "model.keras"
     _check_eval(dict(config.eval), built["convert"].formats)

@@ -8,7 +8,7 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``toolkit pipeline``; each overrides the same setting of --config."""
     parser.add_argument("--config", default=None, metavar="YAML", help="pipeline settings (see pipeline.yaml in the repository)")
-    parser.add_argument("--data", default=None, help="training data: cifar10 (default), fashion-mnist or an image folder; with --model, the images prune, qat and eval use (default: the model's own)")
+    parser.add_argument("--data", default=None, help="training data: cifar10 (default), fashion-mnist or an image folder; with --model, the images every later stage uses (default: the model's own)")
     parser.add_argument("--out", default=None, help="folder for every stage (default from the config, else runs/pipeline)")
     parser.add_argument("--limit", type=int, default=None, help="train on a seeded class-balanced subset of this many images")
     parser.add_argument("--model", default=None, help="start from this trained .keras model instead of training")
