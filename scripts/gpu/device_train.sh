@@ -3,7 +3,7 @@
 #
 # Here, once (see scripts/gpu/README.md):   bash scripts/gpu/prepare.sh
 # Then through the device tool, from the repository root, carrying .whl and .gpu_data:
-#   bash scripts/gpu/device_train.sh --epochs 200 --batch-norm --augmentation cutout
+#   bash scripts/gpu/device_train.sh --recipe fast --budget 7m30s --workers 8
 # Every argument is passed to `toolkit train`. The run's small artifacts are copied to
 # $OUT (the device tool brings back at most 8 files) or to ./runs/gpu when OUT is unset.
 set -euo pipefail
