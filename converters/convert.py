@@ -40,7 +40,7 @@ from converters.tflite_inspect import CARD_METADATA, LABELS_METADATA, embed_meta
 from toolkit import atomic
 from toolkit.errors import ToolkitError
 from toolkit.model_card import TensorQuantization, card_path, save_card
-from toolkit.native_logs import quiet_tensorflow
+from toolkit.native_logs import quiet_native_logs
 from toolkit.predictor import prepare_images
 from training.data import load_dataset, stratified_subset
 from training.evaluate import KerasPredictor
@@ -108,7 +108,7 @@ def _run_converter(converter: Any, what: str) -> bytes:
             # "Statistics for quantized inputs were expected": harmless, the input range comes
             # from the representative dataset or the QAT model's QuantizeLayer.
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-            with quiet_tensorflow():
+            with quiet_native_logs():
                 return converter.convert()
     except Exception as error:  # noqa: BLE001 - the converter raises ConverterError, ValueError, RuntimeError
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]

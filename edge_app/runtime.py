@@ -16,7 +16,7 @@ import numpy as np
 
 from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard, TensorQuantization, card_path, check_card_matches, load_card
-from toolkit.native_logs import quiet_tensorflow
+from toolkit.native_logs import quiet_native_logs
 from toolkit.predictor import Predictor
 
 RUNTIME_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
@@ -123,7 +123,7 @@ def make_interpreter(
             raise ToolkitError(f"{name} cannot turn XNNPACK off (it has no OpResolverType)")
         options["experimental_op_resolver_type"] = resolver
     try:
-        with quiet_tensorflow():  # LiteRT notes on descriptor 2 that it created the XNNPACK delegate
+        with quiet_native_logs():  # LiteRT notes on descriptor 2 that it created the XNNPACK delegate
             interpreter = interpreter_class(
                 model_path=str(model_path), num_threads=threads, experimental_delegates=delegates, **options
             )

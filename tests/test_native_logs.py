@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.native_logs import lines_to_show, quiet_tensorflow
+from toolkit.native_logs import lines_to_show, quiet_native_logs
 
 # What TensorFlow 2.20 printed here on import, on its first device query (CPU-only machine) and in an int8 conversion,
 # and LiteRT when it allocated an interpreter.
@@ -40,14 +40,14 @@ def test_startup_chatter_is_dropped_and_everything_else_kept() -> None:
 
 def test_block_holds_back_native_chatter_and_restores_descriptor_2(capfd, monkeypatch) -> None:
     monkeypatch.delenv("TOOLKIT_DEBUG", raising=False)
-    with quiet_tensorflow():
+    with quiet_native_logs():
         os.write(2, STARTUP.encode())
         os.write(2, b"W0000 00:00:1.5    1 x.cc:1] kept\n")
     os.write(2, b"after the block\n")
     assert capfd.readouterr().err.splitlines() == ["W0000 00:00:1.5    1 x.cc:1] kept", "after the block"]
 
     monkeypatch.setenv("TOOLKIT_DEBUG", "1")
-    with quiet_tensorflow():
+    with quiet_native_logs():
         os.write(2, STARTUP.encode())
     assert capfd.readouterr().err == STARTUP
 
@@ -55,7 +55,7 @@ def test_block_holds_back_native_chatter_and_restores_descriptor_2(capfd, monkey
 def test_block_shows_what_was_written_before_an_exception(capfd, monkeypatch) -> None:
     monkeypatch.delenv("TOOLKIT_DEBUG", raising=False)
     try:
-        with quiet_tensorflow():
+        with quiet_native_logs():
             os.write(2, b"a native complaint\n")
             raise ImportError("broken install")
     except ImportError:

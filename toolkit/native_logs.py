@@ -1,4 +1,4 @@
-"""TensorFlow's native chatter, kept off the terminal.
+"""TensorFlow's and LiteRT's native chatter, kept off the terminal.
 
 While TensorFlow loads, its C++ core writes a few lines straight to file descriptor 2,
 before absl logging is initialised, so ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them::
@@ -10,7 +10,7 @@ before absl logging is initialised, so ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them
 
 and the int8 converter adds ``fully_quantize: 0, inference_type: 6, ...``. Every command
 that loads TensorFlow printed them above its own output, even above a one-line ``error:``.
-:func:`quiet_tensorflow` captures descriptor 2 around such calls and writes back
+:func:`quiet_native_logs` captures descriptor 2 around such calls and writes back
 everything but those lines. ``TOOLKIT_DEBUG=1`` shows them all. Standard library only:
 the shared core stays free of TensorFlow.
 """
@@ -39,9 +39,8 @@ def lines_to_show(captured: str) -> list[str]:
 
     Dropped: absl's preamble, its informational (``I``) records and the CPU-feature hint's
     second line, the int8 quantiser's settings line, LiteRT's note that it created the XNNPACK
-    delegate, and the failed ``cuInit`` error when the
-    same start-up already said that there is no CUDA driver (a CPU-only machine; with a
-    driver, the failure is news and stays).
+    delegate, and the failed ``cuInit`` error when the same start-up already said that there
+    is no CUDA driver (a CPU-only machine; with a driver, the failure is news and stays).
     """
     lines = captured.splitlines()
     no_driver = any(_NO_CUDA_DRIVER in line for line in lines)
@@ -55,8 +54,9 @@ def lines_to_show(captured: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def quiet_tensorflow(start_gpu_platform: bool = False) -> Iterator[None]:
-    """Import or convert inside this block; TensorFlow's chatter is held back, the rest is shown after it.
+def quiet_native_logs(start_gpu_platform: bool = False) -> Iterator[None]:
+    """Import, convert or load an interpreter inside this block; TensorFlow's and LiteRT's
+    chatter is held back, the rest is shown after it.
 
     ``start_gpu_platform`` (for the blocks that import TensorFlow): when TensorFlow is
     loaded, its GPU platform (where the ``cuInit`` line comes from) is started inside the

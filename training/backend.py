@@ -11,9 +11,9 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from toolkit.errors import ToolkitError  # noqa: E402
-from toolkit.native_logs import quiet_tensorflow  # noqa: E402
+from toolkit.native_logs import quiet_native_logs  # noqa: E402
 
-with quiet_tensorflow(start_gpu_platform=True):  # Keras on its TensorFlow backend loads TensorFlow here
+with quiet_native_logs(start_gpu_platform=True):  # Keras on its TensorFlow backend loads TensorFlow here
     import keras  # noqa: E402
 
 SUPPORTED_BACKENDS = ("tensorflow", "jax")

@@ -14,9 +14,9 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from toolkit.errors import ToolkitError  # noqa: E402
-from toolkit.native_logs import quiet_tensorflow  # noqa: E402
+from toolkit.native_logs import quiet_native_logs  # noqa: E402
 
-with quiet_tensorflow(start_gpu_platform=True):
+with quiet_native_logs(start_gpu_platform=True):
     import tensorflow as tf  # noqa: E402
     import tensorflow_model_optimization as tfmot  # noqa: E402
     import tf_keras  # noqa: E402

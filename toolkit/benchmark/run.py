@@ -400,9 +400,13 @@ def run_benchmark(
         images_file, labels_file = Path(scratch) / "images.npy", Path(scratch) / "labels.npy"
         np.save(images_file, held_out.images)
         np.save(labels_file, held_out.labels)
-        reference: dict[str, np.ndarray] = {}  # the float model's predictions, once measured
+        reference: np.ndarray | None = None  # the float model's predictions, once measured
         for key, path in models.items():
-            row = _measure_format(key, path, key in produced, images_file, labels_file, config, bar, reference)
+            row, predictions = _measure_format(key, path, key in produced, images_file, labels_file, config, bar)
+            if reference is None and key in ("keras-float", "tflite-float32"):
+                reference = predictions
+            if reference is not None and predictions is not None:
+                row["accuracy"]["agreement_with_float"] = float(np.mean(predictions == reference))
             row["edgetpu"] = _edgetpu_cell(key, path, delegate_loads, delegate_reason, images_file, config)
             rows.append(row)
     bar.close()
@@ -432,11 +436,15 @@ def _find_models(sources: list[Path]) -> dict[str, Path]:
 
 
 def _measure_format(key: str, path: Path, produced_here: bool, images_file: Path, labels_file: Path,
-                    config: BenchmarkConfig, bar: Any, reference: dict[str, np.ndarray]) -> dict[str, Any]:  # fmt: skip
-    """One row of the table: size, then latency (and, at the first thread count, accuracy) at each thread count."""
+                    config: BenchmarkConfig, bar: Any) -> tuple[dict[str, Any], np.ndarray | None]:  # fmt: skip
+    """One row of the table: size, then latency (and, at the first thread count, accuracy) at each thread count.
+
+    Also the predicted class of every held-out image (None when the worker failed before measuring them).
+    """
     row: dict[str, Any] = {"format": key, "name": FORMATS[key], "model": str(path), "produced_here": produced_here,
                            "size": file_sizes(path), "latency": {}}  # fmt: skip
     peaks: list[float] = []
+    predictions = None
     for index, threads in enumerate(config.threads):
         bar.set_description(f"{key} @ {threads} thread(s)")
         result = _run_worker(path, images_file, labels_file if index == 0 else None, threads, config.timing)
@@ -453,13 +461,9 @@ def _measure_format(key: str, path: Path, produced_here: bool, images_file: Path
         if "accuracy" in result:
             predictions = np.asarray(result["accuracy"].pop("predictions"))
             row["accuracy"] = result["accuracy"]
-            if not reference and key in ("keras-float", "tflite-float32"):
-                reference["float"] = predictions
-            if reference:
-                row["accuracy"]["agreement_with_float"] = float(np.mean(predictions == reference["float"]))
     if peaks:
         row["memory"] = {"peak_rss_mb": max(peaks)}
-    return row
+    return row, predictions
 
 
 def _edgetpu_cell(
