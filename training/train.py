@@ -31,6 +31,7 @@ from training.budget import LearningRateByProgress, rate_at
 from training.callbacks import NanGuard, ProgressBar, WeightAverage
 from training.data import Dataset, absolute_spec, channel_statistics, fit_images_to_size, load_dataset, training_split
 from training.distribution import Distribution, setup_distribution
+from training.fused_batch_norm import fuse_batch_norm
 from training.optimization import create_loss, create_optimizer
 from training.run_folder import RunCheckpoint, RunFolder
 from training.schedules import create_schedule, paper_milestones, warmup_steps_for
@@ -112,6 +113,7 @@ def _train(config: TrainConfig, requested: TrainConfig, backend: str, distributi
     clock = _rate_controller(config, run, len(batches))
     with distribution.scope():
         model = keras.models.load_model(run.last) if resuming else _new_model(config, model_config, parent, data.labels, clock, len(batches))
+    fuse_batch_norm(model)
     summary = _summary(config, data, model, model_config, backend, distribution, len(batches))
     if not resuming:
         run.write_config(_config_record(config, requested, model_config, data, summary))
