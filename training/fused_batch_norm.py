@@ -15,7 +15,7 @@ from training.backend import backend_name, keras
 
 
 def _fused_call(self: Any, inputs: Any, training: Any = None, mask: Any = None) -> Any:
-    import tensorflow as tf
+    from training.tensorflow_stack import tf
 
     if mask is not None:
         raise ValueError("fused batch norm takes no mask")
