@@ -109,7 +109,7 @@ def end_to_end(int8_path: Path, dense: Any, qat_source: Any, settings: Any, prog
     from training.evaluate import KerasPredictor
     from training.splits import held_out_images
 
-    held_out, origin = held_out_images(settings.split(), 1000, settings.seed, fit_to=qat_source.card)
+    held_out, origin = held_out_images(settings, 1000, settings.seed, fit_to=qat_source.card)
     dense_probabilities = KerasPredictor(dense.model, dense.card).predict(held_out.images)
     int8_probabilities = predict_tflite(int8_path, held_out.images, progress)
     return parity_metrics(held_out.labels, dense_probabilities, int8_probabilities), origin

@@ -6,7 +6,7 @@ Every stage's artifact is a Keras 3 ``.keras`` file with a model card beside it,
     source = load_source("runs/train/best.keras")     # Keras 3 model + card + ModelConfig
     twin = source.twin()                               # tf_keras, same weights (tfmot works on it)
     ...prune or fine-tune the twin...
-    save_keras3(twin, source.model_config, card, "runs/prune/model.keras")
+    save_keras3(keras3_from_weights(source.model_config, layer_weights(twin)), card, "runs/prune/model.keras")
 
 The twin is built by the shared builder (``training.allcnn.create_model``) from the
 card's ``architecture``, and weights move by layer name, so nothing is converted by
@@ -24,14 +24,13 @@ import numpy as np
 
 from toolkit import atomic
 from toolkit.errors import ToolkitError
-from toolkit.keras_file import check_keras_archive
 from toolkit.model_card import ModelCard, card_path, check_card_matches, load_card, save_card
 from training.allcnn import ModelConfig, copy_weights, create_model
 from training.model_files import load_keras3
 
 
-def check_model_file(model_path: str | Path, suffixes: tuple[str, ...] = (".keras",)) -> Path:
-    """A one-line error unless ``model_path`` is an existing file with one of ``suffixes`` and a card beside it."""
+def check_model_file(model_path: str | Path) -> Path:
+    """A one-line error unless ``model_path`` is an existing ``.keras`` file with a card beside it."""
     model_path = Path(model_path)
     if not model_path.exists():
         raise ToolkitError(f"model file {model_path} does not exist")
@@ -39,8 +38,8 @@ def check_model_file(model_path: str | Path, suffixes: tuple[str, ...] = (".kera
         candidates = sorted(model_path.glob("*.keras"))
         hint = f" (did you mean {candidates[0]}?)" if candidates else ""
         raise ToolkitError(f"--model {model_path} is a folder, not a model file{hint}")
-    if model_path.suffix not in suffixes:
-        raise ToolkitError(f"model file {model_path} must be one of {', '.join(suffixes)}, got {model_path.suffix or 'no suffix'}")
+    if model_path.suffix != ".keras":
+        raise ToolkitError(f"model file {model_path} must be one of .keras, got {model_path.suffix or 'no suffix'}")
     if not card_path(model_path).exists():
         raise ToolkitError(f"no model card {card_path(model_path)} beside {model_path}: labels, input size and normalisation come from it")
     return model_path
@@ -73,11 +72,8 @@ def twin_from_keras3(model: Any, config: ModelConfig) -> Any:
 
 def read_run_config(model_path: str | Path) -> dict[str, Any]:
     """The ``config.json`` of the run folder holding ``model_path``, or {} when absent or unreadable."""
-    path = Path(model_path).parent / "config.json"
-    if not path.is_file():
-        return {}
     try:
-        payload = json.loads(path.read_text())
+        payload = json.loads((Path(model_path).parent / "config.json").read_text())
     except (OSError, json.JSONDecodeError):
         return {}
     return payload if isinstance(payload, dict) else {}
@@ -170,18 +166,3 @@ def gzip_huffman_size(path: str | Path) -> int:
     data = Path(path).read_bytes()
     return len(compressor.compress(data) + compressor.flush())
 
-
-__all__ = [
-    "SourceModel",
-    "check_keras_archive",
-    "check_model_file",
-    "export_for_distribution",
-    "gzip_huffman_size",
-    "keras3_from_weights",
-    "layer_weights",
-    "load_keras3",
-    "load_source",
-    "read_run_config",
-    "save_keras3",
-    "twin_from_keras3",
-]

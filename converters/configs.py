@@ -16,8 +16,33 @@ FORMATS = ("float32", "float16", "dynamic", "int8")
 IO_TYPES = ("int8", "uint8", "float32")
 
 
+class _Config:
+    """What the three configs share."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as saved in config.json or report.json."""
+        return dataclasses.asdict(self)
+
+
+def _check(*checks: tuple[bool, str]) -> None:
+    """A ToolkitError with the message of the first check that fails."""
+    for ok, message in checks:
+        if not ok:
+            raise ToolkitError(message)
+
+
+def _check_fine_tuning(config: PruneConfig | QatConfig, *checks: tuple[bool, str]) -> None:
+    """A stage's own ``checks``, then those prune and QAT share."""
+    _check(
+        *checks,
+        (config.epochs >= 1, f"--epochs must be at least 1, got {config.epochs}"),
+        (config.learning_rate > 0, f"--learning-rate must be positive, got {config.learning_rate}"),
+        (config.batch_size is None or config.batch_size >= 1, f"--batch-size must be at least 1, got {config.batch_size}"),
+    )
+
+
 @dataclasses.dataclass
-class PruneConfig:
+class PruneConfig(_Config):
     """One pruning run; saved in OUT/config.json. The data fields left at None take the source run's values."""
 
     model: str  # trained Keras 3 model (.keras with its .card.json)
@@ -35,9 +60,6 @@ class PruneConfig:
     progress: bool = True  # progress bars
     overwrite: bool = False  # replace a finished run in --out
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     def m_by_n(self) -> tuple[int, int] | None:
         if not self.structured:
             return None
@@ -50,21 +72,16 @@ class PruneConfig:
         return kept_zeros, block
 
     def validate(self) -> None:
-        checks = [
+        _check_fine_tuning(
+            self,
             (0.0 < self.sparsity < 1.0, f"--sparsity must be between 0 and 1 (exclusive), got {self.sparsity}"),
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
-            (self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}"),
             (0.0 < self.ramp_fraction <= 1.0, f"--ramp-fraction must be in (0, 1], got {self.ramp_fraction}"),
-            (self.batch_size is None or self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ToolkitError(message)
+        )
         self.m_by_n()
 
 
 @dataclasses.dataclass
-class QatConfig:
+class QatConfig(_Config):
     """One quantization-aware fine-tuning run; saved in OUT/config.json. The data fields left at None take the source run's values."""
 
     model: str  # float (possibly pruned) Keras 3 model (.keras with its .card.json)
@@ -81,24 +98,16 @@ class QatConfig:
     progress: bool = True  # progress bars
     overwrite: bool = False  # replace a finished run in --out
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     def validate(self) -> None:
-        checks = [
+        _check_fine_tuning(
+            self,
             (self.calibration_batches >= 0, f"--calibration-batches must not be negative, got {self.calibration_batches}"),
             (self.scheme in SCHEMES, f"--scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}"),
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
-            (self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}"),
-            (self.batch_size is None or self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ToolkitError(message)
+        )
 
 
 @dataclasses.dataclass
-class ConvertConfig:
+class ConvertConfig(_Config):
     """One conversion; saved into OUT/report.json."""
 
     model: str  # Keras 3 model (.keras with card); a QAT run's model.keras converts its QAT twin
@@ -117,21 +126,13 @@ class ConvertConfig:
     progress: bool = True  # progress bars
     overwrite: bool = False  # replace a conversion already in --out (its files this one does not remake are removed)
 
-    def to_dict(self) -> dict[str, Any]:
-        payload = dataclasses.asdict(self)
-        payload["formats"] = list(self.formats)
-        return payload
-
     def validate(self) -> None:
         unknown = [name for name in self.formats if name not in FORMATS]
-        checks = [
+        _check(
             (not unknown, f"unknown format {', '.join(unknown)}; choose from {', '.join(FORMATS)}"),
             (bool(self.formats), "choose at least one format (--int8, --float16, --dynamic, --float32)"),
             (self.io in IO_TYPES, f"--io must be one of {', '.join(IO_TYPES)}, got {self.io!r}"),
             (self.calib_samples is None or self.calib_samples >= 1, f"--calib-samples must be at least 1, got {self.calib_samples}"),
             (self.parity_samples >= 0, f"--parity-samples must not be negative, got {self.parity_samples}"),
             (self.max_drop >= 0, f"--max-drop must not be negative, got {self.max_drop}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ToolkitError(message)
+        )

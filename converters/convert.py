@@ -28,18 +28,19 @@ import dataclasses
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from converters import bridge, finetune
+from converters import bridge, edgetpu, finetune
 from converters.configs import ConvertConfig
-from converters.parity import DEFINITIONS, parity_metrics
+from converters.parity import DEFINITIONS, parity_metrics, top1
 from converters.tflite_inspect import CARD_METADATA, LABELS_METADATA, embed_metadata, first_non_integer_operator, kernel_sparsity, read_tflite
 from toolkit import atomic
-from toolkit.errors import ToolkitError
-from toolkit.model_card import TensorQuantization, card_path, save_card
+from toolkit.errors import ToolkitError, ToolkitWarning
+from toolkit.model_card import TensorQuantization, card_path, load_card, save_card
 from toolkit.native_logs import quiet_native_logs
 from toolkit.predictor import prepare_images
 from training.data import load_dataset, stratified_subset
@@ -49,6 +50,13 @@ from training.splits import held_out_images
 PARITY_NAME = "parity.json"
 REPORT_NAME = "report.json"
 DEFAULT_CALIBRATION_SAMPLES = 500  # calibration images without --calib-samples (all of them when fewer)
+# The card entries that let ``toolkit eval --split validation`` rebuild the training split.
+SPLIT_KEYS = ("validation_fraction", "split_seed", "train_images", "validation_images", "limit")
+FLOAT_NOTES = {
+    "float32": "toolkit convert: float32",
+    "float16": "toolkit convert: float16 weights (dequantised to float32 at load on CPUs)",
+    "dynamic": "toolkit convert: dynamic range (int8 weights, float activations)",
+}
 
 
 def tflite_name(format_name: str) -> str:
@@ -94,15 +102,7 @@ def calibration_images(
     return prepare_images(dataset.images[chosen], source.card), origin
 
 
-def _tf_converter(model: Any) -> Any:
-    from training.tensorflow_stack import tf
-
-    return tf.lite.TFLiteConverter.from_keras_model(model)
-
-
 def _run_converter(converter: Any, what: str) -> bytes:
-    import warnings
-
     try:
         with warnings.catch_warnings():
             # "Statistics for quantized inputs were expected": harmless, the input range comes
@@ -117,25 +117,16 @@ def _run_converter(converter: Any, what: str) -> bytes:
         raise ToolkitError(f"TFLite conversion to {what} failed: {message[:300]}") from None
 
 
-def convert_float32(model: Any) -> bytes:
-    return _run_converter(_tf_converter(model), "float32")
-
-
-def convert_float16(model: Any) -> bytes:
+def convert_float(model: Any, format_name: str) -> bytes:
+    """float32, float16 (float16 weights) or dynamic-range (int8 weights, float activations) conversion of a float model."""
     from training.tensorflow_stack import tf
 
-    converter = _tf_converter(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.target_spec.supported_types = [tf.float16]
-    return _run_converter(converter, "float16")
-
-
-def convert_dynamic(model: Any) -> bytes:
-    from training.tensorflow_stack import tf
-
-    converter = _tf_converter(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return _run_converter(converter, "dynamic-range int8")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if format_name != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if format_name == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    return _run_converter(converter, "dynamic-range int8" if format_name == "dynamic" else format_name)
 
 
 def convert_int8(model: Any, calibration: np.ndarray, io: str = "int8") -> bytes:
@@ -145,7 +136,7 @@ def convert_int8(model: Any, calibration: np.ndarray, io: str = "int8") -> bytes
     """
     from training.tensorflow_stack import tf
 
-    converter = _tf_converter(model)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
     def representative_dataset():
@@ -164,16 +155,8 @@ def convert_int8(model: Any, calibration: np.ndarray, io: str = "int8") -> bytes
     return data
 
 
-SPLIT_KEYS = ("validation_fraction", "split_seed", "train_images", "validation_images", "limit")
-
-
-def split_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The card entries that let ``toolkit eval --split validation`` rebuild the training split."""
-    return {key: metrics[key] for key in SPLIT_KEYS if key in metrics}
-
-
 def _quantization(tensor: Any) -> TensorQuantization:
-    dtype = {"INT8": "int8", "UINT8": "uint8", "FLOAT32": "float32", "FLOAT16": "float16"}.get(tensor.type, tensor.type.lower())
+    dtype = tensor.type.lower()  # INT8 -> int8, FLOAT32 -> float32, ...
     if tensor.scale and dtype in ("int8", "uint8"):
         return TensorQuantization(dtype=dtype, scale=float(tensor.scale[0]), zero_point=int(tensor.zero_point[0] if tensor.zero_point else 0))
     return TensorQuantization(dtype=dtype)
@@ -184,13 +167,8 @@ def _write_model(path: Path, data: bytes, source: bridge.SourceModel, format_nam
     card = source.card
     if config.embed_labels:
         card_payload = card.replace(format=f"tflite-{format_name}", sizes={}, metrics={}).to_dict()
-        data = embed_metadata(
-            data,
-            {
-                LABELS_METADATA: "\n".join(card.labels).encode("utf-8"),
-                CARD_METADATA: json.dumps(card_payload, sort_keys=True).encode("utf-8"),
-            },
-        )
+        entries = {LABELS_METADATA: "\n".join(card.labels), CARD_METADATA: json.dumps(card_payload, sort_keys=True)}
+        data = embed_metadata(data, {name: text.encode("utf-8") for name, text in entries.items()})
     atomic.write_bytes(path, data)
     parsed = read_tflite(data)
     sparsity = kernel_sparsity(parsed)
@@ -203,7 +181,7 @@ def _write_model(path: Path, data: bytes, source: bridge.SourceModel, format_nam
         sparsity=sparsity["overall"],
         sizes=sizes,
         history=[*card.history, f"convert:{format_name}"],
-        metrics=split_metrics(card.metrics),
+        metrics={key: card.metrics[key] for key in SPLIT_KEYS if key in card.metrics},
         notes=notes,
     )
     save_card(tflite_card, path)
@@ -272,10 +250,12 @@ def convert(config: ConvertConfig) -> ConvertResult:
 
 
 def _prepare_out(out: Path, overwrite: bool) -> list[Path]:
-    """Create ``out``; returns the files of a conversion already there (refused unless ``overwrite``)."""
+    """Create ``out``; returns the files an earlier conversion left there (models, cards, Edge TPU builds, parity),
+    refused unless ``overwrite``."""
     if out.exists() and not out.is_dir():
         raise ToolkitError(f"--out {out} is a file, not a folder")
-    previous = previous_conversion(out)
+    patterns = ("model_*.tflite", "model_*.card.json", "model_*_edgetpu.log", PARITY_NAME)
+    previous = sorted({path for pattern in patterns for path in out.glob(pattern)})
     if previous and not overwrite:
         names = [path.name for path in previous if path.suffix == ".tflite"] or [path.name for path in previous]
         raise ToolkitError(f"{out} already holds a conversion ({', '.join(names)}); choose another --out or pass --overwrite")
@@ -289,25 +269,19 @@ def _export(config: ConvertConfig, source: bridge.SourceModel, is_qat: bool, cal
     from converters.qat import load_qat_model
 
     float_twin = source.twin()
-    models: dict[str, Path] = {}
+    models = {format_name: out / tflite_name(format_name) for format_name in config.formats}
     written: dict[str, dict[str, Any]] = {}
-    for format_name in config.formats:
-        path = out / tflite_name(format_name)
-        if format_name == "int8" and is_qat:
+    for format_name, path in models.items():
+        if format_name != "int8":
+            data, notes = convert_float(float_twin, format_name), FLOAT_NOTES[format_name]
+        elif is_qat:
             quantized, info = load_qat_model(source)
             data = convert_int8(quantized, calibration, config.io)
             notes = f"toolkit convert: full-integer from the QAT model ({info['scheme']} scheme), {config.io} I/O"
-        elif format_name == "int8":
+        else:
             data = convert_int8(float_twin, calibration, config.io)
             notes = f"toolkit convert: full-integer post-training quantisation, {len(calibration)} calibration images from {calibration_origin}, {config.io} I/O"
-        elif format_name == "float32":
-            data, notes = convert_float32(float_twin), "toolkit convert: float32"
-        elif format_name == "float16":
-            data, notes = convert_float16(float_twin), "toolkit convert: float16 weights (dequantised to float32 at load on CPUs)"
-        else:
-            data, notes = convert_dynamic(float_twin), "toolkit convert: dynamic range (int8 weights, float activations)"
         written[format_name] = _write_model(path, data, source, format_name, config, notes)
-        models[format_name] = path
         sizes = written[format_name]["sizes"]
         print(f"wrote {path} ({sizes['raw'] / 1e6:.3f} MB, gzip {sizes['gzip'] / 1e6:.3f} MB)", file=sys.stderr)
     return models, written
@@ -315,16 +289,10 @@ def _export(config: ConvertConfig, source: bridge.SourceModel, is_qat: bool, cal
 
 def _edgetpu_report(int8_model: Path | None, compile_it: bool, out: Path) -> dict[str, Any] | None:
     """The Edge TPU operator check of the int8 model and, when asked and installed, its compiled build."""
-    from converters import edgetpu
-
     if int8_model is None:
         return None
     report = edgetpu.check_operators(read_tflite(int8_model))
     if compile_it and edgetpu.compiler_path() is None:
-        import warnings
-
-        from toolkit.errors import ToolkitWarning
-
         warnings.warn(edgetpu.INSTALL_HINT, ToolkitWarning, stacklevel=3)
         report["compiled"] = None
     elif compile_it:
@@ -343,14 +311,6 @@ def _remove_stale(previous: list[Path], models: dict[str, Path], parity_path: Pa
     for stale in previous:
         if stale not in kept:
             stale.unlink(missing_ok=True)
-
-
-def previous_conversion(out: Path) -> list[Path]:
-    """The files an earlier ``toolkit convert`` left in ``out``: models, their cards, Edge TPU builds, parity."""
-    if not out.is_dir():
-        return []
-    patterns = ("model_*.tflite", "model_*.card.json", "model_*_edgetpu.log", PARITY_NAME)
-    return sorted({path for pattern in patterns for path in out.glob(pattern)})
 
 
 def check_parity(result: ConvertResult, max_drop: float) -> None:
@@ -374,15 +334,11 @@ def _parity(
 ) -> tuple[dict[str, Any], Path | None]:
     """Evaluate the float model and each .tflite on the same held-out images; write parity.json and card metrics."""
     if settings is None:
-        import warnings
-
-        from toolkit.errors import ToolkitWarning
-
         warnings.warn("no held-out images (pass --data): parity was not measured", ToolkitWarning, stacklevel=2)
         return {}, None
-    held_out, origin = held_out_images(settings.split(), config.parity_samples, settings.seed, fit_to=source.card)
+    held_out, origin = held_out_images(settings, config.parity_samples, settings.seed, fit_to=source.card)
     reference = KerasPredictor(source.model, source.card).predict(held_out.images)
-    reference_top1 = float(np.mean(np.argmax(reference, axis=-1) == held_out.labels))
+    reference_top1 = top1(reference, held_out.labels)
     formats: dict[str, Any] = {}
     for format_name, path in models.items():
         probabilities = predict_tflite(path, held_out.images, config.progress)
@@ -390,18 +346,11 @@ def _parity(
         metrics["model"] = str(path)
         metrics["passed"] = metrics["gap_points"] <= config.max_drop
         formats[format_name] = metrics
-        card_file = card_path(path)
-        card = json.loads(card_file.read_text())
-        card["metrics"] = {
-            **card.get("metrics", {}),
-            "top1": metrics["top1"],
-            "reference_top1": reference_top1,
-            "gap_points": metrics["gap_points"],
-            "agreement": metrics["agreement"],
-            "held_out_images": metrics["images"],
-        }
-        atomic.write_json(card_file, card)
+        card = load_card(path)
+        figures = {key: metrics[key] for key in ("top1", "reference_top1", "gap_points", "agreement")}
+        save_card(card.replace(metrics={**card.metrics, **figures, "held_out_images": metrics["images"]}), path)
     headline = formats.get("int8") or next(iter(formats.values()), {})
+    headline_keys = ("gap_points", "agreement", "mean_probability_difference", "max_probability_difference")
     parity = {
         "reference_model": str(source.path),
         "reference_top1": reference_top1,
@@ -414,10 +363,7 @@ def _parity(
         # The int8 model's figures at the top level, as the issue's report asks for.
         "float_top1": reference_top1,
         "int8_top1": formats["int8"]["top1"] if "int8" in formats else None,
-        "gap_points": headline.get("gap_points"),
-        "agreement": headline.get("agreement"),
-        "mean_probability_difference": headline.get("mean_probability_difference"),
-        "max_probability_difference": headline.get("max_probability_difference"),
+        **{key: headline.get(key) for key in headline_keys},
         "passed": all(entry["passed"] for entry in formats.values()),
     }
     path = atomic.write_json(out / PARITY_NAME, parity)

@@ -44,16 +44,15 @@ def check_operators(model: TfliteModel) -> dict[str, Any]:
     """Report which operators would map to the Edge TPU and the first that would fall back to the CPU."""
     first_cpu = None
     for operator in model.operators:
-        reason = None
+        odd = [tensor for tensor in operator.inputs + operator.outputs if tensor.type not in _DEVICE_TYPES]
         if operator.name not in EDGETPU_OPERATORS:
             reason = f"{operator.name} is not in the Edge TPU's supported operations"
+        elif odd:
+            reason = f"{operator.name} has a {odd[0].type} tensor ({odd[0].name}); the Edge TPU needs 8-bit quantised tensors"
         else:
-            odd = [tensor for tensor in operator.inputs + operator.outputs if tensor.type not in _DEVICE_TYPES]
-            if odd:
-                reason = f"{operator.name} has a {odd[0].type} tensor ({odd[0].name}); the Edge TPU needs 8-bit quantised tensors"
-        if reason:
-            first_cpu = {"index": operator.index, "operator": operator.name, "reason": reason}
-            break
+            continue
+        first_cpu = {"index": operator.index, "operator": operator.name, "reason": reason}
+        break
     mapped = first_cpu["index"] if first_cpu else len(model.operators)
     return {
         "operators": [operator.name for operator in model.operators],

@@ -9,17 +9,17 @@ read from the ``config.json`` of the source's run folder (``toolkit train`` writ
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
-
-from converters import bridge, stage
-from converters.bridge import SourceModel, load_source
+from converters.bridge import SourceModel
+from converters.parity import top1
 from toolkit import atomic
 from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard
@@ -29,36 +29,32 @@ from training.evaluate import KerasPredictor
 from training.splits import SplitSettings, load_split
 
 
-@dataclasses.dataclass
-class DataSettings:
-    """Where the fine-tuning images come from; stored as the ``data`` section of a stage's config.json."""
+@dataclasses.dataclass(frozen=True)
+class DataSettings(SplitSettings):
+    """The source run's split (``data``, ``validation_fraction``, ``seed``, ``limit``) and fine-tuning settings;
+    stored as the ``data`` section of a stage's config.json."""
 
-    data: str  # dataset spec: cifar10, fashion-mnist or an image folder
-    limit: int | None = None  # the seeded class-balanced subset the source was trained on
-    validation_fraction: float = 0.1  # the source's validation split
-    seed: int = 0  # the source's split seed
     augmentation: str = "paper"  # the source's augmentation policy
     batch_size: int = 128  # fine-tuning batch size
     weight_decay: float = 0.001  # L2 coefficient, as the source was trained with
     momentum: float = 0.9  # SGD momentum
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {name: getattr(self, name) for name in STORED_FIELDS}
 
-    def split(self) -> SplitSettings:
-        """The source run's train/validation split of ``data``."""
-        return SplitSettings(self.data, self.validation_fraction, self.seed, self.limit)
+
+# Everything but the split's expected size, which only a card records.
+STORED_FIELDS = tuple(field.name for field in dataclasses.fields(DataSettings) if field.name != "validation_images")
 
 
 def resolve_data_settings(source: SourceModel, overrides: dict[str, Any]) -> DataSettings:
     """The source run's data settings, with every non-None value of ``overrides`` taking precedence."""
-    saved: dict[str, Any] = {}
     run_config = source.run_config
     if isinstance(run_config.get("data"), dict):
         saved = dict(run_config["data"])
     elif isinstance(run_config.get("train"), dict):
         train = run_config["train"]
-        saved = {key: train.get(key) for key in ("data", "limit", "validation_fraction", "seed", "augmentation", "batch_size", "weight_decay", "momentum")}
+        saved = {key: train.get(key) for key in STORED_FIELDS}
     else:
         # No run folder: the card still records the dataset and the split.
         saved = {
@@ -72,8 +68,7 @@ def resolve_data_settings(source: SourceModel, overrides: dict[str, Any]) -> Dat
         raise ToolkitError(
             f"cannot tell which images {source.path} was trained on (no config.json beside it, no dataset in its card): pass --data"
         )
-    known = {field.name for field in dataclasses.fields(DataSettings)}
-    return DataSettings(**{key: value for key, value in merged.items() if key in known})
+    return DataSettings(**{key: value for key, value in merged.items() if key in STORED_FIELDS})
 
 
 @dataclasses.dataclass
@@ -99,11 +94,7 @@ class FineTuneData:
         return BatchSource(self.validation.images, self.validation.labels, self.settings.batch_size, self.mean, self.std)
 
     def summary(self) -> dict[str, Any]:
-        return {
-            **self.settings.to_dict(),
-            "train_images": len(self.train),
-            "validation_images": len(self.validation),
-        }
+        return {**self.settings.to_dict(), "train_images": len(self.train), "validation_images": len(self.validation)}
 
     def card_metrics(self) -> dict[str, Any]:
         """The split a stage's model card records, so ``toolkit eval --split validation`` rebuilds it."""
@@ -116,56 +107,9 @@ class FineTuneData:
         }
 
 
-@dataclasses.dataclass
-class StageStart:
-    """What a fine-tuning stage (prune, QAT) starts from."""
-
-    out: Path  # the prepared run folder
-    source: SourceModel  # the model to fine-tune, with its card
-    data: FineTuneData  # the source run's images, split and normalisation
-    accuracy_before: float  # the source model's validation accuracy
-
-
-def start_stage(config: Any) -> StageStart:
-    """Prepare the run folder, load the source model and its training data, measure where it starts.
-
-    ``config`` is a PruneConfig or QatConfig: both name ``model``, ``out``, ``overwrite``
-    and the data overrides (``data``, ``limit``, ``batch_size``, ``augmentation``, ``seed``).
-    """
-    out = stage.prepare_folder(config.out, config.overwrite)
-    source = load_source(config.model)
-    overrides = {name: getattr(config, name) for name in ("data", "limit", "batch_size", "augmentation", "seed")}
-    data = load_training_data(source, resolve_data_settings(source, overrides))
-    return StageStart(out, source, data, accuracy(source.model, source.card, data.validation))
-
-
-def finish_stage(begun: StageStart, name: str, config: Any, model: Any, card: ModelCard, rows: list[dict[str, Any]],
-                 details: dict[str, Any], started: float, save_extra: Callable[[Path], None] | None = None) -> stage.StageResult:  # fmt: skip
-    """Write a fine-tuning stage's folder: config.json, the Keras 3 model with its card (then ``save_extra(model_path)``),
-    history.csv and report.json (the stage's ``details`` between the source and the sizes)."""
-    out, source = begun.out, begun.source
-    stage.write_config(out, {name: config.to_dict(), "data": begun.data.settings.to_dict(), "source": str(source.path), "source_sha256": source.sha256})
-    model_path = bridge.save_keras3(model, card, out / stage.MODEL_NAME)
-    if save_extra is not None:
-        save_extra(model_path)
-    write_history_csv(rows, out / stage.HISTORY_NAME)
-    report = {
-        "stage": name,
-        "model": str(model_path),
-        "source": str(source.path),
-        "source_sha256": source.sha256,
-        **details,
-        "sizes": {"raw": model_path.stat().st_size, "gzip": atomic.gzip_size(model_path)},
-        "data": begun.data.summary(),
-        "history": rows,
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    return stage.StageResult(model_path, stage.write_report(out, report), report)
-
-
 def load_training_data(source: SourceModel, settings: DataSettings) -> FineTuneData:
     """The source run's train/validation split, its images fitted to the card's input size."""
-    train, validation = load_split(settings.split(), fit_to=source.card, strict=True)
+    train, validation = load_split(settings, fit_to=source.card, strict=True)
     return FineTuneData(settings, train, validation, list(source.card.mean), list(source.card.std))
 
 
@@ -180,13 +124,6 @@ def sgd_with_l2(learning_rate: Any, momentum: float, l2: float) -> Any:
             return super().update_step(gradient, variable)
 
     return L2SGD(learning_rate=learning_rate, momentum=momentum)
-
-
-def cosine_learning_rate(initial: float, total_steps: int) -> Any:
-    """Cosine decay from ``initial`` to 0 over the fine-tuning."""
-    from training.tensorflow_stack import tf_keras
-
-    return tf_keras.optimizers.schedules.CosineDecay(initial, max(1, total_steps))
 
 
 def fit(
@@ -209,20 +146,19 @@ def fit(
     steps_per_epoch = len(train_source)
     if steps_per_epoch < 1:
         raise ToolkitError(f"{len(data.train)} training images are too few for one batch of {data.settings.batch_size}")
-    schedule = cosine_learning_rate(learning_rate, epochs * steps_per_epoch)
+    schedule = tf_keras.optimizers.schedules.CosineDecay(learning_rate, max(1, epochs * steps_per_epoch))  # to 0 at the end
     model.compile(
         optimizer=sgd_with_l2(schedule, data.settings.momentum, data.settings.weight_decay),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
     rows: list[dict[str, Any]] = []
-    recorder = _EpochRecorder(tf_keras, rows, epoch_metrics, train_source)
-    bar = _ProgressBar(tf_keras, epochs, steps_per_epoch, description, progress)
+    epoch_callback = _EpochCallback(tf_keras, rows, epoch_metrics, train_source, epochs, description, progress)
     model.fit(
         as_keras_dataset(train_source, tf_keras),
         validation_data=as_keras_dataset(data.validation_source(), tf_keras),
         epochs=epochs,
-        callbacks=[*(extra_callbacks or []), recorder, bar],
+        callbacks=[*(extra_callbacks or []), epoch_callback],
         verbose=0,
     )
     for row in rows:
@@ -231,40 +167,20 @@ def fit(
     return rows
 
 
-def _EpochRecorder(tf_keras: Any, rows: list, epoch_metrics: Any, train_source: BatchSource) -> Any:
-    class EpochRecorder(tf_keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            train_source.set_epoch(epoch)
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            logs = logs or {}
-            optimizer = self.model.optimizer
-            row = {
-                "epoch": epoch + 1,
-                "loss": float(logs.get("loss", float("nan"))),
-                "accuracy": float(logs.get("accuracy", float("nan"))),
-                "val_loss": float(logs.get("val_loss", float("nan"))),
-                "val_accuracy": float(logs.get("val_accuracy", float("nan"))),
-                "learning_rate": float(optimizer.learning_rate(optimizer.iterations)) if callable(optimizer.learning_rate) else float(optimizer.learning_rate),
-                "seconds": round(time.perf_counter() - self.started, 3),
-            }
-            if epoch_metrics is not None:
-                row.update(epoch_metrics(self.model))
-            rows.append(row)
-
-    return EpochRecorder()
-
-
-def _ProgressBar(tf_keras: Any, epochs: int, steps_per_epoch: int, description: str, enabled: bool) -> Any:
+def _EpochCallback(
+    tf_keras: Any, rows: list, epoch_metrics: Any, train_source: BatchSource, epochs: int, description: str, progress: bool
+) -> Any:
+    """Sets the training batches' epoch and appends one history row per epoch to ``rows``; with ``progress``, a bar and a line."""
     from tqdm.auto import tqdm
 
-    class ProgressBar(tf_keras.callbacks.Callback):
+    class EpochCallback(tf_keras.callbacks.Callback):
         bar = None
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            if enabled:
-                self.bar = tqdm(total=steps_per_epoch, desc=f"{description} {epoch + 1}/{epochs}", unit="step", leave=False, file=sys.stderr)
+            train_source.set_epoch(epoch)
+            self.started = time.perf_counter()
+            if progress:
+                self.bar = tqdm(total=len(train_source), desc=f"{description} {epoch + 1}/{epochs}", unit="step", leave=False, file=sys.stderr)
 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
             if self.bar is not None:
@@ -273,35 +189,38 @@ def _ProgressBar(tf_keras: Any, epochs: int, steps_per_epoch: int, description: 
                 self.bar.update(1)
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logs = logs or {}
+            optimizer = self.model.optimizer
+            row = {
+                "epoch": epoch + 1,
+                **{key: float(logs.get(key, float("nan"))) for key in ("loss", "accuracy", "val_loss", "val_accuracy")},
+                "learning_rate": float(optimizer.learning_rate(optimizer.iterations)) if callable(optimizer.learning_rate) else float(optimizer.learning_rate),
+                "seconds": round(time.perf_counter() - self.started, 3),
+            }
+            if epoch_metrics is not None:
+                row.update(epoch_metrics(self.model))
+            rows.append(row)
             if self.bar is not None:
                 self.bar.close()
                 self.bar = None
-            if enabled:
-                logs = logs or {}
                 print(
-                    f"{description} epoch {epoch + 1}/{epochs}: loss {logs.get('loss', float('nan')):.4f} "
-                    f"accuracy {logs.get('accuracy', float('nan')):.4f} val_accuracy {logs.get('val_accuracy', float('nan')):.4f}",
+                    f"{description} epoch {epoch + 1}/{epochs}: loss {row['loss']:.4f} accuracy {row['accuracy']:.4f} "
+                    f"val_accuracy {row['val_accuracy']:.4f}",
                     file=sys.stderr,
                 )
 
-    return ProgressBar()
+    return EpochCallback()
 
 
 def accuracy(model: Any, card: ModelCard, dataset: Dataset) -> float:
     """Top-1 accuracy of a Keras model (either stack) on uint8 images, fed as its card says."""
     if not len(dataset):
         return 0.0
-    predictions = KerasPredictor(model, card).predict(dataset.images).argmax(axis=-1)
-    return float(np.mean(predictions == dataset.labels))
+    return top1(KerasPredictor(model, card).predict(dataset.images), dataset.labels)
 
 
 def write_history_csv(rows: list[dict[str, Any]], target: Path) -> None:
     """history.csv of a fine-tuning run (atomic)."""
-    import csv
-    import io
-
-    from toolkit import atomic
-
     if not rows:
         return
     buffer = io.StringIO()

@@ -1,15 +1,6 @@
 """Accuracy parity of a converted model against its float reference, in numpy.
 
-Definitions (also written into ``parity.json``):
-
-- ``top1``: fraction of images whose arg-max class equals the label.
-- ``gap_points``: 100 x (reference top-1 - converted top-1); positive means the
-  converted model is worse.
-- ``agreement``: fraction of images where both models pick the same class.
-- ``mean_probability_difference``: the mean over images of the largest absolute
-  difference between the two probability vectors (per-image L-infinity distance).
-- ``max_probability_difference``: the largest absolute difference over all images
-  and classes.
+The figures are defined in ``DEFINITIONS``, which ``parity.json`` carries too.
 """
 
 from __future__ import annotations

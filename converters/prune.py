@@ -18,13 +18,13 @@ stage's artifact has the same format and ``toolkit eval`` reads it.
 
 from __future__ import annotations
 
-import time
+import warnings
 from typing import Any
 
 from converters import bridge, finetune, stage
 from converters.configs import PruneConfig
-from converters.sparsity import m_by_n_violations, model_kernels, model_sparsity
-from toolkit.errors import ToolkitError
+from converters.sparsity import m_by_n_violations, model_kernels, model_sparsity, sparsity_of_arrays
+from toolkit.errors import ToolkitError, ToolkitWarning
 
 
 def pruning_schedule_steps(total_steps: int, ramp_fraction: float) -> tuple[int, int]:
@@ -43,21 +43,13 @@ def pruning_schedule_steps(total_steps: int, ramp_fraction: float) -> tuple[int,
 
 def prune(config: PruneConfig) -> stage.StageResult:
     """Prune and fine-tune ``config.model``; write OUT/model.keras, its card, config.json, report.json."""
-    from training.tensorflow_stack import tf_keras
-
     config.validate()
-    started = time.perf_counter()
-    begun = finetune.start_stage(config)
-    source, data, accuracy_before = begun.source, begun.data, begun.accuracy_before
-    settings = data.settings
-
-    steps_per_epoch = len(data.train_source())
-    total_steps = steps_per_epoch * config.epochs
+    begun = stage.start_stage(config)
+    source, data = begun.source, begun.data
+    total_steps = len(data.train_source()) * config.epochs
     end_step, frequency = pruning_schedule_steps(total_steps, config.ramp_fraction)
     m_by_n = config.m_by_n()
     target = m_by_n[0] / m_by_n[1] if m_by_n else config.sparsity
-
-    tf_keras.utils.set_random_seed(settings.seed)
     try:
         stripped, rows = prune_model(source.twin(), data, config, target, m_by_n, end_step, frequency)
     except ValueError as error:
@@ -72,36 +64,25 @@ def prune(config: PruneConfig) -> stage.StageResult:
             "pattern": f"{m_by_n[0]}:{m_by_n[1]}",
             "violating_blocks": {name: m_by_n_violations(kernel, *m_by_n) for name, kernel in model_kernels(model)},
         }
-    card = source.card.replace(
-        sparsity=round(sparsity.overall, 6),
-        source_sha256=source.sha256,
-        history=[*source.card.history, f"prune:{structured_report['pattern'] if m_by_n else f'{target:g}'}"],
-        metrics={
-            "validation_accuracy": accuracy_after,
-            **data.card_metrics(),
-        },
-        notes=(
-            f"toolkit prune: tfmot prune_low_magnitude, PolynomialDecay 0 -> {target:g} over steps 0..{end_step} "
-            f"(every {frequency}) of {total_steps}, strip_pruning; kernels pruned, biases dense"
-        ),
+    notes = (
+        f"toolkit prune: tfmot prune_low_magnitude, PolynomialDecay 0 -> {target:g} over steps 0..{end_step} "
+        f"(every {frequency}) of {total_steps}, strip_pruning; kernels pruned, biases dense"
     )
+    history_entry = f"prune:{structured_report['pattern']}" if structured_report else f"prune:{target:g}"
+    card = begun.card(sparsity.overall, history_entry, notes, {"validation_accuracy": accuracy_after})
     details = {
         "target_sparsity": target,
         "structured": structured_report,
         "schedule": {"begin_step": 0, "end_step": end_step, "frequency": frequency, "total_steps": total_steps},
         "sparsity": sparsity.to_dict(),
-        "validation_accuracy": {"before": accuracy_before, "after": accuracy_after},
+        "validation_accuracy": {"before": begun.accuracy_before, "after": accuracy_after},
     }
-    result = finetune.finish_stage(begun, "prune", config, model, card, rows, details, started)
+    result = stage.finish_stage(begun, "prune", config, model, card, rows, details)
     # Under M:N a kernel whose input channels are not a multiple of N (conv1: RGB) pads its
     # last block and ends less sparse; that is the pattern, not a shortfall.
     uneven = {name for name, kernel in model_kernels(model) if m_by_n and kernel.shape[-2] % m_by_n[1]}
     short = [name for name, value in sparsity.per_layer.items() if value < target - 0.01 and name not in uneven]
     if short:
-        import warnings
-
-        from toolkit.errors import ToolkitWarning
-
         warnings.warn(f"layers {', '.join(short)} ended below the target sparsity {target:g}", ToolkitWarning, stacklevel=2)
     return result
 
@@ -131,12 +112,5 @@ def prune_model(twin: Any, data: finetune.FineTuneData, config: PruneConfig, tar
 
 def _mask_sparsity(model: Any) -> float:
     """Fraction of zeros in the pruning masks of a model wrapped by ``prune_low_magnitude``."""
-    import numpy as np
-
-    zeros = total = 0
-    for layer in model.layers:
-        for _, mask, _ in getattr(layer, "pruning_vars", []):
-            values = np.asarray(mask.numpy())
-            zeros += int(np.count_nonzero(values == 0))
-            total += values.size
-    return zeros / total if total else 0.0
+    masks = [(layer.name, mask.numpy()) for layer in model.layers for _, mask, _ in getattr(layer, "pruning_vars", [])]
+    return sparsity_of_arrays(masks).overall

@@ -33,7 +33,6 @@ uses the ranges learnt here.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,7 @@ from training.tensorflow_stack import tf_keras, tfmot
 SPARSE_INPUT_THRESHOLD = 0.01  # kernels at least this sparse count as pruned
 QAT_WEIGHTS_SUFFIX = ".qat.weights.h5"
 QAT_INFO_SUFFIX = ".qat.json"
+WEIGHTED_LAYERS = (tf_keras.layers.Conv2D, tf_keras.layers.DepthwiseConv2D, tf_keras.layers.Dense)
 
 
 class _KernelOnlyQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
@@ -87,12 +87,9 @@ class _KernelQuantizingLayout(tfmot.quantization.keras.QuantizeLayoutTransform):
         transformed, quantize_map = self.base.apply(model, layer_quantize_map)
         for layer in transformed.layers:
             entry = quantize_map.get(layer.name) or {}
-            config = entry.get("quantize_config")
-            if config is None or type(config).__name__ != "NoOpQuantizeConfig":
-                continue
-            if not isinstance(layer, (tf_keras.layers.Conv2D, tf_keras.layers.Dense, tf_keras.layers.DepthwiseConv2D)):
-                continue
-            quantize_map[layer.name] = {**entry, "quantize_config": _KernelOnlyQuantizeConfig(self.registry.get_quantize_config(layer))}
+            if type(entry.get("quantize_config")).__name__ == "NoOpQuantizeConfig" and isinstance(layer, WEIGHTED_LAYERS):
+                kernel_only = _KernelOnlyQuantizeConfig(self.registry.get_quantize_config(layer))
+                quantize_map[layer.name] = {**entry, "quantize_config": kernel_only}
         return transformed, quantize_map
 
 
@@ -121,11 +118,10 @@ def quantize_scheme(name: str) -> Any:
 def check_quantizable(model: Any) -> None:
     """A one-line error naming the first layer tfmot's 8-bit scheme cannot quantise."""
     registry = tfmot.quantization.keras.default_8bit.Default8BitQuantizeRegistry()
-    weighted = (tf_keras.layers.Conv2D, tf_keras.layers.DepthwiseConv2D, tf_keras.layers.Dense)
     for layer in model.layers:
         if isinstance(layer, tf_keras.layers.InputLayer):
             continue
-        if isinstance(layer, tf_keras.layers.BatchNormalization) and any(isinstance(parent, weighted) for parent in _parents(layer)):
+        if isinstance(layer, tf_keras.layers.BatchNormalization) and _follows_weighted_layer(layer):
             continue  # quantised together with its conv by the layout transforms, not by the registry
         if not registry.supports(layer):
             raise ToolkitError(
@@ -134,13 +130,13 @@ def check_quantizable(model: Any) -> None:
             )
 
 
-def _parents(layer: Any) -> list[Any]:
-    """The layers feeding ``layer`` in a functional model."""
-    parents: list[Any] = []
+def _follows_weighted_layer(layer: Any) -> bool:
+    """Whether a conv or dense layer feeds ``layer`` in a functional model."""
     for node in layer._inbound_nodes:  # noqa: SLF001 - tf_keras has no public accessor
         inbound = node.inbound_layers
-        parents.extend(inbound if isinstance(inbound, (list, tuple)) else [inbound])
-    return parents
+        if any(isinstance(parent, WEIGHTED_LAYERS) for parent in (inbound if isinstance(inbound, (list, tuple)) else [inbound])):
+            return True
+    return False
 
 
 def quantize_model(model: Any, scheme_name: str) -> Any:
@@ -180,19 +176,17 @@ def calibrate_ranges(qat_model: Any, float_model: Any, batches: list[np.ndarray]
                 targets[inner.name] = [variables[low], variables[high]]
     names = sorted(targets)
     probe = tf_keras.Model(float_model.input, [float_model.get_layer(name).output for name in names])
-    minimums = {name: [] for name in names}
-    maximums = {name: [] for name in names}
+    extremes: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     for batch in batches:
         outputs = probe(batch, training=False)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        for name, output in zip(names, outputs):
+        for name, output in zip(names, outputs if isinstance(outputs, (list, tuple)) else [outputs]):
             values = np.asarray(output)
             # TFLite needs 0 inside every range (tfmot's EMA update clamps the same way).
-            minimums[name].append(min(float(values.min()), 0.0))
-            maximums[name].append(max(float(values.max()), 0.0))
+            extremes[name].append((min(float(values.min()), 0.0), max(float(values.max()), 0.0)))
     ranges = {}
     for name in names:
-        low, high = float(np.mean(minimums[name])), float(np.mean(maximums[name]))
+        lows, highs = zip(*extremes[name])
+        low, high = float(np.mean(lows)), float(np.mean(highs))
         targets[name][0].assign(np.float32(low))
         targets[name][1].assign(np.float32(high))
         ranges[name] = [round(low, 6), round(high, 6)]
@@ -302,12 +296,8 @@ def load_qat_model(source: bridge.SourceModel) -> tuple[Any, dict[str, Any]]:
 def qat(config: QatConfig) -> stage.StageResult:
     """Quantization-aware fine-tuning of ``config.model``; writes the run folder described above."""
     config.validate()
-    started = time.perf_counter()
-    begun = finetune.start_stage(config)
-    out, source, data, accuracy_before = begun.out, begun.source, begun.data, begun.accuracy_before
-    settings = data.settings
-
-    tf_keras.utils.set_random_seed(settings.seed)
+    begun = stage.start_stage(config)
+    source, data = begun.source, begun.data
     twin = source.twin()
     sparsity_before = model_sparsity(twin)
     scheme = choose_scheme(config.scheme, sparsity_before.overall)
@@ -318,30 +308,20 @@ def qat(config: QatConfig) -> stage.StageResult:
     accuracy_quantized_start = finetune.accuracy(qat_model, source.card, data.validation)
 
     rows = finetune.fit(qat_model, data, config.epochs, config.learning_rate, progress=config.progress, description="QAT")
-    weights = apply_masks_and_extract(qat_model)
-    model = bridge.keras3_from_weights(source.model_config, weights)
+    model = bridge.keras3_from_weights(source.model_config, apply_masks_and_extract(qat_model))
     sparsity_after = model_sparsity(model)
     accuracy_float = finetune.accuracy(model, source.card, data.validation)
     accuracy_quantized = finetune.accuracy(qat_model, source.card, data.validation)
     sparsity_change = {
         name: round((sparsity_after.per_layer[name] - before) * 100, 4) for name, before in sparsity_before.per_layer.items()
     }
-
-    card = source.card.replace(
-        sparsity=round(sparsity_after.overall, 6),
-        source_sha256=source.sha256,
-        history=[*source.card.history, f"qat:{scheme}"],
-        metrics={
-            "validation_accuracy": accuracy_float,
-            "qat_validation_accuracy": accuracy_quantized,
-            **data.card_metrics(),
-        },
-        notes=(
-            f"toolkit qat: tfmot {scheme} 8-bit scheme (kernel quantisers on conv+ReLU restored), "
-            f"{config.epochs} epoch(s); float weights here, QAT weights in {qat_companions(out / stage.MODEL_NAME)[0].name}"
-        ),
+    weights_path, info_path = qat_companions(begun.out / stage.MODEL_NAME)
+    notes = (
+        f"toolkit qat: tfmot {scheme} 8-bit scheme (kernel quantisers on conv+ReLU restored), "
+        f"{config.epochs} epoch(s); float weights here, QAT weights in {weights_path.name}"
     )
-    weights_path, info_path = qat_companions(out / stage.MODEL_NAME)
+    accuracies = {"validation_accuracy": accuracy_float, "qat_validation_accuracy": accuracy_quantized}
+    card = begun.card(sparsity_after.overall, f"qat:{scheme}", notes, accuracies)
 
     def save_qat_weights(model_path: Path) -> None:
         # The temporary name must keep ".weights.h5": tf_keras picks the file format from it.
@@ -359,10 +339,10 @@ def qat(config: QatConfig) -> stage.StageResult:
         "sparsity": sparsity_after.to_dict(),
         "sparsity_change_points": sparsity_change,
         "validation_accuracy": {
-            "source_float": accuracy_before,
+            "source_float": begun.accuracy_before,
             "fake_quant_before_qat": accuracy_quantized_start,
             "fake_quant_after_qat": accuracy_quantized,
             "float_after_qat": accuracy_float,
         },
     }
-    return finetune.finish_stage(begun, "qat", config, model, card, rows, details, started, save_qat_weights)
+    return stage.finish_stage(begun, "qat", config, model, card, rows, details, save_qat_weights)

@@ -1,28 +1,26 @@
-"""The run folder of a compression stage (prune, qat): the same shape as ``toolkit train``'s.
+"""The stage runner of prune and QAT: a run folder shaped like ``toolkit train``'s around a ``model -> model`` transform.
 
     OUT/model.keras, OUT/model.card.json   the stage's Keras 3 model and its card
     OUT/config.json                        the stage's config and the resolved data settings
-    OUT/report.json                        what the stage measured (sparsity, sizes, accuracy)
     OUT/history.csv                        one row per fine-tuning epoch
+    OUT/report.json                        what the stage measured (sparsity, sizes, accuracy)
 
-The model is written last-but-one and the report last, so a folder with a report
-holds a complete stage; ``stage_complete`` is what ``toolkit pipeline`` checks.
+The model is written last-but-one and the report last, so a folder with a report holds a complete stage.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from converters import bridge, finetune
 from toolkit import atomic
 from toolkit.errors import ToolkitError
+from toolkit.model_card import ModelCard
 
 MODEL_NAME = "model.keras"
-REPORT_NAME = "report.json"
-CONFIG_NAME = "config.json"
-HISTORY_NAME = "history.csv"
 
 
 @dataclasses.dataclass
@@ -33,9 +31,27 @@ class StageResult:
     report_path: Path  # the JSON report beside it
     report: dict[str, Any]  # the report's contents
 
-    @property
-    def folder(self) -> Path:
-        return self.model_path.parent
+
+@dataclasses.dataclass
+class StageStart:
+    """What a fine-tuning stage (prune, QAT) starts from."""
+
+    out: Path  # the prepared run folder
+    source: bridge.SourceModel  # the model to fine-tune, with its card
+    data: finetune.FineTuneData  # the source run's images, split and normalisation
+    accuracy_before: float  # the source model's validation accuracy
+    started: float  # time.perf_counter() when the stage began
+
+    def card(self, sparsity: float, history_entry: str, notes: str, metrics: dict[str, float]) -> ModelCard:
+        """The source's card for the stage's model: its sparsity, one more history entry, ``metrics`` and the split."""
+        card = self.source.card
+        return card.replace(
+            sparsity=round(sparsity, 6),
+            source_sha256=self.source.sha256,
+            history=[*card.history, history_entry],
+            metrics={**metrics, **self.data.card_metrics()},
+            notes=notes,
+        )
 
 
 def prepare_folder(out: str | Path, overwrite: bool) -> Path:
@@ -49,18 +65,44 @@ def prepare_folder(out: str | Path, overwrite: bool) -> Path:
     return out
 
 
-def write_config(out: Path, payload: dict[str, Any]) -> Path:
-    return atomic.write_json(out / CONFIG_NAME, payload)
+def start_stage(config: Any) -> StageStart:
+    """Prepare the run folder, load the source model and its training data, measure where it starts, seed tf_keras.
+
+    ``config`` is a PruneConfig or QatConfig: both name ``model``, ``out``, ``overwrite``
+    and the data overrides (``data``, ``limit``, ``batch_size``, ``augmentation``, ``seed``).
+    """
+    from training.tensorflow_stack import tf_keras
+
+    started = time.perf_counter()
+    out = prepare_folder(config.out, config.overwrite)
+    source = bridge.load_source(config.model)
+    overrides = {name: getattr(config, name) for name in ("data", "limit", "batch_size", "augmentation", "seed")}
+    data = finetune.load_training_data(source, finetune.resolve_data_settings(source, overrides))
+    begun = StageStart(out, source, data, finetune.accuracy(source.model, source.card, data.validation), started)
+    tf_keras.utils.set_random_seed(data.settings.seed)
+    return begun
 
 
-def write_report(out: Path, report: dict[str, Any]) -> Path:
-    return atomic.write_json(out / REPORT_NAME, report)
-
-
-def read_report(out: str | Path) -> dict[str, Any] | None:
-    """The report of a finished stage, or None."""
-    path = Path(out) / REPORT_NAME
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+def finish_stage(begun: StageStart, name: str, config: Any, model: Any, card: ModelCard, rows: list[dict[str, Any]],
+                 details: dict[str, Any], save_extra: Callable[[Path], None] | None = None) -> StageResult:  # fmt: skip
+    """Write a fine-tuning stage's folder: config.json, the Keras 3 model with its card (then ``save_extra(model_path)``),
+    history.csv and report.json (the stage's ``details`` between the source and the sizes)."""
+    out, source = begun.out, begun.source
+    stage_config = {name: config.to_dict(), "data": begun.data.settings.to_dict()}
+    atomic.write_json(out / "config.json", {**stage_config, "source": str(source.path), "source_sha256": source.sha256})
+    model_path = bridge.save_keras3(model, card, out / MODEL_NAME)
+    if save_extra is not None:
+        save_extra(model_path)
+    finetune.write_history_csv(rows, out / "history.csv")
+    report = {
+        "stage": name,
+        "model": str(model_path),
+        "source": str(source.path),
+        "source_sha256": source.sha256,
+        **details,
+        "sizes": {"raw": model_path.stat().st_size, "gzip": atomic.gzip_size(model_path)},
+        "data": begun.data.summary(),
+        "history": rows,
+        "seconds": round(time.perf_counter() - begun.started, 1),
+    }
+    return StageResult(model_path, atomic.write_json(out / "report.json", report), report)

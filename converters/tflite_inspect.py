@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from converters.sparsity import sparsity_of_arrays
 from toolkit.errors import ToolkitError
 
-# Integer tensor types a full-integer model may carry: activations and weights int8,
-# biases int32, and uint8 only at the I/O boundary (QUANTIZE converts it to int8).
-INTEGER_TYPES = ("INT8", "INT32", "UINT8")
+# Tensor types inside a full-integer model: activations and weights int8, biases int32
+# (uint8 or float32 only at the I/O boundary, where QUANTIZE/DEQUANTIZE convert them).
+INTEGER_TYPES = ("INT8", "INT32")
 KERNEL_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
 
 
@@ -39,9 +40,6 @@ class OperatorInfo:
     version: int  # operator version
     inputs: list[TensorInfo]  # input tensors (optional inputs omitted)
     outputs: list[TensorInfo]  # output tensors
-
-    def types(self) -> list[str]:
-        return [tensor.type for tensor in self.inputs + self.outputs]
 
 
 @dataclasses.dataclass
@@ -71,12 +69,6 @@ class TfliteModel:
         return found
 
 
-def _schema() -> Any:
-    from training.tensorflow_stack import tflite_schema
-
-    return tflite_schema
-
-
 def _names(enum_class: Any) -> dict[int, str]:
     return {value: key for key, value in vars(enum_class).items() if not key.startswith("_")}
 
@@ -86,7 +78,8 @@ _NUMPY_TYPES = {"INT8": np.int8, "UINT8": np.uint8, "INT32": np.int32, "INT16": 
 
 def read_tflite(path_or_bytes: str | Path | bytes) -> TfliteModel:
     """Parse a .tflite file (or its bytes); a one-line error when it is not a TFLite flatbuffer."""
-    schema = _schema()
+    from training.tensorflow_stack import tflite_schema as schema
+
     if isinstance(path_or_bytes, (bytes, bytearray)):
         data = bytes(path_or_bytes)
         label = "model bytes"
@@ -110,18 +103,17 @@ def read_tflite(path_or_bytes: str | Path | bytes) -> TfliteModel:
         raw = subgraph.tensors[index]
         type_name = type_names.get(raw.type, str(raw.type))
         buffer = model.buffers[raw.buffer] if raw.buffer < len(model.buffers) else None
+        shape = [int(value) for value in (raw.shape if raw.shape is not None else [])]
         constant = None
         if buffer is not None and buffer.data is not None and len(buffer.data) and type_name in _NUMPY_TYPES:
             constant = np.frombuffer(np.asarray(buffer.data, dtype=np.uint8).tobytes(), dtype=_NUMPY_TYPES[type_name])
-            shape = [int(value) for value in (raw.shape if raw.shape is not None else [])]
             if shape and int(np.prod(shape)) == constant.size:
                 constant = constant.reshape(shape)
         quantization = raw.quantization
         scale = [float(value) for value in (quantization.scale if quantization is not None and quantization.scale is not None else [])]
         zero_point = [int(value) for value in (quantization.zeroPoint if quantization is not None and quantization.zeroPoint is not None else [])]
         name = raw.name.decode("utf-8", "replace") if isinstance(raw.name, bytes) else str(raw.name)
-        shape_list = [int(value) for value in (raw.shape if raw.shape is not None else [])]
-        return TensorInfo(index, name, type_name, shape_list, scale, zero_point, constant)
+        return TensorInfo(index, name, type_name, shape, scale, zero_point, constant)
 
     operators = []
     for position, raw in enumerate(subgraph.operators or []):
@@ -138,7 +130,7 @@ def read_tflite(path_or_bytes: str | Path | bytes) -> TfliteModel:
     for entry in model.metadata or []:
         key = entry.name.decode() if isinstance(entry.name, bytes) else str(entry.name)
         buffer = model.buffers[entry.buffer]
-        metadata[key] = bytes(np.asarray(buffer.data, dtype=np.uint8).tobytes()) if buffer.data is not None else b""
+        metadata[key] = np.asarray(buffer.data, dtype=np.uint8).tobytes() if buffer.data is not None else b""
     return TfliteModel(
         operators,
         [tensor(int(index)) for index in subgraph.inputs],
@@ -163,7 +155,7 @@ def first_non_integer_operator(model: TfliteModel, io_type: str = "int8") -> str
         )
         if boundary and io_type != "int8":
             continue
-        bad = [tensor for tensor in operator.inputs + operator.outputs if tensor.type not in INTEGER_TYPES or tensor.type == "UINT8"]
+        bad = [tensor for tensor in operator.inputs + operator.outputs if tensor.type not in INTEGER_TYPES]
         if bad:
             return f"operator {operator.index} {operator.name} has {bad[0].type} tensor {bad[0].name!r}"
     return None
@@ -171,10 +163,7 @@ def first_non_integer_operator(model: TfliteModel, io_type: str = "int8") -> str
 
 def kernel_sparsity(model: TfliteModel) -> dict[str, Any]:
     """Zero fraction of the conv / fully-connected kernels stored in the file."""
-    from converters.sparsity import sparsity_of_arrays
-
-    report = sparsity_of_arrays(model.kernels())
-    return report.to_dict()
+    return sparsity_of_arrays(model.kernels()).to_dict()
 
 
 LABELS_METADATA = "labels"
@@ -187,8 +176,8 @@ def embed_metadata(model_bytes: bytes, entries: dict[str, bytes]) -> bytes:
     Runtimes ignore entries they do not know; ``read_tflite(...).metadata`` reads them back.
     """
     from training.tensorflow_stack import flatbuffer_utils
+    from training.tensorflow_stack import tflite_schema as schema
 
-    schema = _schema()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_bytes, 0))
     model.metadata = list(model.metadata or [])
     for name, payload in entries.items():

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import sys
 import threading
@@ -31,7 +32,7 @@ import numpy as np
 from edge_app.blas import limit_blas_threads, restore_blas_threads
 from edge_app.collect import writable_folder
 from edge_app.frame_queue import CLOSED, FrameQueue
-from edge_app.outputs import JsonLines, VideoSaver, Window
+from edge_app.outputs import VideoSaver, Window
 from edge_app.overlay import annotate
 from edge_app.predictions import Prediction, Smoother, top_predictions
 from edge_app.runtime import TFLitePredictor, runtime_module
@@ -70,40 +71,6 @@ class ClassifyConfig:
     #                                 inference thread by up to 5 ms each time invoke() returns)
 
 
-@dataclasses.dataclass
-class Result:
-    """One classified frame on its way to the outputs."""
-
-    frame: Frame
-    predictions: list[Prediction]
-    inference_seconds: float
-
-
-@dataclasses.dataclass
-class _RawResult:
-    """What the inference thread hands on: the frame, the raw output tensor and the invoke time."""
-
-    frame: Frame
-    output: np.ndarray
-    inference_seconds: float
-
-
-class _FpsMeter:
-    """Smoothed frames per second between consecutive outputs, for the overlay."""
-
-    def __init__(self) -> None:
-        self.last: float | None = None
-        self.fps = 0.0
-
-    def tick(self) -> float:
-        now = time.perf_counter()
-        if self.last is not None and now > self.last:
-            instant = 1.0 / (now - self.last)
-            self.fps = instant if self.fps == 0.0 else 0.9 * self.fps + 0.1 * instant
-        self.last = now
-        return self.fps
-
-
 def available_cores() -> int:
     """CPU cores this process may run on (its affinity mask where the OS has one)."""
     with contextlib.suppress(AttributeError, OSError):
@@ -119,88 +86,72 @@ def _skip_unreadable(frame: Frame, stats: RunStats, reason: str, named: set[str]
         print(f"warning: skipped {frame.name}: {reason}", file=sys.stderr, flush=True)
 
 
-@contextlib.contextmanager
-def _errors_to_main_thread(stop: threading.Event, errors: list[BaseException], *queues: FrameQueue) -> Iterator[None]:
-    """Around a worker thread's loop: keep what it raises for the main thread, stop the run, and close ``queues``."""
-    try:
-        yield
-    except BaseException as error:  # noqa: BLE001 - handed to the main thread
-        errors.append(error)
-        stop.set()
-    finally:
-        for queue in queues:
-            queue.close()
-
-
-def _capture_loop(source: Source, classifier: TFLitePredictor, queue: FrameQueue, stats: RunStats,
-                  stop: threading.Event, errors: list[BaseException], pace_fps: float | None = None) -> None:
-    """The capture thread: read each frame, turn it into an input tensor and queue both."""
-    started, cpu_started = time.perf_counter(), time.thread_time()
-    named: set[str] = set()
-    with _errors_to_main_thread(stop, errors, queue):
-        for count, frame in enumerate(source.frames(stop)):
-            if pace_fps:  # play a file at its own speed when someone watches it
-                delay = started + count / pace_fps - time.perf_counter()
-                if delay > 0 and stop.wait(delay):
-                    break
-            if frame.image is None:
-                _skip_unreadable(frame, stats, "not an image OpenCV can decode", named)
-                continue
-            try:
-                tensor = classifier.prepare(frame.image[None], frame.colour_order)
-            except ValueError as error:  # a frame with an impossible shape: count it, keep going
-                _skip_unreadable(frame, stats, str(error), named)
-                continue
-            if not queue.put((frame, tensor)):
-                break
-    stats.capture_cpu_seconds = time.thread_time() - cpu_started
-
-
-def _inference_loop(classifier: TFLitePredictor, frames: FrameQueue, results: FrameQueue, stats: RunStats,
-                    config: ClassifyConfig, stop: threading.Event, errors: list[BaseException]) -> None:
-    """The inference thread: nothing but ``invoke()`` on each queued tensor, its raw output queued on."""
-    cpu_started = time.thread_time()
-    with _errors_to_main_thread(stop, errors, frames, results):
-        while (item := frames.get()) is not CLOSED:
-            frame, tensor = item
-            started = time.perf_counter()
-            output = classifier.run(tensor)
-            seconds = time.perf_counter() - started
-            stats.record_inference(started, seconds)
-            if not results.put(_RawResult(frame, output, seconds)):
-                break
-            if config.max_frames and stats.frames >= config.max_frames:
-                stop.set()
-                break
-    stats.inference_cpu_seconds = time.thread_time() - cpu_started
-
-
 class _WorkerThreads:
-    """The capture and inference threads, the queues they hand frames along and the errors they leave behind."""
+    """The capture and inference threads, the queues they hand frames along and the errors they leave behind.
+
+    capture: each frame of the source as an input tensor; inference: nothing but ``invoke()`` on each,
+    its raw output queued on as (frame, output, seconds).
+    """
 
     def __init__(self, source: Source, classifier: TFLitePredictor, config: ClassifyConfig, stats: RunStats,
                  stop: threading.Event, pace_fps: float | None) -> None:
+        self.source, self.classifier, self.config, self.stats = source, classifier, config, stats
         self.stop = stop
+        self.pace_fps = pace_fps  # play a file at its own speed when someone watches it
         self.errors: list[BaseException] = []
         self.frames = FrameQueue(max(1, config.queue_size), drop_oldest=source.live)
         self.results = FrameQueue(max(4, config.queue_size))
-        self.capture = threading.Thread(
-            target=_capture_loop,
-            args=(source, classifier, self.frames, stats, stop, self.errors, pace_fps),
-            name="capture",
-            daemon=True,
-        )
-        self.inference = threading.Thread(
-            target=_inference_loop,
-            args=(classifier, self.frames, self.results, stats, config, stop, self.errors),
-            name="inference",
-            daemon=True,
-        )
+        self.capture = threading.Thread(target=self._capture_loop, name="capture", daemon=True)
+        self.inference = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
 
-    def start(self) -> None:
-        """Start capture, then inference."""
-        self.capture.start()
-        self.inference.start()
+    @contextlib.contextmanager
+    def _errors_to_main_thread(self, *queues: FrameQueue) -> Iterator[None]:
+        """Around a thread's loop: keep what it raises for the main thread, stop the run, and close ``queues``."""
+        try:
+            yield
+        except BaseException as error:  # noqa: BLE001 - handed to the main thread
+            self.errors.append(error)
+            self.stop.set()
+        finally:
+            for queue in queues:
+                queue.close()
+
+    def _capture_loop(self) -> None:
+        started, cpu_started = time.perf_counter(), time.thread_time()
+        named: set[str] = set()
+        with self._errors_to_main_thread(self.frames):
+            for count, frame in enumerate(self.source.frames(self.stop)):
+                if self.pace_fps:
+                    delay = started + count / self.pace_fps - time.perf_counter()
+                    if delay > 0 and self.stop.wait(delay):
+                        break
+                if frame.image is None:
+                    _skip_unreadable(frame, self.stats, "not an image OpenCV can decode", named)
+                    continue
+                try:
+                    tensor = self.classifier.prepare(frame.image[None], frame.colour_order)
+                except ValueError as error:  # a frame with an impossible shape: count it, keep going
+                    _skip_unreadable(frame, self.stats, str(error), named)
+                    continue
+                if not self.frames.put((frame, tensor)):
+                    break
+        self.stats.capture_cpu_seconds = time.thread_time() - cpu_started
+
+    def _inference_loop(self) -> None:
+        cpu_started = time.thread_time()
+        with self._errors_to_main_thread(self.frames, self.results):
+            while (item := self.frames.get()) is not CLOSED:
+                frame, tensor = item
+                started = time.perf_counter()
+                output = self.classifier.run(tensor)
+                seconds = time.perf_counter() - started
+                self.stats.record_inference(started, seconds)
+                if not self.results.put((frame, output, seconds)):
+                    break
+                if self.config.max_frames and self.stats.frames >= self.config.max_frames:
+                    self.stop.set()
+                    break
+        self.stats.inference_cpu_seconds = time.thread_time() - cpu_started
 
     def stop_and_join(self) -> None:
         """Stop both threads and wait a while for each; a capture read stuck in a driver may outlive this."""
@@ -215,33 +166,36 @@ class _WorkerThreads:
 class _TopPredictions:
     """Raw output tensors to the top-k, in frame order (smoothing needs the order)."""
 
-    def __init__(self, classifier: TFLitePredictor, config: ClassifyConfig, smoothing: float) -> None:
+    def __init__(self, classifier: TFLitePredictor, config: ClassifyConfig, source: Source) -> None:
         self.classifier = classifier
         self.config = config
+        smoothing = config.smoothing
+        if smoothing and isinstance(source, ImageFilesSource):
+            print("warning: --smoothing is ignored for images: they are not consecutive frames", file=sys.stderr)
+            smoothing = 0.0
         self.smoother = Smoother(smoothing)
 
-    def __call__(self, raw: _RawResult) -> Result:
-        probabilities = self.smoother(self.classifier.probabilities(raw.output)[0])
-        predictions = top_predictions(probabilities, self.classifier.labels, self.config.top_k, self.config.threshold)
-        return Result(raw.frame, predictions, raw.inference_seconds)
+    def __call__(self, output: np.ndarray) -> list[Prediction]:
+        probabilities = self.smoother(self.classifier.probabilities(output)[0])
+        return top_predictions(probabilities, self.classifier.labels, self.config.top_k, self.config.threshold)
 
 
-def _record(result: Result) -> dict[str, Any]:
+def _record(frame: Frame, predictions: list[Prediction], inference_seconds: float) -> dict[str, Any]:
     record: dict[str, Any] = {
-        "time": round(result.frame.captured_at, 3),
-        "frame": result.frame.index,
-        "top_k": [prediction.to_dict() for prediction in result.predictions],
-        "inference_ms": round(result.inference_seconds * 1000.0, 3),
+        "time": round(frame.captured_at, 3),
+        "frame": frame.index,
+        "top_k": [prediction.to_dict() for prediction in predictions],
+        "inference_ms": round(inference_seconds * 1000.0, 3),
     }
-    if result.frame.name:
-        record["source"] = result.frame.name
+    if frame.name:
+        record["source"] = frame.name
     return record
 
 
-def _text_line(result: Result) -> str:
-    best = ", ".join(f"{p.label} {p.score:.2f}" for p in result.predictions) or "no class above threshold"
-    name = f" {Path(result.frame.name).name}" if result.frame.name else ""
-    return f"frame {result.frame.index}{name}: {best} ({result.inference_seconds * 1000.0:.2f} ms)"
+def _text_line(frame: Frame, predictions: list[Prediction], inference_seconds: float) -> str:
+    best = ", ".join(f"{p.label} {p.score:.2f}" for p in predictions) or "no class above threshold"
+    name = f" {Path(frame.name).name}" if frame.name else ""
+    return f"frame {frame.index}{name}: {best} ({inference_seconds * 1000.0:.2f} ms)"
 
 
 class _Outputs:
@@ -249,14 +203,14 @@ class _Outputs:
 
     def __init__(self, stdout: TextIO, headless: bool, window: Window | None, saver: VideoSaver | None,
                  server: PreviewServer | None, stats: RunStats, stop: threading.Event) -> None:
-        self.stdout = stdout
-        self.json_lines = JsonLines(stdout) if headless else None
+        self.stdout, self.headless = stdout, headless
         self.window, self.saver, self.server = window, saver, server
         self.visual = window is not None or saver is not None or server is not None
         self.text = not headless and not self.visual  # plain lines when nothing else was asked for
         self.stats = stats
         self.stop = stop
-        self.fps_meter = _FpsMeter()
+        self.fps = 0.0  # smoothed frames per second between consecutive outputs, for the overlay
+        self.last_output: float | None = None
 
     def start(self) -> None:
         """Start the web page, if there is one, and say on stderr where it is."""
@@ -266,35 +220,55 @@ class _Outputs:
             if self.server.capture_folders is not None:
                 print(f"capture saves into {self.server.capture_folders.root}/<label>/", file=sys.stderr, flush=True)
 
-    def handle(self, result: Result) -> None:
-        """Output one result."""
-        fps = self.fps_meter.tick()
+    def _write_line(self, line: str) -> None:
+        """One line on stdout, flushed; a reader who left (``| head``) turns stdout off and raises BrokenPipeError."""
         try:
-            if self.json_lines is not None:
-                self.json_lines.write(_record(result))
+            self.stdout.write(line + "\n")
+            self.stdout.flush()
+        except BrokenPipeError:
+            # Point the closed pipe at /dev/null so later writes and the interpreter's exit flush do not fail.
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.stdout.fileno())
+                os.close(devnull)
+            self.headless = self.text = False
+            raise
+
+    def _tick(self) -> float:
+        """The smoothed FPS, counting one more output now."""
+        now = time.perf_counter()
+        if self.last_output is not None and now > self.last_output:
+            instant = 1.0 / (now - self.last_output)
+            self.fps = instant if self.fps == 0.0 else 0.9 * self.fps + 0.1 * instant
+        self.last_output = now
+        return self.fps
+
+    def handle(self, frame: Frame, predictions: list[Prediction], inference_seconds: float) -> None:
+        """Output one classified frame."""
+        fps = self._tick()
+        try:
+            if self.headless:
+                self._write_line(json.dumps(_record(frame, predictions, inference_seconds), separators=(",", ":")))
             elif self.text:
-                print(_text_line(result), file=self.stdout, flush=True)
+                self._write_line(_text_line(frame, predictions, inference_seconds))
         except BrokenPipeError:  # `toolkit classify ... | head`: the reader left, so stop
-            _silence(self.stdout)
-            self.json_lines, self.text = None, False
             self.stop.set()
-        if self.visual and result.frame.image is not None:
-            annotated = annotate(result.frame.image, result.predictions, fps, result.inference_seconds * 1e3)
+        if self.visual and frame.image is not None:
+            annotated = annotate(frame.image, predictions, fps, inference_seconds * 1e3)
             if self.saver is not None:
-                self.saver.write(annotated, result.frame.captured_at)
+                self.saver.write(annotated, frame.captured_at)
             if self.server is not None:
-                record = {**_record(result), "fps": fps}
-                self.server.publish(annotated, record, result.frame.image, result.frame.colour_order)
+                record = {**_record(frame, predictions, inference_seconds), "fps": fps}
+                self.server.publish(annotated, record, frame.image, frame.colour_order)
             if self.window is not None and not self.window.show(annotated):
                 self.stop.set()
         self.stats.mark_output()
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        if self.json_lines is not None:
-            try:
-                self.json_lines.write({"summary": summary})
-            except BrokenPipeError:  # the reader left before the summary line
-                _silence(self.stdout)
+        """With ``headless``, the summary as the last JSON line (unless the reader left before it)."""
+        if self.headless:
+            with contextlib.suppress(BrokenPipeError):
+                self._write_line(json.dumps({"summary": summary}, separators=(",", ":")))
 
     def close(self) -> None:
         """Stop the web page, finish the video file, close the window."""
@@ -306,44 +280,31 @@ class _Outputs:
             self.window.close()
 
 
-def _silence(stream: TextIO) -> None:
-    """Point a closed pipe at /dev/null so later writes and the interpreter's exit flush do not fail."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, stream.fileno())
-        os.close(devnull)
-
-
-def run_classify(
-    config: ClassifyConfig,
-    source: Source | None = None,
-    stop: threading.Event | None = None,
-    stdout: TextIO | None = None,
-) -> dict[str, Any]:
+def run_classify(config: ClassifyConfig, source: Source | None = None, stop: threading.Event | None = None,
+                 stdout: TextIO | None = None) -> dict[str, Any]:
     """Classify every frame of ``config.source`` until it ends or the run is stopped; returns the summary.
 
     ``source`` and ``stop`` may be passed in (tests, embedding); ``stdout`` receives
     the per-frame lines (JSON with ``headless``) and, with ``headless``, a last
     ``{"summary": ...}`` line. The human-readable summary goes to stderr.
     """
-    stdout = stdout or sys.stdout
     serve_address = _check_flags(config)
     capture_size = parse_size(config.capture_size) if config.capture_size else None
     classifier = TFLitePredictor(config.model, threads=config.threads, edgetpu=config.edgetpu, xnnpack=config.xnnpack)
     _warn_if_threads_take_every_core(config)
     window = Window() if config.show else None
     if source is None:
-        backoff = Backoff(give_up_after=config.reconnect_timeout)
-        source = open_source(
-            config.source, loop=config.loop, capture_size=capture_size, backoff=backoff, decode_threads=config.decode_threads
-        )
-    smoothing = _smoothing_for(config, source)
+        source = open_source(config.source, loop=config.loop, capture_size=capture_size, decode_threads=config.decode_threads,
+                             backoff=Backoff(give_up_after=config.reconnect_timeout))
+    predict = _TopPredictions(classifier, config, source)
     saver = VideoSaver(config.save, source.fps, real_time=source.live) if config.save else None
-    server = _preview_server(config, serve_address, source)
+    server = None
+    if serve_address is not None:  # bound now, started with the outputs
+        server = PreviewServer(*serve_address, model=Path(config.model).name, source=source.description,
+                               collect_to=config.collect_to)
     stop = stop or threading.Event()
     stats = RunStats()
-    outputs = _Outputs(stdout, config.headless, window, saver, server, stats, stop)
-    predict = _TopPredictions(classifier, config, smoothing)
+    outputs = _Outputs(stdout or sys.stdout, config.headless, window, saver, server, stats, stop)
     pace_fps = source.fps if (window is not None or server is not None) and not source.live else None
     threads = _WorkerThreads(source, classifier, config, stats, stop, pace_fps)
     with _blas_and_switch_interval(config):
@@ -364,9 +325,9 @@ def _check_flags(config: ClassifyConfig) -> tuple[str, int] | None:
     if config.decode_threads < 0:
         raise ToolkitError(f"--decode-threads must be 0 (FFmpeg's choice) or more, got {config.decode_threads}")
     serve_address = parse_address(config.serve) if config.serve else None
-    if config.collect_to and serve_address is None:
-        raise ToolkitError("--collect-to needs --serve: the capture control is on the --serve page")
     if config.collect_to:
+        if serve_address is None:
+            raise ToolkitError("--collect-to needs --serve: the capture control is on the --serve page")
         writable_folder(config.collect_to)  # before a camera is opened: an unwritable root is a one-line error
     return serve_address
 
@@ -375,27 +336,8 @@ def _warn_if_threads_take_every_core(config: ClassifyConfig) -> None:
     """Warn when the interpreter's threads would leave no core for capture and output."""
     cores = available_cores()
     if config.threads and not config.edgetpu and config.threads >= cores > 1:
-        print(
-            f"warning: --threads {config.threads} takes all {cores} cores, leaving none for capture and output: "
-            f"--threads {cores - 1} is usually faster end to end (docs/edge.md)",
-            file=sys.stderr,
-        )
-
-
-def _smoothing_for(config: ClassifyConfig, source: Source) -> float:
-    """The smoothing weight to use: none for images, which are not consecutive frames."""
-    if config.smoothing and isinstance(source, ImageFilesSource):
-        print("warning: --smoothing is ignored for images: they are not consecutive frames", file=sys.stderr)
-        return 0.0
-    return config.smoothing
-
-
-def _preview_server(config: ClassifyConfig, address: tuple[str, int] | None, source: Source) -> PreviewServer | None:
-    """The ``--serve`` web page's server (bound, not started yet), or None without ``--serve``."""
-    if address is None:
-        return None
-    return PreviewServer(*address, model=Path(config.model).name, source=source.description,
-                         collect_to=config.collect_to)
+        print(f"warning: --threads {config.threads} takes all {cores} cores, leaving none for capture and output: "
+              f"--threads {cores - 1} is usually faster end to end (docs/edge.md)", file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -412,15 +354,28 @@ def _blas_and_switch_interval(config: ClassifyConfig) -> Iterator[None]:
 
 
 def _run_until_done(threads: _WorkerThreads, outputs: _Outputs, predict: _TopPredictions, source: Source) -> bool:
-    """Run capture and inference, output every result, then shut everything down in order.
+    """Run capture and inference, output every result in the main thread, then shut everything down in order.
 
     Returns True when the run was stopped (Ctrl-C, SIGTERM, ``--max-frames`` or a failure), False at the source's end.
     """
     try:
         with stop_on_signals(threads.stop):
             outputs.start()
-            threads.start()
-            _output_results(threads, outputs, predict)
+            threads.capture.start()
+            threads.inference.start()
+            while (raw := threads.results.get(timeout=0.1)) is not CLOSED:
+                if raw is not None:  # None: a timeout, so that signal handlers run
+                    frame, output, seconds = raw
+                    try:
+                        outputs.handle(frame, predict(output), seconds)
+                    except Exception as error:  # noqa: BLE001 - raised after the summary, like the other threads' errors
+                        threads.errors.append(error)
+                        threads.stop.set()
+                        break
+                if threads.stop.is_set():
+                    # A capture read blocked in a driver or on a stalled stream must not hold the run up:
+                    # inference finishes what was captured, then closes the results.
+                    threads.frames.close()
             return threads.stop.is_set()
     finally:
         threads.stop_and_join()
@@ -429,32 +384,13 @@ def _run_until_done(threads: _WorkerThreads, outputs: _Outputs, predict: _TopPre
         outputs.close()
 
 
-def _output_results(threads: _WorkerThreads, outputs: _Outputs, predict: _TopPredictions) -> None:
-    """The main thread's loop: the top-k and the outputs of every raw result, until inference closes the results."""
-    while (raw := threads.results.get(timeout=0.1)) is not CLOSED:
-        if raw is not None:  # None: a timeout, so that signal handlers run
-            try:
-                outputs.handle(predict(raw))
-            except Exception as error:  # noqa: BLE001 - raised after the summary, like the other threads' errors
-                threads.errors.append(error)
-                threads.stop.set()
-                break
-        if threads.stop.is_set():
-            # A capture read blocked in a driver or on a stalled stream must not hold the run up:
-            # inference finishes what was captured, then closes the results.
-            threads.frames.close()
-
-
 def _report_summary(config: ClassifyConfig, source: Source, stats: RunStats, dropped: int,
                     outputs: _Outputs) -> dict[str, Any]:
     """The run's summary, printed on stderr and, with ``headless``, written as the last JSON line."""
     stats.dropped = dropped
     stats.reconnects = source.reconnects
     summary = stats.summary(
-        model=str(config.model),
-        source=source.description,
-        runtime=runtime_module()[0],
-        threads=config.threads,
+        model=str(config.model), source=source.description, runtime=runtime_module()[0], threads=config.threads,
         edgetpu=config.edgetpu,
     )
     print(format_summary(summary), file=sys.stderr, flush=True)
@@ -465,9 +401,8 @@ def _report_summary(config: ClassifyConfig, source: Source, stats: RunStats, dro
 def _raise_what_failed(errors: list[BaseException], stats: RunStats, source: Source, stopped_early: bool) -> None:
     """Raise the first error a thread left (Ctrl-C aside), or say that no frame of the source could be read."""
     for error in errors:
-        if isinstance(error, KeyboardInterrupt):
-            continue
-        raise error
+        if not isinstance(error, KeyboardInterrupt):
+            raise error
     if stats.frames == 0 and not stopped_early and (stats.unreadable or not source.live):
         detail = f"{stats.unreadable} unreadable" if stats.unreadable else "it holds none"
         raise ToolkitError(f"no frame of {source.description} could be read ({detail})")

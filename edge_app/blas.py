@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import re
+from typing import Any
 
 # Exported names of the thread setter/getter in the OpenBLAS builds numpy wheels ship.
 _SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_",
@@ -29,6 +30,11 @@ def _loaded_openblas() -> list[str]:
     return sorted(set(re.findall(r"(/\S*openblas\S*\.so[\w.]*)", maps)))
 
 
+def _function(library: ctypes.CDLL, names: tuple[str, ...]) -> Any | None:
+    """The first of ``names`` that ``library`` exports, or None."""
+    return next((getattr(library, name) for name in names if hasattr(library, name)), None)
+
+
 def limit_blas_threads(threads: int = 1) -> dict[str, int]:
     """Set every loaded OpenBLAS to ``threads``; returns {library: previous thread count}."""
     previous: dict[str, int] = {}
@@ -37,34 +43,15 @@ def limit_blas_threads(threads: int = 1) -> dict[str, int]:
             library = ctypes.CDLL(path)
         except OSError:
             continue
-        setter = next((getattr(library, name) for name in _SETTERS if hasattr(library, name)), None)
-        getter = next((getattr(library, name) for name in _GETTERS if hasattr(library, name)), None)
-        if setter is None:
-            continue
-        previous[path] = int(getter()) if getter is not None else -1
-        setter(ctypes.c_int(threads))
+        setter, getter = _function(library, _SETTERS), _function(library, _GETTERS)
+        if setter is not None:
+            previous[path] = int(getter()) if getter is not None else -1
+            setter(ctypes.c_int(threads))
     return previous
-
-
-def blas_threads() -> dict[str, int]:
-    """Current thread count of every loaded OpenBLAS (for reports)."""
-    counts: dict[str, int] = {}
-    for path in _loaded_openblas():
-        try:
-            library = ctypes.CDLL(path)
-        except OSError:
-            continue
-        getter = next((getattr(library, name) for name in _GETTERS if hasattr(library, name)), None)
-        if getter is not None:
-            counts[path] = int(getter())
-    return counts
 
 
 def restore_blas_threads(previous: dict[str, int]) -> None:
     """Undo :func:`limit_blas_threads` with the counts it returned."""
     for path, threads in previous.items():
         if threads > 0:
-            library = ctypes.CDLL(path)
-            setter = next((getattr(library, name) for name in _SETTERS if hasattr(library, name)), None)
-            if setter is not None:
-                setter(ctypes.c_int(threads))
+            _function(ctypes.CDLL(path), _SETTERS)(ctypes.c_int(threads))

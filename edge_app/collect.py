@@ -26,8 +26,8 @@ from typing import TextIO
 import numpy as np
 
 from edge_app.signals import stop_on_signals
-from edge_app.sources import Frame, Source, open_source
-from toolkit.atomic import atomic_path
+from edge_app.sources import Source, open_source
+from toolkit import atomic
 from toolkit.errors import ToolkitError
 from toolkit.preprocessing import center_crop_square, convert_colour
 
@@ -45,22 +45,6 @@ def check_label(label: str) -> str:
     if name.startswith("."):
         raise ToolkitError(f"the label {label!r} starts with a dot: training skips such hidden folders")
     return name
-
-
-def model_view(image: np.ndarray, colour_order: str = "BGR") -> np.ndarray:
-    """The centred square the model's preprocessing crops from ``image``, as BGR for OpenCV, at native resolution."""
-    crop = center_crop_square(image)
-    return crop if colour_order == "BGR" else convert_colour(crop, colour_order, "BGR")
-
-
-def encode_jpeg(image_bgr: np.ndarray) -> bytes:
-    """``image_bgr`` as JPEG bytes (quality :data:`JPEG_QUALITY`)."""
-    import cv2
-
-    ok, encoded = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise ToolkitError(f"OpenCV could not encode a {image_bgr.shape} frame as JPEG")
-    return encoded.tobytes()
 
 
 def writable_folder(path: str | os.PathLike) -> Path:
@@ -92,14 +76,19 @@ class ClassFolder:
         self.saved = 0
 
     def save(self, image: np.ndarray, colour_order: str = "BGR") -> Path:
-        """Save the model's view of ``image`` as the next number; returns the file written."""
-        data = encode_jpeg(model_view(image, colour_order))
+        """Save the model's view of ``image`` (its centred square, native resolution) as the next number; returns the file."""
+        import cv2
+
+        crop = center_crop_square(image)
+        crop = crop if colour_order == "BGR" else convert_colour(crop, colour_order, "BGR")
+        ok, encoded = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise ToolkitError(f"OpenCV could not encode a {crop.shape} frame as JPEG")
         with self._lock:
             while (target := self.path / f"{self._number:04d}.jpg").exists():  # another writer took the name
                 self._number += 1
             try:
-                with atomic_path(target) as temporary:
-                    temporary.write_bytes(data)
+                atomic.write_bytes(target, encoded.tobytes())
             except OSError as error:
                 raise ToolkitError(f"cannot write {target}: {error.strerror or error}") from None
             self._number += 1
@@ -136,32 +125,6 @@ class CollectConfig:
     every: float = 0.5  # minimum seconds between saved frames (time in the video for a file or folder)
 
 
-class _Progress:
-    """The running count on stderr: one updating line on a terminal, else one line per saved image."""
-
-    def __init__(self, stream: TextIO, folder: Path) -> None:
-        self.stream = stream
-        self.folder = folder
-        self.terminal = bool(getattr(stream, "isatty", lambda: False)())
-
-    def saved(self, count: int, path: Path) -> None:
-        if self.terminal:
-            self.stream.write(f"\rcollecting into {self.folder}: {count} saved (Ctrl-C stops)")
-        else:
-            self.stream.write(f"saved {path} ({count})\n")
-        self.stream.flush()
-
-    def finish(self, count: int) -> None:
-        if self.terminal and count:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _source_time(frame: Frame, source: Source) -> float:
-    """When ``frame`` was taken: the wall clock for a camera or stream, the position in a file or folder."""
-    return frame.captured_at if source.live else frame.index / source.fps
-
-
 def _check_config(config: CollectConfig) -> None:
     if config.count is not None and config.count < 1:
         raise ToolkitError(f"--count must be at least 1, got {config.count}")
@@ -170,34 +133,40 @@ def _check_config(config: CollectConfig) -> None:
 
 
 def _save_frames(source: Source, folder: ClassFolder, config: CollectConfig, stop: threading.Event,
-                 progress: _Progress) -> tuple[int, int]:
-    """Save frames until the source ends, ``config.count`` is reached or ``stop`` is set: (read, unreadable)."""
+                 stderr: TextIO) -> tuple[int, int]:
+    """Save frames until the source ends, ``config.count`` is reached or ``stop`` is set (Ctrl-C, SIGTERM).
+
+    Returns (frames read, unreadable frames). The running count goes to ``stderr``: one updating line
+    on a terminal, else one line per saved image.
+    """
+    terminal = bool(getattr(stderr, "isatty", lambda: False)())
     last_saved = -math.inf
     read = unreadable = 0
-    for frame in source.frames(stop):
-        if frame.image is None:
-            unreadable += 1
-            continue
-        read += 1
-        taken = _source_time(frame, source)
-        if taken - last_saved < config.every:
-            continue
-        progress.saved(folder.saved + 1, folder.save(frame.image, frame.colour_order))
-        last_saved = taken
-        if config.count is not None and folder.saved >= config.count:
-            break
-    return read, unreadable
-
-
-def _collect(source: Source, folder: ClassFolder, config: CollectConfig, stop: threading.Event,
-             stderr: TextIO) -> tuple[int, int]:
-    """:func:`_save_frames` with the running count on ``stderr``, Ctrl-C and SIGTERM ending it cleanly."""
-    progress = _Progress(stderr, folder.path)
     try:
         with stop_on_signals(stop):
-            return _save_frames(source, folder, config, stop, progress)
+            for frame in source.frames(stop):
+                if frame.image is None:
+                    unreadable += 1
+                    continue
+                read += 1
+                # When it was taken: the wall clock for a camera or stream, the position in a file or folder.
+                taken = frame.captured_at if source.live else frame.index / source.fps
+                if taken - last_saved < config.every:
+                    continue
+                path = folder.save(frame.image, frame.colour_order)
+                if terminal:
+                    stderr.write(f"\rcollecting into {folder.path}: {folder.saved} saved (Ctrl-C stops)")
+                else:
+                    stderr.write(f"saved {path} ({folder.saved})\n")
+                stderr.flush()
+                last_saved = taken
+                if config.count is not None and folder.saved >= config.count:
+                    break
     finally:
-        progress.finish(folder.saved)
+        if terminal and folder.saved:
+            stderr.write("\n")
+            stderr.flush()
+    return read, unreadable
 
 
 def run_collect(config: CollectConfig, source: Source | None = None, stop: threading.Event | None = None,
@@ -213,7 +182,7 @@ def run_collect(config: CollectConfig, source: Source | None = None, stop: threa
     source = source or open_source(config.source)
     try:
         folder = ClassFolder(config.out, config.label)
-        read, unreadable = _collect(source, folder, config, stop, stderr or sys.stderr)
+        read, unreadable = _save_frames(source, folder, config, stop, stderr or sys.stderr)
     finally:
         source.close()
     skipped = f" ({unreadable} unreadable frames skipped)" if unreadable else ""

@@ -18,9 +18,7 @@ class FrameQueue:
     """Bounded queue with a newest-wins or a blocking policy."""
 
     def __init__(self, maxsize: int = 2, drop_oldest: bool = False) -> None:
-        if maxsize < 1:
-            raise ValueError("maxsize must be at least 1")
-        self.maxsize = maxsize
+        self.maxsize = maxsize  # at least 1
         self.drop_oldest = drop_oldest
         self.dropped = 0  # items thrown away to make room for newer ones
         self._items: collections.deque[Any] = collections.deque()
@@ -30,18 +28,13 @@ class FrameQueue:
     def put(self, item: Any, timeout: float | None = None) -> bool:
         """Add ``item``; False if the queue closed (or ``timeout`` passed) before there was room."""
         with self._condition:
-            if self._closed:
+            if not self.drop_oldest:  # a file: wait for room
+                self._condition.wait_for(lambda: self._closed or len(self._items) < self.maxsize, timeout=timeout)
+            if self._closed or (not self.drop_oldest and len(self._items) >= self.maxsize):
                 return False
-            if self.drop_oldest:
-                while len(self._items) >= self.maxsize:
-                    self._items.popleft()
-                    self.dropped += 1
-            elif not self._condition.wait_for(
-                lambda: self._closed or len(self._items) < self.maxsize, timeout=timeout
-            ):
-                return False
-            if self._closed:
-                return False
+            while len(self._items) >= self.maxsize:  # a live source: the newest wins
+                self._items.popleft()
+                self.dropped += 1
             self._items.append(item)
             self._condition.notify_all()
             return True
@@ -62,7 +55,3 @@ class FrameQueue:
         with self._condition:
             self._closed = True
             self._condition.notify_all()
-
-    def __len__(self) -> int:
-        with self._condition:
-            return len(self._items)

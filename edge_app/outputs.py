@@ -1,13 +1,12 @@
-"""Where results go: JSON lines, an OpenCV window, an annotated video file."""
+"""Where results go besides stdout: an OpenCV window, an annotated video file."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
@@ -20,40 +19,21 @@ GUI_HINT = (
 )
 
 
-class JsonLines:
-    """One JSON object per line on ``stream`` (stdout by default), flushed at once."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stdout
-
-    def write(self, record: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self.stream.flush()
-
-
-def window_problem() -> str | None:
-    """Why ``--show`` cannot open a window here, or None when it can."""
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return "--show needs a display (DISPLAY is not set): use --serve 127.0.0.1:8080 or --save out.mp4 instead"
-    import cv2
-
-    gui = [line for line in cv2.getBuildInformation().splitlines() if line.strip().startswith("GUI:")]
-    if gui and gui[0].split(":", 1)[1].strip().upper() == "NONE":
-        return GUI_HINT
-    return None
-
-
 class Window:
     """An OpenCV window; pressing q or Esc asks the run to stop."""
 
     name = "toolkit classify"
 
     def __init__(self) -> None:
-        problem = window_problem()
-        if problem:
-            raise ToolkitError(problem)
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise ToolkitError(
+                "--show needs a display (DISPLAY is not set): use --serve 127.0.0.1:8080 or --save out.mp4 instead"
+            )
         import cv2
 
+        gui = [line for line in cv2.getBuildInformation().splitlines() if line.strip().startswith("GUI:")]
+        if gui and gui[0].split(":", 1)[1].strip().upper() == "NONE":
+            raise ToolkitError(GUI_HINT)
         try:
             cv2.namedWindow(self.name, cv2.WINDOW_NORMAL)
         except cv2.error:
@@ -89,7 +69,8 @@ class VideoSaver:
 
     def __init__(self, path: str | os.PathLike, fps: float, real_time: bool = False) -> None:
         self.path = Path(path)
-        if self.path.suffix.lower() not in FOURCC_BY_SUFFIX:
+        self.fourcc = FOURCC_BY_SUFFIX.get(self.path.suffix.lower())
+        if self.fourcc is None:
             raise ToolkitError(f"--save needs one of {', '.join(FOURCC_BY_SUFFIX)}, got {self.path.name}")
         self.fps = fps
         self.real_time = real_time
@@ -121,24 +102,29 @@ class VideoSaver:
             return
         height, width = frame.shape[:2]
         if self._writer is None:
-            self._context = atomic.atomic_path(self.path)
-            temporary = self._context.__enter__()
-            fourcc = cv2.VideoWriter_fourcc(*FOURCC_BY_SUFFIX[self.path.suffix.lower()])
-            self._writer = cv2.VideoWriter(str(temporary), fourcc, self.fps, (width, height))
-            if not self._writer.isOpened():
-                error = ToolkitError(
-                    f"cannot write video {self.path}: OpenCV here has no {FOURCC_BY_SUFFIX[self.path.suffix.lower()]} "
-                    f"encoder; try another of {', '.join(sorted(set(FOURCC_BY_SUFFIX) - {self.path.suffix.lower()}))}"
-                )
-                self._context.__exit__(ToolkitError, error, None)  # an exception: the temporary file is discarded
-                self._writer = self._context = None
-                raise error
-            self._size = (width, height)
+            self._open(width, height)
         if (width, height) != self._size:  # a camera that changed resolution after a reconnect
             frame = cv2.resize(frame, self._size, interpolation=cv2.INTER_AREA)
         for _ in range(copies):
             self._writer.write(frame)
         self.frames += copies
+
+    def _open(self, width: int, height: int) -> None:
+        """Start the video at ``width`` x ``height`` in a temporary file; a one-line error without the encoder."""
+        import cv2
+
+        self._context = atomic.atomic_path(self.path)
+        temporary = self._context.__enter__()
+        self._writer = cv2.VideoWriter(str(temporary), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (width, height))
+        if not self._writer.isOpened():
+            others = ", ".join(sorted(set(FOURCC_BY_SUFFIX) - {self.path.suffix.lower()}))
+            error = ToolkitError(
+                f"cannot write video {self.path}: OpenCV here has no {self.fourcc} encoder; try another of {others}"
+            )
+            self._context.__exit__(ToolkitError, error, None)  # an exception: the temporary file is discarded
+            self._writer = self._context = None
+            raise error
+        self._size = (width, height)
 
     def close(self) -> None:
         """Finish the file and move it into place."""

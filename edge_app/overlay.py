@@ -16,15 +16,10 @@ def annotate(frame: np.ndarray, predictions: list[Prediction], fps: float, infer
     if frame.ndim == 2 or frame.shape[2] == 1:
         frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     height, width = frame.shape[:2]
-    factor = -(-MIN_SIDE // min(height, width)) if min(height, width) < MIN_SIDE else 1
-    canvas = (
-        cv2.resize(frame, (width * factor, height * factor), interpolation=cv2.INTER_NEAREST)
-        if factor > 1
-        else frame.copy()
-    )
-    lines = [(f"{p.label} {p.score * 100:.0f}%", (255, 255, 255)) for p in predictions] or [
-        ("no class above threshold", (200, 200, 200))
-    ]
+    factor = -(-MIN_SIDE // min(height, width))  # ceil(MIN_SIDE / shorter side)
+    canvas = cv2.resize(frame, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST) if factor > 1 else frame.copy()
+    lines = [(f"{p.label} {p.score * 100:.0f}%", (255, 255, 255)) for p in predictions]
+    lines = lines or [("no class above threshold", (200, 200, 200))]
     lines.append((f"{fps:.1f} FPS  {inference_ms:.1f} ms", (0, 255, 255)))
     scale = max(0.45, canvas.shape[1] / 900.0)
     line_height = int(30 * scale) + 4

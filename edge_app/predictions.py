@@ -30,9 +30,7 @@ class Smoother:
     """
 
     def __init__(self, weight: float = 0.0) -> None:
-        if not 0.0 <= weight < 1.0:
-            raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
-        self.weight = weight
+        self.weight = weight  # in [0, 1): run_classify checks --smoothing
         self.state: np.ndarray | None = None
 
     def __call__(self, probabilities: np.ndarray) -> np.ndarray:
@@ -45,13 +43,8 @@ class Smoother:
             self.state += (1.0 - self.weight) * probabilities
         return self.state
 
-    def reset(self) -> None:
-        self.state = None
 
-
-def top_predictions(
-    probabilities: np.ndarray, labels: list[str], k: int = 3, threshold: float = 0.0
-) -> list[Prediction]:
+def top_predictions(probabilities: np.ndarray, labels: list[str], k: int = 3, threshold: float = 0.0) -> list[Prediction]:
     """The ``k`` best classes, best first, leaving out those scoring below ``threshold``."""
     indices, scores = preprocessing.top_k(probabilities, k)
     return [

@@ -7,8 +7,10 @@ TensorFlow or Keras unless both LiteRT packages are missing.
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import os
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +43,6 @@ def runtime_module() -> tuple[str, Any]:
 
 def load_edgetpu_delegate(module: Any) -> Any:
     """Load the Coral Edge TPU delegate, or explain in one line how to install it."""
-    import platform
-
-    import ctypes
-
     library = EDGETPU_LIBRARIES.get(platform.system(), "libedgetpu.so.1")
     hint = "install libedgetpu1-std from the Coral apt repository and plug in the accelerator"
     try:
@@ -56,7 +54,7 @@ def load_edgetpu_delegate(module: Any) -> Any:
     try:
         return module.load_delegate(library)
     except (ValueError, OSError, RuntimeError) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else "no Edge TPU found"
+        message = _first_line(error, "no Edge TPU found")
         raise ToolkitError(f"Edge TPU delegate {library} could not be loaded ({message}): {hint}") from None
 
 
@@ -74,22 +72,13 @@ def check_tflite_file(model_path: Path) -> None:
         raise ToolkitError(f"{model_path} is not a TFLite model (truncated: its root table at byte {root_offset:,} is past the end)")
 
 
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+def _first_line(error: BaseException, default: str | None = None) -> str:
+    """The first line of ``error``'s message; ``default`` (else the error's type) when it has none."""
+    return str(error).strip().splitlines()[0] if str(error).strip() else default or type(error).__name__
 
 
-def _op_resolver_without_xnnpack(module: Any) -> Any | None:
-    """The op resolver that skips the default XNNPACK delegate, where this runtime has one."""
-    resolver_type = getattr(module, "OpResolverType", None)
-    return getattr(resolver_type, "BUILTIN_WITHOUT_DEFAULT_DELEGATES", None)
-
-
-def make_interpreter(
-    model_path: str | os.PathLike,
-    threads: int | None = None,
-    edgetpu: bool = False,
-    xnnpack: bool = True,
-) -> Any:
+def make_interpreter(model_path: str | os.PathLike, threads: int | None = None, edgetpu: bool = False,
+                     xnnpack: bool = True) -> Any:
     """Create and allocate an interpreter for ``model_path``.
 
     ``threads`` sets the CPU threads (XNNPACK, the default CPU delegate, uses them);
@@ -108,23 +97,20 @@ def make_interpreter(
     if threads is not None and threads < 1:
         raise ToolkitError(f"--threads must be at least 1, got {threads}")
     if edgetpu and not model_path.name.endswith("_edgetpu.tflite"):
-        raise ToolkitError(
-            f"--edgetpu needs a model compiled by edgetpu_compiler (*_edgetpu.tflite), got {model_path.name}"
-        )
+        raise ToolkitError(f"--edgetpu needs a model compiled by edgetpu_compiler (*_edgetpu.tflite), got {model_path.name}")
     check_tflite_file(model_path)
     name, module = runtime_module()
-    interpreter_class = module.Interpreter
     delegate_module = module if name != "tensorflow.lite" else module.experimental
     delegates = [load_edgetpu_delegate(delegate_module)] if edgetpu else None
     options: dict[str, Any] = {}
-    if not xnnpack:
-        resolver = _op_resolver_without_xnnpack(delegate_module)
+    if not xnnpack:  # the op resolver that skips the default XNNPACK delegate, where this runtime has one
+        resolver = getattr(getattr(delegate_module, "OpResolverType", None), "BUILTIN_WITHOUT_DEFAULT_DELEGATES", None)
         if resolver is None:
             raise ToolkitError(f"{name} cannot turn XNNPACK off (it has no OpResolverType)")
         options["experimental_op_resolver_type"] = resolver
     try:
         with quiet_native_logs():  # LiteRT notes on descriptor 2 that it created the XNNPACK delegate
-            interpreter = interpreter_class(
+            interpreter = module.Interpreter(
                 model_path=str(model_path), num_threads=threads, experimental_delegates=delegates, **options
             )
             interpreter.allocate_tensors()
@@ -148,11 +134,6 @@ def card_owner(model_path: str | os.PathLike) -> Path:
     return model_path
 
 
-def load_model_card(model_path: str | os.PathLike) -> ModelCard:
-    """The card beside the model; ``m_edgetpu.tflite`` may use ``m.card.json`` (the compiler keeps I/O and labels)."""
-    return load_card(card_owner(model_path))
-
-
 def _tensor_quantization(detail: dict[str, Any]) -> TensorQuantization:
     scale, zero_point = detail.get("quantization", (0.0, 0))
     return TensorQuantization(dtype=np.dtype(detail["dtype"]).name, scale=float(scale), zero_point=int(zero_point))
@@ -166,28 +147,17 @@ class TFLitePredictor(Predictor):
     frame and a dataset image take the same path as training and calibration did.
     """
 
-    def __init__(
-        self,
-        model_path: str | os.PathLike,
-        threads: int | None = None,
-        edgetpu: bool = False,
-        card: ModelCard | None = None,
-        xnnpack: bool = True,
-    ) -> None:
-        self.model_path = Path(model_path)
-        owner = card_owner(self.model_path)
+    def __init__(self, model_path: str | os.PathLike, threads: int | None = None, edgetpu: bool = False,
+                 card: ModelCard | None = None, xnnpack: bool = True) -> None:
+        model_path = Path(model_path)
+        owner = card_owner(model_path)
         card = card if card is not None else load_card(owner)
-        self.interpreter = make_interpreter(self.model_path, threads=threads, edgetpu=edgetpu, xnnpack=xnnpack)
+        self.interpreter = make_interpreter(model_path, threads=threads, edgetpu=edgetpu, xnnpack=xnnpack)
         self.input_detail = self.interpreter.get_input_details()[0]
         self.output_detail = self.interpreter.get_output_details()[0]
         super().__init__(card, _tensor_quantization(self.input_detail), _tensor_quantization(self.output_detail))
-        check_card_matches(
-            self.model_path,
-            card,
-            input_shape=self.input_detail["shape"][1:],
-            num_outputs=int(self.output_detail["shape"][-1]),
-            card_of=owner,
-        )
+        check_card_matches(model_path, card, input_shape=self.input_detail["shape"][1:],
+                           num_outputs=int(self.output_detail["shape"][-1]), card_of=owner)
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
         """Raw output codes (N x classes), one image per invoke (the model's batch is 1)."""

@@ -36,6 +36,7 @@ from edge_app.collect import CaptureFolders, check_label
 from toolkit.errors import ToolkitError
 
 BOUNDARY = "frame"
+JPEG_QUALITY = 80  # of the streamed frames
 MAX_CAPTURE_REQUEST_BYTES = 4096
 CAPTURE_REQUEST_HINT = 'send JSON: {"label": NAME}'
 
@@ -125,11 +126,10 @@ class _IPv6Server(ThreadingHTTPServer):
 class PreviewServer:
     """Serves the latest annotated frame and predictions; :meth:`publish` is called once per frame."""
 
-    def __init__(self, host: str, port: int, model: str = "", source: str = "", jpeg_quality: int = 80,
+    def __init__(self, host: str, port: int, model: str = "", source: str = "",
                  collect_to: str | Path | None = None) -> None:
         self.model = model
         self.source = source
-        self.jpeg_quality = jpeg_quality
         self.capture_folders = CaptureFolders(collect_to) if collect_to is not None else None
         self.token = None if is_loopback(host) else secrets.token_urlsafe(24)
         self._condition = threading.Condition()
@@ -138,7 +138,7 @@ class PreviewServer:
         self._sequence = 0
         self._jpeg: tuple[int, bytes] | None = None
         self._predictions: dict[str, Any] = {"frame": None, "top_k": [], "fps": 0.0, "inference_ms": 0.0}
-        self._stopping = False
+        self.stopping = False  # set by stop(): open streams end
         server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
         try:
             self._httpd = server_class((host, port), functools.partial(_PreviewRequestHandler, preview=self))
@@ -167,11 +167,6 @@ class PreviewServer:
     def cookie_name(self) -> str:
         # One name per port, so two servers on one host do not overwrite each other's cookie.
         return f"toolkit-token-{self.address[1]}"
-
-    @property
-    def stopping(self) -> bool:
-        """True once :meth:`stop` was called: open streams end."""
-        return self._stopping
 
     @property
     def _query(self) -> str:
@@ -203,7 +198,7 @@ class PreviewServer:
     def stop(self) -> None:
         """Stop accepting requests, end open streams and close the socket."""
         with self._condition:
-            self._stopping = True
+            self.stopping = True
             self._condition.notify_all()
         if self._thread.is_alive():
             self._httpd.shutdown()
@@ -213,15 +208,13 @@ class PreviewServer:
         """The JPEG of the first frame newer than ``after`` (waits up to ``timeout``)."""
         with self._condition:
             if not self._condition.wait_for(
-                lambda: self._stopping or (self._frame is not None and self._sequence > after), timeout=timeout
-            ):
-                return None
-            if self._stopping:
+                lambda: self.stopping or (self._frame is not None and self._sequence > after), timeout=timeout
+            ) or self.stopping:
                 return None
             if self._jpeg is None or self._jpeg[0] != self._sequence:
                 import cv2
 
-                ok, encoded = cv2.imencode(".jpg", self._frame, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+                ok, encoded = cv2.imencode(".jpg", self._frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
                 if not ok:
                     return None
                 self._jpeg = (self._sequence, encoded.tobytes())
@@ -241,24 +234,27 @@ class PreviewServer:
             f'<li class="prediction">{html.escape(p["label"])} {100 * p["score"]:.1f}%</li>' for p in top_k
         )
         capture = CAPTURE_CONTROL.format(query=self._query) if self.capture_folders is not None else ""
-        text = PAGE.format(
-            model=html.escape(self.model), source=html.escape(self.source), initial=initial, query=self._query,
-            capture=capture,
-        )
+        text = PAGE.format(model=html.escape(self.model), source=html.escape(self.source), initial=initial,
+                           query=self._query, capture=capture)
         return text.encode("utf-8")
 
-    def capture(self, label: str) -> Path:
-        """Save the latest camera frame into ``collect_to/label/``; returns the file written.
-
-        Raises ToolkitError for a bad label, no frame yet or a failed write.
-        """
-        if self.capture_folders is None:
-            raise ToolkitError("capture is off: start toolkit classify with --collect-to ROOT")
+    def capture(self, label: str | None) -> tuple[HTTPStatus, dict[str, str]]:
+        """Save the latest camera frame into ``collect_to/label/``; the status and JSON answer (``label`` None: none sent)."""
+        if label is None:
+            return HTTPStatus.BAD_REQUEST, {"error": CAPTURE_REQUEST_HINT}
+        try:
+            check_label(label)
+        except ToolkitError as error:
+            return HTTPStatus.BAD_REQUEST, {"error": str(error)}
         with self._condition:
             latest = self._original
         if latest is None:
-            raise ToolkitError("no camera frame yet")
-        return self.capture_folders.save(label, *latest)
+            return HTTPStatus.SERVICE_UNAVAILABLE, {"error": "no camera frame yet"}
+        try:
+            saved = self.capture_folders.save(label, *latest)
+        except ToolkitError as error:
+            return HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(error)}
+        return HTTPStatus.OK, {"saved": f"{saved.parent.name}/{saved.name}", "path": str(saved)}
 
 
 class _PreviewRequestHandler(BaseHTTPRequestHandler):
@@ -297,15 +293,11 @@ class _PreviewRequestHandler(BaseHTTPRequestHandler):
             return
 
     def _authorised(self) -> bool:
-        self.set_cookie = False
+        """The token of the query (then handed back as a cookie) or of the cookie, where the server has one."""
         token = self.preview.token
-        if token is None:
-            return True
         query = parse_qs(urlsplit(self.path).query).get("token", [None])[0]
-        if token_matches(token, query):
-            self.set_cookie = True
-            return True
-        return token_matches(token, _cookie(self.headers.get("Cookie"), self.preview.cookie_name))
+        self.set_cookie = token is not None and token_matches(token, query)
+        return self.set_cookie or token_matches(token, _cookie(self.headers.get("Cookie"), self.preview.cookie_name))
 
     def _get(self, path: str) -> None:
         if path in ("/", "/index.html"):
@@ -331,7 +323,7 @@ class _PreviewRequestHandler(BaseHTTPRequestHandler):
         if self.headers.get_content_type() != "application/json":
             self._send_json({"error": CAPTURE_REQUEST_HINT}, HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
             return
-        status, answer = _capture_answer(self.preview, self._read_label())
+        status, answer = self.preview.capture(self._read_label())
         self._send_json(answer, status)
 
     def _read_label(self) -> str | None:
@@ -368,27 +360,9 @@ class _PreviewRequestHandler(BaseHTTPRequestHandler):
             if latest is None:
                 continue
             sent, jpeg = latest
-            self.wfile.write(
-                f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
-            )
-            self.wfile.write(jpeg)
-            self.wfile.write(b"\r\n")
+            headers = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+            self.wfile.write(headers.encode() + jpeg + b"\r\n")
             self.wfile.flush()
-
-
-def _capture_answer(preview: PreviewServer, label: str | None) -> tuple[HTTPStatus, dict[str, str]]:
-    """The status and JSON answer of a capture request for ``label`` (None: the body held no label)."""
-    if label is None:
-        return HTTPStatus.BAD_REQUEST, {"error": CAPTURE_REQUEST_HINT}
-    try:
-        check_label(label)
-    except ToolkitError as error:
-        return HTTPStatus.BAD_REQUEST, {"error": str(error)}
-    try:
-        saved = preview.capture(label)
-    except ToolkitError as error:
-        return HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(error)}
-    return HTTPStatus.OK, {"saved": f"{saved.parent.name}/{saved.name}", "path": str(saved)}
 
 
 def _cookie(header: str | None, name: str) -> str | None:

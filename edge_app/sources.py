@@ -8,6 +8,7 @@ and streams) reconnect with back-off when the device goes away and carry on.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import sys
@@ -73,6 +74,11 @@ class Source:
         self.description = description
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
+        """Every frame until the source ends or ``stop`` is set; an empty or missing picture has ``image`` None."""
+        for index, image in enumerate(self._images(stop)):
+            yield Frame(index, image if image is not None and image.size else None, time.time())
+
+    def _images(self, stop: threading.Event) -> Iterator[np.ndarray | None]:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -87,10 +93,9 @@ class Source:
         self.close()
         lost_at = time.monotonic()
         for attempt, delay in enumerate(self.backoff.delays(), start=1):
-            if self.backoff.give_up_after and time.monotonic() - lost_at >= self.backoff.give_up_after:
-                raise ToolkitError(
-                    f"{self.description} was lost and did not come back within {self.backoff.give_up_after:.0f} s"
-                )
+            give_up_after = self.backoff.give_up_after
+            if give_up_after and time.monotonic() - lost_at >= give_up_after:
+                raise ToolkitError(f"{self.description} was lost and did not come back within {give_up_after:.0f} s")
             _log(f"{self.description} lost; reconnect attempt {attempt} in {delay:g} s")
             if stop.wait(delay):
                 return
@@ -127,17 +132,9 @@ class CaptureSource(Source):
     keeps every frame and may ``loop``; a live source reconnects with back-off.
     """
 
-    def __init__(
-        self,
-        target: int | str,
-        description: str,
-        live: bool,
-        loop: bool = False,
-        capture_size: tuple[int, int] | None = None,
-        backoff: Backoff | None = None,
-        open_capture: Callable[[int | str], Any] | None = None,
-        decode_threads: int = 0,
-    ) -> None:
+    def __init__(self, target: int | str, description: str, live: bool, loop: bool = False,
+                 capture_size: tuple[int, int] | None = None, backoff: Backoff | None = None,
+                 open_capture: Callable[[int | str], Any] | None = None, decode_threads: int = 0) -> None:
         super().__init__(description)
         self.target = target
         self.live = live
@@ -177,8 +174,7 @@ class CaptureSource(Source):
         self.capture = self._open()
         return self.capture is not None
 
-    def frames(self, stop: threading.Event) -> Iterator[Frame]:
-        index = 0
+    def _images(self, stop: threading.Event) -> Iterator[np.ndarray | None]:
         # A video file: OpenCV's frame position does not move on a failed read, so a damaged frame
         # is told from the end of the file by position + damaged frames so far < frame count - 1
         # (the container's count may be one too many). Failed reads wait in ``pending`` until a
@@ -188,18 +184,11 @@ class CaptureSource(Source):
         decoded = False  # a frame decoded since the file (re)started: only then may --loop replay it
         while not stop.is_set():
             ok, image = self.capture.read() if self.capture is not None else (False, None)
-            if ok and image is not None and image.size:
-                for _ in range(pending):
-                    yield Frame(index, None, time.time())
-                    index += 1
-                damaged, pending = damaged + pending, 0
-                decoded = True
-                yield Frame(index, image, time.time())
-                index += 1
-                continue
-            if ok:  # the device answered with an empty picture
-                yield Frame(index, None, time.time())
-                index += 1
+            if ok:  # a picture, or an empty one (an unreadable frame)
+                if image is not None and image.size:
+                    yield from [None] * pending
+                    damaged, pending, decoded = damaged + pending, 0, True
+                yield image
                 continue
             if self.live:
                 self.reconnect(stop, self._reopen)
@@ -208,9 +197,7 @@ class CaptureSource(Source):
             if self.frame_count and position + damaged + pending < self.frame_count - 1 and pending < 8:
                 pending += 1  # a damaged frame before the end: try the next one (8 in a row: give up)
                 continue
-            for _ in range(pending):
-                yield Frame(index, None, time.time())
-                index += 1
+            yield from [None] * pending
             pending, damaged = 0, 0
             if self.loop and decoded:
                 self.capture.set(1, 0)
@@ -301,25 +288,21 @@ class Picamera2Source(Source):
             self.close()
             return False
 
-    def frames(self, stop: threading.Event) -> Iterator[Frame]:
-        index = 0
+    def _images(self, stop: threading.Event) -> Iterator[np.ndarray | None]:
         while not stop.is_set():
             try:
                 image = self.camera.capture_array("main")
             except _CAMERA_ERRORS:
                 self.reconnect(stop, self._restart)
                 continue
-            yield Frame(index, image if image is not None and image.size else None, time.time(), "BGR")
-            index += 1
+            yield image
 
     def close(self) -> None:
         camera, self.camera = getattr(self, "camera", None), None
         if camera is not None:
             for release in (camera.stop, camera.close):
-                try:
+                with contextlib.suppress(*_CAMERA_ERRORS):  # a camera already gone cannot be stopped: released all the same
                     release()
-                except _CAMERA_ERRORS:
-                    pass  # a camera that is already gone cannot be stopped; it is released all the same
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -330,13 +313,8 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def open_source(
-    spec: str,
-    loop: bool = False,
-    capture_size: tuple[int, int] | None = None,
-    backoff: Backoff | None = None,
-    decode_threads: int = 0,
-) -> Source:
+def open_source(spec: str, loop: bool = False, capture_size: tuple[int, int] | None = None,
+                backoff: Backoff | None = None, decode_threads: int = 0) -> Source:
     """The source ``--source spec`` names: camera index, /dev/videoN, URL, picamera2, image, folder or video.
 
     ``decode_threads`` sets FFmpeg's decoder threads for videos and streams (0: FFmpeg's choice).
@@ -348,9 +326,7 @@ def open_source(
         return CaptureSource(int(spec), f"camera {spec}", live=True, capture_size=capture_size, backoff=backoff)
     if spec.startswith("/dev/video"):
         if not Path(spec).exists():
-            raise ToolkitError(
-                f"camera {spec} does not exist (ls /dev/video* lists cameras; is it connected and enabled?)"
-            )
+            raise ToolkitError(f"camera {spec} does not exist (ls /dev/video* lists cameras; is it connected and enabled?)")
         return CaptureSource(spec, f"camera {spec}", live=True, capture_size=capture_size, backoff=backoff)
     if spec.lower().startswith(STREAM_SCHEMES):
         return CaptureSource(spec, f"stream {spec}", live=True, backoff=backoff, decode_threads=decode_threads)

@@ -80,34 +80,34 @@ class RunStats:
         return max(self.last_frame_at - self.first_frame_at, 1e-9)
 
     def _per_frame_ms(self, seconds: float) -> float | None:
-        return round(1000.0 * seconds / self.frames, 3) if self.frames else None
+        return _rounded(1000.0 * seconds / self.frames, 3) if self.frames else None
 
     def summary(self, **extra: Any) -> dict[str, Any]:
         """The end-of-run report as a JSON-ready dict."""
         sample = self.inference.sample()
-        percentiles = np.percentile(sample, [50, 95]) if sample.size else [float("nan")] * 2
+        p50, p95, mean = (*np.percentile(sample, [50, 95]), sample.mean()) if sample.size else (None, None, None)
         report: dict[str, Any] = {
             "frames": self.frames,
             "seconds": round(self.elapsed, 3),
             "mean_fps": round(self.frames / self.elapsed, 2) if self.frames and self.elapsed else 0.0,
-            "inference_ms_p50": round(float(percentiles[0]), 3) if sample.size else None,
-            "inference_ms_p95": round(float(percentiles[1]), 3) if sample.size else None,
-            "inference_ms_mean": round(float(sample.mean()), 3) if sample.size else None,
+            "inference_ms_p50": _rounded(p50, 3),
+            "inference_ms_p95": _rounded(p95, 3),
+            "inference_ms_mean": _rounded(mean, 3),
             "dropped_frames": self.dropped,
             "unreadable_frames": self.unreadable,
             "reconnects": self.reconnects,
             # Which stage bounds the FPS: the busier thread, per classified frame.
             "capture_cpu_ms_per_frame": self._per_frame_ms(self.capture_cpu_seconds),
             "inference_cpu_ms_per_frame": self._per_frame_ms(self.inference_cpu_seconds),
-            "rss_mb_after_warmup": None if self.rss_after_warmup_mb is None else round(self.rss_after_warmup_mb, 1),
+            "rss_mb_after_warmup": _rounded(self.rss_after_warmup_mb),
             "rss_mb_end": _rounded(resident_memory_mb()),
         }
         report.update(extra)
         return report
 
 
-def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
+def _rounded(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(float(value), digits)
 
 
 def format_summary(report: dict[str, Any]) -> str:

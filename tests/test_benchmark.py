@@ -174,7 +174,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 def test_held_out_images_follow_the_split_recorded_in_the_card(tiny_models, tmp_path, sample_dir):
     from toolkit.benchmark.run import held_out_data
-    from training.data import load_dataset, train_validation_split
+    from training.data import load_dataset
+    from training.splits import train_validation_split
 
     source = tiny_models["convert"] / "model_float32.tflite"
     model = tmp_path / "model_float32.tflite"
@@ -218,7 +219,8 @@ def test_edgetpu_cell_says_why_it_did_not_run(tiny_models, tmp_path):
 
 def test_held_out_images_are_topped_up_outside_a_limited_training_subset(tiny_models, tmp_path, sample_dir):
     from toolkit.benchmark.run import held_out_data
-    from training.data import load_dataset, stratified_subset, train_validation_split
+    from training.data import load_dataset, stratified_subset
+    from training.splits import train_validation_split
 
     source = tiny_models["convert"] / "model_float32.tflite"
     model = tmp_path / "model_float32.tflite"

@@ -122,7 +122,8 @@ def test_train_throughput_reports_the_fast_over_old_ratio(train_throughput, samp
     assert (fast["policy"], fast["batch_size"], fast["steps_per_epoch"]) == ("mixed_bfloat16", 256, 1)
     assert row["ratio"] == pytest.approx(fast["images_per_second"] / old["images_per_second"], rel=1e-2)
     assert row["meets_target"] == (row["ratio"] >= 1.8)
-    assert old["images_per_second"] == pytest.approx(256 / min(old["epoch_seconds"]), rel=1e-2)  # the fastest epoch
+    fastest = min(old["epoch_seconds"])  # rounded to 0.01 s
+    assert 256 / (fastest + 0.006) <= old["images_per_second"] <= 256 / (fastest - 0.006)
     report = out.with_suffix(".md").read_text()
     verdict = "met" if row["meets_target"] else "NOT met"
     assert f"| {old['images_per_second']} | {fast['images_per_second']} | {row['ratio']:.3f} | " in report

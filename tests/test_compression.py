@@ -63,7 +63,8 @@ def _interpreter(path: Path, delegates: bool = False):
 
 
 def _validation_split(sample_dir: Path):
-    from training.data import load_dataset, train_validation_split
+    from training.data import load_dataset
+    from training.splits import train_validation_split
 
     return train_validation_split(load_dataset(str(sample_dir)), 0.1, 0)
 
@@ -430,12 +431,13 @@ def test_interrupted_overwrite_leaves_no_parity_report_about_other_models(pipeli
 
 def test_eval_from_a_given_model_uses_the_data_it_was_trained_on(pipeline_run, tmp_path, sample_dir):
     """``toolkit pipeline --model M`` without --data: eval takes M's data (as prune and qat do), not the default cifar10."""
-    from toolkit.pipeline import PipelineConfig, _stage_eval
+    from toolkit.pipeline import PipelineConfig, _stage_eval, build_stage_configs
 
     out, manifest, _ = pipeline_run
     config = PipelineConfig(model=str(out / manifest["stages"]["train"]["model"]), out=str(tmp_path), progress=False)
     assert config.data is None  # not given; training's default, cifar10, is not here (no download on this machine)
-    _stage_eval(config, tmp_path, {"int8": out / manifest["stages"]["convert"]["models"]["int8"]})
+    models = {"int8": out / manifest["stages"]["convert"]["models"]["int8"]}
+    _stage_eval(build_stage_configs(config).eval, tmp_path / "eval", models, force=False, progress=False)
     report = json.loads((tmp_path / "eval" / "int8" / "report.json").read_text())
     assert report["n"] == 30 and str(sample_dir) in json.dumps(report)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edge_app import runtime
-from edge_app.runtime import TFLitePredictor, load_model_card, make_interpreter
+from edge_app.runtime import TFLitePredictor, card_owner, make_interpreter
 from toolkit import preprocessing
 from toolkit.errors import ToolkitError
 from toolkit.model_card import card_path, load_card
@@ -131,6 +131,6 @@ def test_compiled_edgetpu_model_uses_its_source_card(edge_int8_model, tmp_path):
     compiled = tmp_path / "model_int8_edgetpu.tflite"
     shutil.copy(edge_int8_model, compiled)
     with pytest.raises(ToolkitError, match="no model card"):
-        load_model_card(compiled)
+        load_card(card_owner(compiled))
     shutil.copy(card_path(edge_int8_model), tmp_path / "model_int8.card.json")
-    assert load_model_card(compiled) == load_card(edge_int8_model)
+    assert load_card(card_owner(compiled)) == load_card(edge_int8_model)

@@ -13,8 +13,9 @@ from toolkit import preprocessing
 from toolkit.cli import main
 from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard, load_card, save_card
-from training.data import Dataset, channel_statistics, load_dataset, load_image_folder, train_validation_split
+from training.data import Dataset, channel_statistics, load_dataset, load_image_folder
 from training.evaluate import evaluate, label_mapping, load_evaluation_data, predict_probabilities
+from training.splits import train_validation_split
 
 LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

@@ -16,10 +16,11 @@ from toolkit.model_card import load_card
 from training.allcnn import ModelConfig
 from training.backend import keras
 from training.batches import BatchSource
-from training.data import channel_statistics, load_dataset, train_validation_split
+from training.data import channel_statistics, load_dataset
 from training.optimization import L2SGD, SparseSmoothedCrossentropy
 from toolkit.atomic import file_digest
 from training.schedules import PiecewiseDecay, WarmupCosine, create_schedule, paper_milestones
+from training.splits import train_validation_split
 from training.train import TrainConfig, train
 
 

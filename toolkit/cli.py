@@ -8,6 +8,7 @@ on a device never touches TensorFlow.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -43,10 +44,6 @@ EXTRA_WORDS = {"train": "training", "jax": "jax"}  # as the error message names 
 DISTRIBUTION = "allcnn-edge-toolkit"
 
 
-def _load(module_name: str):
-    return importlib.import_module(module_name)
-
-
 def missing_extra_error(command: str, error: ModuleNotFoundError) -> ToolkitError | None:
     """The one-line error for a command that needs an install extra whose module ``error`` names, or None."""
     extra = EXTRA_OF_MODULE.get((error.name or "").split(".")[0])
@@ -76,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
             name, help=help_text, description=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter
         )
         try:
-            module = _load(module_name)
+            module = importlib.import_module(module_name)
             # add_arguments may import its stage's package (training, converters); on an edge
             # device without them the other commands, classify above all, must still work.
             module.add_arguments(subparser)
@@ -111,21 +108,11 @@ def _first_missing_folder(out: object) -> Path | None:
 
 
 def _remove_empty_folders(root: Path) -> None:
-    """Remove ``root`` and the folders below it that hold no file (a failed run's leftovers).
-
-    Only empty folders go, so nothing a run saved is ever lost.
-    """
-    if not root.is_dir():
-        return
-    for folder in sorted((path for path in root.rglob("*") if path.is_dir()), key=lambda path: len(path.parts), reverse=True):
-        try:
+    """Remove ``root`` and the folders below it that hold no file (a failed run's leftovers); nothing saved is lost."""
+    folders = [path for path in (root, *root.rglob("*")) if path.is_dir()]
+    for folder in sorted(folders, key=lambda path: len(path.parts), reverse=True):  # the deepest first
+        with contextlib.suppress(OSError):  # not empty
             folder.rmdir()
-        except OSError:
-            pass
-    try:
-        root.rmdir()
-    except OSError:
-        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -147,16 +134,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     exit_code = 1
     try:
         exit_code = _run(args)
-        return exit_code
     finally:
         if exit_code != 0 and created is not None:
             _remove_empty_folders(created)
+    return exit_code
 
 
 def _run(args: argparse.Namespace) -> int:
     """Run the chosen command; every failure becomes one ``error:`` line and a non-zero code."""
     try:
-        return int(_call(args) or 0)
+        try:
+            return int(args._run(args) or 0)
+        except ModuleNotFoundError as error:  # a module of an install extra that is missing here: name the extra
+            raise missing_extra_error(args.command, error) or error
     except ToolkitError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
@@ -172,17 +162,6 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-
-
-def _call(args: argparse.Namespace) -> int | None:
-    """The command's ``run``, with a module of a missing install extra turned into a ToolkitError."""
-    try:
-        return args._run(args)
-    except ModuleNotFoundError as error:
-        missing = missing_extra_error(args.command, error)
-        if missing is None:
-            raise
-        raise missing from None
 
 
 if __name__ == "__main__":

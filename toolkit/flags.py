@@ -34,6 +34,7 @@ class Flag:
     spelling: str | None = None  # the flag, e.g. "--from" (default: --field-name, or --no-field-name)
     help: str | None = None  # replaces the field's comment (plain text: a % stays a %); a --no- flag wants one
     metavar: str | None = None  # the value's name in --help
+    type: Callable[[str], Any] | None = None  # parses (and checks) the value instead of the field's type
     choices: tuple[Any, ...] | None = None  # the values the flag accepts
     default: Any = FIELD_DEFAULT  # replaces the field's default; argparse.SUPPRESS: absent unless given
     show_default: bool = True  # False: no "(default: ...)" after the help
@@ -95,7 +96,7 @@ def _argument(field: dataclasses.Field, hint: Any, flag: Flag, comment: str) -> 
     keywords["help"] = text.replace("%", "%%")
     if required or not flag.show_default:
         keywords["help"] += "%(default).0s"  # prints nothing: no "(default: ...)" from ArgumentDefaultsHelpFormatter
-    keywords.update({key: getattr(flag, key) for key in ("metavar", "choices") if getattr(flag, key) is not None})
+    keywords.update({key: getattr(flag, key) for key in ("metavar", "choices", "type") if getattr(flag, key) is not None})
     return spelling, keywords
 
 

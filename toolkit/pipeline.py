@@ -12,9 +12,6 @@ changed one is moved aside to ``train.stale-<time>``, never deleted).
 
 ``OUT/pipeline.json`` lists every artifact (paths relative to OUT) and the summary
 table (accuracy, size, sparsity per stage); the benchmark reads it.
-
-Orchestration like ``toolkit/commands``: it runs stages of ``training`` and ``converters``,
-so it is no part of the numpy core.
 """
 
 from __future__ import annotations
@@ -47,7 +44,7 @@ _UNHASHED = {"out", "model", "progress", "overwrite", "resume", "workers"}
 class PipelineConfig:
     """The whole path from images to a checked int8 model; read from YAML, overridden by flags."""
 
-    out: str = "runs/pipeline"  # one folder for every stage's artifacts
+    out: str = "runs/pipeline"  # one folder for every stage's artifacts (default: runs/pipeline)
     data: str | None = None  # training data: cifar10 (the default), fashion-mnist or an image folder; with model, the images every later stage uses (default: the model's own)
     limit: int | None = None  # train on a seeded class-balanced subset of this many images
     model: str | None = None  # start from this trained .keras (with card) instead of training
@@ -56,28 +53,13 @@ class PipelineConfig:
     prune: dict[str, Any] = dataclasses.field(default_factory=dict)  # PruneConfig fields; enabled: false skips pruning
     qat: dict[str, Any] = dataclasses.field(default_factory=dict)  # QatConfig fields; enabled: false skips QAT
     convert: dict[str, Any] = dataclasses.field(default_factory=dict)  # ConvertConfig fields
-    eval: dict[str, Any] = dataclasses.field(default_factory=dict)  # formats (default [int8]), data, limit
+    eval: dict[str, Any] = dataclasses.field(default_factory=dict)  # EvalConfig fields: formats (default [int8]), data, limit
     force: bool = False  # rerun every stage even when up to date
     progress: bool = True  # progress bars
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, payload: dict[str, Any], origin: str = "pipeline config") -> "PipelineConfig":
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(payload) - known)
-        if unknown:
-            raise ToolkitError(f"{origin}: unknown key {unknown[0]!r}; known keys are {', '.join(sorted(known))}")
-        for section in ("train", "prune", "qat", "convert", "eval"):
-            if payload.get(section) is None:
-                payload = {**payload, section: {}}
-            elif not isinstance(payload[section], dict):
-                raise ToolkitError(f"{origin}: {section} must be a mapping of options, got {payload[section]!r}")
-        return cls(**payload)
-
     @classmethod
     def from_yaml(cls, path: str | Path) -> "PipelineConfig":
+        """The config a YAML file holds; a missing file, bad YAML or an unknown key is a one-line error."""
         import yaml
 
         path = Path(path)
@@ -89,14 +71,55 @@ class PipelineConfig:
             raise ToolkitError(f"pipeline config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
         if not isinstance(payload, dict):
             raise ToolkitError(f"pipeline config {path} must be a mapping of options")
-        return cls.from_dict(payload, str(path))
+        known = sorted(field.name for field in dataclasses.fields(cls))
+        unknown = sorted(set(payload) - set(known))
+        if unknown:
+            raise ToolkitError(f"{path}: unknown key {unknown[0]!r}; known keys are {', '.join(known)}")
+        for section in STAGES:
+            if payload.get(section) is None:
+                payload[section] = {}
+            elif not isinstance(payload[section], dict):
+                raise ToolkitError(f"{path}: {section} must be a mapping of options, got {payload[section]!r}")
+        return cls(**payload)
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    """The eval section: which converted formats ``toolkit eval`` scores, on which images."""
+
+    formats: list[str] | None = None  # converted formats to evaluate (default: int8)
+    data: str | None = None  # images (default: the pipeline's data, else the data the model was trained on)
+    limit: int | None = None  # evaluate a class-balanced subset of this many
+    split: str = "validation"  # validation (the held-out split) or all
+
+
+@dataclasses.dataclass
+class StageConfigs:
+    """The configuration of each stage the pipeline runs, built once from a PipelineConfig and checked."""
+
+    train: TrainConfig | None  # resolved (the recipe filled in); None when the pipeline starts from config.model
+    prune: PruneConfig | None  # None when pruning is off
+    qat: QatConfig | None  # None when QAT is off
+    convert: ConvertConfig
+    eval: EvalConfig  # formats filled in, data the pipeline's when the section names none
 
 
 @dataclasses.dataclass
 class PipelineResult:
+    """What run_pipeline returns."""
+
     manifest_path: Path  # OUT/pipeline.json
     manifest: dict[str, Any]  # its contents
     table: str  # the printed summary
+    stages: StageConfigs  # what each stage ran with
+
+
+def _json(path: Path) -> Any:
+    """The JSON document in ``path``; {} when it is missing or broken."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def _config_hash(payload: dict[str, Any]) -> str:
@@ -104,26 +127,22 @@ def _config_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _read_stamp(folder: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((folder / STAMP_NAME).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+def _inputs_sha256(paths: list[Path]) -> str:
+    """One hash of a stage's input files: the sha256 of their sha256s."""
+    return hashlib.sha256("".join(atomic.file_digest(path) for path in paths).encode()).hexdigest()
 
 
 def up_to_date(folder: Path, config_hash: str, input_sha256: str | None) -> bool:
     """True when ``folder``'s stamp matches the config, the input and every output file on disk."""
-    stamp = _read_stamp(folder)
-    if not stamp or stamp.get("config_hash") != config_hash or stamp.get("input_sha256") != input_sha256:
+    stamp = _json(folder / STAMP_NAME)
+    if stamp.get("config_hash") != config_hash or stamp.get("input_sha256") != input_sha256:
         return False
-    for entry in stamp.get("outputs", {}).values():
-        path = folder / entry["path"]
-        if not path.is_file() or atomic.file_digest(path) != entry["sha256"]:
-            return False
-    return True
+    outputs = [(folder / entry["path"], entry["sha256"]) for entry in stamp.get("outputs", {}).values()]
+    return all(path.is_file() and atomic.file_digest(path) == sha256 for path, sha256 in outputs)
 
 
 def write_stamp(folder: Path, stage: str, config_hash: str, input_sha256: str | None, outputs: dict[str, Path], seconds: float) -> None:
+    """Write ``folder``'s stamp: the config and input hashes and every output's path and hash."""
     atomic.write_json(
         folder / STAMP_NAME,
         {
@@ -139,18 +158,6 @@ def write_stamp(folder: Path, stage: str, config_hash: str, input_sha256: str | 
 
 def _say(message: str) -> None:
     print(f"[pipeline] {message}", file=sys.stderr, flush=True)
-
-
-def _with_epochs(options: dict[str, Any], epochs: int | None) -> dict[str, Any]:
-    return {**options, "epochs": epochs} if epochs is not None else dict(options)
-
-
-def _known(options: dict[str, Any], config_class: type, stage: str) -> dict[str, Any]:
-    known = {field.name for field in dataclasses.fields(config_class)}
-    unknown = sorted(set(options) - known - {"enabled"})
-    if unknown:
-        raise ToolkitError(f"pipeline {stage} section: unknown option {unknown[0]!r}")
-    return {key: value for key, value in options.items() if key != "enabled"}
 
 
 def _accepts(hint: Any, value: Any) -> bool:
@@ -189,27 +196,14 @@ def _check_types(options: dict[str, Any], config_class: type, where: str) -> Non
         raise ToolkitError(f"pipeline {where}.{key} must be {wanted}, got {value!r}{advice}")
 
 
-@dataclasses.dataclass
-class _EvalOptions:
-    """The eval section's options."""
-
-    formats: list[str] | None = None  # converted formats to evaluate (default: int8)
-    data: str | None = None  # images (default: the data the model was trained on)
-    limit: int | None = None  # evaluate a class-balanced subset of this many
-    split: str = "validation"  # validation (the held-out split) or all
-
-
-EVAL_OPTIONS = tuple(field.name for field in dataclasses.fields(_EvalOptions))
-
-
-@dataclasses.dataclass
-class StageConfigs:
-    """The configuration of each stage the pipeline runs, built once from a PipelineConfig and checked."""
-
-    train: TrainConfig | None  # resolved (the recipe filled in); None when the pipeline starts from config.model
-    prune: PruneConfig | None  # None when pruning is off
-    qat: QatConfig | None  # None when QAT is off
-    convert: ConvertConfig
+def _checked_options(options: dict[str, Any], config_class: type, section: str) -> dict[str, Any]:
+    """``options`` of a pipeline section, once each is known to be a field of ``config_class`` holding a value of its type."""
+    known = [field.name for field in dataclasses.fields(config_class)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ToolkitError(f"pipeline {section} section: unknown option {unknown[0]!r} (known: {', '.join(known)})")
+    _check_types(options, config_class, section)
+    return options
 
 
 def _enabled(config: PipelineConfig, section: str) -> bool:
@@ -220,16 +214,16 @@ def _enabled(config: PipelineConfig, section: str) -> bool:
 
 
 def _stage_config(config: PipelineConfig, section: str, config_class: type, defaults: dict[str, Any], fixed: dict[str, Any]) -> Any:
-    """``config_class`` from ``defaults``, the section's options (keys and types checked) and ``fixed``, validated.
+    """``config_class`` from ``defaults``, the section's options and ``fixed``, validated.
 
     epochs_per_stage applies to every stage but convert; train's recipe fills in its unset fields.
     """
-    options = _known(getattr(config, section), config_class, section)
-    _check_types(options, config_class, section)
+    options = {key: value for key, value in getattr(config, section).items() if key != "enabled"}
+    options = _checked_options(options, config_class, section)
     if "formats" in options:
         options["formats"] = tuple(options["formats"])
-    if section != "convert":
-        options = _with_epochs(options, config.epochs_per_stage)
+    if section != "convert" and config.epochs_per_stage is not None:
+        options["epochs"] = config.epochs_per_stage
     try:
         built = config_class(**(defaults | options | fixed))
         built = built.resolved() if section == "train" else built
@@ -239,28 +233,17 @@ def _stage_config(config: PipelineConfig, section: str, config_class: type, defa
     return built
 
 
-def _check_eval(options: dict[str, Any], converted: tuple[str, ...]) -> None:
-    """The eval section's keys, types and values; it evaluates only formats that convert writes."""
-    unknown = sorted(set(options) - set(EVAL_OPTIONS))
-    if unknown:
-        raise ToolkitError(f"pipeline eval section: unknown option {unknown[0]!r} (known: {', '.join(EVAL_OPTIONS)})")
-    _check_types(options, _EvalOptions, "eval")
-    if options.get("split", "validation") not in ("all", "validation"):
-        raise ToolkitError(f"pipeline eval.split must be all or validation, got {options['split']!r}")
-    missing = [name for name in options.get("formats") or ["int8"] if name not in converted]
+def _eval_config(config: PipelineConfig, data: str | None, converted: tuple[str, ...]) -> EvalConfig:
+    """The eval section, checked; it evaluates only formats that convert writes."""
+    options = _checked_options(dict(config.eval), EvalConfig, "eval")
+    filled = {"formats": list(options.get("formats") or ["int8"]), "data": options.get("data") or data}
+    evaluation = EvalConfig(**options | filled)
+    if evaluation.split not in ("all", "validation"):
+        raise ToolkitError(f"pipeline eval.split must be all or validation, got {evaluation.split!r}")
+    missing = [name for name in evaluation.formats if name not in converted]
     if missing:
         raise ToolkitError(f"pipeline eval: format {missing[0]} is not converted (convert.formats lists {', '.join(converted)})")
-
-
-def pipeline_data(config: PipelineConfig) -> str | None:
-    """The pipeline's ``data``, an existing folder made absolute; None when not given.
-
-    From ``model``, the later stages then take the images the model's run used (its
-    config.json or card), which may name a folder of another machine: ``data`` overrides it.
-    """
-    if not config.data:
-        return None
-    return str(Path(config.data).resolve()) if Path(config.data).exists() else config.data
+    return evaluation
 
 
 def build_stage_configs(config: PipelineConfig) -> StageConfigs:
@@ -268,16 +251,19 @@ def build_stage_configs(config: PipelineConfig) -> StageConfigs:
 
     A typo must not wait for hours of training. Each stage's model is the file the stage before
     it writes (or ``config.model``), so the configs are complete here and each stage runs its own.
+    From ``model``, the later stages take the images the model's run used (its config.json or
+    card), which may name a folder of another machine: ``data`` (an existing folder made absolute) overrides it.
     """
     from converters.configs import ConvertConfig, PruneConfig, QatConfig
     from training.train_config import TrainConfig
 
-    top = {field.name: getattr(config, field.name) for field in dataclasses.fields(config) if field.name not in STAGES}
-    _check_types(top, PipelineConfig, "config")
+    _check_types(vars(config), PipelineConfig, "config")
     out = Path(config.out)
+    data = config.data or None
+    if data and Path(data).exists():
+        data = str(Path(data).resolve())
     _enabled(config, "train")  # checked, though training runs whenever no model is given
     train = None
-    data = pipeline_data(config)
     if not config.model:
         fixed = {"out": str(out / "train"), "progress": config.progress}
         train = _stage_config(config, "train", TrainConfig, {"data": data or "cifar10", "limit": config.limit}, fixed)
@@ -289,8 +275,8 @@ def build_stage_configs(config: PipelineConfig) -> StageConfigs:
             defaults = {"data": data} if config.model else {}
             built[section] = _stage_config(config, section, config_class, defaults, fixed)
             source = out / section / "model.keras"
-    _check_eval(dict(config.eval), built["convert"].formats)
-    return StageConfigs(train, built.get("prune"), built.get("qat"), built["convert"])
+    evaluation = _eval_config(config, data, built["convert"].formats)
+    return StageConfigs(train, built.get("prune"), built.get("qat"), built["convert"], evaluation)
 
 
 def _stage_train(train_config: TrainConfig, force: bool) -> dict[str, Any]:
@@ -308,14 +294,9 @@ def _stage_train(train_config: TrainConfig, force: bool) -> dict[str, Any]:
     from training.train import train
 
     started = time.perf_counter()
-    saved = (folder / "config.json").is_file()
-    if saved:
-        try:
-            saved_train = TrainConfig.requested_by_run(json.loads((folder / "config.json").read_text()))
-        except json.JSONDecodeError:
-            saved_train = TrainConfig.requested_by_run({})
-        progress = {"progress": train_config.progress}
-        if not force and _config_hash(saved_train.to_dict() | progress) == config_hash:
+    if (folder / "config.json").is_file():
+        saved = TrainConfig.requested_by_run(_json(folder / "config.json"))
+        if not force and _config_hash(saved.to_dict()) == config_hash:
             _say(f"train: continuing the interrupted run in {folder}")
             train(TrainConfig(resume=str(folder), progress=train_config.progress))
         else:
@@ -337,7 +318,7 @@ def _stage_model(stage: str, stage_config: PruneConfig | QatConfig, function: An
     """Run prune or qat on the config's model unless up to date; returns the stage's manifest entry."""
     folder, source = Path(stage_config.out), Path(stage_config.model)
     config_hash = _config_hash(stage_config.to_dict())
-    input_sha = hashlib.sha256(atomic.file_digest(source).encode()).hexdigest()
+    input_sha = _inputs_sha256([source])
     entry = {"folder": stage, "model": f"{stage}/model.keras", "card": f"{stage}/model.card.json", "report": f"{stage}/report.json"}
     if stage == "qat":
         entry["qat_weights"] = "qat/model.qat.weights.h5"
@@ -351,8 +332,7 @@ def _stage_model(stage: str, stage_config: PruneConfig | QatConfig, function: An
     if stage == "qat":
         from converters.qat import qat_companions
 
-        weights, info = qat_companions(result.model_path)
-        outputs.update({"qat_weights": weights, "qat_info": info})
+        outputs["qat_weights"], outputs["qat_info"] = qat_companions(result.model_path)
     write_stamp(folder, stage, config_hash, input_sha, outputs, time.perf_counter() - started)
     return {**entry, "skipped": False}
 
@@ -364,8 +344,7 @@ def _stage_convert(convert_config: ConvertConfig, force: bool) -> tuple[dict[str
 
     folder, source = Path(convert_config.out), Path(convert_config.model)
     config_hash = _config_hash(convert_config.to_dict())
-    inputs = [source] + [path for path in qat_companions(source) if path.is_file()]
-    input_sha = hashlib.sha256("".join(atomic.file_digest(path) for path in inputs).encode()).hexdigest()
+    input_sha = _inputs_sha256([source] + [path for path in qat_companions(source) if path.is_file()])
     entry = {
         "folder": "convert",
         "models": {name: f"convert/{tflite_name(name)}" for name in convert_config.formats},
@@ -386,53 +365,41 @@ def _stage_convert(convert_config: ConvertConfig, force: bool) -> tuple[dict[str
     outputs["report"] = result.report_path
     if result.parity_path:
         outputs["parity"] = result.parity_path
-    write_stamp(folder, "convert", config_hash, input_sha, outputs, time.perf_counter() - started)
-    if not result.parity_path:
+    else:
         entry["parity"] = None
+    write_stamp(folder, "convert", config_hash, input_sha, outputs, time.perf_counter() - started)
     return result.parity, {**entry, "skipped": False}
 
 
-def _stage_eval(config: PipelineConfig, out: Path, models: dict[str, Path]) -> dict[str, Any]:
-    """``toolkit eval`` of the exported models on the validation split; one JSON report per format."""
+def _stage_eval(eval_config: EvalConfig, folder: Path, models: dict[str, Path], force: bool, progress: bool) -> dict[str, Any]:
+    """``toolkit eval`` of each converted format ``eval_config`` names, into ``folder``; one JSON report per format."""
     from toolkit.model_card import load_card
     from training.evaluate import ModelRunner, evaluate, load_evaluation_data
 
-    folder = out / "eval"
-    options = dict(config.eval)  # checked by build_stage_configs
-    formats = list(options.get("formats") or ["int8"])
-    split = options.get("split", "validation")
+    split = eval_config.split
     entry: dict[str, Any] = {"folder": "eval", "reports": {}, "skipped": True}
-    for name in formats:
-        model = models[name]
-        data = options.get("data") or pipeline_data(config) or load_card(model).dataset
-        config_hash = _config_hash({"data": data, "limit": options.get("limit"), "split": split, "format": name})
-        sub = folder / name
+    for name in eval_config.formats:
+        model, sub = models[name], folder / name
+        data = eval_config.data or load_card(model).dataset
+        config_hash = _config_hash({"data": data, "limit": eval_config.limit, "split": split, "format": name})
         entry["reports"][name] = f"eval/{name}/report.json"
-        if not config.force and up_to_date(sub, config_hash, atomic.file_digest(model)):
+        if not force and up_to_date(sub, config_hash, atomic.file_digest(model)):
             _say(f"eval {name}: up to date, skipped")
             continue
         entry["skipped"] = False
         _say(f"eval {name}: {model.name} on the {split} split of {data}")
         started = time.perf_counter()
         runner = ModelRunner(model)
-        dataset = load_evaluation_data(data, runner.card, split, options.get("limit"), 0, config.progress or None)
-        report = evaluate(model, dataset, confusion_path=sub / "confusion.png", progress=config.progress or None, runner=runner)
+        dataset = load_evaluation_data(data, runner.card, split, eval_config.limit, 0, progress or None)
+        report = evaluate(model, dataset, confusion_path=sub / "confusion.png", progress=progress or None, runner=runner)
         report["split"] = split
         report_path = atomic.write_json(sub / "report.json", report)
         write_stamp(sub, "eval", config_hash, atomic.file_digest(model), {"report": report_path}, time.perf_counter() - started)
     return entry
 
 
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
 def summary_rows(out: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per artifact: accuracy on the validation split, size, gzip size, sparsity."""
-
     rows = []
     stages = manifest["stages"]
     for stage in ("train", "prune", "qat"):
@@ -485,6 +452,7 @@ def summary_rows(out: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def format_summary(rows: list[dict[str, Any]]) -> str:
+    """The summary rows as the text table ``toolkit pipeline`` prints."""
     header = f"{'stage':<17} {'top-1':>7} {'images':>6} {'MB':>7} {'gzip MB':>8} {'sparsity':>8}  note"
     lines = [header, "-" * len(header)]
     for row in rows:
@@ -507,28 +475,26 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    manifest: dict[str, Any] = {"out": str(out.resolve()), "config": config.to_dict(), "stages": {}}
-
+    manifest: dict[str, Any] = {"out": str(out.resolve()), "config": dataclasses.asdict(config), "stages": {}}
+    entries = manifest["stages"]
     if stages.train is None:
         from converters.bridge import check_model_file
 
         model = check_model_file(config.model).resolve()
-        manifest["stages"]["source"] = {"model": str(model)}
+        entries["source"] = {"model": str(model)}
         _say(f"starting from the trained model {model}")
     else:
-        manifest["stages"]["train"] = _stage_train(stages.train, config.force)
-    if stages.prune is not None:
-        manifest["stages"]["prune"] = _stage_model("prune", stages.prune, prune, config.force)
-    if stages.qat is not None:
-        manifest["stages"]["qat"] = _stage_model("qat", stages.qat, qat, config.force)
-
-    parity, manifest["stages"]["convert"] = _stage_convert(stages.convert, config.force)
-    models = {name: out / relative for name, relative in manifest["stages"]["convert"]["models"].items()}
-    manifest["stages"]["eval"] = _stage_eval(config, out, models)
+        entries["train"] = _stage_train(stages.train, config.force)
+    for stage, stage_config, function in (("prune", stages.prune, prune), ("qat", stages.qat, qat)):
+        if stage_config is not None:
+            entries[stage] = _stage_model(stage, stage_config, function, config.force)
+    parity, entries["convert"] = _stage_convert(stages.convert, config.force)
+    models = {name: out / relative for name, relative in entries["convert"]["models"].items()}
+    entries["eval"] = _stage_eval(stages.eval, out / "eval", models, config.force, config.progress)
 
     rows = summary_rows(out, manifest)
     manifest["summary"] = rows
     manifest["parity_passed"] = parity.get("passed") if parity else None
     manifest["seconds_this_session"] = round(time.perf_counter() - started, 1)
     manifest_path = atomic.write_json(out / MANIFEST_NAME, manifest)
-    return PipelineResult(manifest_path, manifest, format_summary(rows))
+    return PipelineResult(manifest_path, manifest, format_summary(rows), stages)

@@ -6,15 +6,12 @@ needs no TensorFlow installed, which is how the GPU machine trains.
 
 from __future__ import annotations
 
-import os
+from toolkit.errors import ToolkitError
+from toolkit.native_logs import quiet_native_logs
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-from toolkit.errors import ToolkitError  # noqa: E402
-from toolkit.native_logs import quiet_native_logs  # noqa: E402
-
+# training/__init__.py, run before this module, sets TF_USE_LEGACY_KERAS=1 for tfmot before TensorFlow loads.
 with quiet_native_logs(start_gpu_platform=True):  # Keras on its TensorFlow backend loads TensorFlow here
-    import keras  # noqa: E402
+    import keras
 
 SUPPORTED_BACKENDS = ("tensorflow", "jax")
 
@@ -25,6 +22,3 @@ def backend_name() -> str:
     if name not in SUPPORTED_BACKENDS:
         raise ToolkitError(f"KERAS_BACKEND={name} is not supported: use one of {', '.join(SUPPORTED_BACKENDS)}")
     return name
-
-
-__all__ = ["keras", "backend_name", "SUPPORTED_BACKENDS"]

@@ -19,18 +19,8 @@ from training.augment import augment_batch
 class BatchSource:
     """Batches of (normalised float32 images, int labels); reshuffled each epoch when ``shuffle``."""
 
-    def __init__(
-        self,
-        images: np.ndarray,
-        labels: np.ndarray,
-        batch_size: int,
-        mean: Sequence[float],
-        std: Sequence[float],
-        augmentation: str = "none",
-        shuffle: bool = False,
-        seed: int = 0,
-        drop_remainder: bool = False,
-    ) -> None:
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, mean: Sequence[float], std: Sequence[float],
+                 augmentation: str = "none", shuffle: bool = False, seed: int = 0, drop_remainder: bool = False) -> None:
         self.images = images
         self.labels = labels.astype(np.int32)
         self.batch_size = int(batch_size)
@@ -39,7 +29,6 @@ class BatchSource:
         self.augmentation = augmentation
         self.shuffle = shuffle
         self.drop_remainder = drop_remainder
-        self.epoch = 0
         self.seed = seed
         self.order = np.arange(len(labels))
         self.set_epoch(0)

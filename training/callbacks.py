@@ -43,9 +43,7 @@ class NanGuard(keras.callbacks.Callback):
             self._fail(None, "the weights became NaN or infinite")
 
     def _check(self, value: Any, step: int | None) -> None:
-        if value is None or self.failure is not None:
-            return
-        if not math.isfinite(float(value)):
+        if value is not None and self.failure is None and not math.isfinite(float(value)):
             self._fail(step, "the loss became NaN")
 
     def _fail(self, step: int | None, what: str) -> None:

@@ -1,9 +1,7 @@
-"""Datasets as in-memory uint8 arrays: CIFAR-10, Fashion-MNIST and image folders.
+"""Loading a dataset spec (CIFAR-10, Fashion-MNIST or an image folder) into one in-memory :class:`Dataset`.
 
-Everything returns a :class:`Dataset` (RGB or grey uint8 images, int labels, class
-names) so training, calibration, evaluation and benchmarks share one loader. No
-TensorFlow is needed: images are decoded with OpenCV. :class:`Dataset` itself and the
-CIFAR-10 and Fashion-MNIST readers live in ``training.datasets``.
+Training, calibration, evaluation and benchmarks share this loader. Image folders are decoded
+with OpenCV (no TensorFlow); the CIFAR-10 and IDX readers and :class:`Dataset` live in ``training.datasets``.
 """
 
 from __future__ import annotations
@@ -163,14 +161,7 @@ def _fit_to_size(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(np.rint(resized), 0, 255).astype(np.uint8).reshape(height, width, *image.shape[2:])
 
 
-def _describe(problems: list[tuple[Path, str]], root: Path, shown: int = 5) -> str:
-    listed = ", ".join(f"{path.relative_to(root)} ({reason})" for path, reason in problems[:shown])
-    return listed + (f" and {len(problems) - shown} more" if len(problems) > shown else "")
-
-
-def load_image_folder(
-    root: Path | str, limit: int | None = None, seed: int = 0, progress: bool | None = None
-) -> Dataset:
+def load_image_folder(root: Path | str, limit: int | None = None, seed: int = 0, progress: bool | None = None) -> Dataset:
     """An image folder ``root/<class>/<image>``; class ids follow sorted folder names.
 
     Images come back as RGB (grey and alpha images are converted), or as grey
@@ -196,7 +187,9 @@ def load_image_folder(
         image_files = sum(map(len, class_files))
         estimated_failures = len(failed) * image_files / len(paths)
         bad_fraction = (len(others) + estimated_failures) / (len(others) + image_files)
-        message = f"{len(problems)} file(s) in {root} are not readable images: {_describe(problems, root)}"
+        listed = ", ".join(f"{path.relative_to(root)} ({reason})" for path, reason in problems[:5])
+        more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
+        message = f"{len(problems)} file(s) in {root} are not readable images: {listed}{more}"
         if bad_fraction > MAX_BAD_FRACTION:
             raise ToolkitError(f"{message}; that is more than {MAX_BAD_FRACTION:.0%} of the files, fix or remove them")
         warnings.warn(f"skipped {message}", ToolkitWarning, stacklevel=2)
@@ -206,17 +199,14 @@ def load_image_folder(
     images = [decoded[index][0] for index in keep]
     kept_paths = [paths[index] for index in keep]
     labels = labels[keep]
-    missing = [class_dirs[index].name for index in range(len(class_dirs)) if not np.any(labels == index)]
+    missing = [folder.name for index, folder in enumerate(class_dirs) if not np.any(labels == index)]
     if missing and limit is None:
         raise ToolkitError(f"class folder(s) {', '.join(missing)} in {root} hold no readable images")
 
-    all_grey = all(image.ndim == 2 for image in images)
-    if all_grey:
+    if all(image.ndim == 2 for image in images):
         images = [image[:, :, None] for image in images]
-    else:
-        images = [
-            preprocessing.convert_colour(image, "GRAY", "RGB") if image.ndim == 2 else image[:, :, ::-1] for image in images
-        ]
+    else:  # decoded as BGR or grey HxW: every image RGB
+        images = [preprocessing.convert_colour(image, "BGR", "RGB") for image in images]
 
     sizes = collections.Counter(image.shape[:2] for image in images)
     if len(sizes) > 1:
@@ -253,48 +243,6 @@ def stratified_subset(labels: np.ndarray, count: int, seed: int = 0) -> np.ndarr
             break
         round_index += 1
     return np.sort(np.asarray(chosen, dtype=np.int64))
-
-
-def train_validation_split(dataset: Dataset, validation_fraction: float = 0.1, seed: int = 0) -> tuple[Dataset, Dataset]:
-    """A fixed, seeded, stratified split: the same seed always gives the same validation images."""
-    if not 0.0 < validation_fraction < 1.0:
-        raise ToolkitError(f"validation fraction must be between 0 and 1, got {validation_fraction}")
-    rng = np.random.default_rng(seed)
-    validation: list[np.ndarray] = []
-    for c in np.unique(dataset.labels):
-        members = rng.permutation(np.flatnonzero(dataset.labels == c))
-        take = max(1, int(round(len(members) * validation_fraction)))
-        validation.append(members[:take])
-    validation_indices = np.sort(np.concatenate(validation))
-    mask = np.ones(len(dataset), dtype=bool)
-    mask[validation_indices] = False
-    return dataset.subset(np.flatnonzero(mask)), dataset.subset(validation_indices)
-
-
-def training_split(dataset: Dataset, validation_fraction: float = 0.1, seed: int = 0) -> tuple[Dataset, Dataset]:
-    """:func:`train_validation_split` for training: every class present must keep an image to train on.
-
-    The split puts at least one image of each class into validation, so a class with a
-    single image would leave nothing to learn it from (and ``--limit 5`` on ten classes
-    would leave no training images at all).
-    """
-    counts = np.bincount(dataset.labels, minlength=len(dataset.class_names))
-    lonely = [dataset.class_names[index] for index in np.flatnonzero(counts == 1)]
-    if lonely:
-        others = f" (and {len(lonely) - 1} more class(es) like it)" if len(lonely) > 1 else ""
-        raise ToolkitError(
-            f"class {lonely[0]!r} has only 1 image{others}: each class needs at least 2, one to train on and one "
-            f"to validate; use more images (a larger --limit)"
-        )
-    train, validation = train_validation_split(dataset, validation_fraction, seed)
-    kept = np.bincount(train.labels, minlength=len(dataset.class_names))
-    emptied = [dataset.class_names[index] for index in np.flatnonzero((counts > 0) & (kept == 0))]
-    if emptied:
-        raise ToolkitError(
-            f"--validation-fraction {validation_fraction} puts every image of class {emptied[0]!r} into validation, "
-            "leaving none to train on: lower it or use more images"
-        )
-    return train, validation
 
 
 def channel_statistics(images: np.ndarray) -> tuple[list[float], list[float]]:

@@ -116,6 +116,8 @@ def read_cifar_pickle(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _cifar_batch_arrays(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise ToolkitError(f"{path.parent} is missing {path.name}")
     batch = read_cifar_pickle(path)
     data, labels = batch.get("data"), batch.get("labels")
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
@@ -142,13 +144,8 @@ def keras_cache_dir() -> Path:
     return Path(base).expanduser() / "datasets"
 
 
-def find_cifar10(
-    path: str | os.PathLike | None = None,
-    download: bool = True,
-    url: str | None = None,
-    md5: str = CIFAR10_MD5,
-    cache_dir: str | os.PathLike | None = None,
-) -> Path:
+def find_cifar10(path: str | os.PathLike | None = None, download: bool = True, url: str | None = None, md5: str = CIFAR10_MD5,
+                 cache_dir: str | os.PathLike | None = None) -> Path:
     """The ``cifar-10-batches-py`` folder to read, downloading it into the Keras cache if needed."""
     if path is not None:
         path = Path(path).expanduser()
@@ -162,7 +159,7 @@ def find_cifar10(
         if is_cifar10_folder(candidate):
             return candidate
     archive = cache / CIFAR10_ARCHIVE
-    if archive.is_file() and _md5(archive) == md5:
+    if archive.is_file() and atomic.file_digest(archive, "md5") == md5:
         return extract_cifar10(archive, cache)
     if not download:
         raise ToolkitError(f"CIFAR-10 not found in ./{CIFAR10_FOLDER} or {cache / CIFAR10_FOLDER}, and downloading is off")
@@ -170,18 +167,14 @@ def find_cifar10(
     return extract_cifar10(archive, cache)
 
 
-def _md5(path: Path) -> str:
-    return atomic.file_digest(path, "md5")
-
-
-def download_file(url: str, target: str | os.PathLike, md5: str | None = None, timeout: float = 60.0) -> Path:
+def download_file(url: str, target: str | os.PathLike, md5: str | None = None) -> Path:
     """Download ``url`` to ``target`` atomically, checking its MD5; a failure leaves no partial file."""
     from tqdm.auto import tqdm
 
     target = Path(target)
     hint = f"place an extracted {CIFAR10_FOLDER} folder in {target.parent} or pass --data PATH"
     try:
-        response = urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - https, file:// and mirrors
+        response = urllib.request.urlopen(url, timeout=60.0)  # noqa: S310 - https, file:// and mirrors
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", None) or error
         raise ToolkitError(f"cannot download {url} ({reason}): no internet? {hint}") from None
@@ -214,13 +207,8 @@ def extract_cifar10(archive: str | os.PathLike, destination: str | os.PathLike) 
             members = tar.getmembers()
             for member in members:
                 parts = PurePosixPath(member.name).parts
-                if (
-                    not parts
-                    or member.name.startswith(("/", "\\"))
-                    or ".." in parts
-                    or parts[0] != CIFAR10_FOLDER
-                    or not (member.isfile() or member.isdir())
-                ):
+                escapes = not parts or member.name.startswith(("/", "\\")) or ".." in parts or parts[0] != CIFAR10_FOLDER
+                if escapes or not (member.isfile() or member.isdir()):
                     raise ToolkitError(
                         f"refusing to extract {archive}: member {member.name!r} is not a plain file under {CIFAR10_FOLDER}/"
                     )
@@ -245,29 +233,18 @@ def extract_cifar10(archive: str | os.PathLike, destination: str | os.PathLike) 
     return destination / CIFAR10_FOLDER
 
 
-def load_cifar10(
-    path: str | os.PathLike | None = None,
-    split: str = "train",
-    download: bool = True,
-    url: str | None = None,
-) -> Dataset:
+def load_cifar10(path: str | os.PathLike | None = None, split: str = "train", download: bool = True) -> Dataset:
     """CIFAR-10 as a :class:`Dataset` (RGB uint8, 32x32x3): ``train`` (data_batch_1..5) or ``test``."""
     if split not in SPLITS:
         raise ToolkitError(f"CIFAR-10 split must be one of {', '.join(SPLITS)}, got {split!r}")
-    folder = find_cifar10(path, download=download, url=url)
+    folder = find_cifar10(path, download=download)
     meta = read_cifar_pickle(folder / "batches.meta")
     names = meta.get("label_names")
     if not isinstance(names, list) or not names:
         raise ToolkitError(f"{folder / 'batches.meta'} has no label_names list")
     class_names = [name.decode("utf-8") if isinstance(name, bytes) else str(name) for name in names]
     batch_names = CIFAR10_TRAIN_BATCHES if split == "train" else CIFAR10_TEST_BATCHES
-    images, labels = [], []
-    for batch_name in batch_names:
-        if not (folder / batch_name).is_file():
-            raise ToolkitError(f"{folder} is missing {batch_name}")
-        batch_images, batch_labels = _cifar_batch_arrays(folder / batch_name, len(class_names))
-        images.append(batch_images)
-        labels.append(batch_labels)
+    images, labels = zip(*(_cifar_batch_arrays(folder / name, len(class_names)) for name in batch_names))
     return Dataset(np.concatenate(images), np.concatenate(labels), class_names, f"cifar10:{split} ({folder})")
 
 
@@ -335,9 +312,9 @@ def load_idx_dataset(folder: str | os.PathLike, split: str = "train", class_name
     return Dataset(np.ascontiguousarray(images[..., None]), labels, list(class_names), f"idx:{split} ({folder})")
 
 
-def load_fashion_mnist(path: str | os.PathLike | None = None, split: str = "train") -> Dataset:
-    """Fashion-MNIST (28x28x1 grey uint8) from IDX files; default folder: the Debian package's."""
-    folder = Path(path) if path is not None else FASHION_MNIST_DIR
+def load_fashion_mnist(split: str = "train") -> Dataset:
+    """Fashion-MNIST (28x28x1 grey uint8) from the IDX files of the Debian package."""
+    folder = FASHION_MNIST_DIR
     if not folder.is_dir():
         raise ToolkitError(
             f"Fashion-MNIST folder {folder} does not exist: apt-get install dataset-fashion-mnist, "
@@ -347,21 +324,3 @@ def load_fashion_mnist(path: str | os.PathLike | None = None, split: str = "trai
     dataset.source = f"fashion-mnist:{split} ({folder})"
     return dataset
 
-
-__all__ = [
-    "CIFAR10_URL",
-    "CIFAR10_MD5",
-    "FASHION_MNIST_DIR",
-    "FASHION_MNIST_LABELS",
-    "download_file",
-    "extract_cifar10",
-    "find_cifar10",
-    "is_cifar10_folder",
-    "is_idx_folder",
-    "keras_cache_dir",
-    "load_cifar10",
-    "load_fashion_mnist",
-    "load_idx_dataset",
-    "read_cifar_pickle",
-    "read_idx",
-]

@@ -21,14 +21,12 @@ from typing import Any, Callable, ContextManager
 from toolkit.errors import ToolkitError
 from training.backend import keras
 
-from training.train_config import STRATEGIES
-
 
 @dataclasses.dataclass
 class Distribution:
     """How this process takes part in training."""
 
-    name: str  # one of STRATEGIES
+    name: str  # one of training.train_config.STRATEGIES
     scope: Callable[[], ContextManager[Any]]  # build and compile the model inside it
     replicas: int = 1  # replicas that split each global batch
     worker_index: int = 0  # this process among the workers
@@ -72,9 +70,7 @@ def _with_vector_logs(step: Callable[[Any], dict]) -> Callable[[Any], dict]:
 
 
 def setup_distribution(name: str, backend: str) -> Distribution:
-    """Create the strategy ``name`` for ``backend``; call before any model or tensor exists."""
-    if name not in STRATEGIES:
-        raise ToolkitError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    """Create the strategy ``name`` (validated by TrainConfig) for ``backend``; call before any model or tensor exists."""
     if name == "none":
         return Distribution(name, contextlib.nullcontext)
     if name in ("mirrored", "multiworker"):
@@ -94,14 +90,7 @@ def _tensorflow_strategy(name: str) -> Distribution:
         return Distribution(name, strategy.scope, replicas=strategy.num_replicas_in_sync, strategy=strategy)
     worker_index, num_workers = _cluster_from_tf_config()
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    return Distribution(
-        name,
-        strategy.scope,
-        replicas=strategy.num_replicas_in_sync,
-        worker_index=worker_index,
-        num_workers=num_workers,
-        strategy=strategy,
-    )
+    return Distribution(name, strategy.scope, strategy.num_replicas_in_sync, worker_index, num_workers, strategy)
 
 
 def _cluster_from_tf_config() -> tuple[int, int]:
@@ -118,13 +107,12 @@ def _cluster_from_tf_config() -> tuple[int, int]:
         task_type, task_index = config["task"]["type"], int(config["task"]["index"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise ToolkitError(f"TF_CONFIG is not valid ({error}); it needs 'cluster' and 'task': {{'type', 'index'}}") from None
-    has_chief = bool(cluster.get("chief"))
     num_workers = len(cluster.get("worker", [])) + len(cluster.get("chief", []))
     if task_type == "chief":
         return 0, num_workers
     if task_type != "worker":
         raise ToolkitError(f"TF_CONFIG task type {task_type!r} is not supported; use 'chief' or 'worker'")
-    return task_index + (1 if has_chief else 0), num_workers
+    return task_index + (1 if cluster.get("chief") else 0), num_workers
 
 
 def _jax_data_parallel() -> Distribution:
@@ -134,10 +122,4 @@ def _jax_data_parallel() -> Distribution:
 
     devices = keras.distribution.list_devices()
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-    return Distribution(
-        "data-parallel",
-        contextlib.nullcontext,
-        replicas=len(devices),
-        worker_index=jax.process_index(),
-        num_workers=jax.process_count(),
-    )
+    return Distribution("data-parallel", contextlib.nullcontext, len(devices), jax.process_index(), jax.process_count())

@@ -28,14 +28,6 @@ from training.splits import SplitSettings, load_split
 FORMATS = {".keras": "keras", ".tflite": "tflite"}
 
 
-def model_format(model_path: str | os.PathLike) -> str:
-    """``keras`` or ``tflite`` from the file name; anything else is a one-line error."""
-    suffix = Path(model_path).suffix.lower()
-    if suffix not in FORMATS:
-        raise ToolkitError(f"{model_path}: expected a .keras or .tflite model, got {suffix or 'no suffix'}")
-    return FORMATS[suffix]
-
-
 class KerasPredictor(Predictor):
     """A Keras model of either stack (Keras 3 or tf_keras) behind :class:`toolkit.predictor.Predictor`."""
 
@@ -48,16 +40,14 @@ class KerasPredictor(Predictor):
         return np.asarray(self.model.predict_on_batch(inputs), dtype=np.float32)
 
 
-def load_predictor(
-    model_path: str | os.PathLike, threads: int | None = None, edgetpu: bool = False, card: ModelCard | None = None
-) -> Predictor:
+def load_predictor(model_path: str | os.PathLike, threads: int | None = None, card: ModelCard | None = None) -> Predictor:
     """A ``.keras`` model (tf_keras files with tfmot wrappers too) or a ``.tflite`` model on the edge app's
-    runtime (``threads``, ``edgetpu``), checked against its card (by default the one beside it)."""
+    runtime (``threads``), checked against its card (by default the one beside it)."""
     model_path = Path(model_path)
     if model_path.suffix != ".keras":
         from edge_app.runtime import TFLitePredictor
 
-        return TFLitePredictor(model_path, threads=threads, edgetpu=edgetpu, card=card)
+        return TFLitePredictor(model_path, threads=threads, card=card)
     from training.model_files import load_keras3
 
     card = card if card is not None else load_card(model_path)
@@ -74,7 +64,10 @@ class ModelRunner:
 
     def __init__(self, model_path: str | os.PathLike, threads: int | None = None) -> None:
         self.model_path = Path(model_path)
-        self.format = model_format(self.model_path)
+        suffix = self.model_path.suffix.lower()
+        if suffix not in FORMATS:
+            raise ToolkitError(f"{model_path}: expected a .keras or .tflite model, got {suffix or 'no suffix'}")
+        self.format = FORMATS[suffix]
         if not self.model_path.is_file():
             raise ToolkitError(f"model file {self.model_path} does not exist")
         self.card: ModelCard = load_card(self.model_path)
@@ -89,40 +82,23 @@ class ModelRunner:
             return self.predictor.predict(images, batch_size, on_batch=bar.update)
 
 
-def predict_probabilities(
-    model_path: str | os.PathLike, images: np.ndarray, batch_size: int = 256, threads: int | None = None
-) -> np.ndarray:
-    """Class probabilities (N x num_classes) of a ``.keras`` or ``.tflite`` model for uint8 RGB/grey images.
-
-    Labels, size and normalisation come from the model card; images of another size are
-    centre-cropped and resized by the shared preprocessing.
-    """
-    return ModelRunner(model_path, threads=threads).predict(images, batch_size=batch_size, progress=False)
+def predict_probabilities(model_path: str | os.PathLike, images: np.ndarray) -> np.ndarray:
+    """Class probabilities (N x num_classes) of a ``.keras`` or ``.tflite`` model for uint8 RGB/grey images of any size."""
+    return ModelRunner(model_path).predict(images, progress=False)
 
 
 def label_mapping(dataset_classes: list[str], model_labels: list[str]) -> np.ndarray:
     """For each dataset class id, the model's class id with the same name (exact, else case-insensitive)."""
     exact = {name: index for index, name in enumerate(model_labels)}
     folded = {name.casefold(): index for index, name in enumerate(model_labels)}
-    mapping, unknown = [], []
-    for name in dataset_classes:
-        index = exact.get(name, folded.get(name.casefold()))
-        if index is None:
-            unknown.append(name)
-        mapping.append(-1 if index is None else index)
+    mapping = [exact.get(name, folded.get(name.casefold())) for name in dataset_classes]
+    unknown = [name for name, index in zip(dataset_classes, mapping) if index is None]
     if unknown:
         raise ToolkitError(
             f"dataset class(es) {', '.join(unknown)} are not among the model's labels ({', '.join(model_labels)}); "
             "class folders must use the model card's label names"
         )
     return np.asarray(mapping, dtype=np.int64)
-
-
-def confusion_matrix(targets: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts: row = true class, column = predicted class."""
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (targets, predictions), 1)
-    return matrix
 
 
 def plot_confusion_matrix(matrix: np.ndarray, labels: list[str], path: str | os.PathLike, title: str = "") -> Path:
@@ -160,21 +136,15 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: list[str], path: str | os.
     return Path(path)
 
 
-def evaluate(
-    model_path: str | os.PathLike,
-    dataset: Dataset,
-    batch_size: int = 256,
-    confusion_path: str | os.PathLike | None = None,
-    threads: int | None = None,
-    progress: bool | None = None,
-    runner: ModelRunner | None = None,
-) -> dict[str, Any]:
+def evaluate(model_path: str | os.PathLike, dataset: Dataset, batch_size: int = 256,
+             confusion_path: str | os.PathLike | None = None, progress: bool | None = None,
+             runner: ModelRunner | None = None) -> dict[str, Any]:
     """Score a model on ``dataset``; returns the report dict (top1, top5, per_class, n, confusion matrix...).
 
     Dataset classes are matched to the model's labels by name, so a folder with the
     classes in another order, or only some of them, is scored correctly.
     """
-    runner = runner or ModelRunner(model_path, threads=threads)
+    runner = runner or ModelRunner(model_path)
     card = runner.card
     if len(dataset) == 0:
         raise ToolkitError(f"dataset {dataset.source or ''} holds no images to evaluate")
@@ -185,7 +155,8 @@ def evaluate(
     ranked, _ = preprocessing.top_k(probabilities, 5)
     predictions = ranked[:, 0]
     correct = predictions == targets
-    matrix = confusion_matrix(targets, predictions, card.num_classes)
+    matrix = np.zeros((card.num_classes, card.num_classes), dtype=np.int64)  # row = true class, column = predicted
+    np.add.at(matrix, (targets, predictions), 1)
     per_class, per_class_count = {}, {}
     for index, name in enumerate(card.labels):
         members = targets == index

@@ -1,9 +1,4 @@
-"""Reading a ``.keras`` model file, with one-line errors.
-
-Keras 3 reads every file this toolkit writes. A tf_keras file holding tfmot's pruning or
-quantisation wrappers is read, where asked, through the Keras 2 stack
-(``training.tensorflow_stack``) instead.
-"""
+"""Reading a ``.keras`` model file (Keras 3, or where asked tf_keras with tfmot's wrappers), with one-line errors."""
 
 from __future__ import annotations
 
@@ -46,5 +41,3 @@ def _load_tf_keras(model_path: Path) -> Any:
     with tfmot.quantization.keras.quantize_scope(), tfmot.sparsity.keras.prune_scope():
         return tf_keras.models.load_model(model_path, compile=False)
 
-
-__all__ = ["load_keras3"]

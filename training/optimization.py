@@ -32,9 +32,7 @@ class L2SGD(keras.optimizers.SGD):
         super().update_step(gradient, variable, learning_rate)
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config["l2"] = self.l2
-        return config
+        return {**super().get_config(), "l2": self.l2}
 
 
 @keras.saving.register_keras_serializable(package="toolkit")
@@ -55,9 +53,7 @@ class SparseSmoothedCrossentropy(keras.losses.Loss):
         return keras.losses.categorical_crossentropy(one_hot, y_pred, label_smoothing=self.label_smoothing)
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config["label_smoothing"] = self.label_smoothing
-        return config
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 def create_optimizer(learning_rate: Any, momentum: float = 0.9, weight_decay: float = 0.001, nesterov: bool = False) -> L2SGD:

@@ -22,14 +22,13 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from toolkit import atomic
 from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard, save_card
 from training.backend import keras
 from training.callbacks import NanGuard, current_learning_rate
-from training.curves import plot_history
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
 
@@ -56,9 +55,6 @@ class RunFolder:
         """True when at least one epoch was checkpointed (something for --resume to continue)."""
         return self.state_path.exists() and self.last.exists()
 
-    def write_config(self, payload: dict[str, Any]) -> None:
-        atomic.write_json(self.config, payload)
-
     def read_config(self) -> dict[str, Any]:
         if not self.config.exists():
             raise ToolkitError(f"{self.root} is not a run folder: {self.config} is missing")
@@ -83,19 +79,12 @@ class RunFolder:
         """Begin a fresh run: an empty state (and none of a killed attempt's temporary files)."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.remove_temporary_files()
-        self.state = {
-            "epochs_completed": 0,
-            "steps_per_epoch": steps_per_epoch,
-            "history": [],
-            "last_sha256": None,
-            "best": None,
-            "previous": None,
-            "resumed_at_epochs": [],
-        }
+        self.state = {"epochs_completed": 0, "steps_per_epoch": steps_per_epoch, "history": [], "last_sha256": None,
+                      "best": None, "previous": None, "resumed_at_epochs": []}
 
     def recover(self) -> dict[str, Any]:
         """Load the state of an interrupted run and make it agree with the checkpoints on disk."""
-        if not self.state_path.exists() or not self.last.exists():
+        if not self.has_checkpoint():
             raise ToolkitError(f"cannot resume {self.root}: no completed epoch was saved there (state.json or last.keras missing)")
         try:
             state = json.loads(self.state_path.read_text())
@@ -122,17 +111,9 @@ class RunFolder:
         self.state = state
         return state
 
-    def publish_epoch(
-        self,
-        save_model: Callable[[Path], None],
-        row: dict[str, float],
-        card: ModelCard,
-        summary: dict[str, Any],
-    ) -> bool:
-        """Checkpoint one finished epoch: last (and best when it improved), state, cards, history, curves.
-
-        Returns True when this epoch is the new best.
-        """
+    def publish_epoch(self, save_model: Callable[[Path], None], row: dict[str, float], card: ModelCard,
+                      summary: dict[str, Any]) -> None:
+        """Checkpoint one finished epoch: last (and best when it improved), state, cards, history, curves."""
         state = self.state
         best = state["best"]
         improved = best is None or row["val_accuracy"] > best["validation_accuracy"]
@@ -153,7 +134,6 @@ class RunFolder:
             state["previous"] = previous
             atomic.write_json(self.state_path, state)
         self.write_derived(card, summary)
-        return improved
 
     def write_derived(self, card: ModelCard, summary: dict[str, Any]) -> None:
         """Cards, history.csv, curves.png and metrics.json, all computed from the state."""
@@ -161,10 +141,9 @@ class RunFolder:
         rows = state["history"]
         if not rows:
             return
-        by_epoch = {int(row["epoch"]): row for row in rows}
         save_card(card.replace(metrics=self._card_metrics(rows[-1], summary)), self.last)
         if state["best"] is not None:
-            best_row = by_epoch[state["best"]["epoch"]]
+            best_row = next(row for row in rows if int(row["epoch"]) == state["best"]["epoch"])
             save_card(card.replace(metrics=self._card_metrics(best_row, summary)), self.best)
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
@@ -201,6 +180,34 @@ class RunFolder:
             "train_loss": row["loss"],
             **{key: summary[key] for key in ("validation_fraction", "split_seed", "limit", "train_images", "validation_images") if key in summary},
         }
+
+
+def plot_history(rows: Sequence[dict], target: str | Path, title: str = "") -> Path:
+    """Draw loss (left) and accuracy (right) from history rows and write ``target`` atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [row["epoch"] for row in rows]
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, key, label in ((loss_axis, "loss", "loss"), (accuracy_axis, "accuracy", "accuracy")):
+        axis.plot(epochs, [row[key] for row in rows], marker="o", markersize=3, label=f"train {label}")
+        axis.plot(epochs, [row[f"val_{key}"] for row in rows], marker="o", markersize=3, label=f"validation {label}")
+        axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    accuracy_axis.set_ylim(0.0, 1.0)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    with atomic.atomic_path(target) as temporary:
+        figure.savefig(temporary, format="png", dpi=100)
+    plt.close(figure)
+    return Path(target)
 
 
 class RunCheckpoint(keras.callbacks.Callback):

@@ -1,14 +1,11 @@
-"""Learning-rate schedules, evaluated per optimizer step and saved inside the checkpoint.
+"""Learning-rate schedules, evaluated per optimizer step and saved inside the checkpoint, and their record in config.json.
 
 ``paper``: Springenberg et al. multiply the rate by 0.1 at epochs 200, 250 and 300 of
-350. A run with another epoch count gets the milestones scaled proportionally (100
-epochs: 57, 71, 86), see :func:`paper_milestones`.
-
+350, scaled to other epoch counts (100 epochs: 57, 71, 86; :func:`paper_milestones`).
 ``cosine`` (default): linear warm-up from 0 to the base rate, then cosine decay to 0.
-
-Both are ``keras.optimizers.schedules.LearningRateSchedule`` objects of the optimizer,
-so ``last.keras`` restores them, and the optimizer's step counter gives the position in
-the schedule after ``--resume``.
+Both are ``LearningRateSchedule`` objects of the optimizer, so ``last.keras`` restores them
+and the optimizer's step counter gives the position after ``--resume``. (``linear`` and
+``--budget`` runs: training.budget.)
 """
 
 from __future__ import annotations
@@ -17,7 +14,7 @@ import math
 from typing import Any
 
 from training.backend import keras
-from training.train_config import SCHEDULES
+from training.train_config import SCHEDULES, TrainConfig
 
 PAPER_EPOCHS = 350
 PAPER_MILESTONES = (200, 250, 300)
@@ -73,11 +70,7 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         return keras.ops.where(step < float(self.warmup_steps), warmup, cosine)
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            "base_learning_rate": self.base_learning_rate,
-            "total_steps": self.total_steps,
-            "warmup_steps": self.warmup_steps,
-        }
+        return {"base_learning_rate": self.base_learning_rate, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
 
 
 def create_schedule(
@@ -90,3 +83,29 @@ def create_schedule(
     if name == "cosine":
         return WarmupCosine(base_learning_rate, total_steps, warmup_steps_for(warmup_epochs, steps_per_epoch, total_steps))
     raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+
+
+def describe_schedule(config: TrainConfig, steps_per_epoch: int) -> dict[str, Any]:
+    """The learning-rate schedule of a run, as its config.json records it."""
+    total_steps = config.epochs * steps_per_epoch
+    if config.budget_seconds is not None or config.schedule == "linear":
+        return {
+            "name": config.schedule,
+            "warmup_fraction": config.warmup_fraction,
+            "by": "wall time" if config.budget_seconds is not None else "steps",
+            "budget_seconds": config.budget_seconds,
+            "total_steps": None if config.budget_seconds is not None else total_steps,
+            "note": "linear warm-up over warmup_fraction of the run, then decay to zero at its end",
+        }
+    if config.schedule == "paper":
+        return {
+            "name": "paper",
+            "milestone_epochs": paper_milestones(config.epochs),
+            "factor": PAPER_FACTOR,
+            "note": "the paper's x0.1 at epochs 200, 250, 300 of 350, scaled to this run's epochs",
+        }
+    return {
+        "name": "cosine",
+        "warmup_steps": warmup_steps_for(config.warmup_epochs, steps_per_epoch, total_steps),
+        "total_steps": total_steps,
+    }

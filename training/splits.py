@@ -1,7 +1,7 @@
-"""A model's train/validation split rebuilt from what its card (or run folder) records, and held-out images beyond it.
+"""The train/validation split: carved by training, rebuilt from what a model's card records, and held-out images beyond it.
 
 Training splits a seeded, class-balanced ``--limit`` subset of its data; ``eval --split
-validation``, calibration, parity, pruning and QAT fine-tuning and the benchmark rebuild it here:
+validation``, calibration, parity, pruning and QAT fine-tuning and the benchmark rebuild it:
 
     train, validation = load_split(SplitSettings.from_card(card, "cifar10"))
     held_out, origin = held_out_images(settings, count=1000, seed=0)   # topped up beyond a --limit subset
@@ -15,9 +15,47 @@ import numpy as np
 
 from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard
-from training.data import Dataset, fit_images_to_size, load_dataset, stratified_subset, train_validation_split, training_split
+from training.data import Dataset, fit_images_to_size, load_dataset, stratified_subset
 
 DEFAULT_VALIDATION_FRACTION = 0.1  # training's default (training.train_config.TrainConfig)
+
+
+def train_validation_split(
+    dataset: Dataset, validation_fraction: float = DEFAULT_VALIDATION_FRACTION, seed: int = 0, strict: bool = False
+) -> tuple[Dataset, Dataset]:
+    """A fixed, seeded, stratified split: the same seed always gives the same validation images.
+
+    ``strict`` (training): every class present must keep an image to train on. The split puts at
+    least one image of each class into validation, so a class with a single image would leave
+    nothing to learn it from (and ``--limit 5`` on ten classes would leave no training images at all).
+    """
+    counts = np.bincount(dataset.labels, minlength=len(dataset.class_names)) if strict else None
+    lonely = [dataset.class_names[index] for index in np.flatnonzero(counts == 1)] if strict else []
+    if lonely:
+        others = f" (and {len(lonely) - 1} more class(es) like it)" if len(lonely) > 1 else ""
+        raise ToolkitError(
+            f"class {lonely[0]!r} has only 1 image{others}: each class needs at least 2, one to train on and one "
+            f"to validate; use more images (a larger --limit)"
+        )
+    if not 0.0 < validation_fraction < 1.0:
+        raise ToolkitError(f"validation fraction must be between 0 and 1, got {validation_fraction}")
+    rng = np.random.default_rng(seed)
+    validation: list[np.ndarray] = []
+    for c in np.unique(dataset.labels):
+        members = rng.permutation(np.flatnonzero(dataset.labels == c))
+        take = max(1, int(round(len(members) * validation_fraction)))
+        validation.append(members[:take])
+    validation_indices = np.sort(np.concatenate(validation))
+    train = dataset.subset(np.setdiff1d(np.arange(len(dataset)), validation_indices))
+    if strict:
+        kept = np.bincount(train.labels, minlength=len(dataset.class_names))
+        emptied = [dataset.class_names[index] for index in np.flatnonzero((counts > 0) & (kept == 0))]
+        if emptied:
+            raise ToolkitError(
+                f"--validation-fraction {validation_fraction} puts every image of class {emptied[0]!r} into validation, "
+                "leaving none to train on: lower it or use more images"
+            )
+    return train, dataset.subset(validation_indices)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +92,6 @@ def fit_to_card(dataset: Dataset, card: ModelCard, spec: str) -> Dataset:
             f"{spec} has classes {', '.join(dataset.class_names[:5])}{'...' if len(dataset.class_names) > 5 else ''} "
             f"but the model was trained on {', '.join(card.labels[:5])}{'...' if len(card.labels) > 5 else ''}"
         )
-    if dataset.images.ndim == 3:
-        dataset.images = dataset.images[..., None]
     shape = [int(value) for value in dataset.images.shape[1:]]
     if shape[2] != int(card.input_size[2]):
         raise ToolkitError(f"{spec} holds {shape[1]}x{shape[0]}x{shape[2]} images but the model expects {card.input_size}")
@@ -71,15 +107,15 @@ def _load(settings: SplitSettings, limit: int | None, fit_to: ModelCard | None, 
 def load_split(
     settings: SplitSettings, fit_to: ModelCard | None = None, strict: bool = False, progress: bool | None = None
 ) -> tuple[Dataset, Dataset]:
-    """The train and validation split ``settings`` describe, as training carved it.
+    """The train and validation split ``settings`` describe, as training carves it.
 
     ``fit_to``: a card whose classes the data must have and whose input size the images
-    are fitted to. ``strict``: every class must keep an image to train on
-    (:func:`training.data.training_split`, as training checks).
+    are fitted to. ``strict`` (as training checks): two classes or more, each keeping an image to train on.
     """
     dataset = _load(settings, settings.limit, fit_to, progress)
-    split = training_split if strict else train_validation_split
-    train, validation = split(dataset, settings.validation_fraction, settings.seed)
+    if strict and len(dataset.class_names) < 2:
+        raise ToolkitError(f"{settings.data} has only one class ({dataset.class_names[0]}); a classifier needs at least two")
+    train, validation = train_validation_split(dataset, settings.validation_fraction, settings.seed, strict)
     expected = settings.validation_images
     if expected is not None and expected != len(validation):
         raise ToolkitError(

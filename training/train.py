@@ -29,53 +29,20 @@ from training.backend import backend_name, keras
 from training.batches import BatchSource, as_keras_dataset
 from training.budget import LearningRateByProgress, rate_at
 from training.callbacks import NanGuard, ProgressBar, WeightAverage
-from training.data import Dataset, absolute_spec, channel_statistics, fit_images_to_size, load_dataset, training_split
+from training.data import Dataset, absolute_spec, channel_statistics, fit_images_to_size
 from training.distribution import Distribution, setup_distribution
 from training.fused_batch_norm import fuse_batch_norm
 from training.optimization import create_loss, create_optimizer
 from training.run_folder import RunCheckpoint, RunFolder
-from training.schedules import create_schedule, paper_milestones, warmup_steps_for
+from training.schedules import create_schedule, describe_schedule
+from training.splits import SplitSettings, load_split
 from training.train_config import TrainConfig
 from training.transfer import parent_architecture, start_from
 
 MAX_BUDGET_EPOCHS = 100_000  # a budgeted run ends on time, not on an epoch count
 # Keras mixed-precision policy of each --precision.
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-
-
-def train(config: TrainConfig) -> Path:
-    """Train the model ``config`` describes and return its run folder (see training/run_folder.py)."""
-    resuming = config.resume is not None
-    if resuming:
-        config = _saved_config(Path(config.resume), config.progress)
-    config = dataclasses.replace(config, data=absolute_spec(config.data))  # --resume from another directory still finds it
-    requested = config
-    config = config.resolved()
-    config.validate()
-    backend = backend_name()
-    distribution = setup_distribution(config.strategy, backend)  # before any tensor exists
-    try:
-        return _train(config, requested, backend, distribution, resuming)
-    finally:
-        distribution.close()
-        keras.mixed_precision.set_global_policy("float32")
-
-
-def _saved_config(run_root: Path, progress: bool) -> TrainConfig:
-    saved = RunFolder(run_root).read_config()["train"]
-    config = TrainConfig.from_dict(saved)
-    config.out = str(run_root)
-    config.resume = str(run_root)
-    config.progress = progress  # how to display, not what to train: the caller's choice
-    return config
-
-
-def _has_gpu(backend: str) -> bool:
-    if backend == "jax":
-        import jax
-
-        return any(device.platform == "gpu" for device in jax.devices())
-    return bool(keras.distribution.list_devices("gpu")) if hasattr(keras.distribution, "list_devices") else False
+Parent = tuple[Path, ModelCard, ModelConfig]  # a --from model: its path, card and architecture
 
 
 @dataclasses.dataclass
@@ -94,13 +61,33 @@ class TrainingData:
         return tuple(int(value) for value in self.train.images.shape[1:])
 
 
+def train(config: TrainConfig) -> Path:
+    """Train the model ``config`` describes and return its run folder (see training/run_folder.py)."""
+    resuming = config.resume is not None
+    if resuming:  # the run's saved config; progress is how to display, not what to train: the caller's choice
+        root = str(Path(config.resume))
+        saved = TrainConfig.from_dict(RunFolder(root).read_config()["train"])
+        config = dataclasses.replace(saved, out=root, resume=root, progress=config.progress)
+    requested = dataclasses.replace(config, data=absolute_spec(config.data))  # --resume from another directory still finds it
+    config = requested.resolved()
+    config.validate()
+    backend = backend_name()
+    distribution = setup_distribution(config.strategy, backend)  # before any tensor exists
+    try:
+        return _train(config, requested, backend, distribution, resuming)
+    finally:
+        distribution.close()
+        keras.mixed_precision.set_global_policy("float32")
+
+
 def _train(config: TrainConfig, requested: TrainConfig, backend: str, distribution: Distribution, resuming: bool) -> Path:
+    """The loop: run folder, data, model, callbacks, ``fit``, then the outcome checked."""
     run = RunFolder(Path(config.out) if distribution.is_chief else Path(config.out) / f"worker-{distribution.worker_index}")
     if not resuming and run.holds_run():
         raise ToolkitError(f"{run.root} already holds a run; continue it with --resume {run.root} or choose another --out")
     keras.utils.set_random_seed(config.seed)
     parent = parent_architecture(config.from_model) if config.from_model else None
-    data = load_training_data(config, parent)
+    data = _load_data(config, parent)
     config = _fit_to_data(config, requested, len(data.train), distribution.replicas)
     batches = BatchSource(
         data.train.images, data.train.labels, config.batch_size, data.mean, data.std,
@@ -116,8 +103,8 @@ def _train(config: TrainConfig, requested: TrainConfig, backend: str, distributi
     fuse_batch_norm(model)
     summary = _summary(config, data, model, model_config, backend, distribution, len(batches))
     if not resuming:
-        run.write_config(_config_record(config, requested, model_config, data, summary))
-    card = _card(config, data, model_config, summary, parent, backend)
+        atomic.write_json(run.config, _config_record(config, requested, model_config, data, summary))
+    card = _card(config, data, model_config, parent, backend)
     if (run.state.get("finished", False) if config.budget else run.state["epochs_completed"] >= config.epochs):
         return _finished_already(run, card, summary, resuming)  # or killed after its last epoch: nothing to train
     guard = NanGuard()
@@ -147,18 +134,15 @@ def _train(config: TrainConfig, requested: TrainConfig, backend: str, distributi
     return run.root
 
 
-def load_training_data(config: TrainConfig, parent: tuple[Path, ModelCard, ModelConfig] | None = None) -> TrainingData:
-    """The run's images (fitted to a parent model's input size), split, with the training split's mean/std."""
-    dataset = load_dataset(config.data, limit=config.limit, seed=config.seed)
-    if dataset.images.ndim == 3:
-        dataset.images = dataset.images[..., None]
-    if len(dataset.class_names) < 2:
-        raise ToolkitError(f"{config.data} has only one class ({dataset.class_names[0]}); a classifier needs at least two")
+def _load_data(config: TrainConfig, parent: Parent | None) -> TrainingData:
+    """The run's images, split (fitted to a parent model's input size), with the training split's mean/std."""
+    settings = SplitSettings(config.data, config.validation_fraction, config.seed, config.limit)
+    train_set, validation_set = load_split(settings, strict=True)
     if parent is not None:  # the images as the parent model sees them: its input size
-        dataset.images = fit_images_to_size(dataset.images, *parent[2].input_shape[:2])
-    train_set, validation_set = training_split(dataset, config.validation_fraction, config.seed)
+        for part in (train_set, validation_set):
+            part.images = fit_images_to_size(part.images, *parent[2].input_shape[:2])
     mean, std = channel_statistics(train_set.images)
-    return TrainingData(train_set, validation_set, list(dataset.class_names), mean, std, dataset.source or config.data)
+    return TrainingData(train_set, validation_set, list(train_set.class_names), mean, std, train_set.source or config.data)
 
 
 def _fit_to_data(config: TrainConfig, requested: TrainConfig, train_images: int, replicas: int) -> TrainConfig:
@@ -182,7 +166,7 @@ def _open_run(run: RunFolder, resuming: bool, data: TrainingData, steps_per_epoc
     if not resuming:
         run.start(steps_per_epoch)
         return False
-    changes = _data_changes(run.read_config(), data.labels, len(data.train), len(data.validation), data.mean, data.std)
+    changes = _data_changes(run.read_config(), data)
     if changes:
         raise ToolkitError(
             f"cannot resume {run.root}: the data changed since the run started ({'; '.join(changes)}), so the "
@@ -197,7 +181,24 @@ def _open_run(run: RunFolder, resuming: bool, data: TrainingData, steps_per_epoc
     return True
 
 
-def _model_config(config: TrainConfig, data: TrainingData, parent: tuple[Path, ModelCard, ModelConfig] | None) -> ModelConfig:
+def _data_changes(saved: dict[str, Any], data: TrainingData) -> list[str]:
+    """How the data a resumed run finds differs from what its config.json recorded (older runs record less)."""
+    changes, labels = [], data.labels
+    if "labels" in saved and saved["labels"] != labels:
+        added, removed = sorted(set(labels) - set(saved["labels"])), sorted(set(saved["labels"]) - set(labels))
+        changes.append("classes " + (", ".join([f"+{name}" for name in added] + [f"-{name}" for name in removed]) or "reordered"))
+    for key, now in (("train_images", len(data.train)), ("validation_images", len(data.validation))):
+        if key in saved and saved[key] != now:
+            changes.append(f"{key.replace('_', ' ')} {saved[key]} -> {now}")
+    if not changes and any(
+        key in saved and (len(saved[key]) != len(now) or not np.allclose(saved[key], now, rtol=0, atol=1e-6))
+        for key, now in (("mean", data.mean), ("std", data.std))
+    ):
+        changes.append("the same number of images, but other pixels (mean/std differ)")
+    return changes
+
+
+def _model_config(config: TrainConfig, data: TrainingData, parent: Parent | None) -> ModelConfig:
     """The architecture: the config's, or with --from the parent's layers, width and batch norm with this run's data and dropout."""
     if parent is None:
         return config.model_config(data.input_shape, len(data.labels))
@@ -211,6 +212,14 @@ def _set_precision(precision: str, backend: str) -> None:
     keras.mixed_precision.set_global_policy(POLICIES[precision])
 
 
+def _has_gpu(backend: str) -> bool:
+    if backend == "jax":
+        import jax
+
+        return any(device.platform == "gpu" for device in jax.devices())
+    return bool(keras.distribution.list_devices("gpu")) if hasattr(keras.distribution, "list_devices") else False
+
+
 def _rate_controller(config: TrainConfig, run: RunFolder, steps_per_epoch: int) -> LearningRateByProgress | None:
     """The per-step learning rate of a linear schedule or a --budget run (None: a schedule object in the optimizer does it)."""
     if config.budget is None and config.schedule != "linear":
@@ -221,8 +230,8 @@ def _rate_controller(config: TrainConfig, run: RunFolder, steps_per_epoch: int) 
     )  # fmt: skip
 
 
-def _new_model(config: TrainConfig, model_config: ModelConfig, parent: tuple[Path, ModelCard, ModelConfig] | None,
-               labels: list[str], clock: LearningRateByProgress | None, steps_per_epoch: int) -> Any:  # fmt: skip
+def _new_model(config: TrainConfig, model_config: ModelConfig, parent: Parent | None, labels: list[str],
+               clock: LearningRateByProgress | None, steps_per_epoch: int) -> Any:  # fmt: skip
     """A compiled model: freshly initialised, or started from the parent's weights."""
     model = create_model(model_config, keras)
     if parent is not None:
@@ -270,7 +279,7 @@ def _config_record(config: TrainConfig, requested: TrainConfig, model_config: Mo
         "train": config.to_dict() | {"resume": None},
         "requested": requested.to_dict() | {"resume": None},  # before the recipe and the data filled it in
         "model": model_config.to_dict(),
-        "schedule": _schedule_description(config, summary["steps_per_epoch"]),
+        "schedule": describe_schedule(config, summary["steps_per_epoch"]),
         "mean": data.mean,
         "std": data.std,
         "labels": data.labels,
@@ -278,8 +287,8 @@ def _config_record(config: TrainConfig, requested: TrainConfig, model_config: Mo
     }
 
 
-def _card(config: TrainConfig, data: TrainingData, model_config: ModelConfig, summary: dict[str, Any],
-          parent: tuple[Path, ModelCard, ModelConfig] | None, backend: str) -> ModelCard:  # fmt: skip
+def _card(config: TrainConfig, data: TrainingData, model_config: ModelConfig, parent: Parent | None, backend: str) -> ModelCard:
+    """The card saved beside last.keras and best.keras (their metrics are added per epoch)."""
     input_shape = data.input_shape
     return ModelCard(
         labels=data.labels,
@@ -288,7 +297,7 @@ def _card(config: TrainConfig, data: TrainingData, model_config: ModelConfig, su
         std=data.std,
         colour_order="GRAY" if input_shape[-1] == 1 else "RGB",
         architecture=model_config.to_dict(),
-        dataset=summary["dataset"],
+        dataset=data.source,
         format="keras",
         history=[*parent[1].history, f"train --from {parent[0]}"] if parent else ["train"],
         source_sha256=atomic.file_digest(parent[0]) if parent else None,
@@ -307,67 +316,17 @@ def _finished_already(run: RunFolder, card: ModelCard, summary: dict[str, Any], 
 
 def _check_outcome(config: TrainConfig, run: RunFolder, guard: NanGuard) -> None:
     """One-line errors for a run that diverged or stopped before its end; the last good checkpoint stays."""
+    done = run.state["epochs_completed"]
     if guard.failure is not None:
         failure = guard.failure
         where = f"epoch {failure['epoch']}" + (f", step {failure['step']}" if failure["step"] else "")
-        kept = (
-            f"the last good checkpoint {run.last} (epoch {run.state['epochs_completed']}) is kept"
-            if run.state["epochs_completed"]
-            else "no checkpoint had been written yet"
-        )
+        kept = f"the last good checkpoint {run.last} (epoch {done}) is kept" if done else "no checkpoint had been written yet"
         raise ToolkitError(
             f"training diverged: {failure['what']} at {where} (learning rate {failure['learning_rate']:.3g}); {kept}; "
             "lower --learning-rate, enable --batch-norm or check the data",
             exit_code=3,
         )
-    done = run.state["epochs_completed"]
     if config.budget and not run.state.get("finished"):
         raise ToolkitError(f"training stopped after epoch {done} before its budget was spent; resume with --resume {run.root}")
     if not config.budget and done < config.epochs:
         raise ToolkitError(f"training stopped after epoch {done} of {config.epochs}; resume with --resume {run.root}")
-
-
-def _data_changes(saved: dict[str, Any], labels: list[str], train_images: int, validation_images: int,
-                  mean: list[float], std: list[float]) -> list[str]:
-    """How the data a resumed run finds differs from what its config.json recorded (older runs record less)."""
-    changes = []
-    if "labels" in saved and saved["labels"] != labels:
-        added, removed = sorted(set(labels) - set(saved["labels"])), sorted(set(saved["labels"]) - set(labels))
-        changes.append("classes " + (", ".join([f"+{name}" for name in added] + [f"-{name}" for name in removed]) or "reordered"))
-    for key, now in (("train_images", train_images), ("validation_images", validation_images)):
-        if key in saved and saved[key] != now:
-            changes.append(f"{key.replace('_', ' ')} {saved[key]} -> {now}")
-    if not changes and any(
-        key in saved and (len(saved[key]) != len(now) or not np.allclose(saved[key], now, rtol=0, atol=1e-6))
-        for key, now in (("mean", mean), ("std", std))
-    ):
-        changes.append("the same number of images, but other pixels (mean/std differ)")
-    return changes
-
-
-def _schedule_description(config: TrainConfig, steps_per_epoch: int) -> dict[str, Any]:
-    total_steps = config.epochs * steps_per_epoch
-    if config.budget_seconds is not None or config.schedule == "linear":
-        return {
-            "name": config.schedule,
-            "warmup_fraction": config.warmup_fraction,
-            "by": "wall time" if config.budget_seconds is not None else "steps",
-            "budget_seconds": config.budget_seconds,
-            "total_steps": None if config.budget_seconds is not None else total_steps,
-            "note": "linear warm-up over warmup_fraction of the run, then decay to zero at its end",
-        }
-    if config.schedule == "paper":
-        return {
-            "name": "paper",
-            "milestone_epochs": paper_milestones(config.epochs),
-            "factor": 0.1,
-            "note": "the paper's x0.1 at epochs 200, 250, 300 of 350, scaled to this run's epochs",
-        }
-    return {
-        "name": "cosine",
-        "warmup_steps": warmup_steps_for(config.warmup_epochs, steps_per_epoch, total_steps),
-        "total_steps": total_steps,
-    }
-
-
-__all__ = ["TrainConfig", "train"]

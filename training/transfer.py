@@ -29,20 +29,17 @@ PRETRAINED = "pretrained"
 PRETRAINED_FLOAT_NAME = "model.keras"
 
 
-def parent_path(spec: str) -> Path:
-    """The ``.keras`` file ``--from`` names: a path, or ``pretrained`` for the shipped reference model."""
+def parent_architecture(spec: str) -> tuple[Path, ModelCard, ModelConfig]:
+    """The path, card and architecture of the ``.keras`` model ``--from`` names (``pretrained``: the shipped reference model).
+
+    The child keeps the parent's layers, width and batch norm.
+    """
     path = default_model(PRETRAINED_FLOAT_NAME, instead=f"--from {PRETRAINED}") if spec == PRETRAINED else Path(spec)
     if not path.is_file():
         raise ToolkitError(f"--from {spec}: {path} does not exist")
     if path.suffix != ".keras":
         raise ToolkitError(f"--from {spec}: a trained .keras model is needed (a .tflite cannot be trained further)")
     check_keras_archive(path)
-    return path
-
-
-def parent_architecture(spec: str) -> tuple[Path, ModelCard, ModelConfig]:
-    """The parent's path, card and architecture (the child keeps its layers, width and batch norm)."""
-    path = parent_path(spec)
     card = load_card(path)
     if not card.architecture:
         raise ToolkitError(f"--from {spec}: the card of {path} records no architecture")

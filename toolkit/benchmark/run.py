@@ -41,12 +41,10 @@ FORMATS: dict[str, str] = {
     "tflite-int8-pruned-qat": "TFLite int8 pruned + QAT",
 }
 
-# Formats made from the float Keras model when the source lacks them.
-PRODUCIBLE = ("tflite-float32", "tflite-float16", "tflite-dynamic", "tflite-int8-ptq")
-
 # The benchmark measures accuracy itself; the converter's own parity check needs only a few images.
 PRODUCED_PARITY_SAMPLES = 100
 
+# Formats made from the float Keras model when the source lacks them -> the converter's name of each.
 CONVERTER_FLAGS = {
     "tflite-float32": "float32",
     "tflite-float16": "float16",
@@ -59,10 +57,10 @@ CONVERTER_FLAGS = {
 class BenchmarkConfig:
     """What to measure and how hard."""
 
-    threads: tuple[int, ...] = (1, 2, 4)  # CPU thread counts to time every model at
+    threads: tuple[int, ...] = (1, 2, 4)  # CPU thread counts to time every model at, comma-separated
     limit: int | None = None  # at most this many held-out images for accuracy (seeded, class-balanced)
     produce_missing: bool = True  # convert float32/float16/dynamic/int8-PTQ from the float model when absent
-    calibration_samples: int = 500  # calibration images for a produced int8 model
+    calibration_samples: int = 500  # calibration images for an int8 model the benchmark converts
     timing: TimingConfig = dataclasses.field(default_factory=TimingConfig)  # warm-up and timed runs
 
 
@@ -238,7 +236,7 @@ def produce_missing_formats(
     ``calibration_data`` when the run's data cannot be found); its small parity report
     lands beside the converted models.
     """
-    missing = [key for key in PRODUCIBLE if key not in models]
+    missing = [key for key in CONVERTER_FLAGS if key not in models]
     if "keras-float" not in models or not missing:
         return {}
     from converters.convert import ConvertConfig, convert  # workstation only: imports TensorFlow
@@ -490,10 +488,8 @@ class _NoBar:
 
 
 def _progress(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
     try:
         from tqdm import tqdm
-    except ImportError:
+    except ImportError:  # an edge install benchmarking its .tflite models
         return _NoBar()
-    return tqdm(total=total, unit="run", file=sys.stderr, leave=False)
+    return tqdm(total=total, unit="run", file=sys.stderr, leave=False, disable=not enabled)

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -31,6 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 from toolkit import atomic
+from toolkit.flags import add_dataclass_arguments, config_from_arguments
 from toolkit.predictor import Predictor
 
 
@@ -41,11 +43,11 @@ TIMED_IMAGES = 16  # latency cycles over this many images (a few, so that memory
 class TimingConfig:
     """How long to warm up and how many runs to time (defaults of TFLite's benchmark_model)."""
 
-    runs: int = 50  # at least this many timed runs
-    min_seconds: float = 1.0  # and keep timing for at least this long
+    runs: int = 50  # at least this many timed runs per thread count
+    min_seconds: float = 1.0  # and time for at least this long
     max_seconds: float = 20.0  # but stop after this long (or min_seconds, if longer) even if fewer runs were done
     warmup_runs: int = 1  # at least this many untimed runs first
-    warmup_seconds: float = 0.5  # and warm up for at least this long
+    warmup_seconds: float = 0.5  # and warm up (untimed) for at least this long
 
 
 def file_sizes(path: Path) -> dict[str, int]:
@@ -119,8 +121,6 @@ def deployable_sizes(model: Any) -> dict[str, int]:
     momentum, as large as the weights. Loaded with ``compile=False`` the model has no
     optimizer, so saving it again keeps only what inference needs.
     """
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="benchmark-keras-") as scratch:
         path = Path(scratch) / "model.keras"
         model.save(path)
@@ -172,10 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--edgetpu", action="store_true")
     parser.add_argument("--result", type=Path, required=True, help="where to write the JSON result")
-    for field in dataclasses.fields(TimingConfig):
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default)
+    add_dataclass_arguments(parser, TimingConfig)
     args = parser.parse_args(argv)
-    timing = TimingConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TimingConfig)})
+    timing = config_from_arguments(TimingConfig, args)
     images = np.load(args.images, mmap_mode="r")  # read as needed: the test set must not count in the peak
     labels = np.load(args.labels) if args.labels else None
     try:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from toolkit.errors import ToolkitError
+from toolkit.flags import Flag, add_dataclass_arguments, config_from_arguments
 
 
 def _thread_counts(text: str) -> tuple[int, ...]:
@@ -18,8 +19,22 @@ def _thread_counts(text: str) -> tuple[int, ...]:
     return counts
 
 
+FLAGS = {
+    "limit": Flag(default=1000),
+    "threads": Flag(type=_thread_counts),
+    "produce_missing": Flag(
+        spelling="--no-convert",
+        help="do not convert the formats a folder lacks (float32, float16, dynamic, int8 PTQ) from its float model",
+    ),
+    "calibration_samples": Flag(spelling="--calib-samples", metavar="CALIB_SAMPLES"),
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of `toolkit benchmark`."""
+    """Flags of `toolkit benchmark`: the sources, then one per BenchmarkConfig and TimingConfig field it sets."""
+    from toolkit.benchmark.run import BenchmarkConfig
+    from toolkit.benchmark.worker import TimingConfig
+
     parser.add_argument(
         "--model",
         required=True,
@@ -33,19 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="held-out images (folder, cifar10 or fashion-mnist) when the model card records no validation split; "
         "also the calibration images for int8 models the benchmark converts",
     )
-    parser.add_argument("--limit", type=int, default=1000, help="at most this many held-out images for accuracy")
-    parser.add_argument("--threads", type=_thread_counts, default=(1, 2, 4), help="CPU thread counts, comma-separated")
-    parser.add_argument("--runs", type=int, default=50, help="at least this many timed runs per thread count")
-    parser.add_argument("--min-seconds", type=float, default=1.0, help="and time for at least this long")
-    parser.add_argument("--warmup-seconds", type=float, default=0.5, help="untimed warm-up before timing")
-    parser.add_argument(
-        "--no-convert",
-        action="store_true",
-        help="do not convert the formats a folder lacks (float32, float16, dynamic, int8 PTQ) from its float model",
-    )
-    parser.add_argument(
-        "--calib-samples", type=int, default=500, help="calibration images for an int8 model the benchmark converts"
-    )
+    add_dataclass_arguments(parser, BenchmarkConfig, FLAGS, fields=("limit", "threads"))
+    add_dataclass_arguments(parser, TimingConfig, fields=("runs", "min_seconds", "warmup_seconds"))
+    add_dataclass_arguments(parser, BenchmarkConfig, FLAGS, fields=("produce_missing", "calibration_samples"))
     parser.add_argument("--out", type=Path, help="where benchmark.json and benchmark.md go (default: MODEL/benchmark)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -60,17 +65,10 @@ def run(args: argparse.Namespace) -> int:
         raise ToolkitError(f"--limit must be at least 1, got {args.limit}")
     if args.runs < 1:
         raise ToolkitError(f"--runs must be at least 1, got {args.runs}")
-    sources: list[Path] = args.model
-    first = sources[0]
+    first = args.model[0]
     out_dir = args.out or ((first if first.is_dir() else first.parent) / "benchmark")
-    config = BenchmarkConfig(
-        threads=args.threads,
-        limit=args.limit,
-        produce_missing=not args.no_convert,
-        calibration_samples=args.calib_samples,
-        timing=TimingConfig(runs=args.runs, min_seconds=args.min_seconds, warmup_seconds=args.warmup_seconds),
-    )
-    report = run_benchmark(sources, out_dir, config, data=args.data, progress=not args.no_progress)
+    config = config_from_arguments(BenchmarkConfig, args, timing=config_from_arguments(TimingConfig, args))
+    report = run_benchmark(args.model, out_dir, config, data=args.data, progress=not args.no_progress)
     print(format_table(report))
     print()
     print(format_notes(report))

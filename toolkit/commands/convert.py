@@ -26,20 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     formats.add_argument("--float32", action="store_true", help="plain float32")
 
 
-def selected_formats(args: argparse.Namespace) -> tuple[str, ...]:
-    """The formats whose switches were given; all of them when none was."""
-    from converters.configs import FORMATS
-
-    chosen = tuple(name for name in FORMATS if getattr(args, name))
-    return chosen or FORMATS
-
-
 def run(args: argparse.Namespace) -> int:
     """Convert, print sizes and parity; exit 3 when parity fails (the files are kept)."""
-    from converters.configs import ConvertConfig
+    from converters.configs import FORMATS, ConvertConfig
     from converters.convert import check_parity, convert
 
-    result = convert(config_from_arguments(ConvertConfig, args, formats=selected_formats(args)))
+    formats = tuple(name for name in FORMATS if getattr(args, name)) or FORMATS  # no switch given: all four
+    result = convert(config_from_arguments(ConvertConfig, args, formats=formats))
     print(format_table(result.report, result.parity))
     edgetpu = result.report.get("edgetpu")
     if edgetpu:

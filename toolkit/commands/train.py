@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 
 from toolkit.flags import Flag, add_dataclass_arguments, config_from_arguments, field_comments
 
@@ -63,12 +62,10 @@ def run(args: argparse.Namespace) -> int:
     """Train and print where the run folder is and its best validation accuracy."""
     from training.train import TrainConfig, train
 
-    config = config_from_arguments(TrainConfig, args)
-    run_root = train(config)
+    run_root = train(config_from_arguments(TrainConfig, args))
     metrics = json.loads((run_root / "metrics.json").read_text())
     print(
         f"run folder: {run_root}  best validation accuracy {metrics['best_validation_accuracy']:.4f} "
-        f"(epoch {metrics['best_epoch']} of {metrics['epochs_completed']})",
-        file=sys.stdout,
+        f"(epoch {metrics['best_epoch']} of {metrics['epochs_completed']})"
     )
     return 0
