@@ -39,7 +39,7 @@ def check_model_file(model_path: str | Path) -> Path:
         hint = f" (did you mean {candidates[0]}?)" if candidates else ""
         raise ToolkitError(f"--model {model_path} is a folder, not a model file{hint}")
     if model_path.suffix != ".keras":
-        raise ToolkitError(f"model file {model_path} must be one of .keras, got {model_path.suffix or 'no suffix'}")
+        raise ToolkitError(f"model file {model_path} must be a .keras file, got {model_path.suffix or 'no suffix'}")
     if not card_path(model_path).exists():
         raise ToolkitError(f"no model card {card_path(model_path)} beside {model_path}: labels, input size and normalisation come from it")
     return model_path
@@ -165,4 +165,3 @@ def gzip_huffman_size(path: str | Path) -> int:
     compressor = zlib.compressobj(9, zlib.DEFLATED, 31, 9, zlib.Z_HUFFMAN_ONLY)  # wbits 31: gzip container
     data = Path(path).read_bytes()
     return len(compressor.compress(data) + compressor.flush())
-

@@ -45,13 +45,11 @@ from toolkit.native_logs import quiet_native_logs
 from toolkit.predictor import prepare_images
 from training.data import load_dataset, stratified_subset
 from training.evaluate import KerasPredictor
-from training.splits import held_out_images
+from training.splits import SPLIT_KEYS, held_out_images
 
 PARITY_NAME = "parity.json"
 REPORT_NAME = "report.json"
 DEFAULT_CALIBRATION_SAMPLES = 500  # calibration images without --calib-samples (all of them when fewer)
-# The card entries that let ``toolkit eval --split validation`` rebuild the training split.
-SPLIT_KEYS = ("validation_fraction", "split_seed", "train_images", "validation_images", "limit")
 FLOAT_NOTES = {
     "float32": "toolkit convert: float32",
     "float16": "toolkit convert: float16 weights (dequantised to float32 at load on CPUs)",

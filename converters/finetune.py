@@ -56,12 +56,8 @@ def resolve_data_settings(source: SourceModel, overrides: dict[str, Any]) -> Dat
         train = run_config["train"]
         saved = {key: train.get(key) for key in STORED_FIELDS}
     else:
-        # No run folder: the card still records the dataset and the split.
-        saved = {
-            "data": source.card.dataset or None,
-            "validation_fraction": source.card.metrics.get("validation_fraction"),
-            "seed": source.card.metrics.get("split_seed"),
-        }
+        split = SplitSettings.from_card(source.card, source.card.dataset or "")  # no run folder: the card records the split
+        saved = {"data": split.data or None, "validation_fraction": split.validation_fraction, "seed": split.seed, "limit": split.limit}
     merged = {key: value for key, value in saved.items() if value is not None}
     merged.update({key: value for key, value in overrides.items() if value is not None})
     if not merged.get("data"):

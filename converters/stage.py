@@ -5,7 +5,7 @@
     OUT/history.csv                        one row per fine-tuning epoch
     OUT/report.json                        what the stage measured (sparsity, sizes, accuracy)
 
-The model is written last-but-one and the report last, so a folder with a report holds a complete stage.
+The report is written last, so a folder with a report holds a complete stage.
 """
 
 from __future__ import annotations

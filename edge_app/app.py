@@ -246,9 +246,10 @@ class _Outputs:
     def handle(self, frame: Frame, predictions: list[Prediction], inference_seconds: float) -> None:
         """Output one classified frame."""
         fps = self._tick()
+        record = _record(frame, predictions, inference_seconds)
         try:
             if self.headless:
-                self._write_line(json.dumps(_record(frame, predictions, inference_seconds), separators=(",", ":")))
+                self._write_line(json.dumps(record, separators=(",", ":")))
             elif self.text:
                 self._write_line(_text_line(frame, predictions, inference_seconds))
         except BrokenPipeError:  # `toolkit classify ... | head`: the reader left, so stop
@@ -258,8 +259,7 @@ class _Outputs:
             if self.saver is not None:
                 self.saver.write(annotated, frame.captured_at)
             if self.server is not None:
-                record = {**_record(frame, predictions, inference_seconds), "fps": fps}
-                self.server.publish(annotated, record, frame.image, frame.colour_order)
+                self.server.publish(annotated, {**record, "fps": fps}, frame.image, frame.colour_order)
             if self.window is not None and not self.window.show(annotated):
                 self.stop.set()
         self.stats.mark_output()

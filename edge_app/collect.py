@@ -31,8 +31,18 @@ from toolkit import atomic
 from toolkit.errors import ToolkitError
 from toolkit.preprocessing import center_crop_square, convert_colour
 
-JPEG_QUALITY = 95
+JPEG_QUALITY = 95  # of saved training images
 _NUMBERED_NAME = re.compile(r"\d+")
+
+
+def encode_jpeg(image_bgr: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """``image_bgr`` as JPEG bytes; a one-line error when OpenCV cannot encode it."""
+    import cv2
+
+    ok, encoded = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ToolkitError(f"OpenCV could not encode a {image_bgr.shape} frame as JPEG")
+    return encoded.tobytes()
 
 
 def check_label(label: str) -> str:
@@ -77,18 +87,13 @@ class ClassFolder:
 
     def save(self, image: np.ndarray, colour_order: str = "BGR") -> Path:
         """Save the model's view of ``image`` (its centred square, native resolution) as the next number; returns the file."""
-        import cv2
-
         crop = center_crop_square(image)
-        crop = crop if colour_order == "BGR" else convert_colour(crop, colour_order, "BGR")
-        ok, encoded = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        if not ok:
-            raise ToolkitError(f"OpenCV could not encode a {crop.shape} frame as JPEG")
+        encoded = encode_jpeg(crop if colour_order == "BGR" else convert_colour(crop, colour_order, "BGR"))
         with self._lock:
             while (target := self.path / f"{self._number:04d}.jpg").exists():  # another writer took the name
                 self._number += 1
             try:
-                atomic.write_bytes(target, encoded.tobytes())
+                atomic.write_bytes(target, encoded)
             except OSError as error:
                 raise ToolkitError(f"cannot write {target}: {error.strerror or error}") from None
             self._number += 1

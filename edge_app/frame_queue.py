@@ -18,7 +18,9 @@ class FrameQueue:
     """Bounded queue with a newest-wins or a blocking policy."""
 
     def __init__(self, maxsize: int = 2, drop_oldest: bool = False) -> None:
-        self.maxsize = maxsize  # at least 1
+        if maxsize < 1:  # a blocking put() would wait forever
+            raise ValueError("maxsize must be at least 1")
+        self.maxsize = maxsize
         self.drop_oldest = drop_oldest
         self.dropped = 0  # items thrown away to make room for newer ones
         self._items: collections.deque[Any] = collections.deque()

@@ -32,11 +32,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from edge_app.collect import CaptureFolders, check_label
+from edge_app.collect import CaptureFolders, check_label, encode_jpeg
 from toolkit.errors import ToolkitError
 
 BOUNDARY = "frame"
-JPEG_QUALITY = 80  # of the streamed frames
+STREAM_JPEG_QUALITY = 80  # of the streamed frames
 MAX_CAPTURE_REQUEST_BYTES = 4096
 CAPTURE_REQUEST_HINT = 'send JSON: {"label": NAME}'
 
@@ -212,12 +212,10 @@ class PreviewServer:
             ) or self.stopping:
                 return None
             if self._jpeg is None or self._jpeg[0] != self._sequence:
-                import cv2
-
-                ok, encoded = cv2.imencode(".jpg", self._frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-                if not ok:
+                try:
+                    self._jpeg = (self._sequence, encode_jpeg(self._frame, STREAM_JPEG_QUALITY))
+                except ToolkitError:
                     return None
-                self._jpeg = (self._sequence, encoded.tobytes())
             return self._jpeg
 
     def predictions_json(self) -> bytes:
@@ -240,6 +238,8 @@ class PreviewServer:
 
     def capture(self, label: str | None) -> tuple[HTTPStatus, dict[str, str]]:
         """Save the latest camera frame into ``collect_to/label/``; the status and JSON answer (``label`` None: none sent)."""
+        if self.capture_folders is None:
+            return HTTPStatus.NOT_FOUND, {"error": "capture is off: start toolkit classify with --collect-to ROOT"}
         if label is None:
             return HTTPStatus.BAD_REQUEST, {"error": CAPTURE_REQUEST_HINT}
         try:

@@ -375,9 +375,11 @@ def _stage_eval(eval_config: EvalConfig, folder: Path, models: dict[str, Path], 
     """``toolkit eval`` of each converted format ``eval_config`` names, into ``folder``; one JSON report per format."""
     from toolkit.model_card import load_card
     from training.evaluate import ModelRunner, evaluate, load_evaluation_data
+    from training.splits import SPLIT_KEYS
 
     split = eval_config.split
     entry: dict[str, Any] = {"folder": "eval", "reports": {}, "skipped": True}
+    datasets: dict[tuple, Any] = {}  # the converted formats share one split: load its images once
     for name in eval_config.formats:
         model, sub = models[name], folder / name
         data = eval_config.data or load_card(model).dataset
@@ -390,8 +392,10 @@ def _stage_eval(eval_config: EvalConfig, folder: Path, models: dict[str, Path], 
         _say(f"eval {name}: {model.name} on the {split} split of {data}")
         started = time.perf_counter()
         runner = ModelRunner(model)
-        dataset = load_evaluation_data(data, runner.card, split, eval_config.limit, 0, progress or None)
-        report = evaluate(model, dataset, confusion_path=sub / "confusion.png", progress=progress or None, runner=runner)
+        key = (data, *(runner.card.metrics.get(field) for field in SPLIT_KEYS))
+        if key not in datasets:
+            datasets[key] = load_evaluation_data(data, runner.card, split, eval_config.limit, 0, progress or None)
+        report = evaluate(model, datasets[key], confusion_path=sub / "confusion.png", progress=progress or None, runner=runner)
         report["split"] = split
         report_path = atomic.write_json(sub / "report.json", report)
         write_stamp(sub, "eval", config_hash, atomic.file_digest(model), {"report": report_path}, time.perf_counter() - started)

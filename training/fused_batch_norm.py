@@ -8,15 +8,14 @@ as the bfloat16 convolutions save; TensorFlow's ``FusedBatchNormV3`` does it in 
 
 from __future__ import annotations
 
-import types
+import functools
+from types import ModuleType
 from typing import Any
 
 from training.backend import backend_name, keras
 
 
-def _fused_call(self: Any, inputs: Any, training: Any = None, mask: Any = None) -> Any:
-    from training.tensorflow_stack import tf
-
+def _fused_call(tf: ModuleType, self: Any, inputs: Any, training: Any = None, mask: Any = None) -> Any:
     if mask is not None:
         raise ValueError("fused batch norm takes no mask")
     scale, offset = tf.cast(self.gamma, "float32"), tf.cast(self.beta, "float32")
@@ -44,10 +43,12 @@ def fuse_batch_norm(model: Any) -> int:
     """
     if backend_name() != "tensorflow":
         return 0
+    from training.tensorflow_stack import tf  # here, not inside the traced call
+
     fused = 0
     for layer in model.layers:
-        plain = type(layer) is keras.layers.BatchNormalization and layer.axis in (-1, len(layer.input.shape) - 1)
-        if plain and len(layer.input.shape) == 4 and layer.scale and layer.center and not layer.renorm and not layer.synchronized:
-            layer.call = types.MethodType(_fused_call, layer)
+        if (type(layer) is keras.layers.BatchNormalization and len(layer.input.shape) == 4 and layer.axis in (-1, 3)
+                and layer.scale and layer.center and not layer.renorm and not layer.synchronized):
+            layer.call = functools.partial(_fused_call, tf, layer)
             fused += 1
     return fused

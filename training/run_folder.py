@@ -29,6 +29,7 @@ from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard, save_card
 from training.backend import keras
 from training.callbacks import NanGuard, current_learning_rate
+from training.splits import SPLIT_KEYS
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
 
@@ -178,7 +179,7 @@ class RunFolder:
             "validation_loss": row["val_loss"],
             "train_accuracy": row["accuracy"],
             "train_loss": row["loss"],
-            **{key: summary[key] for key in ("validation_fraction", "split_seed", "limit", "train_images", "validation_images") if key in summary},
+            **{key: summary[key] for key in SPLIT_KEYS if key in summary},
         }
 
 

@@ -18,6 +18,8 @@ from toolkit.model_card import ModelCard
 from training.data import Dataset, fit_images_to_size, load_dataset, stratified_subset
 
 DEFAULT_VALIDATION_FRACTION = 0.1  # training's default (training.train_config.TrainConfig)
+# The card metrics that let a later stage rebuild the training split (SplitSettings.from_card reads them).
+SPLIT_KEYS = ("validation_fraction", "split_seed", "limit", "train_images", "validation_images")
 
 
 def train_validation_split(
@@ -29,9 +31,9 @@ def train_validation_split(
     least one image of each class into validation, so a class with a single image would leave
     nothing to learn it from (and ``--limit 5`` on ten classes would leave no training images at all).
     """
-    counts = np.bincount(dataset.labels, minlength=len(dataset.class_names)) if strict else None
-    lonely = [dataset.class_names[index] for index in np.flatnonzero(counts == 1)] if strict else []
-    if lonely:
+    counts = np.bincount(dataset.labels, minlength=len(dataset.class_names))
+    lonely = [dataset.class_names[index] for index in np.flatnonzero(counts == 1)]
+    if strict and lonely:
         others = f" (and {len(lonely) - 1} more class(es) like it)" if len(lonely) > 1 else ""
         raise ToolkitError(
             f"class {lonely[0]!r} has only 1 image{others}: each class needs at least 2, one to train on and one "
