@@ -104,14 +104,13 @@ def pipeline_config(args: argparse.Namespace):
 
 def end_to_end(int8_path: Path, dense: Any, qat_source: Any, settings: Any, progress: bool) -> tuple[dict, dict]:
     """The dense float model against the final int8 model on the parity images, and where those came from."""
-    from converters.convert import predict_tflite
     from converters.parity import parity_metrics
-    from training.evaluate import KerasPredictor
+    from training.evaluate import KerasPredictor, load_predictor, predict_with_progress
     from training.splits import held_out_images
 
     held_out, origin = held_out_images(settings, 1000, settings.seed, fit_to=qat_source.card)
     dense_probabilities = KerasPredictor(dense.model, dense.card).predict(held_out.images)
-    int8_probabilities = predict_tflite(int8_path, held_out.images, progress)
+    int8_probabilities = predict_with_progress(load_predictor(int8_path), held_out.images, f"parity {int8_path.name}", progress=progress)
     return parity_metrics(held_out.labels, dense_probabilities, int8_probabilities), origin
 
 

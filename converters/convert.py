@@ -25,12 +25,13 @@ from images outside a ``--limit`` subset), against the Keras 3 float model.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -42,9 +43,9 @@ from toolkit import atomic
 from toolkit.errors import ToolkitError, ToolkitWarning
 from toolkit.model_card import TensorQuantization, card_path, load_card, save_card
 from toolkit.native_logs import quiet_native_logs
-from toolkit.predictor import prepare_images
+from toolkit.preprocessing import prepare_images
 from training.data import load_dataset, stratified_subset
-from training.evaluate import KerasPredictor
+from training.evaluate import KerasPredictor, load_predictor, predict_with_progress
 from training.splits import SPLIT_KEYS, held_out_images
 
 PARITY_NAME = "parity.json"
@@ -74,12 +75,14 @@ class ConvertResult:
 
 
 def calibration_images(
-    config: ConvertConfig, source: bridge.SourceModel, settings: finetune.DataSettings | None, at_most: bool = False
+    config: ConvertConfig, source: bridge.SourceModel, settings: finetune.DataSettings | None,
+    training_data: Callable[[], finetune.FineTuneData], at_most: bool = False,
 ) -> tuple[np.ndarray, str]:
     """``calib_samples`` normalised float32 images from real training data, and where they came from.
 
     Without ``calib_samples``, up to DEFAULT_CALIBRATION_SAMPLES. ``at_most``: fewer images than
-    asked for are fine (a QAT model, whose ranges the images do not set).
+    asked for are fine (a QAT model, whose ranges the images do not set). ``training_data()`` loads
+    the split ``settings`` describe.
     """
     if config.calib:
         dataset = load_dataset(config.calib)
@@ -87,7 +90,7 @@ def calibration_images(
     else:
         if settings is None:
             raise ToolkitError(f"cannot tell which images {source.path} was trained on: pass --calib IMAGES (or --data)")
-        dataset = finetune.load_training_data(source, settings).train
+        dataset = training_data().train
         origin = f"training split of {settings.data}" + (f" (limit {settings.limit})" if settings.limit else "")
     wanted = config.calib_samples or DEFAULT_CALIBRATION_SAMPLES
     fewer_allowed = at_most or config.calib_samples is None
@@ -186,16 +189,6 @@ def _write_model(path: Path, data: bytes, source: bridge.SourceModel, format_nam
     return {"model": str(path), "sizes": sizes, "sparsity": sparsity, "operators": [operator.name for operator in parsed.operators]}
 
 
-def predict_tflite(path: Path, images: np.ndarray, progress: bool) -> np.ndarray:
-    """Probabilities of a ``.tflite`` model on the edge app's predictor (the device code path) for uint8 images."""
-    from tqdm.auto import tqdm
-
-    from edge_app.runtime import TFLitePredictor
-
-    with tqdm(total=len(images), desc=f"parity {path.name}", unit="img", leave=False, disable=not progress, file=sys.stderr) as bar:
-        return TFLitePredictor(path).predict(images, on_batch=bar.update)
-
-
 def convert(config: ConvertConfig) -> ConvertResult:
     """Export every requested format, check the int8 one, measure parity; see the module docstring.
 
@@ -215,11 +208,12 @@ def convert(config: ConvertConfig) -> ConvertResult:
             raise
         settings = None
     is_qat = has_qat_companion(source.path)
+    training_data = functools.cache(lambda: finetune.load_training_data(source, settings))  # calibration and parity share one load
     calibration, calibration_origin = (None, None)
     if "int8" in config.formats:
         # A QAT model carries its own ranges; TensorFlow's converter still asks for a representative
         # dataset (whose values then change nothing), so fewer images than --calib-samples will do.
-        calibration, calibration_origin = calibration_images(config, source, settings, at_most=is_qat)
+        calibration, calibration_origin = calibration_images(config, source, settings, training_data, at_most=is_qat)
     # The previous conversion's reports describe models about to be replaced: gone before the first new
     # model is written, so an interrupted --overwrite never leaves a parity.json about other models.
     for name in (PARITY_NAME, REPORT_NAME) if previous else ():
@@ -227,7 +221,7 @@ def convert(config: ConvertConfig) -> ConvertResult:
 
     models, written = _export(config, source, is_qat, calibration, calibration_origin, out)
     edgetpu_report = _edgetpu_report(models.get("int8"), config.edgetpu, out)
-    parity, parity_path = _parity(config, source, settings, models, out)
+    parity, parity_path = _parity(config, source, settings, training_data, models, out)
     report = {
         "stage": "convert",
         "source": str(source.path),
@@ -266,10 +260,12 @@ def _export(config: ConvertConfig, source: bridge.SourceModel, is_qat: bool, cal
     """Write each requested format with its card; returns their paths and what was written."""
     from converters.qat import load_qat_model
 
-    float_twin = source.twin()
+    float_twin = None  # built only for a format that needs it (not for int8 from a QAT model)
     models = {format_name: out / tflite_name(format_name) for format_name in config.formats}
     written: dict[str, dict[str, Any]] = {}
     for format_name, path in models.items():
+        if float_twin is None and (format_name != "int8" or not is_qat):
+            float_twin = source.twin()
         if format_name != "int8":
             data, notes = convert_float(float_twin, format_name), FLOAT_NOTES[format_name]
         elif is_qat:
@@ -328,18 +324,20 @@ def check_parity(result: ConvertResult, max_drop: float) -> None:
 
 
 def _parity(
-    config: ConvertConfig, source: bridge.SourceModel, settings: finetune.DataSettings | None, models: dict[str, Path], out: Path
+    config: ConvertConfig, source: bridge.SourceModel, settings: finetune.DataSettings | None,
+    training_data: Callable[[], finetune.FineTuneData], models: dict[str, Path], out: Path,
 ) -> tuple[dict[str, Any], Path | None]:
     """Evaluate the float model and each .tflite on the same held-out images; write parity.json and card metrics."""
     if settings is None:
         warnings.warn("no held-out images (pass --data): parity was not measured", ToolkitWarning, stacklevel=2)
         return {}, None
-    held_out, origin = held_out_images(settings, config.parity_samples, settings.seed, fit_to=source.card)
+    data = training_data()
+    held_out, origin = held_out_images(settings, config.parity_samples, settings.seed, fit_to=source.card, split=(data.train, data.validation))
     reference = KerasPredictor(source.model, source.card).predict(held_out.images)
     reference_top1 = top1(reference, held_out.labels)
     formats: dict[str, Any] = {}
     for format_name, path in models.items():
-        probabilities = predict_tflite(path, held_out.images, config.progress)
+        probabilities = predict_with_progress(load_predictor(path), held_out.images, f"parity {path.name}", progress=config.progress)
         metrics = parity_metrics(held_out.labels, reference, probabilities)
         metrics["model"] = str(path)
         metrics["passed"] = metrics["gap_points"] <= config.max_drop

@@ -34,13 +34,13 @@ from edge_app.collect import writable_folder
 from edge_app.frame_queue import CLOSED, FrameQueue
 from edge_app.outputs import VideoSaver, Window
 from edge_app.overlay import annotate
-from edge_app.predictions import Prediction, Smoother, top_predictions
 from edge_app.runtime import TFLitePredictor, runtime_module
 from edge_app.server import PreviewServer, parse_address
 from edge_app.signals import stop_on_signals
 from edge_app.sources import Backoff, Frame, ImageFilesSource, Source, open_source, parse_size
 from edge_app.stats import RunStats, format_summary
 from toolkit.errors import ToolkitError
+from toolkit.preprocessing import Prediction, Smoother, top_predictions
 
 
 @dataclasses.dataclass
@@ -201,12 +201,12 @@ def _text_line(frame: Frame, predictions: list[Prediction], inference_seconds: f
 class _Outputs:
     """Everything done with one classified frame: a text or JSON line, then overlay, window, video and web page."""
 
-    def __init__(self, stdout: TextIO, headless: bool, window: Window | None, saver: VideoSaver | None,
+    def __init__(self, stdout: TextIO, json_lines: bool, window: Window | None, saver: VideoSaver | None,
                  server: PreviewServer | None, stats: RunStats, stop: threading.Event) -> None:
-        self.stdout, self.headless = stdout, headless
+        self.stdout, self.json_lines = stdout, json_lines  # both turn off when the reader of stdout leaves
         self.window, self.saver, self.server = window, saver, server
         self.visual = window is not None or saver is not None or server is not None
-        self.text = not headless and not self.visual  # plain lines when nothing else was asked for
+        self.text = not json_lines and not self.visual  # plain lines when nothing else was asked for
         self.stats = stats
         self.stop = stop
         self.fps = 0.0  # smoothed frames per second between consecutive outputs, for the overlay
@@ -231,7 +231,7 @@ class _Outputs:
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, self.stdout.fileno())
                 os.close(devnull)
-            self.headless = self.text = False
+            self.json_lines = self.text = False
             raise
 
     def _tick(self) -> float:
@@ -248,7 +248,7 @@ class _Outputs:
         fps = self._tick()
         record = _record(frame, predictions, inference_seconds)
         try:
-            if self.headless:
+            if self.json_lines:
                 self._write_line(json.dumps(record, separators=(",", ":")))
             elif self.text:
                 self._write_line(_text_line(frame, predictions, inference_seconds))
@@ -265,8 +265,8 @@ class _Outputs:
         self.stats.mark_output()
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        """With ``headless``, the summary as the last JSON line (unless the reader left before it)."""
-        if self.headless:
+        """With JSON lines, the summary as the last one (unless the reader left before it)."""
+        if self.json_lines:
             with contextlib.suppress(BrokenPipeError):
                 self._write_line(json.dumps({"summary": summary}, separators=(",", ":")))
 
@@ -364,14 +364,8 @@ def _run_until_done(threads: _WorkerThreads, outputs: _Outputs, predict: _TopPre
             threads.capture.start()
             threads.inference.start()
             while (raw := threads.results.get(timeout=0.1)) is not CLOSED:
-                if raw is not None:  # None: a timeout, so that signal handlers run
-                    frame, output, seconds = raw
-                    try:
-                        outputs.handle(frame, predict(output), seconds)
-                    except Exception as error:  # noqa: BLE001 - raised after the summary, like the other threads' errors
-                        threads.errors.append(error)
-                        threads.stop.set()
-                        break
+                if raw is not None and not _output(raw, outputs, predict, threads):  # None: a timeout, so signal handlers run
+                    break
                 if threads.stop.is_set():
                     # A capture read blocked in a driver or on a stalled stream must not hold the run up:
                     # inference finishes what was captured, then closes the results.
@@ -382,6 +376,18 @@ def _run_until_done(threads: _WorkerThreads, outputs: _Outputs, predict: _TopPre
         if not threads.capture.is_alive():  # never release a device a blocked read() still uses
             source.close()
         outputs.close()
+
+
+def _output(raw: tuple[Frame, np.ndarray, float], outputs: _Outputs, predict: _TopPredictions, threads: _WorkerThreads) -> bool:
+    """Output one inference result; False when that failed (the error is raised after the summary, like the threads' errors)."""
+    frame, output, seconds = raw
+    try:
+        outputs.handle(frame, predict(output), seconds)
+        return True
+    except Exception as error:  # noqa: BLE001
+        threads.errors.append(error)
+        threads.stop.set()
+        return False
 
 
 def _report_summary(config: ClassifyConfig, source: Source, stats: RunStats, dropped: int,

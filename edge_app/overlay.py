@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_app.predictions import Prediction
+from toolkit.preprocessing import Prediction
 
 MIN_SIDE = 240  # smaller frames (CIFAR-sized video) are enlarged so the text stays readable
 

@@ -19,7 +19,7 @@ import numpy as np
 from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard, TensorQuantization, card_path, check_card_matches, load_card
 from toolkit.native_logs import quiet_native_logs
-from toolkit.predictor import Predictor
+from toolkit.preprocessing import Predictor
 
 RUNTIME_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
 
@@ -140,7 +140,7 @@ def _tensor_quantization(detail: dict[str, Any]) -> TensorQuantization:
 
 
 class TFLitePredictor(Predictor):
-    """A ``.tflite`` model on the LiteRT interpreter behind :class:`toolkit.predictor.Predictor`.
+    """A ``.tflite`` model on the LiteRT interpreter behind :class:`toolkit.preprocessing.Predictor`.
 
     Labels, input size, colour order and mean/std come from the model card beside the
     model, the input and output quantisation from the interpreter itself, so a camera

@@ -17,7 +17,7 @@ import sys
 
 import cv2
 
-from edge_app.predictions import top_predictions
+from toolkit.preprocessing import top_predictions
 from edge_app.runtime import TFLitePredictor, runtime_module
 
 

@@ -29,7 +29,7 @@ PACKAGES = ("toolkit", "training", "converters", "edge_app")
 KERAS_3 = {"keras"}
 KERAS_2_STACK = {"tensorflow", "tf_keras", "tensorflow_model_optimization"}
 # toolkit/<name>.py: the shared core. __init__ runs on every import of the core, so it is core too.
-NUMPY_CORE = {"__init__", "atomic", "errors", "flags", "keras_file", "model_card", "native_logs", "predictor", "preprocessing", "pretrained"}
+NUMPY_CORE = {"__init__", "atomic", "errors", "flags", "keras_file", "model_card", "native_logs", "preprocessing", "pretrained"}
 # toolkit/<name>.py or toolkit/<name>/: the CLI and the stages it runs across packages.
 ORCHESTRATION = {"__main__", "cli", "commands", "pipeline", "benchmark"}
 

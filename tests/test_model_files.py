@@ -206,8 +206,8 @@ def test_edgetpu_build_with_its_source_card_is_not_size_checked(edge_int8_model,
 
 
 def test_valid_models_still_load(keras_model, edge_int8_model):
-    from training.evaluate import ModelRunner
+    from training.evaluate import load_predictor
 
-    assert ModelRunner(keras_model).card == load_card(keras_model)
-    assert ModelRunner(edge_int8_model).card == load_card(edge_int8_model)
+    assert load_predictor(keras_model).card == load_card(keras_model)
+    assert load_predictor(edge_int8_model).card == load_card(edge_int8_model)
     assert json.loads(card_path(keras_model).read_text())["sizes"]["raw"] == keras_model.stat().st_size

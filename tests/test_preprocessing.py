@@ -132,7 +132,7 @@ def test_top_k_orders_best_first_with_stable_ties() -> None:
 
 def test_predictor_prepares_batches_as_prepare_image_does_and_reads_any_output() -> None:
     from toolkit.model_card import ModelCard, TensorQuantization
-    from toolkit.predictor import Predictor
+    from toolkit.preprocessing import Predictor
 
     card = ModelCard(labels=[str(index) for index in range(100)], input_size=[8, 8, 3], mean=[0.4] * 3, std=[0.2] * 3)
     predictor = Predictor(card, TensorQuantization("int8", 0.05, -3), TensorQuantization("int8", 1 / 256, -128))

@@ -374,7 +374,7 @@ def _stage_convert(convert_config: ConvertConfig, force: bool) -> tuple[dict[str
 def _stage_eval(eval_config: EvalConfig, folder: Path, models: dict[str, Path], force: bool, progress: bool) -> dict[str, Any]:
     """``toolkit eval`` of each converted format ``eval_config`` names, into ``folder``; one JSON report per format."""
     from toolkit.model_card import load_card
-    from training.evaluate import ModelRunner, evaluate, load_evaluation_data
+    from training.evaluate import evaluate, load_evaluation_data, load_predictor
     from training.splits import SPLIT_KEYS
 
     split = eval_config.split
@@ -391,11 +391,11 @@ def _stage_eval(eval_config: EvalConfig, folder: Path, models: dict[str, Path], 
         entry["skipped"] = False
         _say(f"eval {name}: {model.name} on the {split} split of {data}")
         started = time.perf_counter()
-        runner = ModelRunner(model)
-        key = (data, *(runner.card.metrics.get(field) for field in SPLIT_KEYS))
+        predictor = load_predictor(model)
+        key = (data, *(predictor.card.metrics.get(field) for field in SPLIT_KEYS))
         if key not in datasets:
-            datasets[key] = load_evaluation_data(data, runner.card, split, eval_config.limit, 0, progress or None)
-        report = evaluate(model, datasets[key], confusion_path=sub / "confusion.png", progress=progress or None, runner=runner)
+            datasets[key] = load_evaluation_data(data, predictor.card, split, eval_config.limit, 0, progress or None)
+        report = evaluate(model, datasets[key], confusion_path=sub / "confusion.png", progress=progress or None, predictor=predictor)
         report["split"] = split
         report_path = atomic.write_json(sub / "report.json", report)
         write_stamp(sub, "eval", config_hash, atomic.file_digest(model), {"report": report_path}, time.perf_counter() - started)

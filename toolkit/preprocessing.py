@@ -1,4 +1,4 @@
-"""The one preprocessing path, in pure numpy, shared by training, calibration, parity and the edge app.
+"""The model's input and output in pure numpy, shared by training, calibration, parity, evaluation and the edge app.
 
 A camera frame (OpenCV gives BGR, uint8, any size) and a dataset image (RGB, uint8)
 both go through :func:`prepare_image`:
@@ -8,17 +8,30 @@ both go through :func:`prepare_image`:
 
 and, for an integer model, :func:`quantize` into the input tensor's int8/uint8 codes.
 The model card (``toolkit.model_card``) carries the input size, colour order and
-mean/std, so nothing here is configured twice.
+mean/std, so nothing here is configured twice. Every model runs behind one :class:`Predictor`:
+
+    inputs = predictor.prepare(images)          # the card's preprocessing, quantised for an integer input
+    outputs = predictor.run(inputs)             # the model itself: raw output tensors
+    probabilities = predictor.probabilities(outputs)   # dequantised, a softmax where the model gives logits
+    answer = top_predictions(probabilities[0], predictor.labels, k=3)
+
+``training.evaluate.KerasPredictor`` runs a Keras model and ``edge_app.runtime.TFLitePredictor``
+a ``.tflite`` model on LiteRT; only :meth:`Predictor.run` differs between them, so evaluation,
+the parity report, fine-tuning, the benchmark and the edge app feed and read every model alike.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from toolkit.model_card import ModelCard, TensorQuantization
+
 COLOUR_ORDERS = ("RGB", "BGR", "GRAY")
+SOFTMAX_TOLERANCE = 0.05  # outputs whose rows sum this close to 1 (and are not negative) are probabilities already
 
 # ITU-R BT.601 luma weights, the ones OpenCV's RGB2GRAY uses.
 _LUMA_RGB = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -245,3 +258,108 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - np.max(logits, axis=-1, keepdims=True)
     exponentials = np.exp(shifted)
     return exponentials / np.sum(exponentials, axis=-1, keepdims=True)
+
+
+def prepare_images(images: np.ndarray, card: ModelCard, colour_order: str = "RGB") -> np.ndarray:
+    """uint8 images (N x H x W x C, or N x H x W grey) as the normalised float32 inputs ``card`` describes.
+
+    Images already at the card's input size and colour order are only normalised, all at once;
+    the others go through :func:`prepare_image` (colour, centre crop, resize).
+    """
+    if images.ndim == 3:
+        images = images[..., None]
+    colour_order = "GRAY" if images.shape[-1] == 1 else colour_order
+    fitting = tuple(images.shape[1:]) == tuple(int(value) for value in card.input_size)
+    if fitting and colour_order in ("GRAY", card.colour_order):
+        return normalize(images, card.mean, card.std)
+    order = card.colour_order
+    return np.stack([prepare_image(image, card.input_size, card.mean, card.std, colour_order, order) for image in images])
+
+
+class Predictor:
+    """A model and its card behind three calls: :meth:`prepare`, :meth:`run`, :meth:`probabilities`."""
+
+    def __init__(self, card: ModelCard, input_quantization: TensorQuantization | None = None,
+                 output_quantization: TensorQuantization | None = None) -> None:  # fmt: skip
+        self.card = card
+        self.input_quantization = input_quantization or TensorQuantization()
+        self.output_quantization = output_quantization or TensorQuantization()
+
+    @property
+    def labels(self) -> list[str]:
+        return self.card.labels
+
+    def prepare(self, images: np.ndarray, colour_order: str = "RGB") -> np.ndarray:
+        """uint8 images (N x H x W x C, any size, in ``colour_order``) to the model's input tensors."""
+        quantization = self.input_quantization
+        inputs = prepare_images(images, self.card, colour_order)
+        return quantize(inputs, quantization.scale, quantization.zero_point, quantization.dtype)
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        """The model's raw outputs (N x classes) for prepared inputs."""
+        raise NotImplementedError
+
+    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        """Raw outputs of :meth:`run` as float32 class probabilities (N x classes)."""
+        quantization = self.output_quantization
+        values = dequantize(outputs, quantization.scale, quantization.zero_point)
+        # An int8 softmax rounds each class to a code: its rows may miss 1 by half a step per class.
+        tolerance = SOFTMAX_TOLERANCE + 0.5 * quantization.scale * values.shape[-1]
+        if values.size and (values.min() < 0 or not np.allclose(values.sum(axis=-1), 1.0, atol=tolerance)):
+            return softmax(values)
+        return values
+
+    def predict(self, images: np.ndarray, batch_size: int = 256, colour_order: str = "RGB",
+                on_batch: Callable[[int], object] | None = None) -> np.ndarray:  # fmt: skip
+        """Class probabilities (N x classes) for uint8 images, ``batch_size`` at a time; ``on_batch(count)`` after each."""
+        chunks = []
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size]
+            chunks.append(self.probabilities(self.run(self.prepare(batch, colour_order))))
+            if on_batch is not None:
+                on_batch(len(batch))
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.card.num_classes), np.float32)
+
+
+@dataclasses.dataclass
+class Prediction:
+    """One class in the top-k."""
+
+    index: int  # class id
+    label: str  # class name from the model card
+    score: float  # (smoothed) probability
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "index": self.index, "score": round(self.score, 5)}
+
+
+class Smoother:
+    """Exponential moving average of probabilities over frames.
+
+    ``smoothed = weight * previous + (1 - weight) * current``; weight 0 turns it off,
+    0.8 averages over roughly the last five frames.
+    """
+
+    def __init__(self, weight: float = 0.0) -> None:
+        self.weight = weight  # in [0, 1): run_classify checks --smoothing
+        self.state: np.ndarray | None = None
+
+    def __call__(self, probabilities: np.ndarray) -> np.ndarray:
+        if self.weight == 0.0:
+            return probabilities
+        if self.state is None:
+            self.state = probabilities.astype(np.float32).copy()
+        else:
+            self.state *= self.weight
+            self.state += (1.0 - self.weight) * probabilities
+        return self.state
+
+
+def top_predictions(probabilities: np.ndarray, labels: list[str], k: int = 3, threshold: float = 0.0) -> list[Prediction]:
+    """The ``k`` best classes, best first, leaving out those scoring below ``threshold``."""
+    indices, scores = top_k(probabilities, k)
+    return [
+        Prediction(int(index), labels[int(index)] if int(index) < len(labels) else str(int(index)), float(score))
+        for index, score in zip(indices, scores)
+        if score >= threshold
+    ]

@@ -1,7 +1,7 @@
 """Evaluate a ``.keras`` or ``.tflite`` model on a dataset: top-1, top-5, per-class accuracy, confusion matrix.
 
 Both formats read the model card beside the model for labels, input size, colour order
-and mean/std, and run behind one :class:`toolkit.predictor.Predictor` (``KerasPredictor``
+and mean/std, and run behind one :class:`toolkit.preprocessing.Predictor` (``KerasPredictor``
 here, ``edge_app.runtime.TFLitePredictor``), so a float model and its int8 conversion are
 scored on identical inputs.
 
@@ -21,7 +21,7 @@ import numpy as np
 from toolkit import atomic, preprocessing
 from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard, check_card_matches, load_card
-from toolkit.predictor import Predictor
+from toolkit.preprocessing import Predictor
 from training.data import Dataset, load_dataset, stratified_subset
 from training.splits import SplitSettings, load_split
 
@@ -29,7 +29,7 @@ FORMATS = {".keras": "keras", ".tflite": "tflite"}
 
 
 class KerasPredictor(Predictor):
-    """A Keras model of either stack (Keras 3 or tf_keras) behind :class:`toolkit.predictor.Predictor`."""
+    """A Keras model of either stack (Keras 3 or tf_keras) behind :class:`toolkit.preprocessing.Predictor`."""
 
     def __init__(self, model: Any, card: ModelCard) -> None:
         super().__init__(card)
@@ -42,9 +42,14 @@ class KerasPredictor(Predictor):
 
 def load_predictor(model_path: str | os.PathLike, threads: int | None = None, card: ModelCard | None = None) -> Predictor:
     """A ``.keras`` model (tf_keras files with tfmot wrappers too) or a ``.tflite`` model on the edge app's
-    runtime (``threads``), checked against its card (by default the one beside it)."""
+    runtime (``threads``), checked against its card (by default the one beside it). Load once, predict many times."""
     model_path = Path(model_path)
-    if model_path.suffix != ".keras":
+    suffix = model_path.suffix.lower()
+    if suffix not in FORMATS:
+        raise ToolkitError(f"{model_path}: expected a .keras or .tflite model, got {suffix or 'no suffix'}")
+    if not model_path.is_file():
+        raise ToolkitError(f"model file {model_path} does not exist")
+    if suffix != ".keras":
         from edge_app.runtime import TFLitePredictor
 
         return TFLitePredictor(model_path, threads=threads, card=card)
@@ -56,35 +61,20 @@ def load_predictor(model_path: str | os.PathLike, threads: int | None = None, ca
     return KerasPredictor(model, card)
 
 
-class ModelRunner:
-    """A ``.keras`` or ``.tflite`` model and its card behind one :class:`toolkit.predictor.Predictor`.
+def predict_with_progress(predictor: Predictor, images: np.ndarray, description: str, batch_size: int = 256,
+                          progress: bool | None = None) -> np.ndarray:  # fmt: skip
+    """Class probabilities (N x num_classes, float32) for uint8 images of any size, under a progress bar
+    (``progress`` None: only on a terminal)."""
+    from tqdm.auto import tqdm
 
-    Load once, call :meth:`predict` many times (the pipeline and ``toolkit eval`` reuse it).
-    """
-
-    def __init__(self, model_path: str | os.PathLike, threads: int | None = None) -> None:
-        self.model_path = Path(model_path)
-        suffix = self.model_path.suffix.lower()
-        if suffix not in FORMATS:
-            raise ToolkitError(f"{model_path}: expected a .keras or .tflite model, got {suffix or 'no suffix'}")
-        self.format = FORMATS[suffix]
-        if not self.model_path.is_file():
-            raise ToolkitError(f"model file {self.model_path} does not exist")
-        self.card: ModelCard = load_card(self.model_path)
-        self.predictor = load_predictor(self.model_path, threads=threads, card=self.card)
-
-    def predict(self, images: np.ndarray, batch_size: int = 256, progress: bool | None = None) -> np.ndarray:
-        """Class probabilities (N x num_classes, float32) for uint8 images of any size."""
-        from tqdm.auto import tqdm
-
-        disable = None if progress is None else not progress
-        with tqdm(total=len(images), desc=f"evaluating {self.model_path.name}", unit="img", disable=disable) as bar:
-            return self.predictor.predict(images, batch_size, on_batch=bar.update)
+    disable = None if progress is None else not progress
+    with tqdm(total=len(images), desc=description, unit="img", disable=disable) as bar:
+        return predictor.predict(images, batch_size, on_batch=bar.update)
 
 
 def predict_probabilities(model_path: str | os.PathLike, images: np.ndarray) -> np.ndarray:
     """Class probabilities (N x num_classes) of a ``.keras`` or ``.tflite`` model for uint8 RGB/grey images of any size."""
-    return ModelRunner(model_path).predict(images, progress=False)
+    return load_predictor(model_path).predict(images)
 
 
 def label_mapping(dataset_classes: list[str], model_labels: list[str]) -> np.ndarray:
@@ -138,19 +128,20 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: list[str], path: str | os.
 
 def evaluate(model_path: str | os.PathLike, dataset: Dataset, batch_size: int = 256,
              confusion_path: str | os.PathLike | None = None, progress: bool | None = None,
-             runner: ModelRunner | None = None) -> dict[str, Any]:
+             predictor: Predictor | None = None) -> dict[str, Any]:
     """Score a model on ``dataset``; returns the report dict (top1, top5, per_class, n, confusion matrix...).
 
     Dataset classes are matched to the model's labels by name, so a folder with the
     classes in another order, or only some of them, is scored correctly.
     """
-    runner = runner or ModelRunner(model_path)
-    card = runner.card
+    model_path = Path(model_path)
+    predictor = predictor or load_predictor(model_path)
+    card = predictor.card
     if len(dataset) == 0:
         raise ToolkitError(f"dataset {dataset.source or ''} holds no images to evaluate")
     targets = label_mapping(dataset.class_names, card.labels)[dataset.labels]
     started = time.perf_counter()
-    probabilities = runner.predict(dataset.images, batch_size=batch_size, progress=progress)
+    probabilities = predict_with_progress(predictor, dataset.images, f"evaluating {model_path.name}", batch_size, progress)
     seconds = time.perf_counter() - started
     ranked, _ = preprocessing.top_k(probabilities, 5)
     predictions = ranked[:, 0]
@@ -164,8 +155,8 @@ def evaluate(model_path: str | os.PathLike, dataset: Dataset, batch_size: int = 
             per_class[name] = float(correct[members].mean())
             per_class_count[name] = int(members.sum())
     report = {
-        "model": str(runner.model_path),
-        "format": runner.format,
+        "model": str(model_path),
+        "format": FORMATS[model_path.suffix.lower()],
         "card_format": card.format,
         "data": dataset.source,
         "n": int(len(targets)),
@@ -181,7 +172,7 @@ def evaluate(model_path: str | os.PathLike, dataset: Dataset, batch_size: int = 
         "images_per_second": round(len(targets) / max(seconds, 1e-9), 1),
     }
     if confusion_path is not None:
-        title = f"{runner.model_path.name}: top-1 {report['top1']:.1%} on {report['n']} images"
+        title = f"{model_path.name}: top-1 {report['top1']:.1%} on {report['n']} images"
         report["confusion_png"] = str(plot_confusion_matrix(matrix, card.labels, confusion_path, title))
     return report
 

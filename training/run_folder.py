@@ -2,7 +2,7 @@
 
     RUN/config.json                   resolved configuration (what --resume continues)
     RUN/last.keras, RUN/last.card.json   model + optimizer state after the latest epoch
-    RUN/best.keras, RUN/best.card.json   the epoch with the best validation accuracy
+    RUN/best.keras, RUN/best.card.json   the latest epoch within one standard error of the best validation accuracy
     RUN/state.json                    epoch counter, history, checkpoint hashes (for --resume)
     RUN/history.csv, RUN/curves.png, RUN/metrics.json
 
@@ -19,6 +19,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -114,23 +115,23 @@ class RunFolder:
 
     def publish_epoch(self, save_model: Callable[[Path], None], row: dict[str, float], card: ModelCard,
                       summary: dict[str, Any]) -> None:
-        """Checkpoint one finished epoch: last (and best when it improved), state, cards, history, curves."""
+        """Checkpoint one finished epoch: last (and best when it ties with the best so far), state, cards, history, curves."""
         state = self.state
-        best = state["best"]
-        improved = best is None or row["val_accuracy"] > best["validation_accuracy"]
+        earlier = state["history"][: state["epochs_completed"]]
+        is_best = state["best"] is None or _ties_with_best(earlier, row, summary.get("validation_images"))
         previous = {key: state[key] for key in ("epochs_completed", "last_sha256", "best")}
         with contextlib.ExitStack() as stack:
             # Renames happen in reverse order of entry: last.keras first, then best.keras.
-            best_temporary = stack.enter_context(atomic.atomic_path(self.best)) if improved else None
+            best_temporary = stack.enter_context(atomic.atomic_path(self.best)) if is_best else None
             last_temporary = stack.enter_context(atomic.atomic_path(self.last))
             save_model(last_temporary)
             sha = atomic.file_digest(last_temporary)
             if best_temporary is not None:
                 shutil.copyfile(last_temporary, best_temporary)
-            state["history"] = state["history"][: state["epochs_completed"]] + [row]
+            state["history"] = earlier + [row]
             state["epochs_completed"] = int(row["epoch"])
             state["last_sha256"] = sha
-            if improved:
+            if is_best:
                 state["best"] = {"epoch": int(row["epoch"]), "validation_accuracy": row["val_accuracy"], "sha256": sha}
             state["previous"] = previous
             atomic.write_json(self.state_path, state)
@@ -181,6 +182,18 @@ class RunFolder:
             "train_loss": row["loss"],
             **{key: summary[key] for key in SPLIT_KEYS if key in summary},
         }
+
+
+def _ties_with_best(history: list[dict], row: dict, validation_images: int | None) -> bool:
+    """True when ``row``'s validation accuracy is within one standard error of the highest so far.
+
+    The latest such epoch becomes best.keras: on a small validation split, epochs that differ by
+    less than sampling noise are a tie, and the later epochs of a decaying learning rate are the
+    better bet (on 110 validation images one standard error is about 3 points).
+    """
+    highest = max(previous["val_accuracy"] for previous in [*history, row])
+    error = math.sqrt(highest * (1.0 - highest) / validation_images) if validation_images else 0.0
+    return row["val_accuracy"] >= highest - error
 
 
 def plot_history(rows: Sequence[dict], target: str | Path, title: str = "") -> Path:

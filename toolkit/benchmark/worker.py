@@ -33,7 +33,7 @@ import numpy as np
 
 from toolkit import atomic
 from toolkit.flags import add_dataclass_arguments, config_from_arguments
-from toolkit.predictor import Predictor
+from toolkit.preprocessing import Predictor
 
 
 TIMED_IMAGES = 16  # latency cycles over this many images (a few, so that memory is the model's)

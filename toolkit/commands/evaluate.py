@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from toolkit import atomic
     from toolkit.errors import ToolkitError
     from toolkit.pretrained import model_or_default
-    from training.evaluate import ModelRunner, evaluate, load_evaluation_data
+    from training.evaluate import evaluate, load_evaluation_data, load_predictor
 
     if args.limit is not None and args.limit < 1:
         raise ToolkitError(f"--limit must be at least 1, got {args.limit}")
@@ -66,16 +66,16 @@ def run(args: argparse.Namespace) -> int:
         raise ToolkitError(f"--batch-size must be at least 1, got {args.batch_size}")
     progress = False if args.no_progress else None
     model = model_or_default(args.model)
-    runner = ModelRunner(model, threads=args.threads)  # a bad model or card fails before data loads
-    dataset = load_evaluation_data(args.data, runner.card, args.split, args.limit, args.seed, progress)
+    predictor = load_predictor(model, threads=args.threads)  # a bad model or card fails before data loads
+    dataset = load_evaluation_data(args.data, predictor.card, args.split, args.limit, args.seed, progress)
     confusion = args.confusion
     if confusion is None and args.report is not None:
         report_path = Path(args.report)
         confusion = report_path.with_name(report_path.name.rsplit(".", 1)[0] + ".confusion.png")
-    report = evaluate(model, dataset, args.batch_size, confusion, progress=progress, runner=runner)
+    report = evaluate(model, dataset, args.batch_size, confusion, progress=progress, predictor=predictor)
     report["split"] = args.split
     print(_summary(report, args.split))
-    if args.split == "all" and runner.card.dataset and runner.card.dataset == dataset.source:
+    if args.split == "all" and predictor.card.dataset and predictor.card.dataset == dataset.source:
         print("note      this is the model's training data; --split validation scores only held-out images")
     if args.report is not None:
         atomic.write_json(args.report, report)

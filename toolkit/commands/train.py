@@ -59,13 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train and print where the run folder is and its best validation accuracy."""
+    """Train and print where the run folder is and which epoch best.keras holds."""
     from training.train import TrainConfig, train
 
     run_root = train(config_from_arguments(TrainConfig, args))
     metrics = json.loads((run_root / "metrics.json").read_text())
     print(
-        f"run folder: {run_root}  best validation accuracy {metrics['best_validation_accuracy']:.4f} "
-        f"(epoch {metrics['best_epoch']} of {metrics['epochs_completed']})"
+        f"run folder: {run_root}  best.keras: epoch {metrics['best_epoch']} of {metrics['epochs_completed']}, "
+        f"validation accuracy {metrics['best_validation_accuracy']:.4f}"
     )
     return 0
