@@ -201,7 +201,7 @@ def arm_result(arm: Arm, seed: int, run: RunFolder, args: argparse.Namespace) ->
 def int8_conversion(fine_tuned: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """The fine-tuned best.keras converted to int8 (or the conversion already made from it)."""
     model = Path(fine_tuned["model"])
-    out = Path(fine_tuned["run"]).parent / INT8_FOLDER
+    out = seed_folder(args, fine_tuned["seed"]) / INT8_FOLDER
     report_path = out / "report.json"
     if report_path.exists() and (out / "model_int8.tflite").exists():
         report = json.loads(report_path.read_text())
@@ -226,6 +226,7 @@ def int8_result(fine_tuned: dict[str, Any], args: argparse.Namespace) -> dict[st
     evaluation = score_on_test_split(model, args)
     return {
         "arm": "fine-tuned, int8",
+        "seed": fine_tuned["seed"],
         "model": str(model),
         "size_bytes": report["formats"]["int8"]["sizes"]["raw"],
         "calibration_images": report["calibration"]["images"],
@@ -289,7 +290,7 @@ def markdown(results: dict[str, Any]) -> str:
         )
     int8 = results.get("int8")
     if int8:
-        lines.append(f"| {results['arms'][1]['seed']} | {int8['arm']} | - | - | - | {_percent(int8['validation_top1'])} | {_percent(int8['test_top1'])} |")
+        lines.append(f"| {int8['seed']} | {int8['arm']} | - | - | - | {_percent(int8['validation_top1'])} | {_percent(int8['test_top1'])} |")
         lines += [
             "",
             f"int8: `converters.convert` of the first seed's fine-tuned best.keras ({int8['size_bytes']:,} bytes, {int8['calibration_images']} "
@@ -364,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             check_same_settings(config, parent_path)
             results["arms"].append(arm_result(arm, seed, train_arm(arm, config), args))
             write_results(results, args)
-    results["int8"] = int8_result(results["arms"][1], args)
+    results["int8"] = int8_result(next(row for row in results["arms"] if row["arm"] == "fine-tuned"), args)
     results["target"] = target_verdict(results["arms"])
     write_results(results, args)
     print(markdown(results))

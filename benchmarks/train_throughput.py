@@ -51,8 +51,7 @@ from training.budget import LearningRateByProgress  # noqa: E402
 from training.callbacks import NanGuard  # noqa: E402
 from training.data import channel_statistics, load_dataset  # noqa: E402
 from training.fused_batch_norm import fuse_batch_norm  # noqa: E402
-from training.optimization import create_loss, create_optimizer  # noqa: E402
-from training.train import POLICIES  # noqa: E402
+from training.train import POLICIES, compile_model  # noqa: E402
 from training.train_config import TrainConfig  # noqa: E402
 
 SHARED = REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg" / "train"
@@ -103,11 +102,7 @@ def build_side(name: str, recipe: str, width: float, images: np.ndarray, labels:
     keras.utils.set_random_seed(0)
     model = create_model(config.model_config(tuple(images.shape[1:]), num_classes), keras)
     fuse_batch_norm(model)
-    model.compile(
-        optimizer=create_optimizer(config.learning_rate, config.momentum, config.weight_decay, config.nesterov),
-        loss=create_loss(config.label_smoothing),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
+    compile_model(model, config, config.learning_rate)
     return Side(name, config, model, as_keras_dataset(source, keras, workers=config.workers))
 
 

@@ -153,8 +153,8 @@ def export_for_distribution(model_path: str | Path, target: str | Path) -> Path:
     return save_keras3(model, source.card.replace(source_sha256=source.sha256), target)
 
 
-def gzip_huffman_size(path: str | Path) -> int:
-    """Bytes of ``path`` as a gzip stream of Huffman-only deflate (no LZ77 matches).
+def gzip_huffman_size(source: str | Path | bytes) -> int:
+    """Bytes of a file (or of ``bytes``) as a gzip stream of Huffman-only deflate (no LZ77 matches).
 
     Still a standard .gz any ``gunzip`` reads. On int8 kernels with scattered zeros,
     LZ77's short matches of zero runs cost more than they save, so this is smaller
@@ -163,5 +163,5 @@ def gzip_huffman_size(path: str | Path) -> int:
     import zlib
 
     compressor = zlib.compressobj(9, zlib.DEFLATED, 31, 9, zlib.Z_HUFFMAN_ONLY)  # wbits 31: gzip container
-    data = Path(path).read_bytes()
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
     return len(compressor.compress(data) + compressor.flush())

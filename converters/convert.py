@@ -173,7 +173,7 @@ def _write_model(path: Path, data: bytes, source: bridge.SourceModel, format_nam
     atomic.write_bytes(path, data)
     parsed = read_tflite(data)
     sparsity = kernel_sparsity(parsed)
-    sizes = {"raw": len(data), "gzip": atomic.gzip_size(path), "gzip_huffman_only": bridge.gzip_huffman_size(path)}
+    sizes = {"raw": len(data), "gzip": atomic.gzip_size(data), "gzip_huffman_only": bridge.gzip_huffman_size(data)}
     tflite_card = card.replace(
         format=f"tflite-{format_name}",
         input_quantization=_quantization(parsed.inputs[0]),
@@ -331,8 +331,7 @@ def _parity(
     if settings is None:
         warnings.warn("no held-out images (pass --data): parity was not measured", ToolkitWarning, stacklevel=2)
         return {}, None
-    data = training_data()
-    held_out, origin = held_out_images(settings, config.parity_samples, settings.seed, fit_to=source.card, split=(data.train, data.validation))
+    held_out, origin = held_out_images(settings, config.parity_samples, settings.seed, fit_to=source.card, validation=training_data().validation)
     reference = KerasPredictor(source.model, source.card).predict(held_out.images)
     reference_top1 = top1(reference, held_out.labels)
     formats: dict[str, Any] = {}

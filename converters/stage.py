@@ -18,7 +18,7 @@ from typing import Any, Callable
 from converters import bridge, finetune
 from toolkit import atomic
 from toolkit.errors import ToolkitError
-from toolkit.model_card import ModelCard
+from toolkit.model_card import ModelCard, load_card
 
 MODEL_NAME = "model.keras"
 
@@ -100,7 +100,7 @@ def finish_stage(begun: StageStart, name: str, config: Any, model: Any, card: Mo
         "source": str(source.path),
         "source_sha256": source.sha256,
         **details,
-        "sizes": {"raw": model_path.stat().st_size, "gzip": atomic.gzip_size(model_path)},
+        "sizes": load_card(model_path).sizes,  # measured by save_keras3
         "data": begun.data.summary(),
         "history": rows,
         "seconds": round(time.perf_counter() - begun.started, 1),

@@ -246,7 +246,7 @@ class _Outputs:
     def handle(self, frame: Frame, predictions: list[Prediction], inference_seconds: float) -> None:
         """Output one classified frame."""
         fps = self._tick()
-        record = _record(frame, predictions, inference_seconds)
+        record = _record(frame, predictions, inference_seconds) if self.json_lines or self.server is not None else {}
         try:
             if self.json_lines:
                 self._write_line(json.dumps(record, separators=(",", ":")))

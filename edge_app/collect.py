@@ -87,8 +87,7 @@ class ClassFolder:
 
     def save(self, image: np.ndarray, colour_order: str = "BGR") -> Path:
         """Save the model's view of ``image`` (its centred square, native resolution) as the next number; returns the file."""
-        crop = center_crop_square(image)
-        encoded = encode_jpeg(crop if colour_order == "BGR" else convert_colour(crop, colour_order, "BGR"))
+        encoded = encode_jpeg(convert_colour(center_crop_square(image), colour_order, "BGR"))
         with self._lock:
             while (target := self.path / f"{self._number:04d}.jpg").exists():  # another writer took the name
                 self._number += 1

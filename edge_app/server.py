@@ -211,12 +211,17 @@ class PreviewServer:
                 lambda: self.stopping or (self._frame is not None and self._sequence > after), timeout=timeout
             ) or self.stopping:
                 return None
-            if self._jpeg is None or self._jpeg[0] != self._sequence:
-                try:
-                    self._jpeg = (self._sequence, encode_jpeg(self._frame, STREAM_JPEG_QUALITY))
-                except ToolkitError:
-                    return None
-            return self._jpeg
+            if self._jpeg is not None and self._jpeg[0] == self._sequence:
+                return self._jpeg
+            sequence, frame = self._sequence, self._frame
+        try:  # outside the lock: publish() must not wait for an encode
+            jpeg = (sequence, encode_jpeg(frame, STREAM_JPEG_QUALITY))
+        except ToolkitError:
+            return None
+        with self._condition:
+            if self._jpeg is None or self._jpeg[0] < sequence:
+                self._jpeg = jpeg
+        return jpeg
 
     def predictions_json(self) -> bytes:
         """The latest predictions as JSON."""
@@ -295,8 +300,11 @@ class _PreviewRequestHandler(BaseHTTPRequestHandler):
     def _authorised(self) -> bool:
         """The token of the query (then handed back as a cookie) or of the cookie, where the server has one."""
         token = self.preview.token
+        if token is None:
+            self.set_cookie = False
+            return True
         query = parse_qs(urlsplit(self.path).query).get("token", [None])[0]
-        self.set_cookie = token is not None and token_matches(token, query)
+        self.set_cookie = token_matches(token, query)
         return self.set_cookie or token_matches(token, _cookie(self.headers.get("Cookie"), self.preview.cookie_name))
 
     def _get(self, path: str) -> None:

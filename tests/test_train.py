@@ -101,8 +101,10 @@ def test_run_folder_card_and_curves(sample_dir: Path, tmp_path: Path) -> None:
     assert card.metrics["validation_accuracy"] == pytest.approx(float(best_row["val_accuracy"]))
     accuracies = [float(row["val_accuracy"]) for row in rows]
     highest = max(accuracies)
-    tied = [epoch for epoch, accuracy in enumerate(accuracies, 1) if accuracy >= highest - math.sqrt(highest * (1 - highest) / 30)]
+    error = math.sqrt(highest * (1 - highest) / card.metrics["validation_images"])
+    tied = [epoch for epoch, accuracy in enumerate(accuracies, 1) if accuracy >= highest - error]
     assert metrics["best_epoch"] == tied[-1]
+    assert metrics["best_validation_accuracy"] == pytest.approx(float(best_row["val_accuracy"]))
 
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["label_smoothing"] == 0.1 and config["model"]["width"] == 0.125

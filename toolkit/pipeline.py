@@ -355,8 +355,6 @@ def _stage_convert(convert_config: ConvertConfig, force: bool) -> tuple[dict[str
     if not force and up_to_date(folder, config_hash, input_sha):
         _say("convert: up to date, skipped")
         return json.loads((folder / "parity.json").read_text()), {**entry, "skipped": True}
-    for stale in [*folder.glob("model_*.tflite"), *folder.glob("model_*.card.json")]:
-        stale.unlink()  # derived files of an older configuration (e.g. other formats)
     _say(f"convert: {', '.join(convert_config.formats)} from {source}")
     started = time.perf_counter()
     result = convert(convert_config)
@@ -375,11 +373,11 @@ def _stage_eval(eval_config: EvalConfig, folder: Path, models: dict[str, Path], 
     """``toolkit eval`` of each converted format ``eval_config`` names, into ``folder``; one JSON report per format."""
     from toolkit.model_card import load_card
     from training.evaluate import evaluate, load_evaluation_data, load_predictor
-    from training.splits import SPLIT_KEYS
+    from training.splits import SplitSettings
 
     split = eval_config.split
     entry: dict[str, Any] = {"folder": "eval", "reports": {}, "skipped": True}
-    datasets: dict[tuple, Any] = {}  # the converted formats share one split: load its images once
+    datasets: dict[SplitSettings, Any] = {}  # the converted formats share one split: load its images once
     for name in eval_config.formats:
         model, sub = models[name], folder / name
         data = eval_config.data or load_card(model).dataset
@@ -392,7 +390,7 @@ def _stage_eval(eval_config: EvalConfig, folder: Path, models: dict[str, Path], 
         _say(f"eval {name}: {model.name} on the {split} split of {data}")
         started = time.perf_counter()
         predictor = load_predictor(model)
-        key = (data, *(predictor.card.metrics.get(field) for field in SPLIT_KEYS))
+        key = SplitSettings.from_card(predictor.card, data)  # the split load_evaluation_data rebuilds
         if key not in datasets:
             datasets[key] = load_evaluation_data(data, predictor.card, split, eval_config.limit, 0, progress or None)
         report = evaluate(model, datasets[key], confusion_path=sub / "confusion.png", progress=progress or None, predictor=predictor)

@@ -68,7 +68,7 @@ def predict_with_progress(predictor: Predictor, images: np.ndarray, description:
     from tqdm.auto import tqdm
 
     disable = None if progress is None else not progress
-    with tqdm(total=len(images), desc=description, unit="img", disable=disable) as bar:
+    with tqdm(total=len(images), desc=description, unit="img", leave=False, disable=disable) as bar:
         return predictor.predict(images, batch_size, on_batch=bar.update)
 
 

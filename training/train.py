@@ -240,12 +240,17 @@ def _new_model(config: TrainConfig, model_config: ModelConfig, parent: Parent | 
         schedule = rate_at(0.0, config.learning_rate, config.warmup_fraction)  # the clock sets it before every step
     else:
         schedule = create_schedule(config.schedule, config.learning_rate, config.epochs, steps_per_epoch, config.warmup_epochs)
+    compile_model(model, config, schedule)
+    return model
+
+
+def compile_model(model: Any, config: TrainConfig, learning_rate: Any) -> None:
+    """Compile ``model`` with the config's optimizer and loss, as every training run does."""
     model.compile(
-        optimizer=create_optimizer(schedule, config.momentum, config.weight_decay, config.nesterov),
+        optimizer=create_optimizer(learning_rate, config.momentum, config.weight_decay, config.nesterov),
         loss=create_loss(config.label_smoothing),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
-    return model
 
 
 def _summary(config: TrainConfig, data: TrainingData, model: Any, model_config: ModelConfig, backend: str,
