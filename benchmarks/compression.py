@@ -132,7 +132,7 @@ def measurements(work: Path, stages: dict, summary: list, dense: Any, qat_source
     int8_card = json.loads((work / stages["convert"]["cards"]["int8"]).read_text())
     whole, origin = end_to_end(work / stages["convert"]["models"]["int8"], dense, qat_source, settings, progress)
     sizes = int8_card["sizes"]
-    measured = {
+    return {
         "float_reference_top1": parity["reference_top1"],
         **{key: parity[key] for key in ("int8_top1", "gap_points", "agreement")},
         "mean_probability_difference": parity["mean_probability_difference"],
@@ -150,7 +150,6 @@ def measurements(work: Path, stages: dict, summary: list, dense: Any, qat_source
         "post_training_int8_of_pruned_model": post_training_int8(work, stages, progress),
         "validation_top1_int8": next((row["accuracy"] for row in summary if row["stage"] == "convert int8"), None),
     }
-    return measured
 
 
 def targets_met(measured: dict) -> dict[str, bool]:
@@ -168,6 +167,7 @@ def main() -> int:
     args = parse_arguments()
     import converters  # noqa: F401 - TF_USE_LEGACY_KERAS before TensorFlow loads
     from converters import bridge, finetune
+    from toolkit import atomic
     from toolkit.pipeline import run_pipeline
 
     started = time.perf_counter()
@@ -176,7 +176,7 @@ def main() -> int:
     work = Path(args.work)
     stages = result.manifest["stages"]
     qat_source = bridge.load_source(work / stages["qat"]["model"])
-    dense = bridge.load_source(Path(stages["source"]["model"]) if "source" in stages else work / stages["train"]["model"])
+    dense = bridge.load_source(work / (stages.get("source") or stages["train"])["model"])  # the source's path is absolute
     settings = finetune.resolve_data_settings(qat_source, {})
     measured = measurements(work, stages, result.manifest["summary"], dense, qat_source, settings, not args.no_progress)
     payload = {
@@ -204,12 +204,12 @@ def main() -> int:
         "seconds_this_session": round(time.perf_counter() - started, 1),
     }
     results = Path(args.results)
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
+    atomic.write_json(results / "results.json", payload)
     shutil.copy(work / stages["convert"]["parity"], results / "parity.json")
     shutil.copy(work / stages["convert"]["cards"]["int8"], results / "model_int8.card.json")
-    (results / "results.md").write_text(markdown(payload, result.table) + "\n")
-    print(markdown(payload, result.table))
+    report = markdown(payload, result.table)
+    atomic.write_text(results / "results.md", report + "\n")
+    print(report)
     return 0
 
 

@@ -46,8 +46,10 @@ TARGET_RATIO = 0.9
 
 def build_model(directory: Path) -> Path:
     """Full-width All-CNN-C, random weights, int8 with int8 I/O, calibrated on the committed sample; with card."""
+    from converters.convert import convert_model
+    from edge_app.runtime import TFLitePredictor
     from toolkit import preprocessing
-    from toolkit.model_card import ModelCard, TensorQuantization, save_card
+    from toolkit.model_card import ModelCard, save_card
     from training.allcnn import ModelConfig, create_model
     from training.data import channel_statistics, load_image_folder
     from training.tensorflow_stack import tf_keras
@@ -58,39 +60,15 @@ def build_model(directory: Path) -> Path:
     config = ModelConfig()
     model = create_model(config, tf_keras)
     calibration = np.stack([preprocessing.prepare_image(image, config.input_shape, mean, std) for image in dataset.images[::2]])
-    try:
-        from converters.convert import convert_int8
-
-        data, how = convert_int8(model, calibration, io="int8"), "converters.convert.convert_int8"
-    except ImportError:
-        from training.tensorflow_stack import tf
-
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([image[None]] for image in calibration)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = converter.inference_output_type = tf.int8
-        data, how = converter.convert(), "tf.lite.TFLiteConverter"
     path = directory / "model_int8.tflite"
-    path.write_bytes(data)
-    from edge_app.runtime import make_interpreter
-
-    interpreter = make_interpreter(path)
-
-    def quantization(detail: dict) -> TensorQuantization:
-        scale, zero_point = detail["quantization"]
-        return TensorQuantization(np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
-
-    save_card(
-        ModelCard(
-            labels=dataset.class_names, input_size=list(config.input_shape), mean=mean, std=std,
-            architecture={"builder": "allcnn", **config.to_dict()}, dataset=str(SAMPLE_DIR), format="tflite-int8",
-            input_quantization=quantization(interpreter.get_input_details()[0]),
-            output_quantization=quantization(interpreter.get_output_details()[0]),
-            notes=f"RANDOM weights, for speed measurements only; converted with {how}",
-        ),
-        path,
-    )
+    path.write_bytes(convert_model(model, "int8", calibration, io="int8")[0])
+    card = ModelCard(
+        labels=dataset.class_names, input_size=list(config.input_shape), mean=mean, std=std,
+        architecture={"builder": "allcnn", **config.to_dict()}, dataset=str(SAMPLE_DIR), format="tflite-int8",
+        notes="RANDOM weights, for speed measurements only; converted with converters.convert.convert_model",
+    )  # fmt: skip
+    predictor = TFLitePredictor(path, card=card)  # reads the input and output quantisation from the interpreter
+    save_card(card.replace(input_quantization=predictor.input_quantization, output_quantization=predictor.output_quantization), path)
     return path
 
 
@@ -165,30 +143,23 @@ def stage_cpu_ms(model: Path, video: Path, frames: int = 300) -> dict:
 
 
 def machine() -> dict:
+    """The processor, the cores the app may use and the software the figures were measured with."""
     import cv2
 
     from edge_app.app import available_cores
     from edge_app.runtime import runtime_module
+    from toolkit.benchmark.run import machine_description
 
-    cpu = ""
-    with open("/proc/cpuinfo") as handle:
-        for line in handle:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    try:
-        import ai_edge_litert
-
-        litert = getattr(ai_edge_litert, "__version__", "")
-    except ImportError:
-        litert = ""
+    described = machine_description()
     return {
-        "cpu": cpu, "cores": available_cores(), "platform": platform.platform(), "python": platform.python_version(),
-        "numpy": np.__version__, "opencv": cv2.__version__, "runtime": runtime_module()[0], "ai_edge_litert": litert,
+        "cpu": described["processor"], "cores": available_cores(), "platform": platform.platform(), "python": described["python"],
+        "numpy": np.__version__, "opencv": cv2.__version__, "runtime": runtime_module()[0],
+        "ai_edge_litert": described["packages"].get("ai-edge-litert", ""),
     }
 
 
 def measure(model: Path, sizes: list[tuple[int, int]], threads_list: list[int], frames: int, repeats: int, work: Path) -> dict:
+    """One row per video size and interpreter thread count, raw and app runs interleaved."""
     import cv2
 
     frame = cv2.imread(str(next(SAMPLE_DIR.rglob("*.jpg"))))
@@ -198,21 +169,19 @@ def measure(model: Path, sizes: list[tuple[int, int]], threads_list: list[int], 
         costs = stage_cpu_ms(model, video)
         print(f"{width}x{height} CPU ms per frame: {costs}", flush=True)
         for threads in threads_list:
-            raw_rates, app_rates, invoke_ms, raw_cpu, capture_cpu, inference_cpu = [], [], [], [], [], []
             load_before = os.getloadavg()[0]
+            runs = []
             for _ in range(repeats):
                 rate, cpu_ms = raw_invoke_rate(model, threads, cv2.resize(frame, (width, height)), frames)
-                raw_rates.append(rate)
-                raw_cpu.append(cpu_ms)
                 summary = app_rate(model, threads, video)
                 if summary["frames"] != frames:
                     raise RuntimeError(f"the app classified {summary['frames']} of {frames} frames")
-                app_rates.append(summary["mean_fps"])
-                invoke_ms.append(summary["inference_ms_mean"])
-                capture_cpu.append(summary["capture_cpu_ms_per_frame"])
-                inference_cpu.append(summary["inference_cpu_ms_per_frame"])
+                runs.append((rate, cpu_ms, summary["mean_fps"], summary["inference_ms_mean"],
+                             summary["capture_cpu_ms_per_frame"], summary["inference_cpu_ms_per_frame"]))  # fmt: skip
+            raw_rates, raw_cpu, app_rates, invoke_ms, capture_cpu, inference_cpu = zip(*runs)
             raw, app = max(raw_rates), max(app_rates)
             raw_median, app_median = statistics.median(raw_rates), statistics.median(app_rates)
+            raw_cpu_median, capture_median, inference_median = map(statistics.median, (raw_cpu, capture_cpu, inference_cpu))
             row = {
                 "video": f"{width}x{height}", "threads": threads, "frames": frames, "repeats": repeats,
                 "raw_invoke_fps_median": round(raw_median, 1), "app_fps_median": round(app_median, 1),
@@ -227,12 +196,10 @@ def measure(model: Path, sizes: list[tuple[int, int]], threads_list: list[int], 
                 # Thread CPU time, hardly touched by other processes. With 1 interpreter thread XNNPACK runs in
                 # the calling thread, so on an idle machine with a core per stage the app's rate would be bounded
                 # by its busier thread: raw CPU / max(capture, inference) estimates the ratio there.
-                "raw_invoke_cpu_ms_median": round(statistics.median(raw_cpu), 3),
-                "app_capture_cpu_ms_median": round(statistics.median(capture_cpu), 3),
-                "app_inference_cpu_ms_median": round(statistics.median(inference_cpu), 3),
-                "idle_ratio_estimate": round(statistics.median(raw_cpu) / max(statistics.median(capture_cpu),
-                                                                              statistics.median(inference_cpu)), 3)
-                if threads == 1 else None,
+                "raw_invoke_cpu_ms_median": round(raw_cpu_median, 3),
+                "app_capture_cpu_ms_median": round(capture_median, 3),
+                "app_inference_cpu_ms_median": round(inference_median, 3),
+                "idle_ratio_estimate": round(raw_cpu_median / max(capture_median, inference_median), 3) if threads == 1 else None,
             }
             rows.append(row)
             print(f"{row['video']:>8} threads={threads}: median raw {raw_median:7.1f}/s  app {app_median:7.1f}/s  "

@@ -154,11 +154,8 @@ def main() -> int:
     text = markdown(reports)
     print(text)
     if args.out:
-        from toolkit.atomic import write_json, write_text
-
-        args.out.mkdir(parents=True, exist_ok=True)
-        write_json(args.out / "kernel_statistics.json", reports)
-        write_text(args.out / "kernel_statistics.md", text)
+        atomic.write_json(args.out / "kernel_statistics.json", reports)
+        atomic.write_text(args.out / "kernel_statistics.md", text)
     return 0
 
 

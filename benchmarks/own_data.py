@@ -33,13 +33,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from converters.convert import ConvertConfig, convert  # noqa: E402
-from benchmarks.sitting import run_script, settings_differences  # noqa: E402
+from benchmarks.sitting import cell, check_same_settings, generated_line, is_finished, percent, run_script, start_or_resume  # noqa: E402
 from benchmarks.sitting import sitting as sitting_facts  # noqa: E402
 from toolkit import atomic  # noqa: E402
 from toolkit.errors import ToolkitError  # noqa: E402
 from toolkit.model_card import load_card  # noqa: E402
 from training.allcnn import ModelConfig  # noqa: E402
-from training.backend import keras  # noqa: E402
 from training.data import load_dataset  # noqa: E402
 from training.datasets import FASHION_MNIST_LABELS  # noqa: E402
 from training.evaluate import evaluate, load_evaluation_data  # noqa: E402
@@ -123,34 +122,12 @@ def arm_config(arm: Arm, args: argparse.Namespace, parent: ModelConfig, seed: in
     )
 
 
-def check_same_settings(config: TrainConfig, parent_path: Path) -> None:
-    """Refuse to read back or resume a run folder that was trained with other settings or from another parent."""
-    run = RunFolder(config.out)
-    if not run.config.exists():
-        return
-    differences = settings_differences(run.read_config(), config)
-    if config.from_model and run.best.exists() and load_card(run.best).source_sha256 != atomic.file_digest(parent_path):
-        differences.append("parent model")
-    if differences:
-        raise ToolkitError(f"{run.root} holds a run with other settings ({', '.join(differences)}); choose another --out-dir")
-
-
-def is_finished(run: RunFolder) -> bool:
-    """True when the run spent its whole budget: nothing left to train."""
-    try:
-        return bool(json.loads(run.state_path.read_text()).get("finished"))
-    except (OSError, json.JSONDecodeError):
-        return False
-
-
 def train_arm(arm: Arm, config: TrainConfig) -> RunFolder:
     """Train one arm, continue it, or find it finished; returns its run folder."""
     run = RunFolder(config.out)
     if not is_finished(run):
         print(f"arm {arm.name}: training for {config.budget}", file=sys.stderr, flush=True)
-        keras.backend.clear_session()  # the graphs of the other arm neither slow nor retrace this one
-        # train() starts over in a folder whose first checkpoint was never written.
-        train(TrainConfig(resume=config.out, progress=False) if run.config.exists() else config)
+        train(start_or_resume(config))
     return run
 
 
@@ -161,7 +138,7 @@ def score_on_test_split(model_path: Path, args: argparse.Namespace) -> dict[str,
     which resizes them to the card's input size (32x32 for a model fine-tuned from a 32x32 parent).
     """
     saved_path = model_path.with_name(model_path.stem + EVALUATION_SUFFIX)
-    key = {"model_sha256": atomic.file_digest(model_path), "data": spec_of_test_split(args.data), "limit": args.test_limit}
+    key = {"model_sha256": atomic.file_digest(model_path), "data": f"{args.data}:test", "limit": args.test_limit}
     if saved_path.exists():
         saved = json.loads(saved_path.read_text())
         if {name: saved.get(name) for name in key} == key:
@@ -172,11 +149,6 @@ def score_on_test_split(model_path: Path, args: argparse.Namespace) -> dict[str,
     result = {**key, "images": report["n"], "top1": report["top1"], "top5": report["top5"], "input_size": list(card.input_size)}
     atomic.write_json(saved_path, result)
     return result
-
-
-def spec_of_test_split(data: str) -> str:
-    """The test-split spec of a training spec (``fashion-mnist`` -> ``fashion-mnist:test``)."""
-    return f"{data}:test"
 
 
 def arm_result(arm: Arm, seed: int, run: RunFolder, args: argparse.Namespace) -> dict[str, Any]:
@@ -208,14 +180,7 @@ def int8_conversion(fine_tuned: dict[str, Any], args: argparse.Namespace) -> dic
         if report.get("source_sha256") == atomic.file_digest(model):
             return report
     print("converting the fine-tuned model to int8", file=sys.stderr, flush=True)
-    config = ConvertConfig(
-        model=str(model),
-        formats=("int8",),
-        out=str(out),
-        progress=False,
-        overwrite=True,
-    )
-    return convert(config).report
+    return convert(ConvertConfig(model=str(model), formats=("int8",), out=str(out), progress=False, overwrite=True)).report
 
 
 def int8_result(fine_tuned: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -257,7 +222,7 @@ def sitting(args: argparse.Namespace, argv: list[str], parent_path: Path, parent
     return {
         **sitting_facts("own_data.py", argv),
         "data": args.data,
-        "test_data": spec_of_test_split(args.data),
+        "test_data": f"{args.data}:test",
         "limit": args.limit,
         "test_limit": args.test_limit,
         "budget": args.budget,
@@ -275,8 +240,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# Fine-tuning from the reference model on a small dataset of your own",
         "",
-        f"Generated by `{results['generated_by']}` on {results['machine']} (backend {results['backend']}, "
-        f"Keras {results['keras']}; 1-minute load average {results['load_average_at_start']} at the start).",
+        generated_line(results),
         "",
         *settings_lines(results),
         "",
@@ -285,18 +249,18 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for row in results["arms"]:
         lines.append(
-            f"| {row['seed']} | {row['arm']} | {_cell(row['train_images'])} | {_cell(row['epochs_completed'])} | {_cell(row['seconds_spent'])} | "
-            f"{_percent(row['best_validation_accuracy'])} | {_percent(row['test_top1'])} |"
+            f"| {row['seed']} | {row['arm']} | {cell(row['train_images'])} | {cell(row['epochs_completed'])} | {cell(row['seconds_spent'])} | "
+            f"{percent(row['best_validation_accuracy'])} | {percent(row['test_top1'])} |"
         )
     int8 = results.get("int8")
     if int8:
-        lines.append(f"| {int8['seed']} | {int8['arm']} | - | - | - | {_percent(int8['validation_top1'])} | {_percent(int8['test_top1'])} |")
+        lines.append(f"| {int8['seed']} | {int8['arm']} | - | - | - | {percent(int8['validation_top1'])} | {percent(int8['test_top1'])} |")
         lines += [
             "",
             f"int8: `converters.convert` of the first seed's fine-tuned best.keras ({int8['size_bytes']:,} bytes, {int8['calibration_images']} "
             f"calibration images from the training split, {int8['conversion_seconds']:g} s). Its validation top-1 is convert's "
             f"parity on {int8['validation_images']} held-out images ({_held_out(int8['held_out'])}; the float model there: "
-            f"{_percent(int8['float_validation_top1'])}); convert resizes them to the model's input size as training did.",
+            f"{percent(int8['float_validation_top1'])}); convert resizes them to the model's input size as training did.",
         ]
     target = results.get("target")
     if target:
@@ -338,14 +302,6 @@ def _held_out(origin: dict[str, int]) -> str:
     return f"the {origin['validation_split']} of the validation split and {origin['outside_training_subset']} images outside the --limit subset, never trained on"
 
 
-def _cell(value: Any) -> str:
-    return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
 def write_results(results: dict[str, Any], args: argparse.Namespace) -> None:
     """The results JSON and the markdown report, each written atomically."""
     atomic.write_json(f"{args.results}.json", results)
@@ -362,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for arm in ARMS:
             config = arm_config(arm, args, parent, seed)
-            check_same_settings(config, parent_path)
+            check_same_settings(config, results["parent_sha256"])
             results["arms"].append(arm_result(arm, seed, train_arm(arm, config), args))
             write_results(results, args)
     results["int8"] = int8_result(next(row for row in results["arms"] if row["arm"] == "fine-tuned"), args)

@@ -16,7 +16,6 @@ hand and the float outputs of the two agree to float rounding.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -70,15 +69,6 @@ def twin_from_keras3(model: Any, config: ModelConfig) -> Any:
     return twin
 
 
-def read_run_config(model_path: str | Path) -> dict[str, Any]:
-    """The ``config.json`` of the run folder holding ``model_path``, or {} when absent or unreadable."""
-    try:
-        payload = json.loads((Path(model_path).parent / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return payload if isinstance(payload, dict) else {}
-
-
 def load_source(model_path: str | Path) -> SourceModel:
     """Read a ``.keras`` model and its card; refuse a model that does not match its card."""
     model_path = check_model_file(model_path)
@@ -91,7 +81,8 @@ def load_source(model_path: str | Path) -> SourceModel:
         raise ToolkitError(f"model card {card_path(model_path)} has an unreadable 'architecture': {error}") from None
     model = load_keras3(model_path)
     check_card_matches(model_path, card, input_shape=model.input_shape[1:], num_outputs=model.output_shape[-1])
-    return SourceModel(model_path, card, model_config, model, atomic.file_digest(model_path), read_run_config(model_path))
+    run_config = atomic.read_json_object(Path(model_path).parent / "config.json")
+    return SourceModel(model_path, card, model_config, model, atomic.file_digest(model_path), run_config)
 
 
 def keras3_from_weights(model_config: ModelConfig, weights: dict[str, dict[str, np.ndarray]]) -> Any:
@@ -153,8 +144,8 @@ def export_for_distribution(model_path: str | Path, target: str | Path) -> Path:
     return save_keras3(model, source.card.replace(source_sha256=source.sha256), target)
 
 
-def gzip_huffman_size(source: str | Path | bytes) -> int:
-    """Bytes of a file (or of ``bytes``) as a gzip stream of Huffman-only deflate (no LZ77 matches).
+def gzip_huffman_size(data: bytes) -> int:
+    """Size of ``data`` as a gzip stream of Huffman-only deflate (no LZ77 matches).
 
     Still a standard .gz any ``gunzip`` reads. On int8 kernels with scattered zeros,
     LZ77's short matches of zero runs cost more than they save, so this is smaller
@@ -163,5 +154,4 @@ def gzip_huffman_size(source: str | Path | bytes) -> int:
     import zlib
 
     compressor = zlib.compressobj(9, zlib.DEFLATED, 31, 9, zlib.Z_HUFFMAN_ONLY)  # wbits 31: gzip container
-    data = source if isinstance(source, bytes) else Path(source).read_bytes()
     return len(compressor.compress(data) + compressor.flush())

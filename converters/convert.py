@@ -38,7 +38,8 @@ import numpy as np
 from converters import bridge, edgetpu, finetune
 from converters.configs import ConvertConfig
 from converters.parity import DEFINITIONS, parity_metrics, top1
-from converters.tflite_inspect import CARD_METADATA, LABELS_METADATA, embed_metadata, first_non_integer_operator, kernel_sparsity, read_tflite
+from converters.sparsity import sparsity_of_arrays
+from converters.tflite_inspect import CARD_METADATA, LABELS_METADATA, TfliteModel, embed_metadata, first_non_integer_operator, read_tflite
 from toolkit import atomic
 from toolkit.errors import ToolkitError, ToolkitWarning
 from toolkit.model_card import TensorQuantization, card_path, load_card, save_card
@@ -75,23 +76,20 @@ class ConvertResult:
 
 
 def calibration_images(
-    config: ConvertConfig, source: bridge.SourceModel, settings: finetune.DataSettings | None,
-    training_data: Callable[[], finetune.FineTuneData], at_most: bool = False,
+    config: ConvertConfig, source: bridge.SourceModel, training_data: Callable[[], finetune.FineTuneData] | None, at_most: bool = False,
 ) -> tuple[np.ndarray, str]:
     """``calib_samples`` normalised float32 images from real training data, and where they came from.
 
     Without ``calib_samples``, up to DEFAULT_CALIBRATION_SAMPLES. ``at_most``: fewer images than
-    asked for are fine (a QAT model, whose ranges the images do not set). ``training_data()`` loads
-    the split ``settings`` describe.
+    asked for are fine (a QAT model, whose ranges the images do not set). ``training_data`` (None
+    when the source's data is unknown) loads the source run's split; ``config.calib`` replaces it.
     """
     if config.calib:
-        dataset = load_dataset(config.calib)
-        origin = config.calib
+        dataset, origin = load_dataset(config.calib), config.calib
     else:
-        if settings is None:
-            raise ToolkitError(f"cannot tell which images {source.path} was trained on: pass --calib IMAGES (or --data)")
-        dataset = training_data().train
-        origin = f"training split of {settings.data}" + (f" (limit {settings.limit})" if settings.limit else "")
+        data = training_data()
+        dataset = data.train
+        origin = f"training split of {data.settings.data}" + (f" (limit {data.settings.limit})" if data.settings.limit else "")
     wanted = config.calib_samples or DEFAULT_CALIBRATION_SAMPLES
     fewer_allowed = at_most or config.calib_samples is None
     if not len(dataset) or (len(dataset) < wanted and not fewer_allowed):
@@ -118,8 +116,13 @@ def _run_converter(converter: Any, what: str) -> bytes:
         raise ToolkitError(f"TFLite conversion to {what} failed: {message[:300]}") from None
 
 
-def convert_float(model: Any, format_name: str) -> bytes:
-    """float32, float16 (float16 weights) or dynamic-range (int8 weights, float activations) conversion of a float model."""
+def convert_model(model: Any, format_name: str, calibration: np.ndarray | None = None, io: str = "int8") -> tuple[bytes, TfliteModel]:
+    """One format of a tf_keras model, as bytes and parsed.
+
+    float32; float16 (float16 weights); dynamic (int8 weights, float activations); int8: full-integer,
+    every op int8 (``TFLITE_BUILTINS_INT8`` only), I/O of type ``io``, checked; ``calibration`` sets
+    the activation ranges of a float model (a QAT model carries its own).
+    """
     from training.tensorflow_stack import tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -127,33 +130,16 @@ def convert_float(model: Any, format_name: str) -> bytes:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if format_name == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    return _run_converter(converter, "dynamic-range int8" if format_name == "dynamic" else format_name)
-
-
-def convert_int8(model: Any, calibration: np.ndarray, io: str = "int8") -> bytes:
-    """Full-integer conversion: every op int8 (``TFLITE_BUILTINS_INT8`` only), I/O of type ``io``.
-
-    ``calibration`` sets the activation ranges of a float model (a QAT model carries its own).
-    """
-    from training.tensorflow_stack import tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-
-    def representative_dataset():
-        for image in calibration:
-            yield [image[None]]
-
-    converter.representative_dataset = representative_dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    io_dtype = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[io]
-    converter.inference_input_type = io_dtype
-    converter.inference_output_type = io_dtype
-    data = _run_converter(converter, "full-integer int8")
-    problem = first_non_integer_operator(read_tflite(data), io)
+    if format_name == "int8":
+        converter.representative_dataset = lambda: ([image[None]] for image in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.as_dtype(io)
+    data = _run_converter(converter, {"dynamic": "dynamic-range int8", "int8": "full-integer int8"}.get(format_name, format_name))
+    parsed = read_tflite(data)
+    problem = first_non_integer_operator(parsed, io) if format_name == "int8" else None
     if problem:
         raise ToolkitError(f"the int8 model is not fully integer: {problem}")
-    return data
+    return data, parsed
 
 
 def _quantization(tensor: Any) -> TensorQuantization:
@@ -163,7 +149,8 @@ def _quantization(tensor: Any) -> TensorQuantization:
     return TensorQuantization(dtype=dtype)
 
 
-def _write_model(path: Path, data: bytes, source: bridge.SourceModel, format_name: str, config: ConvertConfig, notes: str) -> dict[str, Any]:
+def _write_model(path: Path, data: bytes, parsed: TfliteModel, source: bridge.SourceModel, format_name: str, config: ConvertConfig,
+                 notes: str) -> dict[str, Any]:  # fmt: skip
     """Write one .tflite (metadata embedded) and its card; returns size and sparsity figures."""
     card = source.card
     if config.embed_labels:
@@ -171,8 +158,7 @@ def _write_model(path: Path, data: bytes, source: bridge.SourceModel, format_nam
         entries = {LABELS_METADATA: "\n".join(card.labels), CARD_METADATA: json.dumps(card_payload, sort_keys=True)}
         data = embed_metadata(data, {name: text.encode("utf-8") for name, text in entries.items()})
     atomic.write_bytes(path, data)
-    parsed = read_tflite(data)
-    sparsity = kernel_sparsity(parsed)
+    sparsity = sparsity_of_arrays(parsed.kernels()).to_dict()
     sizes = {"raw": len(data), "gzip": atomic.gzip_size(data), "gzip_huffman_only": bridge.gzip_huffman_size(data)}
     tflite_card = card.replace(
         format=f"tflite-{format_name}",
@@ -194,7 +180,7 @@ def convert(config: ConvertConfig) -> ConvertResult:
 
     A parity failure does not raise here (the caller decides, see :func:`check_parity`).
     """
-    from converters.qat import has_qat_companion
+    from converters.qat import qat_companions
 
     config.validate()
     started = time.perf_counter()
@@ -203,25 +189,25 @@ def convert(config: ConvertConfig) -> ConvertResult:
     previous = _prepare_out(out, config.overwrite)
     try:
         settings = finetune.resolve_data_settings(source, {"data": config.data, "limit": config.limit})
+        training_data = functools.cache(lambda: finetune.load_training_data(source, settings))  # calibration and parity share one load
     except ToolkitError:
         if not config.calib:
             raise
-        settings = None
-    is_qat = has_qat_companion(source.path)
-    training_data = functools.cache(lambda: finetune.load_training_data(source, settings))  # calibration and parity share one load
+        training_data = None
+    is_qat = all(path.is_file() for path in qat_companions(source.path))
     calibration, calibration_origin = (None, None)
     if "int8" in config.formats:
         # A QAT model carries its own ranges; TensorFlow's converter still asks for a representative
         # dataset (whose values then change nothing), so fewer images than --calib-samples will do.
-        calibration, calibration_origin = calibration_images(config, source, settings, training_data, at_most=is_qat)
+        calibration, calibration_origin = calibration_images(config, source, training_data, at_most=is_qat)
     # The previous conversion's reports describe models about to be replaced: gone before the first new
     # model is written, so an interrupted --overwrite never leaves a parity.json about other models.
     for name in (PARITY_NAME, REPORT_NAME) if previous else ():
         (out / name).unlink(missing_ok=True)
 
-    models, written = _export(config, source, is_qat, calibration, calibration_origin, out)
-    edgetpu_report = _edgetpu_report(models.get("int8"), config.edgetpu, out)
-    parity, parity_path = _parity(config, source, settings, training_data, models, out)
+    models, written, int8_model = _export(config, source, is_qat, calibration, calibration_origin, out)
+    edgetpu_report = _edgetpu_report(int8_model, config.edgetpu, out)
+    parity, parity_path = _parity(config, source, training_data, models, out)
     report = {
         "stage": "convert",
         "source": str(source.path),
@@ -256,41 +242,40 @@ def _prepare_out(out: Path, overwrite: bool) -> list[Path]:
 
 
 def _export(config: ConvertConfig, source: bridge.SourceModel, is_qat: bool, calibration: np.ndarray | None,
-            calibration_origin: str | None, out: Path) -> tuple[dict[str, Path], dict[str, dict[str, Any]]]:  # fmt: skip
-    """Write each requested format with its card; returns their paths and what was written."""
+            calibration_origin: str | None, out: Path) -> tuple[dict[str, Path], dict[str, dict[str, Any]], TfliteModel | None]:  # fmt: skip
+    """Write each requested format with its card; returns their paths, what was written and the parsed int8 model."""
     from converters.qat import load_qat_model
 
     float_twin = None  # built only for a format that needs it (not for int8 from a QAT model)
     models = {format_name: out / tflite_name(format_name) for format_name in config.formats}
     written: dict[str, dict[str, Any]] = {}
+    parsed: dict[str, TfliteModel] = {}
     for format_name, path in models.items():
-        if float_twin is None and (format_name != "int8" or not is_qat):
-            float_twin = source.twin()
-        if format_name != "int8":
-            data, notes = convert_float(float_twin, format_name), FLOAT_NOTES[format_name]
-        elif is_qat:
-            quantized, info = load_qat_model(source)
-            data = convert_int8(quantized, calibration, config.io)
+        if format_name == "int8" and is_qat:
+            model, info = load_qat_model(source)
             notes = f"toolkit convert: full-integer from the QAT model ({info['scheme']} scheme), {config.io} I/O"
         else:
-            data = convert_int8(float_twin, calibration, config.io)
-            notes = f"toolkit convert: full-integer post-training quantisation, {len(calibration)} calibration images from {calibration_origin}, {config.io} I/O"
-        written[format_name] = _write_model(path, data, source, format_name, config, notes)
+            model = float_twin = source.twin() if float_twin is None else float_twin
+            notes = FLOAT_NOTES.get(format_name) or (
+                f"toolkit convert: full-integer post-training quantisation, {len(calibration)} calibration images from {calibration_origin}, {config.io} I/O"
+            )
+        data, parsed[format_name] = convert_model(model, format_name, calibration, config.io)
+        written[format_name] = _write_model(path, data, parsed[format_name], source, format_name, config, notes)
         sizes = written[format_name]["sizes"]
         print(f"wrote {path} ({sizes['raw'] / 1e6:.3f} MB, gzip {sizes['gzip'] / 1e6:.3f} MB)", file=sys.stderr)
-    return models, written
+    return models, written, parsed.get("int8")
 
 
-def _edgetpu_report(int8_model: Path | None, compile_it: bool, out: Path) -> dict[str, Any] | None:
+def _edgetpu_report(int8_model: TfliteModel | None, compile_it: bool, out: Path) -> dict[str, Any] | None:
     """The Edge TPU operator check of the int8 model and, when asked and installed, its compiled build."""
     if int8_model is None:
         return None
-    report = edgetpu.check_operators(read_tflite(int8_model))
+    report = edgetpu.check_operators(int8_model)
     if compile_it and edgetpu.compiler_path() is None:
         warnings.warn(edgetpu.INSTALL_HINT, ToolkitWarning, stacklevel=3)
         report["compiled"] = None
     elif compile_it:
-        report["compiled"] = str(edgetpu.compile_for_edgetpu(int8_model, out))
+        report["compiled"] = str(edgetpu.compile_for_edgetpu(out / tflite_name("int8"), out))
     return report
 
 
@@ -324,14 +309,15 @@ def check_parity(result: ConvertResult, max_drop: float) -> None:
 
 
 def _parity(
-    config: ConvertConfig, source: bridge.SourceModel, settings: finetune.DataSettings | None,
-    training_data: Callable[[], finetune.FineTuneData], models: dict[str, Path], out: Path,
+    config: ConvertConfig, source: bridge.SourceModel, training_data: Callable[[], finetune.FineTuneData] | None,
+    models: dict[str, Path], out: Path,
 ) -> tuple[dict[str, Any], Path | None]:
     """Evaluate the float model and each .tflite on the same held-out images; write parity.json and card metrics."""
-    if settings is None:
+    if training_data is None:
         warnings.warn("no held-out images (pass --data): parity was not measured", ToolkitWarning, stacklevel=2)
         return {}, None
-    held_out, origin = held_out_images(settings, config.parity_samples, settings.seed, fit_to=source.card, validation=training_data().validation)
+    data = training_data()
+    held_out, origin = held_out_images(data.settings, config.parity_samples, data.settings.seed, fit_to=source.card, validation=data.validation)
     reference = KerasPredictor(source.model, source.card).predict(held_out.images)
     reference_top1 = top1(reference, held_out.labels)
     formats: dict[str, Any] = {}
@@ -351,7 +337,7 @@ def _parity(
         "reference_top1": reference_top1,
         "images": int(len(held_out)),
         "held_out": origin,
-        "data": settings.data,
+        "data": data.settings.data,
         "max_drop_points": config.max_drop,
         "definitions": DEFINITIONS,
         "formats": formats,

@@ -125,31 +125,30 @@ def sgd_with_l2(learning_rate: Any, momentum: float, l2: float) -> Any:
 def fit(
     model: Any,
     data: FineTuneData,
-    epochs: int,
-    learning_rate: float,
+    config: Any,
+    description: str,
     extra_callbacks: list | None = None,
     epoch_metrics: Any = None,
-    progress: bool = True,
-    description: str = "fine-tuning",
 ) -> list[dict[str, Any]]:
-    """Compile and fit a tf_keras model; returns one history row per epoch.
+    """Compile and fit a tf_keras model as ``config`` (a PruneConfig or QatConfig) says; returns one history row per epoch.
 
     ``epoch_metrics(model) -> dict`` adds columns to each row (e.g. the sparsity).
     """
     from training.tensorflow_stack import tf_keras
 
+    epochs = config.epochs
     train_source = data.train_source()
     steps_per_epoch = len(train_source)
     if steps_per_epoch < 1:
         raise ToolkitError(f"{len(data.train)} training images are too few for one batch of {data.settings.batch_size}")
-    schedule = tf_keras.optimizers.schedules.CosineDecay(learning_rate, max(1, epochs * steps_per_epoch))  # to 0 at the end
+    schedule = tf_keras.optimizers.schedules.CosineDecay(config.learning_rate, max(1, epochs * steps_per_epoch))  # to 0 at the end
     model.compile(
         optimizer=sgd_with_l2(schedule, data.settings.momentum, data.settings.weight_decay),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
     rows: list[dict[str, Any]] = []
-    epoch_callback = _EpochCallback(tf_keras, rows, epoch_metrics, train_source, epochs, description, progress)
+    epoch_callback = _EpochCallback(tf_keras, rows, epoch_metrics, train_source, epochs, description, config.progress)
     model.fit(
         as_keras_dataset(train_source, tf_keras),
         validation_data=as_keras_dataset(data.validation_source(), tf_keras),
@@ -217,8 +216,6 @@ def accuracy(model: Any, card: ModelCard, dataset: Dataset) -> float:
 
 def write_history_csv(rows: list[dict[str, Any]], target: Path) -> None:
     """history.csv of a fine-tuning run (atomic)."""
-    if not rows:
-        return
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0].keys()), lineterminator="\n")
     writer.writeheader()

@@ -24,7 +24,7 @@ from typing import Any
 from converters import bridge, finetune, stage
 from converters.configs import PruneConfig
 from converters.sparsity import m_by_n_violations, model_kernels, model_sparsity, sparsity_of_arrays
-from toolkit.errors import ToolkitError, ToolkitWarning
+from toolkit.errors import ToolkitError, ToolkitWarning, first_line
 
 
 def pruning_schedule_steps(total_steps: int, ramp_fraction: float) -> tuple[int, int]:
@@ -43,7 +43,6 @@ def pruning_schedule_steps(total_steps: int, ramp_fraction: float) -> tuple[int,
 
 def prune(config: PruneConfig) -> stage.StageResult:
     """Prune and fine-tune ``config.model``; write OUT/model.keras, its card, config.json, report.json."""
-    config.validate()
     begun = stage.start_stage(config)
     source, data = begun.source, begun.data
     total_steps = len(data.train_source()) * config.epochs
@@ -53,7 +52,7 @@ def prune(config: PruneConfig) -> stage.StageResult:
     try:
         stripped, rows = prune_model(source.twin(), data, config, target, m_by_n, end_step, frequency)
     except ValueError as error:
-        raise ToolkitError(f"tfmot cannot prune {source.path.name}: {str(error).splitlines()[0]}") from None
+        raise ToolkitError(f"tfmot cannot prune {source.path.name}: {first_line(error)}") from None
     sparsity = model_sparsity(stripped)
     model = bridge.keras3_from_weights(source.model_config, bridge.layer_weights(stripped))
     accuracy_after = finetune.accuracy(model, source.card, data.validation)
@@ -100,12 +99,10 @@ def prune_model(twin: Any, data: finetune.FineTuneData, config: PruneConfig, tar
     rows = finetune.fit(
         wrapped,
         data,
-        config.epochs,
-        config.learning_rate,
+        config,
+        "pruning",
         extra_callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
         epoch_metrics=lambda model: {"sparsity": round(_mask_sparsity(model), 6)},
-        progress=config.progress,
-        description="pruning",
     )
     return tfmot.sparsity.keras.strip_pruning(wrapped), rows
 

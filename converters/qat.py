@@ -42,7 +42,7 @@ from converters import bridge, finetune, stage
 from converters.configs import QatConfig
 from converters.sparsity import model_sparsity
 from toolkit import atomic
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, first_line
 from training.tensorflow_stack import tf_keras, tfmot
 
 SPARSE_INPUT_THRESHOLD = 0.01  # kernels at least this sparse count as pruned
@@ -146,7 +146,7 @@ def quantize_model(model: Any, scheme_name: str) -> Any:
     try:
         return tfmot.quantization.keras.quantize_apply(annotated, quantize_scheme(scheme_name))
     except (RuntimeError, ValueError) as error:
-        raise ToolkitError(f"tfmot cannot quantise this model: {str(error).strip().splitlines()[0]}") from None
+        raise ToolkitError(f"tfmot cannot quantise this model: {first_line(error)}") from None
 
 
 _RANGE_VARIABLES = (("output_min", "output_max"), ("post_activation_min", "post_activation_max"))
@@ -165,15 +165,25 @@ def calibrate_ranges(qat_model: Any, float_model: Any, batches: list[np.ndarray]
     """
     if not batches:
         return {}
+    input_low = min(0.0, min(float(batch.min()) for batch in batches))
+    input_high = max(0.0, max(float(batch.max()) for batch in batches))
     targets: dict[str, list[Any]] = {}
     for layer in qat_model.layers:
-        inner = getattr(layer, "layer", None)
-        if inner is None:
-            continue
         variables = {bridge.short_name(variable): variable for variable in layer.weights}
+        if type(layer).__name__ == "QuantizeLayer":  # tfmot does not export the class
+            for name, variable in variables.items():
+                if name.endswith(("_min", "_max")):
+                    variable.assign(np.float32(input_low if name.endswith("_min") else input_high))
+        inner = getattr(layer, "layer", None)
         for low, high in _RANGE_VARIABLES:
-            if low in variables and high in variables:
+            if inner is not None and low in variables and high in variables:
                 targets[inner.name] = [variables[low], variables[high]]
+        if "kernel_min" in variables and "kernel" in variables:
+            kernel = variables["kernel"].numpy() * _wrapper_masks(layer).get("kernel", 1)
+            # tfmot's 8-bit kernels: per output channel, symmetric, narrow range (min = -max).
+            largest = np.abs(kernel).reshape(-1, kernel.shape[-1]).max(axis=0)
+            variables["kernel_min"].assign((-largest).astype(np.float32).reshape(variables["kernel_min"].shape))
+            variables["kernel_max"].assign(largest.astype(np.float32).reshape(variables["kernel_max"].shape))
     names = sorted(targets)
     probe = tf_keras.Model(float_model.input, [float_model.get_layer(name).output for name in names])
     extremes: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
@@ -190,37 +200,7 @@ def calibrate_ranges(qat_model: Any, float_model: Any, batches: list[np.ndarray]
         targets[name][0].assign(np.float32(low))
         targets[name][1].assign(np.float32(high))
         ranges[name] = [round(low, 6), round(high, 6)]
-    _calibrate_input_and_kernels(qat_model, batches)
     return ranges
-
-
-def _calibrate_input_and_kernels(qat_model: Any, batches: list[np.ndarray]) -> None:
-    """The input quantiser's all-values range and the symmetric per-channel kernel ranges."""
-    low = min(0.0, min(float(batch.min()) for batch in batches))
-    high = max(0.0, max(float(batch.max()) for batch in batches))
-    for layer in qat_model.layers:
-        variables = {bridge.short_name(variable): variable for variable in layer.weights}
-        if type(layer).__name__ == "QuantizeLayer":  # tfmot does not export the class
-            for name, variable in variables.items():
-                if name.endswith(("_min", "_max")):
-                    variable.assign(np.float32(low if name.endswith("_min") else high))
-            continue
-        if "kernel_min" not in variables or "kernel" not in variables:
-            continue
-        kernel = variables["kernel"].numpy()
-        masks = _wrapper_masks(layer)
-        if "kernel" in masks:
-            kernel = kernel * masks["kernel"]
-        # tfmot's 8-bit kernels: per output channel, symmetric, narrow range (min = -max).
-        largest = np.abs(kernel).reshape(-1, kernel.shape[-1]).max(axis=0)
-        variables["kernel_min"].assign((-largest).astype(np.float32).reshape(variables["kernel_min"].shape))
-        variables["kernel_max"].assign(largest.astype(np.float32).reshape(variables["kernel_max"].shape))
-
-
-def choose_scheme(requested: str, sparsity: float) -> str:
-    if requested != "auto":
-        return requested
-    return "prune-preserve" if sparsity >= SPARSE_INPUT_THRESHOLD else "default"
 
 
 def _wrapper_masks(wrapper: Any) -> dict[str, np.ndarray]:
@@ -269,11 +249,6 @@ def qat_companions(model_path: str | Path) -> tuple[Path, Path]:
     return model_path.with_name(stem + QAT_WEIGHTS_SUFFIX), model_path.with_name(stem + QAT_INFO_SUFFIX)
 
 
-def has_qat_companion(model_path: str | Path) -> bool:
-    weights_path, info_path = qat_companions(model_path)
-    return weights_path.is_file() and info_path.is_file()
-
-
 def load_qat_model(source: bridge.SourceModel) -> tuple[Any, dict[str, Any]]:
     """Rebuild the tf_keras QAT model saved beside ``source`` (see module docstring)."""
     weights_path, info_path = qat_companions(source.path)
@@ -289,25 +264,26 @@ def load_qat_model(source: bridge.SourceModel) -> tuple[Any, dict[str, Any]]:
     try:
         qat_model.load_weights(weights_path)
     except Exception as error:  # noqa: BLE001 - h5py and keras raise many types
-        raise ToolkitError(f"{weights_path} could not be loaded into the QAT model: {str(error).strip().splitlines()[0]}") from None
+        raise ToolkitError(f"{weights_path} could not be loaded into the QAT model: {first_line(error)}") from None
     return qat_model, info
 
 
 def qat(config: QatConfig) -> stage.StageResult:
     """Quantization-aware fine-tuning of ``config.model``; writes the run folder described above."""
-    config.validate()
     begun = stage.start_stage(config)
     source, data = begun.source, begun.data
     twin = source.twin()
     sparsity_before = model_sparsity(twin)
-    scheme = choose_scheme(config.scheme, sparsity_before.overall)
+    scheme = config.scheme
+    if scheme == "auto":
+        scheme = "prune-preserve" if sparsity_before.overall >= SPARSE_INPUT_THRESHOLD else "default"
     qat_model = quantize_model(twin, scheme)
     calibration_source = data.train_source(seed_offset=1)
     calibration = [calibration_source[index][0] for index in range(min(config.calibration_batches, len(calibration_source)))]
     ranges = calibrate_ranges(qat_model, twin, calibration)
     accuracy_quantized_start = finetune.accuracy(qat_model, source.card, data.validation)
 
-    rows = finetune.fit(qat_model, data, config.epochs, config.learning_rate, progress=config.progress, description="QAT")
+    rows = finetune.fit(qat_model, data, config, "QAT")
     model = bridge.keras3_from_weights(source.model_config, apply_masks_and_extract(qat_model))
     sparsity_after = model_sparsity(model)
     accuracy_float = finetune.accuracy(model, source.card, data.validation)

@@ -66,13 +66,14 @@ def prepare_folder(out: str | Path, overwrite: bool) -> Path:
 
 
 def start_stage(config: Any) -> StageStart:
-    """Prepare the run folder, load the source model and its training data, measure where it starts, seed tf_keras.
+    """Check ``config``, prepare the run folder, load the source model and its training data, measure where it starts, seed tf_keras.
 
     ``config`` is a PruneConfig or QatConfig: both name ``model``, ``out``, ``overwrite``
     and the data overrides (``data``, ``limit``, ``batch_size``, ``augmentation``, ``seed``).
     """
     from training.tensorflow_stack import tf_keras
 
+    config.validate()
     started = time.perf_counter()
     out = prepare_folder(config.out, config.overwrite)
     source = bridge.load_source(config.model)

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from converters.sparsity import sparsity_of_arrays
 from toolkit.errors import ToolkitError
 
 # Tensor types inside a full-integer model: activations and weights int8, biases int32
@@ -159,11 +158,6 @@ def first_non_integer_operator(model: TfliteModel, io_type: str = "int8") -> str
         if bad:
             return f"operator {operator.index} {operator.name} has {bad[0].type} tensor {bad[0].name!r}"
     return None
-
-
-def kernel_sparsity(model: TfliteModel) -> dict[str, Any]:
-    """Zero fraction of the conv / fully-connected kernels stored in the file."""
-    return sparsity_of_arrays(model.kernels()).to_dict()
 
 
 LABELS_METADATA = "labels"

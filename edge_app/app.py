@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 import numpy as np
 
@@ -41,6 +41,8 @@ from edge_app.sources import Backoff, Frame, ImageFilesSource, Source, open_sour
 from edge_app.stats import RunStats, format_summary
 from toolkit.errors import ToolkitError
 from toolkit.preprocessing import Prediction, Smoother, top_predictions
+
+_Predict = Callable[[np.ndarray], list[Prediction]]  # a raw output tensor -> its top-k
 
 
 @dataclasses.dataclass
@@ -78,14 +80,6 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-def _skip_unreadable(frame: Frame, stats: RunStats, reason: str, named: set[str]) -> None:
-    """Count an unreadable frame; name its file the first time (``named``: files named so far)."""
-    stats.unreadable += 1
-    if frame.name and frame.name not in named:  # video frames have no file name: only counted
-        named.add(frame.name)
-        print(f"warning: skipped {frame.name}: {reason}", file=sys.stderr, flush=True)
-
-
 class _WorkerThreads:
     """The capture and inference threads, the queues they hand frames along and the errors they leave behind.
 
@@ -105,11 +99,11 @@ class _WorkerThreads:
         self.inference = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
 
     @contextlib.contextmanager
-    def _errors_to_main_thread(self, *queues: FrameQueue) -> Iterator[None]:
-        """Around a thread's loop: keep what it raises for the main thread, stop the run, and close ``queues``."""
+    def errors_to_main_thread(self, *queues: FrameQueue, catch: type[BaseException] = BaseException) -> Iterator[None]:
+        """Around a loop: keep what it raises (``catch``) for the main thread, stop the run, and close ``queues``."""
         try:
             yield
-        except BaseException as error:  # noqa: BLE001 - handed to the main thread
+        except catch as error:  # raised by the main thread after the summary
             self.errors.append(error)
             self.stop.set()
         finally:
@@ -118,20 +112,22 @@ class _WorkerThreads:
 
     def _capture_loop(self) -> None:
         started, cpu_started = time.perf_counter(), time.thread_time()
-        named: set[str] = set()
-        with self._errors_to_main_thread(self.frames):
+        named: set[str] = set()  # unreadable files warned about so far
+        with self.errors_to_main_thread(self.frames):
             for count, frame in enumerate(self.source.frames(self.stop)):
                 if self.pace_fps:
                     delay = started + count / self.pace_fps - time.perf_counter()
                     if delay > 0 and self.stop.wait(delay):
                         break
-                if frame.image is None:
-                    _skip_unreadable(frame, self.stats, "not an image OpenCV can decode", named)
-                    continue
                 try:
+                    if frame.image is None:
+                        raise ValueError("not an image OpenCV can decode")
                     tensor = self.classifier.prepare(frame.image[None], frame.colour_order)
-                except ValueError as error:  # a frame with an impossible shape: count it, keep going
-                    _skip_unreadable(frame, self.stats, str(error), named)
+                except ValueError as error:  # unreadable, or an impossible shape: count it, keep going
+                    self.stats.unreadable += 1
+                    if frame.name and frame.name not in named:  # video frames have no file name: only counted
+                        named.add(frame.name)
+                        print(f"warning: skipped {frame.name}: {error}", file=sys.stderr, flush=True)
                     continue
                 if not self.frames.put((frame, tensor)):
                     break
@@ -139,7 +135,7 @@ class _WorkerThreads:
 
     def _inference_loop(self) -> None:
         cpu_started = time.thread_time()
-        with self._errors_to_main_thread(self.frames, self.results):
+        with self.errors_to_main_thread(self.frames, self.results):
             while (item := self.frames.get()) is not CLOSED:
                 frame, tensor = item
                 started = time.perf_counter()
@@ -163,21 +159,18 @@ class _WorkerThreads:
                 thread.join(timeout=patience)
 
 
-class _TopPredictions:
-    """Raw output tensors to the top-k, in frame order (smoothing needs the order)."""
+def _top_predictions(classifier: TFLitePredictor, config: ClassifyConfig, source: Source) -> _Predict:
+    """Raw output tensors to the top-k, to be called in frame order (smoothing needs the order)."""
+    smoothing = config.smoothing
+    if smoothing and isinstance(source, ImageFilesSource):
+        print("warning: --smoothing is ignored for images: they are not consecutive frames", file=sys.stderr)
+        smoothing = 0.0
+    smoother = Smoother(smoothing)
 
-    def __init__(self, classifier: TFLitePredictor, config: ClassifyConfig, source: Source) -> None:
-        self.classifier = classifier
-        self.config = config
-        smoothing = config.smoothing
-        if smoothing and isinstance(source, ImageFilesSource):
-            print("warning: --smoothing is ignored for images: they are not consecutive frames", file=sys.stderr)
-            smoothing = 0.0
-        self.smoother = Smoother(smoothing)
+    def predict(output: np.ndarray) -> list[Prediction]:
+        return top_predictions(smoother(classifier.probabilities(output)[0]), classifier.labels, config.top_k, config.threshold)
 
-    def __call__(self, output: np.ndarray) -> list[Prediction]:
-        probabilities = self.smoother(self.classifier.probabilities(output)[0])
-        return top_predictions(probabilities, self.classifier.labels, self.config.top_k, self.config.threshold)
+    return predict
 
 
 def _record(frame: Frame, predictions: list[Prediction], inference_seconds: float) -> dict[str, Any]:
@@ -210,7 +203,6 @@ class _Outputs:
         self.stats = stats
         self.stop = stop
         self.fps = 0.0  # smoothed frames per second between consecutive outputs, for the overlay
-        self.last_output: float | None = None
 
     def start(self) -> None:
         """Start the web page, if there is one, and say on stderr where it is."""
@@ -236,11 +228,11 @@ class _Outputs:
 
     def _tick(self) -> float:
         """The smoothed FPS, counting one more output now."""
-        now = time.perf_counter()
-        if self.last_output is not None and now > self.last_output:
-            instant = 1.0 / (now - self.last_output)
+        now, previous = time.perf_counter(), self.stats.last_frame_at
+        if previous is not None and now > previous:
+            instant = 1.0 / (now - previous)
             self.fps = instant if self.fps == 0.0 else 0.9 * self.fps + 0.1 * instant
-        self.last_output = now
+        self.stats.last_frame_at = now
         return self.fps
 
     def handle(self, frame: Frame, predictions: list[Prediction], inference_seconds: float) -> None:
@@ -262,7 +254,6 @@ class _Outputs:
                 self.server.publish(annotated, {**record, "fps": fps}, frame.image, frame.colour_order)
             if self.window is not None and not self.window.show(annotated):
                 self.stop.set()
-        self.stats.mark_output()
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """With JSON lines, the summary as the last one (unless the reader left before it)."""
@@ -296,7 +287,7 @@ def run_classify(config: ClassifyConfig, source: Source | None = None, stop: thr
     if source is None:
         source = open_source(config.source, loop=config.loop, capture_size=capture_size, decode_threads=config.decode_threads,
                              backoff=Backoff(give_up_after=config.reconnect_timeout))
-    predict = _TopPredictions(classifier, config, source)
+    predict = _top_predictions(classifier, config, source)
     saver = VideoSaver(config.save, source.fps, real_time=source.live) if config.save else None
     server = None
     if serve_address is not None:  # bound now, started with the outputs
@@ -353,7 +344,7 @@ def _blas_and_switch_interval(config: ClassifyConfig) -> Iterator[None]:
         sys.setswitchinterval(previous_switch_interval)
 
 
-def _run_until_done(threads: _WorkerThreads, outputs: _Outputs, predict: _TopPredictions, source: Source) -> bool:
+def _run_until_done(threads: _WorkerThreads, outputs: _Outputs, predict: _Predict, source: Source) -> bool:
     """Run capture and inference, output every result in the main thread, then shut everything down in order.
 
     Returns True when the run was stopped (Ctrl-C, SIGTERM, ``--max-frames`` or a failure), False at the source's end.
@@ -363,31 +354,21 @@ def _run_until_done(threads: _WorkerThreads, outputs: _Outputs, predict: _TopPre
             outputs.start()
             threads.capture.start()
             threads.inference.start()
-            while (raw := threads.results.get(timeout=0.1)) is not CLOSED:
-                if raw is not None and not _output(raw, outputs, predict, threads):  # None: a timeout, so signal handlers run
-                    break
-                if threads.stop.is_set():
-                    # A capture read blocked in a driver or on a stalled stream must not hold the run up:
-                    # inference finishes what was captured, then closes the results.
-                    threads.frames.close()
+            with threads.errors_to_main_thread(catch=Exception):  # Ctrl-C twice still interrupts at once
+                while (raw := threads.results.get(timeout=0.1)) is not CLOSED:
+                    if raw is not None:  # None: a timeout, so signal handlers run
+                        frame, output, seconds = raw
+                        outputs.handle(frame, predict(output), seconds)
+                    if threads.stop.is_set():
+                        # A capture read blocked in a driver or on a stalled stream must not hold the run up:
+                        # inference finishes what was captured, then closes the results.
+                        threads.frames.close()
             return threads.stop.is_set()
     finally:
         threads.stop_and_join()
         if not threads.capture.is_alive():  # never release a device a blocked read() still uses
             source.close()
         outputs.close()
-
-
-def _output(raw: tuple[Frame, np.ndarray, float], outputs: _Outputs, predict: _TopPredictions, threads: _WorkerThreads) -> bool:
-    """Output one inference result; False when that failed (the error is raised after the summary, like the threads' errors)."""
-    frame, output, seconds = raw
-    try:
-        outputs.handle(frame, predict(output), seconds)
-        return True
-    except Exception as error:  # noqa: BLE001
-        threads.errors.append(error)
-        threads.stop.set()
-        return False
 
 
 def _report_summary(config: ClassifyConfig, source: Source, stats: RunStats, dropped: int,

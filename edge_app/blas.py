@@ -15,8 +15,7 @@ from typing import Any
 # Exported names of the thread setter/getter in the OpenBLAS builds numpy wheels ship.
 _SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_",
             "openblas_set_num_threads")
-_GETTERS = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads", "openblas_get_num_threads64_",
-            "openblas_get_num_threads")
+_GETTERS = tuple(name.replace("_set_", "_get_") for name in _SETTERS)
 
 
 def _loaded_openblas() -> list[str]:

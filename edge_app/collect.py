@@ -110,10 +110,10 @@ class CaptureFolders:
 
     def save(self, label: str, image: np.ndarray, colour_order: str = "BGR") -> Path:
         """Save the model's view of ``image`` into ``root/label/``; returns the file written."""
-        name = check_label(label)
+        name = label.strip()
         with self._lock:
             if name not in self._folders:
-                self._folders[name] = ClassFolder(self.root, name)
+                self._folders[name] = ClassFolder(self.root, label)  # checks the label
             folder = self._folders[name]
         return folder.save(image, colour_order)
 

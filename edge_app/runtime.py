@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, first_line
 from toolkit.model_card import ModelCard, TensorQuantization, card_path, check_card_matches, load_card
 from toolkit.native_logs import quiet_native_logs
 from toolkit.preprocessing import Predictor
@@ -54,7 +54,7 @@ def load_edgetpu_delegate(module: Any) -> Any:
     try:
         return module.load_delegate(library)
     except (ValueError, OSError, RuntimeError) as error:
-        message = _first_line(error, "no Edge TPU found")
+        message = first_line(error, "no Edge TPU found")
         raise ToolkitError(f"Edge TPU delegate {library} could not be loaded ({message}): {hint}") from None
 
 
@@ -70,11 +70,6 @@ def check_tflite_file(model_path: Path) -> None:
     root_offset = int.from_bytes(header[:4], "little")
     if root_offset >= size:
         raise ToolkitError(f"{model_path} is not a TFLite model (truncated: its root table at byte {root_offset:,} is past the end)")
-
-
-def _first_line(error: BaseException, default: str | None = None) -> str:
-    """The first line of ``error``'s message; ``default`` (else the error's type) when it has none."""
-    return str(error).strip().splitlines()[0] if str(error).strip() else default or type(error).__name__
 
 
 def make_interpreter(model_path: str | os.PathLike, threads: int | None = None, edgetpu: bool = False,
@@ -115,7 +110,7 @@ def make_interpreter(model_path: str | os.PathLike, threads: int | None = None, 
             )
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as error:
-        reason = _first_line(error)
+        reason = first_line(error)
         # The runtimes verify the whole flatbuffer on load and say only "not a valid Flatbuffer buffer"
         # for a truncated or damaged file; other failures (operators, delegates) are about a valid model.
         if "flatbuffer" in reason.lower():

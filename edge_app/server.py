@@ -242,9 +242,7 @@ class PreviewServer:
         return text.encode("utf-8")
 
     def capture(self, label: str | None) -> tuple[HTTPStatus, dict[str, str]]:
-        """Save the latest camera frame into ``collect_to/label/``; the status and JSON answer (``label`` None: none sent)."""
-        if self.capture_folders is None:
-            return HTTPStatus.NOT_FOUND, {"error": "capture is off: start toolkit classify with --collect-to ROOT"}
+        """With capture on, save the latest camera frame into ``collect_to/label/``; the status and JSON answer."""
         if label is None:
             return HTTPStatus.BAD_REQUEST, {"error": CAPTURE_REQUEST_HINT}
         try:
@@ -300,11 +298,8 @@ class _PreviewRequestHandler(BaseHTTPRequestHandler):
     def _authorised(self) -> bool:
         """The token of the query (then handed back as a cookie) or of the cookie, where the server has one."""
         token = self.preview.token
-        if token is None:
-            self.set_cookie = False
-            return True
         query = parse_qs(urlsplit(self.path).query).get("token", [None])[0]
-        self.set_cookie = token_matches(token, query)
+        self.set_cookie = token is not None and token_matches(token, query)
         return self.set_cookie or token_matches(token, _cookie(self.headers.get("Cookie"), self.preview.cookie_name))
 
     def _get(self, path: str) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, first_line
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
@@ -261,7 +261,7 @@ class Picamera2Source(Source):
             ) from None
         except ValueError as error:  # "numpy.dtype size changed": apt's simplejpeg was built for numpy 1
             raise ToolkitError(
-                f"Picamera2 could not be imported ({str(error).splitlines()[0]}): apt's simplejpeg does not match "
+                f"Picamera2 could not be imported ({first_line(error)}): apt's simplejpeg does not match "
                 "the numpy in this environment; run pip install --force-reinstall simplejpeg"
             ) from None
         self._create_camera = Picamera2

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from typing import Any
 
 import numpy as np
@@ -55,7 +54,7 @@ class RunStats:
     dropped: int = 0  # frames replaced by a newer one before inference (live sources)
     reconnects: int = 0  # times a lost camera or stream came back
     first_frame_at: float | None = None  # perf_counter() when inference of the first frame started
-    last_frame_at: float | None = None  # perf_counter() when the last frame's result was out
+    last_frame_at: float | None = None  # perf_counter() when the last frame's output began
     rss_after_warmup_mb: float | None = None
     capture_cpu_seconds: float = 0.0  # CPU time of the capture thread (decode, preprocess; not FFmpeg's threads)
     inference_cpu_seconds: float = 0.0  # CPU time of the inference thread (invoke with 1 thread, top-k, JSON lines)
@@ -69,9 +68,6 @@ class RunStats:
         self.inference.add(seconds * 1000.0)
         if self.frames == self.warmup_frames:
             self.rss_after_warmup_mb = resident_memory_mb()
-
-    def mark_output(self) -> None:
-        self.last_frame_at = time.perf_counter()
 
     @property
     def elapsed(self) -> float:

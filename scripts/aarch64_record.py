@@ -12,6 +12,7 @@ bit-identical.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -42,10 +43,7 @@ def _classes(frame: dict[str, Any] | None) -> list[int] | None:
 
 def compare(reference: list[dict[str, Any]], other: list[dict[str, Any]]) -> dict[str, Any]:
     """How far ``other`` agrees with ``reference``, frame by frame."""
-    count = max(len(reference), len(other))
-    pairs = [
-        (reference[i] if i < len(reference) else None, other[i] if i < len(other) else None) for i in range(count)
-    ]
+    pairs = list(itertools.zip_longest(reference, other))
     same_classes = [left is not None and _classes(left) == _classes(right) for left, right in pairs]
     identical = [left is not None and left == right for left, right in pairs]
     score_differences = [

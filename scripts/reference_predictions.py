@@ -31,27 +31,23 @@ def main() -> int:
 
     classifier = TFLitePredictor(args.model, threads=1)
     _, module = runtime_module()
-    # Swap in an interpreter on the reference kernels; the tensor layout is the same model's.
+    # Swap in an interpreter on the reference kernels; the tensor details are the same model's.
     classifier.interpreter = module.Interpreter(
         model_path=args.model, num_threads=1, experimental_op_resolver_type=module.OpResolverType.BUILTIN_REF
     )
     classifier.interpreter.allocate_tensors()
-    classifier.input_detail = classifier.interpreter.get_input_details()[0]
-    classifier.output_detail = classifier.interpreter.get_output_details()[0]
 
     capture = cv2.VideoCapture(args.video)
     if not capture.isOpened():
         print(f"error: cannot open {args.video}", file=sys.stderr)
         return 2
-    index = 0
-    while index < args.max_frames:
+    for index in range(args.max_frames):
         ok, frame = capture.read()
         if not ok:
             break
         probabilities = classifier.predict(frame[None], colour_order="BGR")[0]
         predictions = top_predictions(probabilities, classifier.labels, args.top_k)
         print(json.dumps({"frame": index, "top_k": [prediction.to_dict() for prediction in predictions]}))
-        index += 1
     return 0
 
 

@@ -2,13 +2,14 @@
 
     toolkit pipeline --config pretrained/reference.yaml && python scripts/ship_pretrained.py runs/reference
     toolkit pipeline --config pretrained/reference.yaml --model runs/gpu/best.keras --out runs/reference-gpu
-    python scripts/ship_pretrained.py runs/reference-gpu --train runs/gpu
+    python scripts/ship_pretrained.py runs/reference-gpu
 
 Converts the pruned float model with plain post-training int8 as well (RUN/convert-ptq),
 keeps whichever int8 model scores higher on the validation split (QAT or PTQ), and copies
 it with its card and parity.json into pretrained/, with the float model exported for
-distribution (plain Keras 3, no optimizer state), the training history and curves, and
-figures.json: every stage's wall time and validation figures, which pretrained/README.md quotes.
+distribution (plain Keras 3, no optimizer state), the training history and curves (of the
+run folder that trained the pipeline's model, as pipeline.json names it), and figures.json:
+every stage's wall time and validation figures, which pretrained/README.md quotes.
 """
 
 from __future__ import annotations
@@ -46,11 +47,6 @@ def convert_post_training(run: Path) -> Path:
     return out
 
 
-def copy(source: Path, target: Path) -> None:
-    with atomic.atomic_path(target) as temporary:
-        shutil.copyfile(source, temporary)
-
-
 def figures(run: Path, training: Path, folders: dict[str, Path], conversions: dict[str, dict[str, Any]], chosen: str) -> dict[str, Any]:
     """Wall time and validation top-1 of every stage, for pretrained/README.md."""
     train = read_json(training / "metrics.json")
@@ -72,10 +68,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, nargs="?", default=REPO_ROOT / "runs" / "reference", help="the pipeline's --out folder")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "pretrained", help="where the shipped files go")
-    parser.add_argument("--train", type=Path, help="the training run folder, when the pipeline started from its model (default: RUN/train)")
     args = parser.parse_args()
     run, out = args.run, args.out
-    training = args.train or run / "train"
+    stages = read_json(run / "pipeline.json")["stages"]
+    training = (run / (stages.get("source") or stages["train"])["model"]).parent  # a source model's path is absolute
     folders = {"qat": run / "convert", "ptq": convert_post_training(run)}
     conversions = {name: read_json(folder / "parity.json") for name, folder in folders.items()}
     chosen = max(conversions, key=lambda name: conversions[name]["int8_top1"])
@@ -83,7 +79,8 @@ def main() -> int:
     model = folders[chosen] / "model_int8.tflite"
     for source, name in ((model, "model_int8.tflite"), (card_path(model), "model_int8.card.json"), (folders[chosen] / "parity.json", "parity.json"),
                          (training / "history.csv", "history.csv"), (training / "curves.png", "curves.png")):  # fmt: skip
-        copy(source, out / name)
+        with atomic.atomic_path(out / name) as temporary:
+            shutil.copyfile(source, temporary)
     export_for_distribution(training / "best.keras", out / "model.keras")
     atomic.write_json(out / "figures.json", figures(run, training, folders, conversions, chosen))
     for name, parity in conversions.items():

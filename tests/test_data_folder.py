@@ -10,7 +10,7 @@ import pytest
 
 from toolkit.errors import ToolkitError, ToolkitWarning
 from training.data import load_dataset, load_image_folder, stratified_subset
-from training.splits import train_validation_split
+from training.splits import check_trainable, train_validation_split
 
 
 def make_folder(root: Path, classes: dict[str, int], size: tuple[int, int] = (8, 8)) -> Path:
@@ -123,4 +123,4 @@ def test_images_in_subfolders_of_a_class_belong_to_it_and_classes_sort_by_name(t
 def test_a_validation_fraction_that_empties_a_class_is_one_line(tmp_path: Path) -> None:
     dataset = load_image_folder(make_folder(tmp_path / "data", {"a": 30, "b": 30}))
     with pytest.raises(ToolkitError, match=r"--validation-fraction 0.99 puts every image of class 'a' into validation"):
-        train_validation_split(dataset, 0.99, strict=True)
+        check_trainable(*train_validation_split(dataset, 0.99), 0.99)

@@ -59,6 +59,15 @@ def write_json(target: str | os.PathLike, payload: Any) -> Path:
     return write_text(target, json.dumps(payload, indent=2, default=_json_default) + "\n")
 
 
+def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object in ``path``; {} when the file is missing, broken or holds something else."""
+    try:
+        payload = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
     """Hex digest of a file's bytes (sha256 for artifact identity, md5 for published checksums)."""
     digest = hashlib.new(algorithm)

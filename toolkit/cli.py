@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from toolkit import __version__
-from toolkit.errors import ToolkitError, ToolkitWarning
+from toolkit.errors import ToolkitError, ToolkitWarning, first_line
 
 # name -> (module, one-line help). Order is the order of the product's path.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -36,8 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # Top-level modules that only an install extra brings -> that extra. `training` and `converters`,
 # this package's workstation half, count as the train extra's: an edge-only copy may leave them out.
 EXTRA_OF_MODULE: dict[str, str] = {
-    **dict.fromkeys(("keras", "tensorflow", "tf_keras", "tensorflow_model_optimization", "matplotlib", "yaml"), "train"),
-    **dict.fromkeys(("training", "converters"), "train"),
+    **dict.fromkeys(("keras", "tensorflow", "tf_keras", "tensorflow_model_optimization", "matplotlib", "yaml",
+                     "training", "converters"), "train"),
     "jax": "jax",
 }
 EXTRA_WORDS = {"train": "training", "jax": "jax"}  # as the error message names them
@@ -156,9 +156,8 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as error:  # noqa: BLE001 - the CLI promises one line, never a traceback
         if os.environ.get("TOOLKIT_DEBUG"):
             raise
-        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
         print(
-            f"error: {type(error).__name__}: {message} (set TOOLKIT_DEBUG=1 for the traceback)",
+            f"error: {type(error).__name__}: {first_line(error, '')} (set TOOLKIT_DEBUG=1 for the traceback)",
             file=sys.stderr,
         )
         return 1

@@ -13,6 +13,12 @@ class ToolkitError(Exception):
         self.exit_code = exit_code
 
 
+def first_line(error: BaseException, default: str | None = None) -> str:
+    """The first line of ``error``'s message; ``default`` (else the error's type name) when it has none."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else default if default is not None else type(error).__name__
+
+
 class ToolkitWarning(UserWarning):
     """Something the user should know that does not stop the run (skipped files, resized images).
 

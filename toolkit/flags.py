@@ -86,10 +86,8 @@ def _argument(field: dataclasses.Field, hint: Any, flag: Flag, comment: str) -> 
     """The flag's spelling and add_argument keywords for one field."""
     destination = _destination(field, hint)
     spelling = flag.spelling or "--" + destination.replace("_", "-")
-    if flag.default is not FIELD_DEFAULT:
-        default = flag.default
-    else:
-        default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+    default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+    default = default if flag.default is FIELD_DEFAULT else flag.default
     required = default is dataclasses.MISSING
     keywords = {**_value_keywords(hint, None if required else default), "dest": destination, "required": required}
     text = flag.help if flag.help is not None else (f"turn off: {comment}" if destination != field.name else comment)

@@ -27,13 +27,11 @@ def _keras_archive_problem(model_path: Path) -> str | None:
         with open(model_path, "rb") as handle:
             starts_like_zip = handle.read(4) == ZIP_LOCAL_HEADER
         return "truncated or damaged zip archive" if starts_like_zip else "not a zip archive"
-    config_bytes = None
     try:
         with zipfile.ZipFile(model_path) as archive:
             damaged_member = archive.testzip()
             names = archive.namelist()
-            if damaged_member is None and KERAS_CONFIG_NAME in names:
-                config_bytes = archive.read(KERAS_CONFIG_NAME)
+            config_bytes = archive.read(KERAS_CONFIG_NAME) if damaged_member is None and KERAS_CONFIG_NAME in names else None
     except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError) as error:
         return f"truncated or damaged zip archive: {error}"
     if damaged_member is not None:

@@ -74,8 +74,7 @@ class ModelCard:
 
 def card_path(model_path: str | Path) -> Path:
     """The card file that belongs beside ``model_path``."""
-    model_path = Path(model_path)
-    return model_path.with_name(model_path.name.rsplit(".", 1)[0] + CARD_SUFFIX)
+    return Path(model_path).with_suffix(CARD_SUFFIX)
 
 
 def save_card(card: ModelCard, model_path: str | Path) -> Path:
@@ -116,24 +115,15 @@ def check_card_matches(
     """
     model_path = Path(model_path)
     owner = Path(card_of) if card_of is not None else model_path
-    reason = _card_mismatch(model_path, card, input_shape, num_outputs, compare_size=owner == model_path)
-    if reason:
-        raise ToolkitError(f"model card {card_path(owner)} does not belong to {model_path}: {reason}")
-
-
-def _card_mismatch(
-    model_path: Path, card: ModelCard, input_shape: Sequence[int] | None, num_outputs: int | None, compare_size: bool
-) -> str | None:
-    """Why ``card`` cannot describe ``model_path``, or None."""
-    recorded = (card.sizes or {}).get("raw")
-    if compare_size and recorded:
-        actual = model_path.stat().st_size
-        if int(recorded) != actual:
-            return f"the card records a {int(recorded):,}-byte model but the file has {actual:,} bytes"
-    if input_shape is not None:
-        expected, actual_shape = [int(value) for value in card.input_size], [int(value) for value in input_shape]
-        if expected != actual_shape:
-            return f"the card says input {expected} but the model expects {actual_shape}"
-    if num_outputs is not None and int(num_outputs) != card.num_classes:
-        return f"the card lists {card.num_classes} labels but the model outputs {int(num_outputs)} classes"
-    return None
+    recorded = int((card.sizes or {}).get("raw") or 0)
+    expected = [int(value) for value in card.input_size]
+    actual_shape = None if input_shape is None else [int(value) for value in input_shape]
+    if owner == model_path and recorded and recorded != model_path.stat().st_size:
+        reason = f"the card records a {recorded:,}-byte model but the file has {model_path.stat().st_size:,} bytes"
+    elif actual_shape is not None and actual_shape != expected:
+        reason = f"the card says input {expected} but the model expects {actual_shape}"
+    elif num_outputs is not None and int(num_outputs) != card.num_classes:
+        reason = f"the card lists {card.num_classes} labels but the model outputs {int(num_outputs)} classes"
+    else:
+        return
+    raise ToolkitError(f"model card {card_path(owner)} does not belong to {model_path}: {reason}")

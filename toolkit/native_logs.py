@@ -43,14 +43,13 @@ def lines_to_show(captured: str) -> list[str]:
     is no CUDA driver (a CPU-only machine; with a driver, the failure is news and stays).
     """
     lines = captured.splitlines()
-    no_driver = any(_NO_CUDA_DRIVER in line for line in lines)
-    shown = []
-    for line in lines:
-        chatter = line == _ABSL_PREAMBLE or _ABSL_INFO.match(line) or line.startswith(_CPU_FEATURES_CONTINUATION)
-        chatter = chatter or _QUANTIZER_SETTINGS.match(line) or (no_driver and _CUINIT_FAILED.match(line)) or line == _XNNPACK_CREATED
-        if not chatter and line.strip():
-            shown.append(line)
-    return shown
+    patterns = [_ABSL_INFO, _QUANTIZER_SETTINGS, *([_CUINIT_FAILED] if any(_NO_CUDA_DRIVER in line for line in lines) else [])]
+    return [
+        line
+        for line in lines
+        if line.strip() and line not in (_ABSL_PREAMBLE, _XNNPACK_CREATED) and not line.startswith(_CPU_FEATURES_CONTINUATION)
+        if not any(pattern.match(line) for pattern in patterns)
+    ]
 
 
 @contextlib.contextmanager

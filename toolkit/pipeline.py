@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from toolkit import atomic
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, first_line
+from toolkit.model_card import card_path, load_card
 
 if typing.TYPE_CHECKING:
     from converters.configs import ConvertConfig, PruneConfig, QatConfig
@@ -68,7 +69,7 @@ class PipelineConfig:
         try:
             payload = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as error:
-            raise ToolkitError(f"pipeline config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+            raise ToolkitError(f"pipeline config {path} is not valid YAML: {first_line(error)}") from None
         if not isinstance(payload, dict):
             raise ToolkitError(f"pipeline config {path} must be a mapping of options")
         known = sorted(field.name for field in dataclasses.fields(cls))
@@ -114,14 +115,6 @@ class PipelineResult:
     stages: StageConfigs  # what each stage ran with
 
 
-def _json(path: Path) -> Any:
-    """The JSON document in ``path``; {} when it is missing or broken."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
 def _config_hash(payload: dict[str, Any]) -> str:
     kept = {key: value for key, value in payload.items() if key not in _UNHASHED}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
@@ -134,7 +127,7 @@ def _inputs_sha256(paths: list[Path]) -> str:
 
 def up_to_date(folder: Path, config_hash: str, input_sha256: str | None) -> bool:
     """True when ``folder``'s stamp matches the config, the input and every output file on disk."""
-    stamp = _json(folder / STAMP_NAME)
+    stamp = atomic.read_json_object(folder / STAMP_NAME)
     if stamp.get("config_hash") != config_hash or stamp.get("input_sha256") != input_sha256:
         return False
     outputs = [(folder / entry["path"], entry["sha256"]) for entry in stamp.get("outputs", {}).values()]
@@ -295,7 +288,7 @@ def _stage_train(train_config: TrainConfig, force: bool) -> dict[str, Any]:
 
     started = time.perf_counter()
     if (folder / "config.json").is_file():
-        saved = TrainConfig.requested_by_run(_json(folder / "config.json"))
+        saved = TrainConfig.requested_by_run(atomic.read_json_object(folder / "config.json"))
         if not force and _config_hash(saved.to_dict()) == config_hash:
             _say(f"train: continuing the interrupted run in {folder}")
             train(TrainConfig(resume=str(folder), progress=train_config.progress))
@@ -310,7 +303,7 @@ def _stage_train(train_config: TrainConfig, force: bool) -> dict[str, Any]:
         train(train_config)
     if not best.is_file():
         raise ToolkitError(f"training finished without {best}")
-    write_stamp(folder, "train", config_hash, None, {"model": best, "card": folder / "best.card.json"}, time.perf_counter() - started)
+    write_stamp(folder, "train", config_hash, None, {"model": best, "card": card_path(best)}, time.perf_counter() - started)
     return {**entry, "skipped": False}
 
 
@@ -328,7 +321,7 @@ def _stage_model(stage: str, stage_config: PruneConfig | QatConfig, function: An
     _say(f"{stage}: {stage_config.epochs} epoch(s) from {source}")
     started = time.perf_counter()
     result = function(stage_config)
-    outputs = {"model": result.model_path, "card": folder / "model.card.json", "report": result.report_path}
+    outputs = {"model": result.model_path, "card": card_path(result.model_path), "report": result.report_path}
     if stage == "qat":
         from converters.qat import qat_companions
 
@@ -345,33 +338,32 @@ def _stage_convert(convert_config: ConvertConfig, force: bool) -> tuple[dict[str
     folder, source = Path(convert_config.out), Path(convert_config.model)
     config_hash = _config_hash(convert_config.to_dict())
     input_sha = _inputs_sha256([source] + [path for path in qat_companions(source) if path.is_file()])
-    entry = {
+    skipped = not force and up_to_date(folder, config_hash, input_sha)
+    if skipped:
+        _say("convert: up to date, skipped")
+    else:
+        _say(f"convert: {', '.join(convert_config.formats)} from {source}")
+        started = time.perf_counter()
+        result = convert(convert_config)
+        outputs = {f"{name}_model": path for name, path in result.models.items()}
+        outputs |= {f"{name}_card": card_path(path) for name, path in result.models.items()}
+        outputs["report"] = result.report_path
+        if result.parity_path:
+            outputs["parity"] = result.parity_path
+        write_stamp(folder, "convert", config_hash, input_sha, outputs, time.perf_counter() - started)
+    parity = atomic.read_json_object(folder / "parity.json")  # absent when convert had no held-out images
+    return parity, {
         "folder": "convert",
         "models": {name: f"convert/{tflite_name(name)}" for name in convert_config.formats},
-        "cards": {name: f"convert/{tflite_name(name).rsplit('.', 1)[0]}.card.json" for name in convert_config.formats},
-        "parity": "convert/parity.json",
+        "cards": {name: f"convert/{card_path(tflite_name(name))}" for name in convert_config.formats},
+        "parity": "convert/parity.json" if parity else None,
         "report": "convert/report.json",
+        "skipped": skipped,
     }
-    if not force and up_to_date(folder, config_hash, input_sha):
-        _say("convert: up to date, skipped")
-        return json.loads((folder / "parity.json").read_text()), {**entry, "skipped": True}
-    _say(f"convert: {', '.join(convert_config.formats)} from {source}")
-    started = time.perf_counter()
-    result = convert(convert_config)
-    outputs: dict[str, Path] = {f"{name}_model": path for name, path in result.models.items()}
-    outputs.update({f"{name}_card": folder / f"{path.name.rsplit('.', 1)[0]}.card.json" for name, path in result.models.items()})
-    outputs["report"] = result.report_path
-    if result.parity_path:
-        outputs["parity"] = result.parity_path
-    else:
-        entry["parity"] = None
-    write_stamp(folder, "convert", config_hash, input_sha, outputs, time.perf_counter() - started)
-    return result.parity, {**entry, "skipped": False}
 
 
 def _stage_eval(eval_config: EvalConfig, folder: Path, models: dict[str, Path], force: bool, progress: bool) -> dict[str, Any]:
     """``toolkit eval`` of each converted format ``eval_config`` names, into ``folder``; one JSON report per format."""
-    from toolkit.model_card import load_card
     from training.evaluate import evaluate, load_evaluation_data, load_predictor
     from training.splits import SplitSettings
 
@@ -383,7 +375,8 @@ def _stage_eval(eval_config: EvalConfig, folder: Path, models: dict[str, Path], 
         data = eval_config.data or load_card(model).dataset
         config_hash = _config_hash({"data": data, "limit": eval_config.limit, "split": split, "format": name})
         entry["reports"][name] = f"eval/{name}/report.json"
-        if not force and up_to_date(sub, config_hash, atomic.file_digest(model)):
+        input_sha = atomic.file_digest(model)
+        if not force and up_to_date(sub, config_hash, input_sha):
             _say(f"eval {name}: up to date, skipped")
             continue
         entry["skipped"] = False
@@ -396,7 +389,7 @@ def _stage_eval(eval_config: EvalConfig, folder: Path, models: dict[str, Path], 
         report = evaluate(model, datasets[key], confusion_path=sub / "confusion.png", progress=progress or None, predictor=predictor)
         report["split"] = split
         report_path = atomic.write_json(sub / "report.json", report)
-        write_stamp(sub, "eval", config_hash, atomic.file_digest(model), {"report": report_path}, time.perf_counter() - started)
+        write_stamp(sub, "eval", config_hash, input_sha, {"report": report_path}, time.perf_counter() - started)
     return entry
 
 
@@ -408,12 +401,10 @@ def summary_rows(out: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
         entry = stages.get(stage)
         if not entry:
             continue
-        card = _json(out / entry["card"])
+        card = atomic.read_json_object(out / entry["card"])
         model = out / entry["model"]
         metrics = card.get("metrics", {})
-        note = ""
-        if stage == "qat" and "qat_validation_accuracy" in metrics:
-            note = f"fake-quant {metrics['qat_validation_accuracy']:.2%}"
+        fake_quant = metrics.get("qat_validation_accuracy") if stage == "qat" else None
         rows.append(
             {
                 "stage": stage,
@@ -423,15 +414,15 @@ def summary_rows(out: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
                 "bytes": model.stat().st_size if model.exists() else None,
                 "gzip_bytes": (card.get("sizes") or {}).get("gzip") or (atomic.gzip_size(model) if model.exists() else None),
                 "sparsity": card.get("sparsity") or 0.0,
-                "note": note,
+                "note": f"fake-quant {fake_quant:.2%}" if fake_quant is not None else "",
             }
         )
     convert_entry = stages.get("convert") or {}
-    parity = _json(out / convert_entry["parity"]) if convert_entry.get("parity") else {}
+    parity = atomic.read_json_object(out / convert_entry["parity"]) if convert_entry.get("parity") else {}
     evaluations = (stages.get("eval") or {}).get("reports", {})
     for name, relative in (convert_entry.get("models") or {}).items():
-        card = _json(out / convert_entry["cards"][name])
-        evaluation = _json(out / evaluations[name]) if name in evaluations else {}
+        card = atomic.read_json_object(out / convert_entry["cards"][name])
+        evaluation = atomic.read_json_object(out / evaluations[name]) if name in evaluations else {}
         measured = parity.get("formats", {}).get(name, {})
         note = (
             f"parity {measured['gap_points']:+.2f} pt, agree {measured['agreement']:.2%} on {measured['images']} held-out"
@@ -496,7 +487,7 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
 
     rows = summary_rows(out, manifest)
     manifest["summary"] = rows
-    manifest["parity_passed"] = parity.get("passed") if parity else None
+    manifest["parity_passed"] = parity.get("passed")
     manifest["seconds_this_session"] = round(time.perf_counter() - started, 1)
     manifest_path = atomic.write_json(out / MANIFEST_NAME, manifest)
     return PipelineResult(manifest_path, manifest, format_summary(rows), stages)

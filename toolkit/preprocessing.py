@@ -43,7 +43,6 @@ def convert_colour(image: np.ndarray, source_order: str, target_order: str) -> n
         raise ValueError(f"colour order must be one of {COLOUR_ORDERS}, got {source_order!r} -> {target_order!r}")
     if image.ndim == 2:
         image = image[:, :, None]
-        source_order = "GRAY"
     if image.ndim != 3:
         raise ValueError(f"expected an HxWxC image, got shape {image.shape}")
     if image.shape[2] == 1:
@@ -69,8 +68,7 @@ def center_crop_square(image: np.ndarray) -> np.ndarray:
     """Crop the largest centred square from an HxW(xC) image."""
     height, width = image.shape[:2]
     side = min(height, width)
-    top = (height - side) // 2
-    left = (width - side) // 2
+    top, left = (height - side) // 2, (width - side) // 2
     return image[top : top + side, left : left + side]
 
 
@@ -88,13 +86,9 @@ def _resize_weights(source: int, target: int) -> np.ndarray:
         np.fill_diagonal(weights, 1.0)
     elif target < source:
         scale = source / target
-        for row in range(target):
-            start, stop = row * scale, (row + 1) * scale
-            first, last = int(np.floor(start)), int(np.ceil(stop))
-            for column in range(first, min(last, source)):
-                overlap = min(stop, column + 1) - max(start, column)
-                if overlap > 0:
-                    weights[row, column] = overlap / scale
+        bounds = np.arange(target + 1)[:, None] * scale  # output row r covers source [bounds[r], bounds[r + 1])
+        columns = np.arange(source)
+        weights[:] = np.maximum(np.minimum(bounds[1:], columns + 1) - np.maximum(bounds[:-1], columns), 0.0) / scale
     else:
         centres = (np.arange(target) + 0.5) * source / target - 0.5
         centres = np.clip(centres, 0, source - 1)

@@ -14,55 +14,32 @@ Layer names are fixed (``conv1`` ... ``conv9``), so weights copy between the two
 from __future__ import annotations
 
 import dataclasses
+import functools
 from types import ModuleType
 from typing import Any, Callable
 
 # Each stage is a list of ("conv", filters, kernel, stride, padding) or ("pool",).
 # A dropout of 0.5 follows every down-sampling stage, 0.2 is applied to the input.
 _Step = tuple
+# The strides of the 3x3 convolutions of each model's two down-sampling stages ("pool": a 3x3 max pool, stride 2).
+_DOWN_SAMPLING = {
+    "all_cnn_c": (1, 1, 2),
+    "model_c": (1, 1, "pool"),
+    "strided_cnn_c": (1, 2),
+    "convpool_cnn_c": (1, 1, 1, "pool"),
+}
 
 
-def _classifier(num_classes: int) -> list[_Step]:
-    return [("conv", 192, 3, 1, "valid"), ("conv", 192, 1, 1, "valid"), ("conv", num_classes, 1, 1, "valid")]
-
-
-def _all_cnn_c(num_classes: int) -> list[list[_Step]]:
+def _stages(strides: tuple, num_classes: int) -> list[list[_Step]]:
+    """The stages of the model with these down-sampling ``strides``: 96, then 192 filters, then the classifier."""
     return [
-        [("conv", 96, 3, 1, "same"), ("conv", 96, 3, 1, "same"), ("conv", 96, 3, 2, "same")],
-        [("conv", 192, 3, 1, "same"), ("conv", 192, 3, 1, "same"), ("conv", 192, 3, 2, "same")],
-        _classifier(num_classes),
-    ]
-
-
-def _model_c(num_classes: int) -> list[list[_Step]]:
-    return [
-        [("conv", 96, 3, 1, "same"), ("conv", 96, 3, 1, "same"), ("pool",)],
-        [("conv", 192, 3, 1, "same"), ("conv", 192, 3, 1, "same"), ("pool",)],
-        _classifier(num_classes),
-    ]
-
-
-def _strided_cnn_c(num_classes: int) -> list[list[_Step]]:
-    return [
-        [("conv", 96, 3, 1, "same"), ("conv", 96, 3, 2, "same")],
-        [("conv", 192, 3, 1, "same"), ("conv", 192, 3, 2, "same")],
-        _classifier(num_classes),
-    ]
-
-
-def _convpool_cnn_c(num_classes: int) -> list[list[_Step]]:
-    return [
-        [("conv", 96, 3, 1, "same"), ("conv", 96, 3, 1, "same"), ("conv", 96, 3, 1, "same"), ("pool",)],
-        [("conv", 192, 3, 1, "same"), ("conv", 192, 3, 1, "same"), ("conv", 192, 3, 1, "same"), ("pool",)],
-        _classifier(num_classes),
+        *([("pool",) if stride == "pool" else ("conv", filters, 3, stride, "same") for stride in strides] for filters in (96, 192)),
+        [("conv", 192, 3, 1, "valid"), ("conv", 192, 1, 1, "valid"), ("conv", num_classes, 1, 1, "valid")],
     ]
 
 
 ARCHITECTURES: dict[str, Callable[[int], list[list[_Step]]]] = {
-    "all_cnn_c": _all_cnn_c,
-    "model_c": _model_c,
-    "strided_cnn_c": _strided_cnn_c,
-    "convpool_cnn_c": _convpool_cnn_c,
+    name: functools.partial(_stages, strides) for name, strides in _DOWN_SAMPLING.items()
 }
 
 

@@ -228,21 +228,12 @@ def load_image_folder(root: Path | str, limit: int | None = None, seed: int = 0,
 def stratified_subset(labels: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     """Indices of a seeded subset of ``count`` examples with classes as balanced as possible."""
     rng = np.random.default_rng(seed)
-    classes = np.unique(labels)
-    per_class = {int(c): rng.permutation(np.flatnonzero(labels == c)) for c in classes}
-    chosen: list[int] = []
-    round_index = 0
-    while len(chosen) < count:
-        added = False
-        for c in classes:
-            members = per_class[int(c)]
-            if round_index < len(members) and len(chosen) < count:
-                chosen.append(int(members[round_index]))
-                added = True
-        if not added:
-            break
-        round_index += 1
-    return np.sort(np.asarray(chosen, dtype=np.int64))
+    groups = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    if not groups:
+        return np.zeros(0, np.int64)
+    # Round robin: every class's first shuffled example, then every class's second, ...
+    ranks = np.concatenate([np.arange(len(group)) for group in groups])
+    return np.sort(np.concatenate(groups)[np.argsort(ranks, kind="stable")[: max(count, 0)]]).astype(np.int64)
 
 
 def channel_statistics(images: np.ndarray) -> tuple[list[float], list[float]]:

@@ -320,7 +320,5 @@ def load_fashion_mnist(split: str = "train") -> Dataset:
             f"Fashion-MNIST folder {folder} does not exist: apt-get install dataset-fashion-mnist, "
             "or pass --data PATH to a folder with the IDX files"
         )
-    dataset = load_idx_dataset(folder, split, FASHION_MNIST_LABELS)
-    dataset.source = f"fashion-mnist:{split} ({folder})"
-    return dataset
+    return dataclasses.replace(load_idx_dataset(folder, split, FASHION_MNIST_LABELS), source=f"fashion-mnist:{split} ({folder})")
 

@@ -85,11 +85,8 @@ def setup_distribution(name: str, backend: str) -> Distribution:
 def _tensorflow_strategy(name: str) -> Distribution:
     from training.tensorflow_stack import tf  # the one module allowed to import TensorFlow
 
-    if name == "mirrored":
-        strategy = tf.distribute.MirroredStrategy()
-        return Distribution(name, strategy.scope, replicas=strategy.num_replicas_in_sync, strategy=strategy)
-    worker_index, num_workers = _cluster_from_tf_config()
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    worker_index, num_workers = _cluster_from_tf_config() if name == "multiworker" else (0, 1)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy() if name == "multiworker" else tf.distribute.MirroredStrategy()
     return Distribution(name, strategy.scope, strategy.num_replicas_in_sync, worker_index, num_workers, strategy)
 
 

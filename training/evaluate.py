@@ -148,12 +148,9 @@ def evaluate(model_path: str | os.PathLike, dataset: Dataset, batch_size: int = 
     correct = predictions == targets
     matrix = np.zeros((card.num_classes, card.num_classes), dtype=np.int64)  # row = true class, column = predicted
     np.add.at(matrix, (targets, predictions), 1)
-    per_class, per_class_count = {}, {}
-    for index, name in enumerate(card.labels):
-        members = targets == index
-        if members.any():
-            per_class[name] = float(correct[members].mean())
-            per_class_count[name] = int(members.sum())
+    counts, hits = matrix.sum(axis=1), np.diag(matrix)
+    per_class = {name: float(hits[index] / counts[index]) for index, name in enumerate(card.labels) if counts[index]}
+    per_class_count = {name: int(counts[index]) for index, name in enumerate(card.labels) if counts[index]}
     report = {
         "model": str(model_path),
         "format": FORMATS[model_path.suffix.lower()],

@@ -19,19 +19,16 @@ def _fused_call(tf: ModuleType, self: Any, inputs: Any, training: Any = None, ma
     if mask is not None:
         raise ValueError("fused batch norm takes no mask")
     scale, offset = tf.cast(self.gamma, "float32"), tf.cast(self.beta, "float32")
-    if training and self.trainable:
-        # exponential_avg_factor folds the moving-statistics update into the op:
-        # moving = momentum * moving + (1 - momentum) * batch, as Keras's own layer does.
-        outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-            inputs, scale, offset, mean=self.moving_mean, variance=self.moving_variance, epsilon=self.epsilon,
-            is_training=True, exponential_avg_factor=1.0 - self.momentum,
-        )  # fmt: skip
+    training = bool(training and self.trainable)
+    # exponential_avg_factor folds the moving-statistics update into the op while training:
+    # moving = momentum * moving + (1 - momentum) * batch, as Keras's own layer does.
+    outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+        inputs, scale, offset, mean=self.moving_mean, variance=self.moving_variance, epsilon=self.epsilon,
+        is_training=training, exponential_avg_factor=1.0 - self.momentum if training else 1.0,
+    )  # fmt: skip
+    if training:
         self.moving_mean.assign(mean)
         self.moving_variance.assign(variance)
-    else:
-        outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-            inputs, scale, offset, mean=self.moving_mean, variance=self.moving_variance, epsilon=self.epsilon, is_training=False
-        )
     return tf.cast(outputs, self.compute_dtype)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, first_line
 from toolkit.keras_file import check_keras_archive
 
 
@@ -30,8 +30,7 @@ def load_keras3(model_path: str | Path, tf_keras_fallback: bool = False) -> Any:
             return _load_tf_keras(model_path)
         except Exception:  # noqa: BLE001 - report Keras 3's reason, the format the file claims to be
             pass
-    first_line = (str(keras_error).strip().splitlines() or [type(keras_error).__name__])[0]
-    raise ToolkitError(f"{model_path} could not be loaded as a Keras model: {first_line[:200]}") from None
+    raise ToolkitError(f"{model_path} could not be loaded as a Keras model: {first_line(keras_error)[:200]}") from None
 
 
 def _load_tf_keras(model_path: Path) -> Any:

@@ -33,6 +33,8 @@ from training.callbacks import NanGuard, current_learning_rate
 from training.splits import SPLIT_KEYS
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
+# The names cards and metrics.json give a history row's columns.
+ROW_METRICS = {"val_accuracy": "validation_accuracy", "val_loss": "validation_loss", "accuracy": "train_accuracy", "loss": "train_loss"}
 
 
 class RunFolder:
@@ -72,10 +74,7 @@ class RunFolder:
 
     def read_metrics(self) -> dict[str, Any]:
         """metrics.json as written after the last epoch, or {} when there is none yet."""
-        try:
-            return json.loads(self.metrics.read_text())
-        except (OSError, json.JSONDecodeError):
-            return {}
+        return atomic.read_json_object(self.metrics)
 
     def start(self, steps_per_epoch: int) -> None:
         """Begin a fresh run: an empty state (and none of a killed attempt's temporary files)."""
@@ -156,6 +155,7 @@ class RunFolder:
         atomic.write_json(self.metrics, self.metrics_payload(summary))
 
     def metrics_payload(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """metrics.json: the state's outcome and ``summary`` (the state holds at least one epoch)."""
         state = self.state
         rows = state["history"]
         best = state["best"] or {}
@@ -163,10 +163,7 @@ class RunFolder:
             "epochs_completed": state["epochs_completed"],
             "best_epoch": best.get("epoch"),
             "best_validation_accuracy": best.get("validation_accuracy"),
-            "final_validation_accuracy": rows[-1]["val_accuracy"] if rows else None,
-            "final_validation_loss": rows[-1]["val_loss"] if rows else None,
-            "final_train_accuracy": rows[-1]["accuracy"] if rows else None,
-            "final_train_loss": rows[-1]["loss"] if rows else None,
+            **{f"final_{name}": rows[-1][key] for key, name in ROW_METRICS.items()},
             "training_seconds": round(sum(row["seconds"] for row in rows), 2),
             "resumed_at_epochs": state.get("resumed_at_epochs", []),
             **{key: value for key, value in summary.items() if key != "title"},
@@ -176,10 +173,7 @@ class RunFolder:
     def _card_metrics(row: dict[str, float], summary: dict[str, Any]) -> dict[str, Any]:
         return {
             "epoch": int(row["epoch"]),
-            "validation_accuracy": row["val_accuracy"],
-            "validation_loss": row["val_loss"],
-            "train_accuracy": row["accuracy"],
-            "train_loss": row["loss"],
+            **{name: row[key] for key, name in ROW_METRICS.items()},
             **{key: summary[key] for key in SPLIT_KEYS if key in summary},
         }
 
@@ -196,7 +190,7 @@ def _ties_with_best(history: list[dict], row: dict, validation_images: int | Non
     return row["val_accuracy"] >= highest - error
 
 
-def plot_history(rows: Sequence[dict], target: str | Path, title: str = "") -> Path:
+def plot_history(rows: Sequence[dict], target: str | Path, title: str = "") -> None:
     """Draw loss (left) and accuracy (right) from history rows and write ``target`` atomically."""
     import matplotlib
 
@@ -221,7 +215,6 @@ def plot_history(rows: Sequence[dict], target: str | Path, title: str = "") -> P
     with atomic.atomic_path(target) as temporary:
         figure.savefig(temporary, format="png", dpi=100)
     plt.close(figure)
-    return Path(target)
 
 
 class RunCheckpoint(keras.callbacks.Callback):

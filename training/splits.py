@@ -23,22 +23,9 @@ SPLIT_KEYS = ("validation_fraction", "split_seed", "limit", "train_images", "val
 
 
 def train_validation_split(
-    dataset: Dataset, validation_fraction: float = DEFAULT_VALIDATION_FRACTION, seed: int = 0, strict: bool = False
+    dataset: Dataset, validation_fraction: float = DEFAULT_VALIDATION_FRACTION, seed: int = 0
 ) -> tuple[Dataset, Dataset]:
-    """A fixed, seeded, stratified split: the same seed always gives the same validation images.
-
-    ``strict`` (training): every class present must keep an image to train on. The split puts at
-    least one image of each class into validation, so a class with a single image would leave
-    nothing to learn it from (and ``--limit 5`` on ten classes would leave no training images at all).
-    """
-    counts = np.bincount(dataset.labels, minlength=len(dataset.class_names))
-    lonely = [dataset.class_names[index] for index in np.flatnonzero(counts == 1)]
-    if strict and lonely:
-        others = f" (and {len(lonely) - 1} more class(es) like it)" if len(lonely) > 1 else ""
-        raise ToolkitError(
-            f"class {lonely[0]!r} has only 1 image{others}: each class needs at least 2, one to train on and one "
-            f"to validate; use more images (a larger --limit)"
-        )
+    """A fixed, seeded, stratified split: the same seed always gives the same validation images."""
     if not 0.0 < validation_fraction < 1.0:
         raise ToolkitError(f"validation fraction must be between 0 and 1, got {validation_fraction}")
     rng = np.random.default_rng(seed)
@@ -48,16 +35,29 @@ def train_validation_split(
         take = max(1, int(round(len(members) * validation_fraction)))
         validation.append(members[:take])
     validation_indices = np.sort(np.concatenate(validation))
-    train = dataset.subset(np.setdiff1d(np.arange(len(dataset)), validation_indices))
-    if strict:
-        kept = np.bincount(train.labels, minlength=len(dataset.class_names))
-        emptied = [dataset.class_names[index] for index in np.flatnonzero((counts > 0) & (kept == 0))]
-        if emptied:
-            raise ToolkitError(
-                f"--validation-fraction {validation_fraction} puts every image of class {emptied[0]!r} into validation, "
-                "leaving none to train on: lower it or use more images"
-            )
-    return train, dataset.subset(validation_indices)
+    train, held_out = dataset.subset(np.setdiff1d(np.arange(len(dataset)), validation_indices)), dataset.subset(validation_indices)
+    return train, held_out
+
+
+def check_trainable(train: Dataset, validation: Dataset, validation_fraction: float) -> None:
+    """One-line errors for data a classifier cannot train on: one class, or a class the split leaves without a training image."""
+    if len(train.class_names) < 2:
+        raise ToolkitError(f"{train.source or 'the data'} has only one class ({train.class_names[0]}); a classifier needs at least two")
+    kept = np.bincount(train.labels, minlength=len(train.class_names))
+    counts = kept + np.bincount(validation.labels, minlength=len(train.class_names))
+    lonely = [train.class_names[index] for index in np.flatnonzero(counts == 1)]
+    if lonely:
+        others = f" (and {len(lonely) - 1} more class(es) like it)" if len(lonely) > 1 else ""
+        raise ToolkitError(
+            f"class {lonely[0]!r} has only 1 image{others}: each class needs at least 2, one to train on and one "
+            f"to validate; use more images (a larger --limit)"
+        )
+    emptied = [train.class_names[index] for index in np.flatnonzero((counts > 0) & (kept == 0))]
+    if emptied:
+        raise ToolkitError(
+            f"--validation-fraction {validation_fraction} puts every image of class {emptied[0]!r} into validation, "
+            "leaving none to train on: lower it or use more images"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,9 +115,9 @@ def load_split(
     are fitted to. ``strict`` (as training checks): two classes or more, each keeping an image to train on.
     """
     dataset = _load(settings, settings.limit, fit_to, progress)
-    if strict and len(dataset.class_names) < 2:
-        raise ToolkitError(f"{settings.data} has only one class ({dataset.class_names[0]}); a classifier needs at least two")
-    train, validation = train_validation_split(dataset, settings.validation_fraction, settings.seed, strict)
+    train, validation = train_validation_split(dataset, settings.validation_fraction, settings.seed)
+    if strict:
+        check_trainable(train, validation, settings.validation_fraction)
     expected = settings.validation_images
     if expected is not None and expected != len(validation):
         raise ToolkitError(

@@ -37,12 +37,11 @@ from training.run_folder import RunCheckpoint, RunFolder
 from training.schedules import create_schedule, describe_schedule
 from training.splits import SplitSettings, load_split
 from training.train_config import TrainConfig
-from training.transfer import parent_architecture, start_from
+from training.transfer import Parent, parent_architecture, start_from
 
 MAX_BUDGET_EPOCHS = 100_000  # a budgeted run ends on time, not on an epoch count
 # Keras mixed-precision policy of each --precision.
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-Parent = tuple[Path, ModelCard, ModelConfig]  # a --from model: its path, card and architecture
 
 
 @dataclasses.dataclass
@@ -63,27 +62,26 @@ class TrainingData:
 
 def train(config: TrainConfig) -> Path:
     """Train the model ``config`` describes and return its run folder (see training/run_folder.py)."""
-    resuming = config.resume is not None
-    if resuming:  # the run's saved config; progress is how to display, not what to train: the caller's choice
+    record = RunFolder(config.resume).read_config() if config.resume is not None else None  # a resumed run's config.json
+    if record is not None:  # the run's saved config; progress is how to display, not what to train: the caller's choice
         root = str(Path(config.resume))
-        saved = TrainConfig.from_dict(RunFolder(root).read_config()["train"])
-        config = dataclasses.replace(saved, out=root, resume=root, progress=config.progress)
+        config = dataclasses.replace(TrainConfig.from_dict(record["train"]), out=root, resume=root, progress=config.progress)
     requested = dataclasses.replace(config, data=absolute_spec(config.data))  # --resume from another directory still finds it
     config = requested.resolved()
     config.validate()
     backend = backend_name()
     distribution = setup_distribution(config.strategy, backend)  # before any tensor exists
     try:
-        return _train(config, requested, backend, distribution, resuming)
+        return _train(config, requested, backend, distribution, record)
     finally:
         distribution.close()
         keras.mixed_precision.set_global_policy("float32")
 
 
-def _train(config: TrainConfig, requested: TrainConfig, backend: str, distribution: Distribution, resuming: bool) -> Path:
-    """The loop: run folder, data, model, callbacks, ``fit``, then the outcome checked."""
+def _train(config: TrainConfig, requested: TrainConfig, backend: str, distribution: Distribution, record: dict[str, Any] | None) -> Path:
+    """The loop: run folder, data, model, callbacks, ``fit``, then the outcome checked (``record``: a resumed run's config.json)."""
     run = RunFolder(Path(config.out) if distribution.is_chief else Path(config.out) / f"worker-{distribution.worker_index}")
-    if not resuming and run.holds_run():
+    if record is None and run.holds_run():
         raise ToolkitError(f"{run.root} already holds a run; continue it with --resume {run.root} or choose another --out")
     keras.utils.set_random_seed(config.seed)
     parent = parent_architecture(config.from_model) if config.from_model else None
@@ -94,7 +92,7 @@ def _train(config: TrainConfig, requested: TrainConfig, backend: str, distributi
         augmentation=config.augmentation, shuffle=True, seed=config.seed, drop_remainder=True,
     )  # fmt: skip
     validation_batches = BatchSource(data.validation.images, data.validation.labels, config.batch_size, data.mean, data.std)
-    resuming = _open_run(run, resuming, data, len(batches))
+    resuming = _open_run(run, record, data, len(batches))
     model_config = _model_config(config, data, parent)
     _set_precision(config.precision, backend)
     clock = _rate_controller(config, run, len(batches))
@@ -106,7 +104,11 @@ def _train(config: TrainConfig, requested: TrainConfig, backend: str, distributi
         atomic.write_json(run.config, _config_record(config, requested, model_config, data, summary))
     card = _card(config, data, model_config, parent, backend)
     if (run.state.get("finished", False) if config.budget else run.state["epochs_completed"] >= config.epochs):
-        return _finished_already(run, card, summary, resuming)  # or killed after its last epoch: nothing to train
+        # A finished run resumed (or killed after its last epoch): nothing to train; keep the last session's speed figures.
+        previous = run.read_metrics()
+        summary.update({key: previous[key] for key in ("images_per_second", "wall_seconds_this_session", "seconds_spent") if key in previous})
+        run.write_derived(card, summary)
+        return run.root
     guard = NanGuard()
     callbacks = [
         guard,
@@ -140,7 +142,7 @@ def _load_data(config: TrainConfig, parent: Parent | None) -> TrainingData:
     train_set, validation_set = load_split(settings, strict=True)
     if parent is not None:  # the images as the parent model sees them: its input size
         for part in (train_set, validation_set):
-            part.images = fit_images_to_size(part.images, *parent[2].input_shape[:2])
+            part.images = fit_images_to_size(part.images, *parent.architecture.input_shape[:2])
     mean, std = channel_statistics(train_set.images)
     return TrainingData(train_set, validation_set, list(train_set.class_names), mean, std, train_set.source or config.data)
 
@@ -159,14 +161,12 @@ def _fit_to_data(config: TrainConfig, requested: TrainConfig, train_images: int,
     return config
 
 
-def _open_run(run: RunFolder, resuming: bool, data: TrainingData, steps_per_epoch: int) -> bool:
-    """Start the run folder, or recover it when resuming and the data is still the same; returns whether it resumes."""
-    if resuming and not run.has_checkpoint():
-        resuming = False  # killed before its first checkpoint: nothing to continue, start over
-    if not resuming:
+def _open_run(run: RunFolder, record: dict[str, Any] | None, data: TrainingData, steps_per_epoch: int) -> bool:
+    """Start the run folder, or recover a resumed run (``record``: its config.json) whose data is unchanged; returns whether it resumes."""
+    if record is None or not run.has_checkpoint():  # a fresh run, or one killed before its first checkpoint: start over
         run.start(steps_per_epoch)
         return False
-    changes = _data_changes(run.read_config(), data)
+    changes = _data_changes(record, data)
     if changes:
         raise ToolkitError(
             f"cannot resume {run.root}: the data changed since the run started ({'; '.join(changes)}), so the "
@@ -202,7 +202,7 @@ def _model_config(config: TrainConfig, data: TrainingData, parent: Parent | None
     """The architecture: the config's, or with --from the parent's layers, width and batch norm with this run's data and dropout."""
     if parent is None:
         return config.model_config(data.input_shape, len(data.labels))
-    return dataclasses.replace(parent[2], input_shape=data.input_shape, num_classes=len(data.labels),
+    return dataclasses.replace(parent.architecture, input_shape=data.input_shape, num_classes=len(data.labels),
                                input_dropout=config.input_dropout, stage_dropout=config.stage_dropout)  # fmt: skip
 
 
@@ -235,7 +235,7 @@ def _new_model(config: TrainConfig, model_config: ModelConfig, parent: Parent | 
     """A compiled model: freshly initialised, or started from the parent's weights."""
     model = create_model(model_config, keras)
     if parent is not None:
-        start_from(model, parent[0], parent[1], labels, config.freeze_stages)
+        start_from(model, parent.path, parent.card, labels, config.freeze_stages)
     if clock is not None:
         schedule = rate_at(0.0, config.learning_rate, config.warmup_fraction)  # the clock sets it before every step
     else:
@@ -304,19 +304,10 @@ def _card(config: TrainConfig, data: TrainingData, model_config: ModelConfig, pa
         architecture=model_config.to_dict(),
         dataset=data.source,
         format="keras",
-        history=[*parent[1].history, f"train --from {parent[0]}"] if parent else ["train"],
-        source_sha256=atomic.file_digest(parent[0]) if parent else None,
+        history=[*parent.card.history, f"train --from {parent.path}"] if parent else ["train"],
+        source_sha256=atomic.file_digest(parent.path) if parent else None,
         notes=f"toolkit train: {config.schedule} schedule, {config.augmentation} augmentation, backend {backend}",
     )
-
-
-def _finished_already(run: RunFolder, card: ModelCard, summary: dict[str, Any], resuming: bool) -> Path:
-    """A finished run: rewrite only what derives from its state, keeping the last session's speed figures."""
-    if resuming:
-        previous = run.read_metrics()
-        summary.update({key: previous[key] for key in ("images_per_second", "wall_seconds_this_session", "seconds_spent") if key in previous})
-    run.write_derived(card, summary)
-    return run.root
 
 
 def _check_outcome(config: TrainConfig, run: RunFolder, guard: NanGuard) -> None:

@@ -161,12 +161,10 @@ class TrainConfig:
     def validate(self) -> None:
         """One-line errors for values that cannot work (on a resolved config)."""
         budget = self.budget_seconds
-        checks = [
-            (self.architecture in ARCHITECTURES, f"--architecture must be one of {', '.join(ARCHITECTURES)}"),
-            (self.augmentation in AUGMENTATIONS, f"--augmentation must be one of {', '.join(AUGMENTATIONS)}"),
-            (self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}"),
-            (self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)}"),
-            (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
+        choices = {"architecture": ARCHITECTURES, "augmentation": AUGMENTATIONS, "schedule": SCHEDULES,
+                   "strategy": STRATEGIES, "precision": PRECISIONS}  # fmt: skip
+        checks = [(getattr(self, name) in names, f"--{name} must be one of {', '.join(names)}") for name, names in choices.items()]
+        checks += [
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
             (budget is None or budget >= 1, f"--budget must be at least 1 second, got {self.budget!r}"),
             (budget is None or self.schedule != "paper", "--budget needs --schedule linear or cosine (the paper's steps are by epoch)"),

@@ -14,7 +14,7 @@ down-sampling stages as they are.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -29,7 +29,15 @@ PRETRAINED = "pretrained"
 PRETRAINED_FLOAT_NAME = "model.keras"
 
 
-def parent_architecture(spec: str) -> tuple[Path, ModelCard, ModelConfig]:
+class Parent(NamedTuple):
+    """A ``--from`` model: its file, card and architecture."""
+
+    path: Path
+    card: ModelCard
+    architecture: ModelConfig
+
+
+def parent_architecture(spec: str) -> Parent:
     """The path, card and architecture of the ``.keras`` model ``--from`` names (``pretrained``: the shipped reference model).
 
     The child keeps the parent's layers, width and batch norm.
@@ -43,7 +51,7 @@ def parent_architecture(spec: str) -> tuple[Path, ModelCard, ModelConfig]:
     card = load_card(path)
     if not card.architecture:
         raise ToolkitError(f"--from {spec}: the card of {path} records no architecture")
-    return path, card, ModelConfig.from_dict(card.architecture)
+    return Parent(path, card, ModelConfig.from_dict(card.architecture))
 
 
 def stage_layer_names(config: ModelConfig) -> list[list[str]]:

@@ -30,5 +30,5 @@ start=$(date +%s)
 python3 -m toolkit train --data "$data" --out "$run_folder" --no-progress "$@" 2>&1 | tee "$destination/train.log"
 echo "wall_seconds=$(( $(date +%s) - start ))" | tee -a "$destination/train.log"
 for name in best.keras best.card.json config.json metrics.json history.csv curves.png; do
-  [ -f "$run_folder/$name" ] && cp "$run_folder/$name" "$destination/"
+  if [ -f "$run_folder/$name" ]; then cp "$run_folder/$name" "$destination/"; fi
 done

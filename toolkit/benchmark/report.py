@@ -81,16 +81,13 @@ def format_notes(report: dict[str, Any]) -> str:
             )
     if any(row.get("produced_here") for row in report["formats"]):
         notes.append("* converted from the dense float Keras model by the benchmark: the source held no such export of it (float exports of a pruned or QAT model, as a pipeline's convert/ folder holds, are not these rows).")
-    for row in report["formats"]:
-        if "error" in row:
-            notes.append(f"{row['name']}: failed: {row['error']}")
+    notes += [f"{row['name']}: failed: {row['error']}" for row in report["formats"] if "error" in row]
     int8_rows = [row for row in report["formats"] if "int8" in row["format"] and not row["edgetpu"]["runs"]]
     reasons = {row["edgetpu"]["reason"] for row in int8_rows}
     if len(reasons) == 1 and len(int8_rows) > 1:
         notes.append(f"Edge TPU, every int8 row: {reasons.pop()}")
     else:
-        for row in int8_rows:
-            notes.append(f"Edge TPU, {row['name']}: {row['edgetpu']['reason']}")
+        notes += [f"Edge TPU, {row['name']}: {row['edgetpu']['reason']}" for row in int8_rows]
     if report["missing_formats"]:
         notes.append("Not benchmarked (not in the source, and not converted here): " + ", ".join(report["missing_formats"]) + ".")
     return "\n".join(f"- {note}" for note in notes)

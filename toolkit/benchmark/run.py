@@ -69,12 +69,8 @@ class HeldOut:
     """The images accuracy is measured on, and where they came from."""
 
     images: np.ndarray  # uint8 RGB, N x H x W x C
-    labels: np.ndarray  # int class ids
-    class_names: list[str]  # label names, index = class id
+    labels: np.ndarray  # the model's class ids
     description: str  # e.g. "validation split (10 %, seed 0) of ../train"
-
-
-# --------------------------------------------------------------------------- discovery
 
 
 def format_of(model_path: Path, card: ModelCard | None = None) -> str | None:
@@ -124,7 +120,7 @@ def not_a_row_reason(model_path: Path, card: ModelCard | None) -> str:
 def _paths_in(payload: Any) -> list[str]:
     """Every string in a JSON document that names a .keras or .tflite file."""
     if isinstance(payload, dict):
-        return [path for value in payload.values() for path in _paths_in(value)]
+        payload = list(payload.values())
     if isinstance(payload, list):
         return [path for value in payload for path in _paths_in(value)]
     if isinstance(payload, str) and payload.endswith((".keras", ".tflite")):
@@ -137,53 +133,42 @@ def discover_models(source: Path) -> dict[str, Path]:
     source = Path(source)
     if not source.exists():
         raise ToolkitError(f"--model {source} does not exist (give a pipeline, convert or run folder, or a model file)")
-    if source.is_file():
-        card = load_card(source) if card_path(source).exists() else None
-        key = format_of(source, card) if card is not None else None
-        if key is None:
-            raise ToolkitError(f"{source} is not a row of the benchmark: {not_a_row_reason(source, card)}")
-        check_card_matches(source, card)
-        return {key: source}
-    candidates: list[Path] = []
-    manifest = source / "pipeline.json"
-    if manifest.is_file():
-        try:
-            payload = json.loads(manifest.read_text())
-        except json.JSONDecodeError as error:
-            raise ToolkitError(f"{manifest} is not valid JSON: {error}") from None
-        for entry in _paths_in(payload):
-            path = Path(entry)
-            candidates.append(path if path.is_absolute() else source / path)
-    # Convert and run folders (and anything pipeline.json leaves out): look two levels down.
-    candidates += sorted(source.glob("*.tflite")) + sorted(source.glob("*/*.tflite"))
-    candidates += _preferred_keras(source)
     found: dict[str, Path] = {}
-    passed_over: list[tuple[Path, ModelCard]] = []
-    for path in candidates:
-        if not path.is_file() or not card_path(path).exists():
-            continue
-        card = load_card(path)
-        key = format_of(path, card)
+    passed_over: list[tuple[Path, ModelCard | None]] = []
+    for path in [source] if source.is_file() else _candidates(source):
+        card = load_card(path) if path.is_file() and card_path(path).exists() else None
+        key = format_of(path, card) if card is not None else None
         if key is None:
             passed_over.append((path, card))
         elif key not in found:
             check_card_matches(path, card)
             found[key] = path
-    if not found and passed_over:
-        path, card = passed_over[0]
+    if source.is_file() and not found:
+        raise ToolkitError(f"{source} is not a row of the benchmark: {not_a_row_reason(*passed_over[0])}")
+    with_cards = [(path, card) for path, card in passed_over if card is not None]
+    if not found and with_cards:
+        path, card = with_cards[0]
         raise ToolkitError(f"{source} holds no model that is a row of the benchmark: {path.name}: {not_a_row_reason(path, card)}")
     if not found:
         raise ToolkitError(f"{source} holds no .keras or .tflite model with a model card beside it")
     return {key: found[key] for key in FORMATS if key in found}
 
 
-def _preferred_keras(folder: Path) -> list[Path]:
+def _candidates(folder: Path) -> list[Path]:
+    """The models ``folder``'s pipeline.json names, then every .tflite and .keras up to two levels down."""
+    candidates: list[Path] = []
+    manifest = folder / "pipeline.json"
+    if manifest.is_file():
+        try:
+            payload = json.loads(manifest.read_text())
+        except json.JSONDecodeError as error:
+            raise ToolkitError(f"{manifest} is not valid JSON: {error}") from None
+        candidates += [folder / entry for entry in _paths_in(payload)]  # an absolute entry stays as it is
+    # Convert and run folders (and anything pipeline.json leaves out).
+    candidates += sorted(folder.glob("*.tflite")) + sorted(folder.glob("*/*.tflite"))
     # A run folder keeps best.keras and last.keras; the best one is the model of record.
-    found = sorted(folder.glob("*.keras")) + sorted(folder.glob("*/*.keras"))
-    return sorted(found, key=lambda path: (path.name != "best.keras", path.name == "last.keras", str(path)))
-
-
-# --------------------------------------------------------------------------- held-out data
+    keras = sorted(folder.glob("*.keras")) + sorted(folder.glob("*/*.keras"))
+    return candidates + sorted(keras, key=lambda path: (path.name != "best.keras", path.name == "last.keras", str(path)))
 
 
 def _recorded_data(card: ModelCard) -> str | None:
@@ -221,10 +206,7 @@ def held_out_data(models: dict[str, Path], data: str | None, limit: int | None, 
         dataset = load_dataset(data, limit=limit, seed=seed)
         description = f"{data}" + (f" (class-balanced subset of {limit})" if limit is not None else "")
     mapping = label_mapping(dataset.class_names, cards[0].labels)
-    return HeldOut(dataset.images, mapping[dataset.labels], cards[0].labels, description)
-
-
-# --------------------------------------------------------------------------- producing formats
+    return HeldOut(dataset.images, mapping[dataset.labels], description)
 
 
 def produce_missing_formats(
@@ -241,31 +223,23 @@ def produce_missing_formats(
         return {}
     from converters.convert import ConvertConfig, convert  # workstation only: imports TensorFlow
 
-    def run(calib: str | None) -> dict[str, Path]:
-        convert_config = ConvertConfig(
-            model=str(models["keras-float"]),
-            out=str(out_dir / "converted"),
-            formats=tuple(CONVERTER_FLAGS[key] for key in missing),
-            calib=calib,
-            calib_samples=config.calibration_samples,
-            data=calib,
-            parity_samples=PRODUCED_PARITY_SAMPLES,
-            progress=False,
-            overwrite=True,  # the benchmark's own folder, remade on every run
-        )
-        return convert(convert_config).models
-
+    convert_config = ConvertConfig(
+        model=str(models["keras-float"]),
+        out=str(out_dir / "converted"),
+        formats=tuple(CONVERTER_FLAGS[key] for key in missing),
+        calib_samples=config.calibration_samples,
+        parity_samples=PRODUCED_PARITY_SAMPLES,
+        progress=False,
+        overwrite=True,  # the benchmark's own folder, remade on every run
+    )
     try:
-        converted = run(None)
+        converted = convert(convert_config).models
     except ToolkitError:
         if calibration_data is None:
             raise
-        converted = run(calibration_data)
+        converted = convert(dataclasses.replace(convert_config, calib=calibration_data, data=calibration_data)).models
     by_flag = {flag: key for key, flag in CONVERTER_FLAGS.items()}
     return {by_flag[flag]: Path(path) for flag, path in converted.items()}
-
-
-# --------------------------------------------------------------------------- measuring
 
 
 def edgetpu_delegate_status() -> tuple[bool, str]:
@@ -274,16 +248,11 @@ def edgetpu_delegate_status() -> tuple[bool, str]:
     Tried in a child process: a failed ``load_delegate`` leaves a half-built delegate
     whose destructor complains on stderr, and a loaded one holds the device.
     """
-    completed = subprocess.run(
-        [sys.executable, "-c", "import json, toolkit.benchmark.run as b; print(json.dumps(b._try_edgetpu_delegate()))"],
-        capture_output=True,
-        text=True,
-        env=_child_environment(1),
-    )
+    completed, last_line = _run_child(["-c", "import json, toolkit.benchmark.run as b; print(json.dumps(b._try_edgetpu_delegate()))"], 1)
     try:
         loads, reason = json.loads(completed.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
-        return False, f"the Edge TPU check failed: {(completed.stderr.strip().splitlines() or ['no output'])[-1]}"
+        return False, f"the Edge TPU check failed: {last_line}"
     return bool(loads), str(reason)
 
 
@@ -298,8 +267,11 @@ def _try_edgetpu_delegate() -> tuple[bool, str]:
         return False, str(error)
 
 
-def _child_environment(threads: int) -> dict[str, str]:
-    """The environment of a measuring process: thread counts for TensorFlow, this repository importable."""
+def _run_child(arguments: list[str], threads: int) -> tuple[subprocess.CompletedProcess, str]:
+    """Run this Python on ``arguments`` as a measuring process; returns it and the last line of its stderr.
+
+    Its environment gives TensorFlow the thread count and makes this repository importable.
+    """
     environment = dict(os.environ)
     # TensorFlow reads these at start-up; LiteRT takes the thread count as an argument.
     environment.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS=str(threads))
@@ -309,7 +281,8 @@ def _child_environment(threads: int) -> dict[str, str]:
     environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     repository_root = str(Path(__file__).resolve().parents[2])
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [repository_root, environment.get("PYTHONPATH")]))
-    return environment
+    completed = subprocess.run([sys.executable, *arguments], capture_output=True, text=True, env=environment)
+    return completed, (completed.stderr.strip().splitlines() or ["no output"])[-1]
 
 
 def _run_worker(
@@ -324,7 +297,7 @@ def _run_worker(
     with tempfile.TemporaryDirectory(prefix="benchmark-") as scratch:
         result_file = Path(scratch) / "result.json"
         command = [
-            sys.executable, "-m", "toolkit.benchmark.worker",
+            "-m", "toolkit.benchmark.worker",
             "--model", str(model), "--images", str(images_file), "--threads", str(threads),
             "--result", str(result_file),
         ]  # fmt: skip
@@ -334,23 +307,19 @@ def _run_worker(
             command.append("--edgetpu")
         for field in dataclasses.fields(TimingConfig):
             command += [f"--{field.name.replace('_', '-')}", str(getattr(timing, field.name))]
-        completed = subprocess.run(command, capture_output=True, text=True, env=_child_environment(threads))
+        completed, last_line = _run_child(command, threads)
         if result_file.exists():
             return json.loads(result_file.read_text())
-        last_line = (completed.stderr.strip().splitlines() or ["no output"])[-1]
         return {"model": str(model), "error": f"worker exited with {completed.returncode}: {last_line}"}
 
 
 def machine_description() -> dict[str, Any]:
     """The machine and software the figures were measured on."""
-    processor = platform.processor() or platform.machine()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                processor = line.split(":", 1)[1].strip()
-                break
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.lower().startswith("model name")]
     except OSError:
-        pass
+        names = []
+    processor = next(iter(names), platform.processor() or platform.machine())
     versions = {}
     for package in ("ai-edge-litert", "tflite-runtime", "tensorflow", "keras", "numpy"):
         try:

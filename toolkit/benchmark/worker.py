@@ -32,6 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 from toolkit import atomic
+from toolkit.errors import first_line
 from toolkit.flags import add_dataclass_arguments, config_from_arguments
 from toolkit.preprocessing import Predictor
 
@@ -180,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = measure(args.model, images, labels, args.threads, timing, args.edgetpu)
     except Exception as error:  # noqa: BLE001 - the parent turns this into the row's reason
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        result = {"model": str(args.model), "error": f"{type(error).__name__}: {message}"}
+        result = {"model": str(args.model), "error": f"{type(error).__name__}: {first_line(error)}"}
     args.result.write_text(json.dumps(result))
     return 0 if "error" not in result else 1
 

@@ -57,10 +57,10 @@ def format_table(report: dict, parity: dict) -> str:
     if parity:
         rows.append(f"{'keras':<9} {'':>7} {'':>8} {'':>9} {parity['reference_top1']:>7.2%} {'':>7} {'':>7}")
     for name, entry in report["formats"].items():
-        measured = parity.get("formats", {}).get(name, {}) if parity else {}
-        top1 = f"{measured['top1']:.2%}" if measured else "-"
-        gap = f"{measured['gap_points']:+.2f}" if measured else "-"
-        agreement = f"{measured['agreement']:.2%}" if measured else "-"
+        measured = parity.get("formats", {}).get(name) if parity else None
+        top1, gap, agreement = ("-",) * 3 if not measured else (
+            f"{measured['top1']:.2%}", f"{measured['gap_points']:+.2f}", f"{measured['agreement']:.2%}"
+        )
         rows.append(
             f"{name:<9} {entry['sizes']['raw'] / 1e6:>7.3f} {entry['sizes']['gzip'] / 1e6:>8.3f} "
             f"{entry['sparsity']['overall']:>9.2%} {top1:>7} {gap:>7} {agreement:>7}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from toolkit.flags import Flag, add_dataclass_arguments
@@ -22,8 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, metavar="YAML", help="pipeline settings (see pipeline.yaml in the repository)")
     add_dataclass_arguments(parser, PipelineConfig, dict.fromkeys(TOP_LEVEL, GIVEN_ONLY), fields=TOP_LEVEL)
     for section, config_class in (("train", TrainConfig), ("prune", PruneConfig), ("convert", ConvertConfig)):
-        names = SECTION_FLAGS[section]
-        add_dataclass_arguments(parser, config_class, dict.fromkeys(names, GIVEN_ONLY), fields=names)
+        add_dataclass_arguments(parser, config_class, dict.fromkeys(SECTION_FLAGS[section], GIVEN_ONLY), fields=SECTION_FLAGS[section])
     parser.add_argument("--no-prune", action="store_true", help="skip pruning")
     add_dataclass_arguments(parser, PipelineConfig, fields=("force", "progress"))
 
@@ -33,17 +33,12 @@ def build_config(args: argparse.Namespace):
     from toolkit.pipeline import PipelineConfig
 
     config = PipelineConfig.from_yaml(args.config) if args.config else PipelineConfig()
-    for name in TOP_LEVEL:
-        if hasattr(args, name):
-            setattr(config, name, getattr(args, name))
+    given = {name: getattr(args, name) for name in TOP_LEVEL if hasattr(args, name)}
     for section, names in SECTION_FLAGS.items():
-        given = {name: getattr(args, name) for name in names if hasattr(args, name)}
-        setattr(config, section, {**getattr(config, section), **given})
+        given[section] = {**getattr(config, section), **{name: getattr(args, name) for name in names if hasattr(args, name)}}
     if args.no_prune:
-        config.prune = {**config.prune, "enabled": False}
-    config.force = config.force or args.force
-    config.progress = config.progress and not args.no_progress
-    return config
+        given["prune"] = {**given["prune"], "enabled": False}
+    return dataclasses.replace(config, **given, force=config.force or args.force, progress=config.progress and not args.no_progress)
 
 
 def run(args: argparse.Namespace) -> int:
