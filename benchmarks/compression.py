@@ -102,18 +102,6 @@ def pipeline_config(args: argparse.Namespace):
     )
 
 
-def end_to_end(int8_path: Path, dense: Any, qat_source: Any, settings: Any, progress: bool) -> tuple[dict, dict]:
-    """The dense float model against the final int8 model on the parity images, and where those came from."""
-    from converters.parity import parity_metrics
-    from training.evaluate import KerasPredictor, load_predictor, predict_with_progress
-    from training.splits import held_out_images
-
-    held_out, origin = held_out_images(settings, 1000, settings.seed, fit_to=qat_source.card)
-    dense_probabilities = KerasPredictor(dense.model, dense.card).predict(held_out.images)
-    int8_probabilities = predict_with_progress(load_predictor(int8_path), held_out.images, f"parity {int8_path.name}", progress=progress)
-    return parity_metrics(held_out.labels, dense_probabilities, int8_probabilities), origin
-
-
 def post_training_int8(work: Path, stages: dict, progress: bool) -> dict | None:
     """For comparison: post-training int8 of the pruned float model (calibration, no QAT)."""
     from converters.convert import ConvertConfig, convert
@@ -126,17 +114,24 @@ def post_training_int8(work: Path, stages: dict, progress: bool) -> dict | None:
     return {key: parity[key] for key in ("reference_top1", "top1", "gap_points", "agreement")}
 
 
-def measurements(work: Path, stages: dict, summary: list, dense: Any, qat_source: Any, settings: Any, progress: bool) -> dict:
-    """The measured figures of a finished pipeline in ``work``."""
+def measurements(work: Path, manifest: dict, dense: Any, qat_source: Any, settings: Any, progress: bool) -> dict:
+    """The measured figures of a finished pipeline in ``work``, end to end too (dense float model against the final int8 one)."""
+    from converters.parity import parity_metrics
+    from training.evaluate import KerasPredictor, load_predictor, predict_with_progress
+    from training.splits import held_out_images
+
+    stages = manifest["stages"]
     parity = json.loads((work / stages["convert"]["parity"]).read_text())
     int8_card = json.loads((work / stages["convert"]["cards"]["int8"]).read_text())
-    whole, origin = end_to_end(work / stages["convert"]["models"]["int8"], dense, qat_source, settings, progress)
+    int8_path = work / stages["convert"]["models"]["int8"]
+    held_out, origin = held_out_images(settings, 1000, settings.seed, fit_to=qat_source.card)
+    dense_probabilities = KerasPredictor(dense.model, dense.card).predict(held_out.images)
+    int8_probabilities = predict_with_progress(load_predictor(int8_path), held_out.images, f"parity {int8_path.name}", progress=progress)
+    whole = parity_metrics(held_out.labels, dense_probabilities, int8_probabilities)
     sizes = int8_card["sizes"]
     return {
         "float_reference_top1": parity["reference_top1"],
-        **{key: parity[key] for key in ("int8_top1", "gap_points", "agreement")},
-        "mean_probability_difference": parity["mean_probability_difference"],
-        "max_probability_difference": parity["max_probability_difference"],
+        **{key: parity[key] for key in ("int8_top1", "gap_points", "agreement", "mean_probability_difference", "max_probability_difference")},
         "dense_float_top1": whole["reference_top1"],
         "end_to_end_gap_points": whole["gap_points"],
         "end_to_end_agreement": whole["agreement"],
@@ -144,11 +139,11 @@ def measurements(work: Path, stages: dict, summary: list, dense: Any, qat_source
         "int8_gzip_bytes": sizes["gzip"],
         "int8_gzip_huffman_only_bytes": sizes.get("gzip_huffman_only"),
         "int8_kernel_sparsity": int8_card["sparsity"],
-        "int8_kernel_entropy": kernel_entropy(work / stages["convert"]["models"]["int8"]),
+        "int8_kernel_entropy": kernel_entropy(int8_path),
         "held_out_images": parity["images"],
         "held_out_origin": origin,
         "post_training_int8_of_pruned_model": post_training_int8(work, stages, progress),
-        "validation_top1_int8": next((row["accuracy"] for row in summary if row["stage"] == "convert int8"), None),
+        "validation_top1_int8": next((row["accuracy"] for row in manifest["summary"] if row["stage"] == "convert int8"), None),
     }
 
 
@@ -178,7 +173,7 @@ def main() -> int:
     qat_source = bridge.load_source(work / stages["qat"]["model"])
     dense = bridge.load_source(work / (stages.get("source") or stages["train"])["model"])  # the source's path is absolute
     settings = finetune.resolve_data_settings(qat_source, {})
-    measured = measurements(work, stages, result.manifest["summary"], dense, qat_source, settings, not args.no_progress)
+    measured = measurements(work, result.manifest, dense, qat_source, settings, not args.no_progress)
     payload = {
         "recipe": {
             "data": settings.data,

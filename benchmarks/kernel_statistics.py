@@ -19,7 +19,6 @@ most of the kernel's energy there. Results go to ``--out`` (JSON and markdown).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 from pathlib import Path
@@ -65,8 +64,7 @@ def kernel_statistics(checkpoint: Path, sparsity: float) -> dict:
     from training.backend import keras
     from training.model_files import load_keras3
 
-    run = {name: json.loads(path.read_text()) if path.exists() else {}
-           for name, path in (("config", checkpoint.parent / "config.json"), ("metrics", checkpoint.parent / "metrics.json"))}  # fmt: skip
+    run = {name: atomic.read_json_object(checkpoint.parent / f"{name}.json") for name in ("config", "metrics")}
     initial = initial_kernels(run, keras)
     layers, all_codes, initial_energy, total_energy = [], [], 0.0, 0.0
     for name, kernel in model_kernels(load_keras3(checkpoint)):

@@ -22,7 +22,6 @@ rewritten after every step.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -34,7 +33,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from converters.convert import ConvertConfig, convert  # noqa: E402
 from benchmarks.sitting import cell, check_same_settings, generated_line, is_finished, percent, run_script, start_or_resume  # noqa: E402
-from benchmarks.sitting import sitting as sitting_facts  # noqa: E402
+from benchmarks.sitting import sitting as sitting_facts, write_results  # noqa: E402
 from toolkit import atomic  # noqa: E402
 from toolkit.errors import ToolkitError  # noqa: E402
 from toolkit.model_card import load_card  # noqa: E402
@@ -54,18 +53,7 @@ DEFAULT_LIMIT = 1110
 TARGET_POINTS = 5.0  # fine-tuned test top-1 at least this many points above from scratch
 INT8_FOLDER = "fine-tuned-int8"
 EVALUATION_SUFFIX = ".test_evaluation.json"  # beside each scored model: its test top-1, keyed by the model's hash
-
-
-@dataclasses.dataclass(frozen=True)
-class Arm:
-    """One training run of the table."""
-
-    name: str  # as the table shows it
-    folder: str  # run folder under --out-dir
-    from_parent: bool  # start from --parent's weights
-
-
-ARMS = (Arm("from scratch", "from-scratch", from_parent=False), Arm("fine-tuned", "fine-tuned", from_parent=True))
+ARMS = {"from scratch": False, "fine-tuned": True}  # arm -> starts from --parent's weights; run folder: its name, spaces as dashes
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -105,11 +93,11 @@ def seed_folder(args: argparse.Namespace, seed: int) -> Path:
     return Path(args.out_dir).expanduser() / f"seed{seed}"
 
 
-def arm_config(arm: Arm, args: argparse.Namespace, parent: ModelConfig, seed: int) -> TrainConfig:
+def arm_config(arm: str, args: argparse.Namespace, parent: ModelConfig, seed: int) -> TrainConfig:
     """The TrainConfig of one arm; "from scratch" builds the parent's architecture so only the start differs."""
     return TrainConfig(
         data=args.data,
-        out=str(seed_folder(args, seed) / arm.folder),
+        out=str(seed_folder(args, seed) / arm.replace(" ", "-")),
         recipe="fast",
         budget=args.budget,
         limit=args.limit,
@@ -117,18 +105,9 @@ def arm_config(arm: Arm, args: argparse.Namespace, parent: ModelConfig, seed: in
         architecture=parent.name,
         width=parent.width,
         batch_norm=parent.batch_norm,
-        from_model=args.parent if arm.from_parent else None,
+        from_model=args.parent if ARMS[arm] else None,
         progress=False,
     )
-
-
-def train_arm(arm: Arm, config: TrainConfig) -> RunFolder:
-    """Train one arm, continue it, or find it finished; returns its run folder."""
-    run = RunFolder(config.out)
-    if not is_finished(run):
-        print(f"arm {arm.name}: training for {config.budget}", file=sys.stderr, flush=True)
-        train(start_or_resume(config))
-    return run
 
 
 def score_on_test_split(model_path: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -139,10 +118,9 @@ def score_on_test_split(model_path: Path, args: argparse.Namespace) -> dict[str,
     """
     saved_path = model_path.with_name(model_path.stem + EVALUATION_SUFFIX)
     key = {"model_sha256": atomic.file_digest(model_path), "data": f"{args.data}:test", "limit": args.test_limit}
-    if saved_path.exists():
-        saved = json.loads(saved_path.read_text())
-        if {name: saved.get(name) for name in key} == key:
-            return saved
+    saved = atomic.read_json_object(saved_path)
+    if {name: saved.get(name) for name in key} == key:
+        return saved
     card = load_card(model_path)
     dataset = load_evaluation_data(key["data"], card, split="all", limit=args.test_limit, seed=SEED, progress=False)
     report = evaluate(model_path, dataset, progress=False)
@@ -151,14 +129,14 @@ def score_on_test_split(model_path: Path, args: argparse.Namespace) -> dict[str,
     return result
 
 
-def arm_result(arm: Arm, seed: int, run: RunFolder, args: argparse.Namespace) -> dict[str, Any]:
+def arm_result(arm: str, seed: int, run: RunFolder, args: argparse.Namespace) -> dict[str, Any]:
     """One arm's row: its run folder's metrics.json and its best.keras on the test split."""
     metrics = run.read_metrics()
     evaluation = score_on_test_split(run.best, args)
     keys = ("train_images", "validation_images", "epochs_completed", "seconds_spent", "budget_seconds",
             "images_per_second", "best_validation_accuracy", "batch_size", "parameters")  # fmt: skip
     return {
-        "arm": arm.name,
+        "arm": arm,
         "seed": seed,
         "run": str(run.root),
         "model": str(run.best),
@@ -170,22 +148,14 @@ def arm_result(arm: Arm, seed: int, run: RunFolder, args: argparse.Namespace) ->
     }
 
 
-def int8_conversion(fine_tuned: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """The fine-tuned best.keras converted to int8 (or the conversion already made from it)."""
-    model = Path(fine_tuned["model"])
-    out = seed_folder(args, fine_tuned["seed"]) / INT8_FOLDER
-    report_path = out / "report.json"
-    if report_path.exists() and (out / "model_int8.tflite").exists():
-        report = json.loads(report_path.read_text())
-        if report.get("source_sha256") == atomic.file_digest(model):
-            return report
-    print("converting the fine-tuned model to int8", file=sys.stderr, flush=True)
-    return convert(ConvertConfig(model=str(model), formats=("int8",), out=str(out), progress=False, overwrite=True)).report
-
-
 def int8_result(fine_tuned: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """The int8 row: the converted model's validation top-1 (convert's parity) and test top-1."""
-    report = int8_conversion(fine_tuned, args)
+    """The int8 row of the fine-tuned best.keras (converted once while it is unchanged): validation top-1 (convert's parity) and test top-1."""
+    source = Path(fine_tuned["model"])
+    out = seed_folder(args, fine_tuned["seed"]) / INT8_FOLDER
+    report = atomic.read_json_object(out / "report.json")
+    if report.get("source_sha256") != atomic.file_digest(source) or not (out / "model_int8.tflite").exists():
+        print("converting the fine-tuned model to int8", file=sys.stderr, flush=True)
+        report = convert(ConvertConfig(model=str(source), formats=("int8",), out=str(out), progress=False, overwrite=True)).report
     model = Path(report["formats"]["int8"]["model"])
     parity = json.loads(Path(report["parity"]).read_text())
     evaluation = score_on_test_split(model, args)
@@ -302,15 +272,8 @@ def _held_out(origin: dict[str, int]) -> str:
     return f"the {origin['validation_split']} of the validation split and {origin['outside_training_subset']} images outside the --limit subset, never trained on"
 
 
-def write_results(results: dict[str, Any], args: argparse.Namespace) -> None:
-    """The results JSON and the markdown report, each written atomically."""
-    atomic.write_json(f"{args.results}.json", results)
-    atomic.write_text(args.markdown, markdown(results))
-
-
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str]) -> int:
     """Train (or read back) both arms, score them on the test split, convert and score the int8 model."""
-    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_arguments(argv)
     parent_path, _, parent = parent_architecture(args.parent)
     check_fashion_mnist(args.data, args.limit)
@@ -319,11 +282,15 @@ def main(argv: list[str] | None = None) -> int:
         for arm in ARMS:
             config = arm_config(arm, args, parent, seed)
             check_same_settings(config, results["parent_sha256"])
-            results["arms"].append(arm_result(arm, seed, train_arm(arm, config), args))
-            write_results(results, args)
+            run = RunFolder(config.out)
+            if not is_finished(run):
+                print(f"arm {arm}: training for {config.budget}", file=sys.stderr, flush=True)
+                train(start_or_resume(config))
+            results["arms"].append(arm_result(arm, seed, run, args))
+            write_results(results, markdown(results), args)
     results["int8"] = int8_result(next(row for row in results["arms"] if row["arm"] == "fine-tuned"), args)
     results["target"] = target_verdict(results["arms"])
-    write_results(results, args)
+    write_results(results, markdown(results), args)
     print(markdown(results))
     return 0
 

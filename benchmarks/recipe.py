@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.sitting import cell, check_same_settings, generated_line, is_finished, percent, run_script, start_or_resume  # noqa: E402
-from benchmarks.sitting import sitting as sitting_facts  # noqa: E402
+from benchmarks.sitting import sitting as sitting_facts, write_results  # noqa: E402
 from toolkit import atomic  # noqa: E402
 from toolkit.errors import ToolkitError  # noqa: E402
 from training.run_folder import RunFolder  # noqa: E402
@@ -108,14 +107,10 @@ def describe(arm: Arm) -> str:
     fast = TrainConfig(recipe="fast").resolved()
     if arm.recipe != "fast":
         changed = {key: value for key, value in RECIPES[arm.recipe].items() if value != getattr(fast, key)}
-        return f"recipe {arm.recipe}: " + ", ".join(f"{_label(key)} {_value(value)}" for key, value in changed.items())
+        return f"recipe {arm.recipe}: " + ", ".join(f"{key.replace('_', ' ')} {_value(value)}" for key, value in changed.items())
     if not arm.overrides:
         return "none: the fast recipe"
-    return ", ".join(f"{_label(key)} {_value(value)} (fast: {_value(getattr(fast, key))})" for key, value in arm.overrides)
-
-
-def _label(key: str) -> str:
-    return key.replace("_", " ")
+    return ", ".join(f"{key.replace('_', ' ')} {_value(value)} (fast: {_value(getattr(fast, key))})" for key, value in arm.overrides)
 
 
 def _value(value: Any) -> str:
@@ -141,8 +136,7 @@ def run_arm(arm: Arm, args: argparse.Namespace) -> dict[str, Any]:
 def arm_result(arm: Arm, run: RunFolder) -> dict[str, Any]:
     """One arm's row, read from its run folder's metrics.json."""
     metrics = run.read_metrics()
-    diverged_path = run.root / DIVERGED_FILE
-    diverged = json.loads(diverged_path.read_text()) if diverged_path.exists() else None
+    diverged = atomic.read_json_object(run.root / DIVERGED_FILE)
     keys = ("epochs_completed", "images_per_second", "best_validation_accuracy", "final_validation_accuracy",
             "seconds_spent", "budget_seconds", "train_images", "validation_images")  # fmt: skip
     return {
@@ -168,15 +162,16 @@ def sitting(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     }
 
 
-def markdown(header: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+def markdown(results: dict[str, Any]) -> str:
     """The A/B table with the settings every arm shares."""
+    rows = results["arms"]
     split = next((f"{row['train_images']} train / {row['validation_images']} validation images, " for row in rows if row["train_images"]), "")
     lines = [
         "# Same-budget A/B of the short-budget recipe",
         "",
-        generated_line(header),
-        f"Data `{header['data']}`, limit {header['limit']} ({split}seed {header['seed']}, the same split for every arm), "
-        f"width {header['width']:g}, budget {header['budget']} ({header['budget_seconds']:g} s of wall time per arm, "
+        generated_line(results),
+        f"Data `{results['data']}`, limit {results['limit']} ({split}seed {results['seed']}, the same split for every arm), "
+        f"width {results['width']:g}, budget {results['budget']} ({results['budget_seconds']:g} s of wall time per arm, "
         "training and validation); arms run one after the other.",
         "",
         "| arm | what changed | epochs done | images/s | best validation top-1 | final validation top-1 | seconds spent / budget |",
@@ -187,29 +182,21 @@ def markdown(header: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {name} | {row['changes']} | {cell(row['epochs_completed'])} | {cell(row['images_per_second'])} | "
             f"{percent(row['best_validation_accuracy'])} | {percent(row['final_validation_accuracy'])} | "
-            f"{cell(row['seconds_spent'])} / {header['budget_seconds']:g} |"
+            f"{cell(row['seconds_spent'])} / {results['budget_seconds']:g} |"
         )
     lines += [""] + [f"{row['arm']} diverged: {row['error']}" for row in rows if row["error"]]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def write_results(header: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    """The results JSON and the markdown table, each written atomically."""
-    atomic.write_json(f"{args.results}.json", {**header, "arms": rows})
-    atomic.write_text(args.markdown, markdown(header, rows))
-
-
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str]) -> int:
     """Run (or read back) every chosen arm, rewriting the results after each."""
-    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_arguments(argv)
     arms = select_arms(args.arms)
-    header = sitting(args, argv)
-    rows: list[dict[str, Any]] = []
+    results: dict[str, Any] = {**sitting(args, argv), "arms": []}
     for arm in arms:
-        rows.append(run_arm(arm, args))
-        write_results(header, rows, args)
-    print(markdown(header, rows))
+        results["arms"].append(run_arm(arm, args))
+        write_results(results, markdown(results), args)
+    print(markdown(results))
     return 0
 
 

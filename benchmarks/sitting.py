@@ -1,14 +1,15 @@
-"""What the benchmarks here share: the sitting a result was made in, their training arms' run folders, table cells, and how a script ends."""
+"""What the benchmarks here share: the sitting a result was made in, their training arms' run folders, table cells, results files, and how a script ends."""
 
 from __future__ import annotations
 
-import json
+import argparse
 import os
 import platform
 import shlex
 import sys
 from typing import Any, Callable
 
+from toolkit import atomic
 from toolkit.errors import ToolkitError
 from toolkit.model_card import load_card
 from training.backend import backend_name, keras
@@ -57,10 +58,7 @@ def check_same_settings(config: TrainConfig, parent_sha256: str | None = None) -
 
 def is_finished(run: RunFolder) -> bool:
     """True when the run spent its whole budget: nothing left to train."""
-    try:
-        return bool(json.loads(run.state_path.read_text()).get("finished"))
-    except (OSError, json.JSONDecodeError):
-        return False
+    return bool(atomic.read_json_object(run.state_path).get("finished"))
 
 
 def start_or_resume(config: TrainConfig) -> TrainConfig:
@@ -80,10 +78,16 @@ def percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def run_script(main: Callable[[], int]) -> None:
-    """Exit with ``main``'s code; a ToolkitError is one ``error:`` line and its exit code."""
+def write_results(results: dict[str, Any], markdown: str, args: argparse.Namespace) -> None:
+    """The results JSON (``--results`` without .json) and the markdown report (``--markdown``), each written atomically."""
+    atomic.write_json(f"{args.results}.json", results)
+    atomic.write_text(args.markdown, markdown)
+
+
+def run_script(main: Callable[[list[str]], int]) -> None:
+    """Exit with ``main``'s code on the command line's arguments; a ToolkitError is one ``error:`` line and its exit code."""
     try:
-        sys.exit(main())
+        sys.exit(main(sys.argv[1:]))
     except ToolkitError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)

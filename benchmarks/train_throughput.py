@@ -48,7 +48,7 @@ from training.backend import keras  # noqa: E402
 from training.batches import BatchSource, as_keras_dataset  # noqa: E402
 from training.budget import LearningRateByProgress  # noqa: E402
 from training.callbacks import NanGuard  # noqa: E402
-from training.data import channel_statistics, load_dataset  # noqa: E402
+from training.data import Dataset, channel_statistics, load_dataset  # noqa: E402
 from training.fused_batch_norm import fuse_batch_norm  # noqa: E402
 from training.train import POLICIES, compile_model  # noqa: E402
 from training.train_config import TrainConfig  # noqa: E402
@@ -56,6 +56,7 @@ from training.train_config import TrainConfig  # noqa: E402
 SHARED = REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg" / "train"
 SAMPLE = REPO_ROOT / "tests" / "data" / "cifar10-sample"
 TARGET_RATIO = 1.8
+SIDES = {"old": "paper", "fast": "fast"}  # side -> its recipe
 
 
 @dataclasses.dataclass
@@ -69,17 +70,17 @@ class Side:
     seconds: list[float] = dataclasses.field(default_factory=list)
 
 
-def build_side(name: str, recipe: str, width: float, images: np.ndarray, labels: np.ndarray, num_classes: int) -> Side:
-    """The model (built under the recipe's dtype policy) and the input pipeline of one recipe."""
-    config = TrainConfig(recipe=recipe, width=width).resolved()
-    mean, std = channel_statistics(images)
+def build_side(name: str, width: float, dataset: Dataset) -> Side:
+    """The model (built under the recipe's dtype policy) and the input pipeline of one side's recipe."""
+    config = TrainConfig(recipe=SIDES[name], width=width).resolved()
+    mean, std = channel_statistics(dataset.images)
     source = BatchSource(
-        images, labels, config.batch_size, mean, std,
+        dataset.images, dataset.labels, config.batch_size, mean, std,
         augmentation=config.augmentation, shuffle=True, seed=0, drop_remainder=True,
     )  # fmt: skip
     keras.mixed_precision.set_global_policy(POLICIES[config.precision])
     keras.utils.set_random_seed(0)
-    model = create_model(config.model_config(tuple(images.shape[1:]), num_classes), keras)
+    model = create_model(config.model_config(tuple(dataset.images.shape[1:]), len(dataset.class_names)), keras)
     fuse_batch_norm(model)
     compile_model(model, config, config.learning_rate)
     return Side(name, config, model, as_keras_dataset(source, keras, workers=config.workers))
@@ -97,16 +98,15 @@ def timed_fit(side: Side, repeats: int, total_steps: int) -> None:
     side.seconds += seconds[1:]
 
 
-def measure(width: float, images: np.ndarray, labels: np.ndarray, num_classes: int, repeats: int, rounds: int) -> dict[str, Any]:
+def measure(width: float, dataset: Dataset, repeats: int, rounds: int) -> dict[str, Any]:
     """Images/s of both recipes at one width, fits alternating old, fast, fast, old, ..."""
-    old = build_side("old", "paper", width, images, labels, num_classes)
-    fast = build_side("fast", "fast", width, images, labels, num_classes)
+    old, fast = (build_side(name, width, dataset) for name in SIDES)
     for round_index in range(rounds):  # alternate, so load from other users hits both sides alike
         for side in (old, fast) if round_index % 2 == 0 else (fast, old):
             timed_fit(side, repeats, total_steps=rounds * (1 + repeats) * len(side.dataset))
-    rates = {side.name: len(images) / min(side.seconds) for side in (old, fast)}
-    medians = {side.name: len(images) / float(np.median(side.seconds)) for side in (old, fast)}
-    row: dict[str, Any] = {"width": width, "images_per_epoch": len(images), "timed_epochs_per_side": repeats * rounds}
+    rates = {side.name: len(dataset) / min(side.seconds) for side in (old, fast)}
+    medians = {side.name: len(dataset) / float(np.median(side.seconds)) for side in (old, fast)}
+    row: dict[str, Any] = {"width": width, "images_per_epoch": len(dataset), "timed_epochs_per_side": repeats * rounds}
     for side in (old, fast):
         row[side.name] = {
             "recipe": side.config.recipe,
@@ -124,14 +124,14 @@ def measure(width: float, images: np.ndarray, labels: np.ndarray, num_classes: i
     return row
 
 
-def load_images(data: str, images_per_epoch: int) -> tuple[np.ndarray, np.ndarray, int]:
+def load_images(data: str, images_per_epoch: int) -> Dataset:
     """A class-balanced subset of ``data`` whose size is a multiple of both recipes' batch sizes."""
-    multiple = math.lcm(*(TrainConfig(recipe=recipe).resolved().batch_size for recipe in ("paper", "fast")))
+    multiple = math.lcm(*(TrainConfig(recipe=recipe).resolved().batch_size for recipe in SIDES.values()))
     dataset = load_dataset(data, limit=images_per_epoch, seed=0)
     count = min(images_per_epoch, len(dataset)) // multiple * multiple
     if count == 0:
         raise ToolkitError(f"{data} has {len(dataset)} images; an epoch needs at least {multiple}")
-    return dataset.images[:count], dataset.labels[:count], len(dataset.class_names)
+    return dataset.subset(np.arange(count))
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -178,14 +178,13 @@ def markdown(payload: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str]) -> int:
     """Measure every width, write the JSON and markdown; exit 0 when the target is met."""
-    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_arguments(argv)
-    images, labels, num_classes = load_images(args.data, args.images)
+    dataset = load_images(args.data, args.images)
     facts = sitting("train_throughput.py", argv)
     try:
-        results = [measure(width, images, labels, num_classes, args.repeats, args.rounds) for width in args.widths]
+        results = [measure(width, dataset, args.repeats, args.rounds) for width in args.widths]
     finally:
         keras.mixed_precision.set_global_policy("float32")
     payload = {

@@ -76,7 +76,7 @@ class ConvertResult:
 
 
 def calibration_images(
-    config: ConvertConfig, source: bridge.SourceModel, training_data: Callable[[], finetune.FineTuneData] | None, at_most: bool = False,
+    config: ConvertConfig, source: bridge.SourceModel, training_data: Callable[[], finetune.FineTuneData] | None, at_most: bool,
 ) -> tuple[np.ndarray, str]:
     """``calib_samples`` normalised float32 images from real training data, and where they came from.
 
@@ -101,21 +101,6 @@ def calibration_images(
     return prepare_images(dataset.images[chosen], source.card), origin
 
 
-def _run_converter(converter: Any, what: str) -> bytes:
-    try:
-        with warnings.catch_warnings():
-            # "Statistics for quantized inputs were expected": harmless, the input range comes
-            # from the representative dataset or the QAT model's QuantizeLayer.
-            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-            with quiet_native_logs():
-                return converter.convert()
-    except Exception as error:  # noqa: BLE001 - the converter raises ConverterError, ValueError, RuntimeError
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        named = [line for line in lines if "op" in line.lower() and ("not" in line.lower() or "unsupported" in line.lower())]
-        message = (named or lines or [type(error).__name__])[0]
-        raise ToolkitError(f"TFLite conversion to {what} failed: {message[:300]}") from None
-
-
 def convert_model(model: Any, format_name: str, calibration: np.ndarray | None = None, io: str = "int8") -> tuple[bytes, TfliteModel]:
     """One format of a tf_keras model, as bytes and parsed.
 
@@ -134,7 +119,19 @@ def convert_model(model: Any, format_name: str, calibration: np.ndarray | None =
         converter.representative_dataset = lambda: ([image[None]] for image in calibration)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = converter.inference_output_type = tf.as_dtype(io)
-    data = _run_converter(converter, {"dynamic": "dynamic-range int8", "int8": "full-integer int8"}.get(format_name, format_name))
+    try:
+        with warnings.catch_warnings():
+            # "Statistics for quantized inputs were expected": harmless, the input range comes
+            # from the representative dataset or the QAT model's QuantizeLayer.
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            with quiet_native_logs():
+                data = converter.convert()
+    except Exception as error:  # noqa: BLE001 - the converter raises ConverterError, ValueError, RuntimeError
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        named = [line for line in lines if "op" in line.lower() and ("not" in line.lower() or "unsupported" in line.lower())]
+        message = (named or lines or [type(error).__name__])[0]
+        what = {"dynamic": "dynamic-range int8", "int8": "full-integer int8"}.get(format_name, format_name)
+        raise ToolkitError(f"TFLite conversion to {what} failed: {message[:300]}") from None
     parsed = read_tflite(data)
     problem = first_non_integer_operator(parsed, io) if format_name == "int8" else None
     if problem:
@@ -147,32 +144,6 @@ def _quantization(tensor: Any) -> TensorQuantization:
     if tensor.scale and dtype in ("int8", "uint8"):
         return TensorQuantization(dtype=dtype, scale=float(tensor.scale[0]), zero_point=int(tensor.zero_point[0] if tensor.zero_point else 0))
     return TensorQuantization(dtype=dtype)
-
-
-def _write_model(path: Path, data: bytes, parsed: TfliteModel, source: bridge.SourceModel, format_name: str, config: ConvertConfig,
-                 notes: str) -> dict[str, Any]:  # fmt: skip
-    """Write one .tflite (metadata embedded) and its card; returns size and sparsity figures."""
-    card = source.card
-    if config.embed_labels:
-        card_payload = card.replace(format=f"tflite-{format_name}", sizes={}, metrics={}).to_dict()
-        entries = {LABELS_METADATA: "\n".join(card.labels), CARD_METADATA: json.dumps(card_payload, sort_keys=True)}
-        data = embed_metadata(data, {name: text.encode("utf-8") for name, text in entries.items()})
-    atomic.write_bytes(path, data)
-    sparsity = sparsity_of_arrays(parsed.kernels()).to_dict()
-    sizes = {"raw": len(data), "gzip": atomic.gzip_size(data), "gzip_huffman_only": bridge.gzip_huffman_size(data)}
-    tflite_card = card.replace(
-        format=f"tflite-{format_name}",
-        input_quantization=_quantization(parsed.inputs[0]),
-        output_quantization=_quantization(parsed.outputs[0]),
-        source_sha256=source.sha256,
-        sparsity=sparsity["overall"],
-        sizes=sizes,
-        history=[*card.history, f"convert:{format_name}"],
-        metrics={key: card.metrics[key] for key in SPLIT_KEYS if key in card.metrics},
-        notes=notes,
-    )
-    save_card(tflite_card, path)
-    return {"model": str(path), "sizes": sizes, "sparsity": sparsity, "operators": [operator.name for operator in parsed.operators]}
 
 
 def convert(config: ConvertConfig) -> ConvertResult:
@@ -195,11 +166,9 @@ def convert(config: ConvertConfig) -> ConvertResult:
             raise
         training_data = None
     is_qat = all(path.is_file() for path in qat_companions(source.path))
-    calibration, calibration_origin = (None, None)
-    if "int8" in config.formats:
-        # A QAT model carries its own ranges; TensorFlow's converter still asks for a representative
-        # dataset (whose values then change nothing), so fewer images than --calib-samples will do.
-        calibration, calibration_origin = calibration_images(config, source, training_data, at_most=is_qat)
+    # A QAT model carries its own ranges; TensorFlow's converter still asks for a representative
+    # dataset (whose values then change nothing), so fewer images than --calib-samples will do.
+    calibration, calibration_origin = calibration_images(config, source, training_data, is_qat) if "int8" in config.formats else (None, None)
     # The previous conversion's reports describe models about to be replaced: gone before the first new
     # model is written, so an interrupted --overwrite never leaves a parity.json about other models.
     for name in (PARITY_NAME, REPORT_NAME) if previous else ():
@@ -243,9 +212,11 @@ def _prepare_out(out: Path, overwrite: bool) -> list[Path]:
 
 def _export(config: ConvertConfig, source: bridge.SourceModel, is_qat: bool, calibration: np.ndarray | None,
             calibration_origin: str | None, out: Path) -> tuple[dict[str, Path], dict[str, dict[str, Any]], TfliteModel | None]:  # fmt: skip
-    """Write each requested format with its card; returns their paths, what was written and the parsed int8 model."""
+    """Write each requested format (labels and card embedded unless ``embed_labels`` is off) with its card;
+    returns their paths, their sizes, sparsity and operators, and the parsed int8 model."""
     from converters.qat import load_qat_model
 
+    card = source.card
     float_twin = None  # built only for a format that needs it (not for int8 from a QAT model)
     models = {format_name: out / tflite_name(format_name) for format_name in config.formats}
     written: dict[str, dict[str, Any]] = {}
@@ -259,9 +230,29 @@ def _export(config: ConvertConfig, source: bridge.SourceModel, is_qat: bool, cal
             notes = FLOAT_NOTES.get(format_name) or (
                 f"toolkit convert: full-integer post-training quantisation, {len(calibration)} calibration images from {calibration_origin}, {config.io} I/O"
             )
-        data, parsed[format_name] = convert_model(model, format_name, calibration, config.io)
-        written[format_name] = _write_model(path, data, parsed[format_name], source, format_name, config, notes)
-        sizes = written[format_name]["sizes"]
+        data, tflite = convert_model(model, format_name, calibration, config.io)
+        parsed[format_name] = tflite
+        if config.embed_labels:
+            card_payload = card.replace(format=f"tflite-{format_name}", sizes={}, metrics={}).to_dict()
+            entries = {LABELS_METADATA: "\n".join(card.labels), CARD_METADATA: json.dumps(card_payload, sort_keys=True)}
+            data = embed_metadata(data, {name: text.encode("utf-8") for name, text in entries.items()})
+        atomic.write_bytes(path, data)
+        sparsity = sparsity_of_arrays(tflite.kernels()).to_dict()
+        sizes = {"raw": len(data), "gzip": atomic.gzip_size(data), "gzip_huffman_only": bridge.gzip_huffman_size(data)}
+        tflite_card = card.replace(
+            format=f"tflite-{format_name}",
+            input_quantization=_quantization(tflite.inputs[0]),
+            output_quantization=_quantization(tflite.outputs[0]),
+            source_sha256=source.sha256,
+            sparsity=sparsity["overall"],
+            sizes=sizes,
+            history=[*card.history, f"convert:{format_name}"],
+            metrics={key: card.metrics[key] for key in SPLIT_KEYS if key in card.metrics},
+            notes=notes,
+        )
+        save_card(tflite_card, path)
+        operators = [operator.name for operator in tflite.operators]
+        written[format_name] = {"model": str(path), "sizes": sizes, "sparsity": sparsity, "operators": operators}
         print(f"wrote {path} ({sizes['raw'] / 1e6:.3f} MB, gzip {sizes['gzip'] / 1e6:.3f} MB)", file=sys.stderr)
     return models, written, parsed.get("int8")
 
@@ -271,35 +262,30 @@ def _edgetpu_report(int8_model: TfliteModel | None, compile_it: bool, out: Path)
     if int8_model is None:
         return None
     report = edgetpu.check_operators(int8_model)
-    if compile_it and edgetpu.compiler_path() is None:
-        warnings.warn(edgetpu.INSTALL_HINT, ToolkitWarning, stacklevel=3)
-        report["compiled"] = None
-    elif compile_it:
-        report["compiled"] = str(edgetpu.compile_for_edgetpu(out / tflite_name("int8"), out))
+    if compile_it:
+        compiled = edgetpu.compile_for_edgetpu(out / tflite_name("int8"), out)  # None (and a warning) when not installed
+        report["compiled"] = str(compiled) if compiled else None
     return report
 
 
 def _remove_stale(previous: list[Path], models: dict[str, Path], parity_path: Path | None, edgetpu_report: dict[str, Any] | None) -> None:
     """With the new conversion saved, remove the old one's other files: the folder then describes one conversion."""
-    kept = {*models.values(), *(card_path(path) for path in models.values())}
-    if parity_path:
-        kept.add(Path(parity_path))
-    if edgetpu_report and edgetpu_report.get("compiled"):
-        compiled = Path(edgetpu_report["compiled"])
-        kept |= {compiled, compiled.with_suffix(".log")}
-    for stale in previous:
-        if stale not in kept:
-            stale.unlink(missing_ok=True)
+    kept = {*models.values(), *(card_path(path) for path in models.values()), parity_path}
+    compiled = (edgetpu_report or {}).get("compiled")
+    if compiled:
+        kept |= {Path(compiled), Path(compiled).with_suffix(".log")}
+    for stale in set(previous) - kept:
+        stale.unlink(missing_ok=True)
 
 
 def check_parity(result: ConvertResult, max_drop: float) -> None:
     """Raise (exit code 3) when a converted model's top-1 is more than ``max_drop`` points below the float one."""
     parity = result.parity
-    failed = [name for name, entry in parity.get("formats", {}).items() if entry["gap_points"] > max_drop]
-    if not failed:
+    formats = parity.get("formats", {})
+    worst = max(formats, key=lambda name: formats[name]["gap_points"], default=None)
+    if worst is None or formats[worst]["gap_points"] <= max_drop:
         return
-    worst = max(failed, key=lambda name: parity["formats"][name]["gap_points"])
-    entry = parity["formats"][worst]
+    entry = formats[worst]
     raise ToolkitError(
         f"{tflite_name(worst)} top-1 {entry['top1']:.4f} is {entry['gap_points']:.2f} points below the float model's "
         f"{parity['reference_top1']:.4f} on {parity['images']} held-out images (--max-drop {max_drop}); "
@@ -324,9 +310,7 @@ def _parity(
     for format_name, path in models.items():
         probabilities = predict_with_progress(load_predictor(path), held_out.images, f"parity {path.name}", progress=config.progress)
         metrics = parity_metrics(held_out.labels, reference, probabilities)
-        metrics["model"] = str(path)
-        metrics["passed"] = metrics["gap_points"] <= config.max_drop
-        formats[format_name] = metrics
+        formats[format_name] = {**metrics, "model": str(path), "passed": metrics["gap_points"] <= config.max_drop}
         card = load_card(path)
         figures = {key: metrics[key] for key in ("top1", "reference_top1", "gap_points", "agreement")}
         save_card(card.replace(metrics={**card.metrics, **figures, "held_out_images": metrics["images"]}), path)
@@ -341,7 +325,7 @@ def _parity(
         "max_drop_points": config.max_drop,
         "definitions": DEFINITIONS,
         "formats": formats,
-        # The int8 model's figures at the top level, as the issue's report asks for.
+        # The int8 model's figures (else the first format's) at the top level.
         "float_top1": reference_top1,
         "int8_top1": formats["int8"]["top1"] if "int8" in formats else None,
         **{key: headline.get(key) for key in headline_keys},

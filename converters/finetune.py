@@ -134,47 +134,31 @@ def fit(
 
     ``epoch_metrics(model) -> dict`` adds columns to each row (e.g. the sparsity).
     """
+    from tqdm.auto import tqdm
+
     from training.tensorflow_stack import tf_keras
 
     epochs = config.epochs
     train_source = data.train_source()
-    steps_per_epoch = len(train_source)
-    if steps_per_epoch < 1:
+    if len(train_source) < 1:
         raise ToolkitError(f"{len(data.train)} training images are too few for one batch of {data.settings.batch_size}")
-    schedule = tf_keras.optimizers.schedules.CosineDecay(config.learning_rate, max(1, epochs * steps_per_epoch))  # to 0 at the end
+    schedule = tf_keras.optimizers.schedules.CosineDecay(config.learning_rate, epochs * len(train_source))  # to 0 at the end
     model.compile(
         optimizer=sgd_with_l2(schedule, data.settings.momentum, data.settings.weight_decay),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
     rows: list[dict[str, Any]] = []
-    epoch_callback = _EpochCallback(tf_keras, rows, epoch_metrics, train_source, epochs, description, config.progress)
-    model.fit(
-        as_keras_dataset(train_source, tf_keras),
-        validation_data=as_keras_dataset(data.validation_source(), tf_keras),
-        epochs=epochs,
-        callbacks=[*(extra_callbacks or []), epoch_callback],
-        verbose=0,
-    )
-    for row in rows:
-        if not all(math.isfinite(row[key]) for key in ("loss", "val_loss")):
-            raise ToolkitError(f"{description}: loss became NaN in epoch {row['epoch']}; lower --learning-rate", exit_code=3)
-    return rows
-
-
-def _EpochCallback(
-    tf_keras: Any, rows: list, epoch_metrics: Any, train_source: BatchSource, epochs: int, description: str, progress: bool
-) -> Any:
-    """Sets the training batches' epoch and appends one history row per epoch to ``rows``; with ``progress``, a bar and a line."""
-    from tqdm.auto import tqdm
 
     class EpochCallback(tf_keras.callbacks.Callback):
+        """Sets the training batches' epoch and appends one history row per epoch to ``rows``; with ``progress``, a bar and a line."""
+
         bar = None
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             train_source.set_epoch(epoch)
             self.started = time.perf_counter()
-            if progress:
+            if config.progress:
                 self.bar = tqdm(total=len(train_source), desc=f"{description} {epoch + 1}/{epochs}", unit="step", leave=False, file=sys.stderr)
 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
@@ -185,11 +169,10 @@ def _EpochCallback(
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             logs = logs or {}
-            optimizer = self.model.optimizer
             row = {
                 "epoch": epoch + 1,
                 **{key: float(logs.get(key, float("nan"))) for key in ("loss", "accuracy", "val_loss", "val_accuracy")},
-                "learning_rate": float(optimizer.learning_rate(optimizer.iterations)) if callable(optimizer.learning_rate) else float(optimizer.learning_rate),
+                "learning_rate": float(self.model.optimizer.learning_rate),  # the schedule's value at the last step
                 "seconds": round(time.perf_counter() - self.started, 3),
             }
             if epoch_metrics is not None:
@@ -204,13 +187,21 @@ def _EpochCallback(
                     file=sys.stderr,
                 )
 
-    return EpochCallback()
+    model.fit(
+        as_keras_dataset(train_source, tf_keras),
+        validation_data=as_keras_dataset(data.validation_source(), tf_keras),
+        epochs=epochs,
+        callbacks=[*(extra_callbacks or []), EpochCallback()],
+        verbose=0,
+    )
+    for row in rows:
+        if not all(math.isfinite(row[key]) for key in ("loss", "val_loss")):
+            raise ToolkitError(f"{description}: loss became NaN in epoch {row['epoch']}; lower --learning-rate", exit_code=3)
+    return rows
 
 
 def accuracy(model: Any, card: ModelCard, dataset: Dataset) -> float:
-    """Top-1 accuracy of a Keras model (either stack) on uint8 images, fed as its card says."""
-    if not len(dataset):
-        return 0.0
+    """Top-1 accuracy of a Keras model (either stack) on uint8 images, fed as its card says (0 without images)."""
     return top1(KerasPredictor(model, card).predict(dataset.images), dataset.labels)
 
 

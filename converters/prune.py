@@ -51,7 +51,7 @@ def prune(config: PruneConfig) -> stage.StageResult:
     target = m_by_n[0] / m_by_n[1] if m_by_n else config.sparsity
     try:
         stripped, rows = prune_model(source.twin(), data, config, target, m_by_n, end_step, frequency)
-    except ValueError as error:
+    except ValueError as error:  # a layer tfmot cannot prune
         raise ToolkitError(f"tfmot cannot prune {source.path.name}: {first_line(error)}") from None
     sparsity = model_sparsity(stripped)
     model = bridge.keras3_from_weights(source.model_config, bridge.layer_weights(stripped))
@@ -94,20 +94,13 @@ def prune_model(twin: Any, data: finetune.FineTuneData, config: PruneConfig, tar
     schedule = tfmot.sparsity.keras.PolynomialDecay(
         initial_sparsity=0.0, final_sparsity=target, begin_step=0, end_step=end_step, frequency=frequency
     )
-    options: dict[str, Any] = {"pruning_schedule": schedule, **({"sparsity_m_by_n": m_by_n} if m_by_n else {})}
-    wrapped = tfmot.sparsity.keras.prune_low_magnitude(twin, **options)  # ValueError: a layer tfmot cannot prune
-    rows = finetune.fit(
-        wrapped,
-        data,
-        config,
-        "pruning",
-        extra_callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
-        epoch_metrics=lambda model: {"sparsity": round(_mask_sparsity(model), 6)},
-    )
+    structure = {"sparsity_m_by_n": m_by_n} if m_by_n else {}
+    wrapped = tfmot.sparsity.keras.prune_low_magnitude(twin, pruning_schedule=schedule, **structure)
+    rows = finetune.fit(wrapped, data, config, "pruning", [tfmot.sparsity.keras.UpdatePruningStep()], _sparsity_column)
     return tfmot.sparsity.keras.strip_pruning(wrapped), rows
 
 
-def _mask_sparsity(model: Any) -> float:
-    """Fraction of zeros in the pruning masks of a model wrapped by ``prune_low_magnitude``."""
+def _sparsity_column(model: Any) -> dict[str, float]:
+    """The history row's sparsity: the fraction of zeros in the masks of a model wrapped by ``prune_low_magnitude``."""
     masks = [(layer.name, mask.numpy()) for layer in model.layers for _, mask, _ in getattr(layer, "pruning_vars", [])]
-    return sparsity_of_arrays(masks).overall
+    return {"sparsity": round(sparsity_of_arrays(masks).overall, 6)}

@@ -26,7 +26,6 @@ class TensorInfo:
     index: int  # tensor index in the subgraph
     name: str  # tensor name (from the converter)
     type: str  # schema type name: INT8, FLOAT32, ...
-    shape: list[int]  # static shape
     scale: list[float]  # quantisation scales (empty when not quantised)
     zero_point: list[int]  # quantisation zero points
     data: np.ndarray | None  # constant data (weights), None for activations
@@ -36,7 +35,6 @@ class TensorInfo:
 class OperatorInfo:
     index: int  # position in execution order
     name: str  # builtin operator name, e.g. CONV_2D (custom ops: CUSTOM:<code>)
-    version: int  # operator version
     inputs: list[TensorInfo]  # input tensors (optional inputs omitted)
     outputs: list[TensorInfo]  # output tensors
 
@@ -80,14 +78,11 @@ def read_tflite(path_or_bytes: str | Path | bytes) -> TfliteModel:
     from training.tensorflow_stack import tflite_schema as schema
 
     if isinstance(path_or_bytes, (bytes, bytearray)):
-        data = bytes(path_or_bytes)
-        label = "model bytes"
+        data, label = bytes(path_or_bytes), "model bytes"
+    elif Path(path_or_bytes).is_file():
+        data, label = Path(path_or_bytes).read_bytes(), str(Path(path_or_bytes))
     else:
-        path = Path(path_or_bytes)
-        if not path.is_file():
-            raise ToolkitError(f"model file {path} does not exist")
-        data = path.read_bytes()
-        label = str(path)
+        raise ToolkitError(f"model file {Path(path_or_bytes)} does not exist")
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ToolkitError(f"{label} is not a TFLite model (no TFL3 identifier): is it corrupt or truncated?")
     try:
@@ -112,7 +107,7 @@ def read_tflite(path_or_bytes: str | Path | bytes) -> TfliteModel:
         scale = [float(value) for value in (quantization.scale if quantization is not None and quantization.scale is not None else [])]
         zero_point = [int(value) for value in (quantization.zeroPoint if quantization is not None and quantization.zeroPoint is not None else [])]
         name = raw.name.decode("utf-8", "replace") if isinstance(raw.name, bytes) else str(raw.name)
-        return TensorInfo(index, name, type_name, shape, scale, zero_point, constant)
+        return TensorInfo(index, name, type_name, scale, zero_point, constant)
 
     operators = []
     for position, raw in enumerate(subgraph.operators or []):
@@ -124,7 +119,7 @@ def read_tflite(path_or_bytes: str | Path | bytes) -> TfliteModel:
             name = f"CUSTOM:{custom}"
         inputs = [tensor(int(index)) for index in (raw.inputs if raw.inputs is not None else []) if index >= 0]
         outputs = [tensor(int(index)) for index in (raw.outputs if raw.outputs is not None else []) if index >= 0]
-        operators.append(OperatorInfo(position, name, int(code.version), inputs, outputs))
+        operators.append(OperatorInfo(position, name, inputs, outputs))
     metadata = {}
     for entry in model.metadata or []:
         key = entry.name.decode() if isinstance(entry.name, bytes) else str(entry.name)

@@ -166,11 +166,8 @@ def _top_predictions(classifier: TFLitePredictor, config: ClassifyConfig, source
         print("warning: --smoothing is ignored for images: they are not consecutive frames", file=sys.stderr)
         smoothing = 0.0
     smoother = Smoother(smoothing)
-
-    def predict(output: np.ndarray) -> list[Prediction]:
-        return top_predictions(smoother(classifier.probabilities(output)[0]), classifier.labels, config.top_k, config.threshold)
-
-    return predict
+    return lambda output: top_predictions(smoother(classifier.probabilities(output)[0]), classifier.labels, config.top_k,
+                                          config.threshold)
 
 
 def _record(frame: Frame, predictions: list[Prediction], inference_seconds: float) -> dict[str, Any]:
@@ -213,7 +210,7 @@ class _Outputs:
                 print(f"capture saves into {self.server.capture_folders.root}/<label>/", file=sys.stderr, flush=True)
 
     def _write_line(self, line: str) -> None:
-        """One line on stdout, flushed; a reader who left (``| head``) turns stdout off and raises BrokenPipeError."""
+        """One line on stdout, flushed; a reader who left (``| head``) turns stdout off and stops the run."""
         try:
             self.stdout.write(line + "\n")
             self.stdout.flush()
@@ -224,7 +221,7 @@ class _Outputs:
                 os.dup2(devnull, self.stdout.fileno())
                 os.close(devnull)
             self.json_lines = self.text = False
-            raise
+            self.stop.set()
 
     def _tick(self) -> float:
         """The smoothed FPS, counting one more output now."""
@@ -239,13 +236,10 @@ class _Outputs:
         """Output one classified frame."""
         fps = self._tick()
         record = _record(frame, predictions, inference_seconds) if self.json_lines or self.server is not None else {}
-        try:
-            if self.json_lines:
-                self._write_line(json.dumps(record, separators=(",", ":")))
-            elif self.text:
-                self._write_line(_text_line(frame, predictions, inference_seconds))
-        except BrokenPipeError:  # `toolkit classify ... | head`: the reader left, so stop
-            self.stop.set()
+        if self.json_lines:
+            self._write_line(json.dumps(record, separators=(",", ":")))
+        elif self.text:
+            self._write_line(_text_line(frame, predictions, inference_seconds))
         if self.visual and frame.image is not None:
             annotated = annotate(frame.image, predictions, fps, inference_seconds * 1e3)
             if self.saver is not None:
@@ -258,8 +252,7 @@ class _Outputs:
     def write_summary(self, summary: dict[str, Any]) -> None:
         """With JSON lines, the summary as the last one (unless the reader left before it)."""
         if self.json_lines:
-            with contextlib.suppress(BrokenPipeError):
-                self._write_line(json.dumps({"summary": summary}, separators=(",", ":")))
+            self._write_line(json.dumps({"summary": summary}, separators=(",", ":")))
 
     def close(self) -> None:
         """Stop the web page, finish the video file, close the window."""
@@ -289,19 +282,21 @@ def run_classify(config: ClassifyConfig, source: Source | None = None, stop: thr
                              backoff=Backoff(give_up_after=config.reconnect_timeout))
     predict = _top_predictions(classifier, config, source)
     saver = VideoSaver(config.save, source.fps, real_time=source.live) if config.save else None
-    server = None
-    if serve_address is not None:  # bound now, started with the outputs
-        server = PreviewServer(*serve_address, model=Path(config.model).name, source=source.description,
-                               collect_to=config.collect_to)
+    server = PreviewServer(*serve_address, model=Path(config.model).name, source=source.description,
+                           collect_to=config.collect_to) if serve_address is not None else None  # started with the outputs
     stop = stop or threading.Event()
     stats = RunStats()
     outputs = _Outputs(stdout or sys.stdout, config.headless, window, saver, server, stats, stop)
     pace_fps = source.fps if (window is not None or server is not None) and not source.live else None
     threads = _WorkerThreads(source, classifier, config, stats, stop, pace_fps)
     with _blas_and_switch_interval(config):
-        stopped_early = _run_until_done(threads, outputs, predict, source)
-    summary = _report_summary(config, source, stats, threads.frames.dropped, outputs)
-    _raise_what_failed(threads.errors, stats, source, stopped_early)
+        stopped_early = _run_until_done(threads, outputs, predict)
+    stats.dropped, stats.reconnects = threads.frames.dropped, source.reconnects
+    summary = stats.summary(model=str(config.model), source=source.description, runtime=runtime_module()[0],
+                            threads=config.threads, edgetpu=config.edgetpu)
+    print(format_summary(summary), file=sys.stderr, flush=True)
+    outputs.write_summary(summary)
+    _raise_what_failed(threads, stopped_early)
     return summary
 
 
@@ -344,7 +339,7 @@ def _blas_and_switch_interval(config: ClassifyConfig) -> Iterator[None]:
         sys.setswitchinterval(previous_switch_interval)
 
 
-def _run_until_done(threads: _WorkerThreads, outputs: _Outputs, predict: _Predict, source: Source) -> bool:
+def _run_until_done(threads: _WorkerThreads, outputs: _Outputs, predict: _Predict) -> bool:
     """Run capture and inference, output every result in the main thread, then shut everything down in order.
 
     Returns True when the run was stopped (Ctrl-C, SIGTERM, ``--max-frames`` or a failure), False at the source's end.
@@ -367,29 +362,16 @@ def _run_until_done(threads: _WorkerThreads, outputs: _Outputs, predict: _Predic
     finally:
         threads.stop_and_join()
         if not threads.capture.is_alive():  # never release a device a blocked read() still uses
-            source.close()
+            threads.source.close()
         outputs.close()
 
 
-def _report_summary(config: ClassifyConfig, source: Source, stats: RunStats, dropped: int,
-                    outputs: _Outputs) -> dict[str, Any]:
-    """The run's summary, printed on stderr and, with ``headless``, written as the last JSON line."""
-    stats.dropped = dropped
-    stats.reconnects = source.reconnects
-    summary = stats.summary(
-        model=str(config.model), source=source.description, runtime=runtime_module()[0], threads=config.threads,
-        edgetpu=config.edgetpu,
-    )
-    print(format_summary(summary), file=sys.stderr, flush=True)
-    outputs.write_summary(summary)
-    return summary
-
-
-def _raise_what_failed(errors: list[BaseException], stats: RunStats, source: Source, stopped_early: bool) -> None:
+def _raise_what_failed(threads: _WorkerThreads, stopped_early: bool) -> None:
     """Raise the first error a thread left (Ctrl-C aside), or say that no frame of the source could be read."""
-    for error in errors:
+    for error in threads.errors:
         if not isinstance(error, KeyboardInterrupt):
             raise error
+    stats, source = threads.stats, threads.source
     if stats.frames == 0 and not stopped_early and (stats.unreadable or not source.live):
         detail = f"{stats.unreadable} unreadable" if stats.unreadable else "it holds none"
         raise ToolkitError(f"no frame of {source.description} could be read ({detail})")

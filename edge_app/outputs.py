@@ -44,8 +44,7 @@ class Window:
         import cv2
 
         cv2.imshow(self.name, frame)
-        key = cv2.waitKey(1) & 0xFF
-        return key not in (ord("q"), 27)
+        return (cv2.waitKey(1) & 0xFF) not in (ord("q"), 27)
 
     def close(self) -> None:
         import cv2
@@ -80,9 +79,9 @@ class VideoSaver:
         self._first_capture: float | None = None
         self.frames = 0  # frames in the file
 
-    def _copies(self, captured_at: float | None) -> int:
+    def _copies(self, captured_at: float) -> int:
         """How many times to write a frame captured at ``captured_at`` (seconds) to keep real time."""
-        if not self.real_time or captured_at is None:
+        if not self.real_time:
             return 1
         if self._first_capture is None:
             self._first_capture = captured_at
@@ -93,7 +92,7 @@ class VideoSaver:
             self._first_capture = captured_at - (self.frames + copies - 1) / self.fps
         return max(copies, 0)
 
-    def write(self, frame: np.ndarray, captured_at: float | None = None) -> None:
+    def write(self, frame: np.ndarray, captured_at: float) -> None:
         """Add ``frame`` (BGR), captured at ``captured_at`` (``time.time()``; used with ``real_time``)."""
         import cv2
 

@@ -144,7 +144,6 @@ class TFLitePredictor(Predictor):
 
     def __init__(self, model_path: str | os.PathLike, threads: int | None = None, edgetpu: bool = False,
                  card: ModelCard | None = None, xnnpack: bool = True) -> None:
-        model_path = Path(model_path)
         owner = card_owner(model_path)
         card = card if card is not None else load_card(owner)
         self.interpreter = make_interpreter(model_path, threads=threads, edgetpu=edgetpu, xnnpack=xnnpack)

@@ -104,19 +104,15 @@ def parse_address(text: str) -> tuple[str, int]:
 
 def is_loopback(host: str) -> bool:
     """True when ``host`` (an address or "localhost") can be reached from this machine only."""
-    if host == "localhost":
-        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a host name: it may resolve to any address
 
 
 def token_matches(expected: str | None, presented: str | None) -> bool:
     """Whether ``presented`` is the server's token (always, when the server has none); constant-time."""
-    if expected is None:
-        return True
-    return presented is not None and secrets.compare_digest(presented.encode(), expected.encode())
+    return expected is None or (presented is not None and secrets.compare_digest(presented.encode(), expected.encode()))
 
 
 class _IPv6Server(ThreadingHTTPServer):
@@ -182,15 +178,14 @@ class PreviewServer:
             )
         return self
 
-    def publish(self, frame: np.ndarray, predictions: dict[str, Any], original: np.ndarray | None = None,
-                colour_order: str = "BGR") -> None:
+    def publish(self, frame: np.ndarray, predictions: dict[str, Any], original: np.ndarray, colour_order: str) -> None:
         """Make ``frame`` (annotated BGR) and ``predictions`` the latest ones.
 
         ``original`` is the camera frame before annotation, in ``colour_order``: what the capture control saves.
         """
         with self._condition:
             self._frame = frame
-            self._original = (original, colour_order) if original is not None else None
+            self._original = (original, colour_order)
             self._predictions = predictions
             self._sequence += 1
             self._condition.notify_all()

@@ -125,6 +125,13 @@ def _video_capture(target: int | str, decode_threads: int = 0) -> Any:
     return cv2.VideoCapture(target)
 
 
+_OPEN_HINTS = {  # by the first word of a capture source's description: camera 0, stream rtsp://..., video clip.mp4
+    "camera": "is it connected, enabled and free (ls /dev/video* lists cameras; another program may hold it)?",
+    "stream": "check the URL, the network and that it is streaming",
+    "video": "not a video file or a codec OpenCV here cannot decode",
+}
+
+
 class CaptureSource(Source):
     """Anything ``cv2.VideoCapture`` opens: camera index, /dev/videoN, video file or stream URL.
 
@@ -144,20 +151,10 @@ class CaptureSource(Source):
         self._open_capture = open_capture or (lambda target: _video_capture(target, decode_threads))
         self.capture = self._open()
         if self.capture is None:
-            raise ToolkitError(self._missing_message())
+            raise ToolkitError(f"{description} could not be opened: {_OPEN_HINTS.get(description.split()[0], 'check the source')}")
         fps = float(self.capture.get(5) or 0.0)  # cv2.CAP_PROP_FPS
         self.fps = fps if 1.0 <= fps <= 240.0 else 30.0
         self.frame_count = int(self.capture.get(7) or 0) if not live else 0  # cv2.CAP_PROP_FRAME_COUNT
-
-    def _missing_message(self) -> str:
-        if isinstance(self.target, int) or str(self.target).startswith("/dev/video"):
-            return (
-                f"camera {self.target} could not be opened: is it connected, enabled and free "
-                "(ls /dev/video* lists cameras; another program may hold it)?"
-            )
-        if self.live:
-            return f"stream {self.target} could not be opened: check the URL, the network and that it is streaming"
-        return f"video {self.target} could not be opened: not a video file or a codec OpenCV here cannot decode"
 
     def _open(self) -> Any | None:
         capture = self._open_capture(self.target)

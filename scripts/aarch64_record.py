@@ -156,18 +156,14 @@ def markdown(record: dict[str, Any]) -> str:
         "| aarch64 run (emulated) | Frames | Same top-k classes | Same top-1 | Identical JSON lines | Max score difference |",
         "|---|---|---|---|---|---|",
     ]
-    for profile, run in record["classify_runs"].items():
+    runs = [(f"`toolkit classify` as {profile}: {run['setup']}", run, f" ({run['max_score_difference_int8_steps']} int8 step(s))")
+            for profile, run in record["classify_runs"].items()]  # fmt: skip
+    for label, run, steps in [*runs, ("reference kernels (BUILTIN_REF) as pi4", reference, "")]:
+        frames = run["frames_x86_64"]
         lines.append(
-            f"| `toolkit classify` as {profile}: {run['setup']} | {run['frames_aarch64']} "
-            f"| {run['same_top_k_classes']}/{run['frames_x86_64']} | {run['same_top1']}/{run['frames_x86_64']} "
-            f"| {run['identical_lines']}/{run['frames_x86_64']} "
-            f"| {run['max_score_difference']} ({run['max_score_difference_int8_steps']} int8 step(s)) |"
+            f"| {label} | {run['frames_aarch64']} | {run['same_top_k_classes']}/{frames} | {run['same_top1']}/{frames} "
+            f"| {run['identical_lines']}/{frames} | {run['max_score_difference']}{steps} |"
         )
-    lines.append(
-        f"| reference kernels (BUILTIN_REF) as pi4 | {reference['frames_aarch64']} "
-        f"| {reference['same_top_k_classes']}/{reference['frames_x86_64']} | {reference['same_top1']}/{reference['frames_x86_64']} "
-        f"| {reference['identical_lines']}/{reference['frames_x86_64']} | {reference['max_score_difference']} |"
-    )
     lines += [
         "",
         "Scores are compared as printed (5 decimals). The optimised int8 kernels (XNNPACK: NEON on aarch64, "

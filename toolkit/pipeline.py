@@ -287,20 +287,20 @@ def _stage_train(train_config: TrainConfig, force: bool) -> dict[str, Any]:
     from training.train import train
 
     started = time.perf_counter()
+    run_config = train_config
     if (folder / "config.json").is_file():
         saved = TrainConfig.requested_by_run(atomic.read_json_object(folder / "config.json"))
         if not force and _config_hash(saved.to_dict()) == config_hash:
             _say(f"train: continuing the interrupted run in {folder}")
-            train(TrainConfig(resume=str(folder), progress=train_config.progress))
+            run_config = TrainConfig(resume=str(folder), progress=train_config.progress)
         else:
             stale = folder.parent / f"train.stale-{time.strftime('%Y%m%d-%H%M%S')}"
             folder.rename(stale)
             _say(f"train: configuration changed; the previous run was moved to {stale}")
-            train(train_config)
     else:
         length = f"a budget of {train_config.budget}" if train_config.budget else f"{train_config.epochs} epoch(s)"
         _say(f"train: {length} on {train_config.data}" + (f" (limit {train_config.limit})" if train_config.limit else ""))
-        train(train_config)
+    train(run_config)
     if not best.is_file():
         raise ToolkitError(f"training finished without {best}")
     write_stamp(folder, "train", config_hash, None, {"model": best, "card": card_path(best)}, time.perf_counter() - started)
@@ -450,8 +450,7 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
     lines = [header, "-" * len(header)]
     for row in rows:
         accuracy = f"{row['accuracy']:.2%}" if row["accuracy"] is not None else "-"
-        size = f"{row['bytes'] / 1e6:.3f}" if row["bytes"] else "-"
-        gzip_size = f"{row['gzip_bytes'] / 1e6:.3f}" if row["gzip_bytes"] else "-"
+        size, gzip_size = (f"{row[key] / 1e6:.3f}" if row[key] else "-" for key in ("bytes", "gzip_bytes"))
         lines.append(
             f"{row['stage']:<17} {accuracy:>7} {row['images'] or '-':>6} {size:>7} {gzip_size:>8} {row['sparsity']:>8.1%}  {row['note']}"
         )

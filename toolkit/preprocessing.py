@@ -352,8 +352,4 @@ class Smoother:
 def top_predictions(probabilities: np.ndarray, labels: list[str], k: int = 3, threshold: float = 0.0) -> list[Prediction]:
     """The ``k`` best classes, best first, leaving out those scoring below ``threshold``."""
     indices, scores = top_k(probabilities, k)
-    return [
-        Prediction(int(index), labels[int(index)] if int(index) < len(labels) else str(int(index)), float(score))
-        for index, score in zip(indices, scores)
-        if score >= threshold
-    ]
+    return [Prediction(int(index), labels[index], float(score)) for index, score in zip(indices, scores) if score >= threshold]

@@ -128,17 +128,9 @@ def _decode_all(paths: list[Path], progress: bool | None) -> list[tuple[np.ndarr
 
     from tqdm.auto import tqdm
 
-    chunk_size = 256
-    chunks = [paths[start : start + chunk_size] for start in range(0, len(paths), chunk_size)]
-    results: list[tuple[np.ndarray | None, str]] = []
-    workers = max(1, min(8, os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool, tqdm(
-        total=len(paths), desc="decoding images", unit="img", disable=None if progress is None else not progress
-    ) as bar:
-        for chunk_results in pool.map(lambda chunk: [_decode(path) for path in chunk], chunks):
-            results.extend(chunk_results)
-            bar.update(len(chunk_results))
-    return results
+    with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
+        decoded = pool.map(_decode, paths)
+        return list(tqdm(decoded, total=len(paths), desc="decoding images", unit="img", disable=None if progress is None else not progress))
 
 
 def fit_images_to_size(images: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -197,7 +189,6 @@ def load_image_folder(root: Path | str, limit: int | None = None, seed: int = 0,
     if not keep:
         raise ToolkitError(f"data folder {root} holds no readable images")
     images = [decoded[index][0] for index in keep]
-    kept_paths = [paths[index] for index in keep]
     labels = labels[keep]
     missing = [folder.name for index, folder in enumerate(class_dirs) if not np.any(labels == index)]
     if missing and limit is None:
@@ -212,7 +203,7 @@ def load_image_folder(root: Path | str, limit: int | None = None, seed: int = 0,
     if len(sizes) > 1:
         (height, width), _ = sizes.most_common(1)[0]
         odd = [index for index, image in enumerate(images) if image.shape[:2] != (height, width)]
-        example = kept_paths[odd[0]]
+        example = paths[keep[odd[0]]]
         warnings.warn(
             f"{len(odd)} image(s) in {root} differ from the most common size {width}x{height} (e.g. "
             f"{example.relative_to(root)}: {images[odd[0]].shape[1]}x{images[odd[0]].shape[0]}); "

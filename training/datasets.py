@@ -167,7 +167,7 @@ def find_cifar10(path: str | os.PathLike | None = None, download: bool = True, u
     return extract_cifar10(archive, cache)
 
 
-def download_file(url: str, target: str | os.PathLike, md5: str | None = None) -> Path:
+def download_file(url: str, target: str | os.PathLike, md5: str) -> Path:
     """Download ``url`` to ``target`` atomically, checking its MD5; a failure leaves no partial file."""
     from tqdm.auto import tqdm
 
@@ -191,7 +191,7 @@ def download_file(url: str, target: str | os.PathLike, md5: str | None = None) -
                     bar.update(len(chunk))
             except OSError as error:
                 raise ToolkitError(f"download of {url} broke off ({error}): {hint}") from None
-        if md5 is not None and digest.hexdigest() != md5:
+        if digest.hexdigest() != md5:
             raise ToolkitError(
                 f"download of {url} has MD5 {digest.hexdigest()}, expected {md5}: the file is corrupt or not the "
                 "CIFAR-10 archive; nothing was saved"
@@ -212,13 +212,12 @@ def extract_cifar10(archive: str | os.PathLike, destination: str | os.PathLike) 
                     raise ToolkitError(
                         f"refusing to extract {archive}: member {member.name!r} is not a plain file under {CIFAR10_FOLDER}/"
                     )
-            staging = Path(tempfile.mkdtemp(prefix=".cifar10-extract-", dir=destination))
-            try:
+            with tempfile.TemporaryDirectory(prefix=".cifar10-extract-", dir=destination, ignore_cleanup_errors=True) as staging:
                 if hasattr(tarfile, "data_filter"):
                     tar.extractall(staging, members=members, filter="data")
                 else:  # Python < 3.11.4: the checks above already rule out every unsafe member
                     tar.extractall(staging, members=members)
-                extracted = staging / CIFAR10_FOLDER
+                extracted = Path(staging) / CIFAR10_FOLDER
                 if not is_cifar10_folder(extracted):
                     raise ToolkitError(f"{archive} does not hold {CIFAR10_FOLDER}/batches.meta and data batches")
                 final = destination / CIFAR10_FOLDER
@@ -226,8 +225,6 @@ def extract_cifar10(archive: str | os.PathLike, destination: str | os.PathLike) 
                     if final.exists():
                         shutil.rmtree(final)
                     os.replace(extracted, final)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
     except (tarfile.TarError, EOFError, OSError) as error:
         raise ToolkitError(f"cannot extract {archive}: {error}") from None
     return destination / CIFAR10_FOLDER
@@ -296,8 +293,6 @@ def load_idx_dataset(folder: str | os.PathLike, split: str = "train", class_name
     folder = Path(folder)
     if split not in SPLITS:
         raise ToolkitError(f"IDX split must be one of {', '.join(SPLITS)}, got {split!r}")
-    if not folder.is_dir():
-        raise ToolkitError(f"IDX folder {folder} does not exist")
     images_path, labels_path = _find_idx(folder, split, "images"), _find_idx(folder, split, "labels")
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or images.dtype != np.uint8:

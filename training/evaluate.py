@@ -40,9 +40,9 @@ class KerasPredictor(Predictor):
         return np.asarray(self.model.predict_on_batch(inputs), dtype=np.float32)
 
 
-def load_predictor(model_path: str | os.PathLike, threads: int | None = None, card: ModelCard | None = None) -> Predictor:
+def load_predictor(model_path: str | os.PathLike, threads: int | None = None) -> Predictor:
     """A ``.keras`` model (tf_keras files with tfmot wrappers too) or a ``.tflite`` model on the edge app's
-    runtime (``threads``), checked against its card (by default the one beside it). Load once, predict many times."""
+    runtime (``threads``), checked against the card beside it. Load once, predict many times."""
     model_path = Path(model_path)
     suffix = model_path.suffix.lower()
     if suffix not in FORMATS:
@@ -52,10 +52,10 @@ def load_predictor(model_path: str | os.PathLike, threads: int | None = None, ca
     if suffix != ".keras":
         from edge_app.runtime import TFLitePredictor
 
-        return TFLitePredictor(model_path, threads=threads, card=card)
+        return TFLitePredictor(model_path, threads=threads)
     from training.model_files import load_keras3
 
-    card = card if card is not None else load_card(model_path)
+    card = load_card(model_path)
     model = load_keras3(model_path, tf_keras_fallback=True)
     check_card_matches(model_path, card, input_shape=model.input_shape[1:], num_outputs=model.output_shape[-1])
     return KerasPredictor(model, card)
@@ -93,16 +93,11 @@ def label_mapping(dataset_classes: list[str], model_labels: list[str]) -> np.nda
 
 def plot_confusion_matrix(matrix: np.ndarray, labels: list[str], path: str | os.PathLike, title: str = "") -> Path:
     """Write a confusion-matrix PNG (rows normalised to recall, counts written in the cells), atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     count = len(labels)
     side = max(4.5, 0.55 * count + 2.5)
-    figure = Figure(figsize=(side + 1.0, side))
-    FigureCanvasAgg(figure)
+    figure = Figure(figsize=(side + 1.0, side))  # no pyplot: no GUI backend, no global figure to close
     axes = figure.add_subplot()
     totals = matrix.sum(axis=1, keepdims=True)
     recall = np.divide(matrix, totals, out=np.zeros(matrix.shape, np.float64), where=totals > 0)
@@ -180,13 +175,11 @@ def load_evaluation_data(
     """The images to evaluate on.
 
     ``all``: every image of ``data`` (or a seeded, class-balanced ``limit`` of them).
-    ``validation``: the held-out split training carved from ``data`` (same subset, fraction
-    and seed, as recorded in the model card), then ``limit`` of those.
+    ``validation`` (the flags and the pipeline allow no other): the held-out split training carved
+    from ``data`` (same subset, fraction and seed, as recorded in the model card), then ``limit`` of those.
     """
     if split == "all":
         return load_dataset(data, limit=limit, seed=seed, progress=progress)
-    if split != "validation":
-        raise ToolkitError(f"--split must be all or validation, got {split!r}")
     _, validation = load_split(SplitSettings.from_card(card, data), progress=progress)
     if limit is not None and limit < len(validation):
         validation = validation.subset(stratified_subset(validation.labels, limit, seed))

@@ -84,9 +84,7 @@ class RunFolder:
                       "best": None, "previous": None, "resumed_at_epochs": []}
 
     def recover(self) -> dict[str, Any]:
-        """Load the state of an interrupted run and make it agree with the checkpoints on disk."""
-        if not self.has_checkpoint():
-            raise ToolkitError(f"cannot resume {self.root}: no completed epoch was saved there (state.json or last.keras missing)")
+        """Load the state of an interrupted run (one with a checkpoint) and make it agree with the checkpoints on disk."""
         try:
             state = json.loads(self.state_path.read_text())
         except json.JSONDecodeError as error:
@@ -142,24 +140,18 @@ class RunFolder:
         rows = state["history"]
         if not rows:
             return
-        save_card(card.replace(metrics=self._card_metrics(rows[-1], summary)), self.last)
-        if state["best"] is not None:
-            best_row = next(row for row in rows if int(row["epoch"]) == state["best"]["epoch"])
-            save_card(card.replace(metrics=self._card_metrics(best_row, summary)), self.best)
+        save_card(card.replace(metrics=_card_metrics(rows[-1], summary)), self.last)
+        best = state["best"] or {}
+        if best:
+            best_row = next(row for row in rows if int(row["epoch"]) == best["epoch"])
+            save_card(card.replace(metrics=_card_metrics(best_row, summary)), self.best)
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         atomic.write_text(self.history, buffer.getvalue())
         plot_history(rows, self.curves, title=str(summary.get("title", "")))
-        atomic.write_json(self.metrics, self.metrics_payload(summary))
-
-    def metrics_payload(self, summary: dict[str, Any]) -> dict[str, Any]:
-        """metrics.json: the state's outcome and ``summary`` (the state holds at least one epoch)."""
-        state = self.state
-        rows = state["history"]
-        best = state["best"] or {}
-        return {
+        atomic.write_json(self.metrics, {
             "epochs_completed": state["epochs_completed"],
             "best_epoch": best.get("epoch"),
             "best_validation_accuracy": best.get("validation_accuracy"),
@@ -167,15 +159,16 @@ class RunFolder:
             "training_seconds": round(sum(row["seconds"] for row in rows), 2),
             "resumed_at_epochs": state.get("resumed_at_epochs", []),
             **{key: value for key, value in summary.items() if key != "title"},
-        }
+        })
 
-    @staticmethod
-    def _card_metrics(row: dict[str, float], summary: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "epoch": int(row["epoch"]),
-            **{name: row[key] for key, name in ROW_METRICS.items()},
-            **{key: summary[key] for key in SPLIT_KEYS if key in summary},
-        }
+
+def _card_metrics(row: dict[str, float], summary: dict[str, Any]) -> dict[str, Any]:
+    """A card's metrics: the epoch's history row and the split it was measured on."""
+    return {
+        "epoch": int(row["epoch"]),
+        **{name: row[key] for key, name in ROW_METRICS.items()},
+        **{key: summary[key] for key in SPLIT_KEYS if key in summary},
+    }
 
 
 def _ties_with_best(history: list[dict], row: dict, validation_images: int | None) -> bool:
@@ -192,14 +185,12 @@ def _ties_with_best(history: list[dict], row: dict, validation_images: int | Non
 
 def plot_history(rows: Sequence[dict], target: str | Path, title: str = "") -> None:
     """Draw loss (left) and accuracy (right) from history rows and write ``target`` atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in rows]
-    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    figure = Figure(figsize=(10, 4))  # no pyplot: no GUI backend, no global figure to close
+    loss_axis, accuracy_axis = figure.subplots(1, 2)
     for axis, key, label in ((loss_axis, "loss", "loss"), (accuracy_axis, "accuracy", "accuracy")):
         axis.plot(epochs, [row[key] for row in rows], marker="o", markersize=3, label=f"train {label}")
         axis.plot(epochs, [row[f"val_{key}"] for row in rows], marker="o", markersize=3, label=f"validation {label}")
@@ -214,7 +205,6 @@ def plot_history(rows: Sequence[dict], target: str | Path, title: str = "") -> N
     figure.tight_layout()
     with atomic.atomic_path(target) as temporary:
         figure.savefig(temporary, format="png", dpi=100)
-    plt.close(figure)
 
 
 class RunCheckpoint(keras.callbacks.Callback):
@@ -248,9 +238,8 @@ class RunCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.guard.failure is not None:
             return
-        logs = logs or {}
-        row = {key: float(logs[key]) for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
-        row = {"epoch": epoch + 1, **row, "learning_rate": current_learning_rate(self.model), "seconds": round(time.perf_counter() - self.started, 3)}
+        row = {"epoch": epoch + 1, **{key: float(logs[key]) for key in ("loss", "accuracy", "val_loss", "val_accuracy")},
+               "learning_rate": current_learning_rate(self.model), "seconds": round(time.perf_counter() - self.started, 3)}  # fmt: skip
         self.summary["images_per_second"] = round(self.steps * self.batch_size / max(self.training_seconds, 1e-9), 1)
         if self.clock is not None:
             self.run.state["seconds_spent"] = self.summary["seconds_spent"] = round(self.clock.seconds_spent(), 1)

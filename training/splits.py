@@ -35,8 +35,7 @@ def train_validation_split(
         take = max(1, int(round(len(members) * validation_fraction)))
         validation.append(members[:take])
     validation_indices = np.sort(np.concatenate(validation))
-    train, held_out = dataset.subset(np.setdiff1d(np.arange(len(dataset)), validation_indices)), dataset.subset(validation_indices)
-    return train, held_out
+    return dataset.subset(np.setdiff1d(np.arange(len(dataset)), validation_indices)), dataset.subset(validation_indices)
 
 
 def check_trainable(train: Dataset, validation: Dataset, validation_fraction: float) -> None:
@@ -74,16 +73,13 @@ class SplitSettings:
     def from_card(cls, card: ModelCard, data: str) -> "SplitSettings":
         """The split recorded in the card (training's defaults where it records none), carved from ``data``."""
         recorded = {**card.architecture, **card.metrics}
-        if "limit" in recorded:  # None: training used every image
-            limit = None if recorded["limit"] is None else int(recorded["limit"])
-        elif recorded.get("train_images") and recorded.get("validation_images"):
+        limit = recorded.get("limit")  # None: training used every image
+        if "limit" not in recorded and recorded.get("train_images") and recorded.get("validation_images"):
             # Training ran on load_dataset(data, limit, seed) with limit = train + validation images.
             limit = int(recorded["train_images"]) + int(recorded["validation_images"])
-        else:
-            limit = None
         fraction, seed = float(recorded.get("validation_fraction", DEFAULT_VALIDATION_FRACTION)), int(recorded.get("split_seed", 0))
         expected = card.metrics.get("validation_images")
-        return cls(data, fraction, seed, limit, None if expected is None else int(expected))
+        return cls(data, fraction, seed, None if limit is None else int(limit), None if expected is None else int(expected))
 
 
 def fit_to_card(dataset: Dataset, card: ModelCard, spec: str) -> Dataset:

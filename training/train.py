@@ -94,7 +94,7 @@ def _train(config: TrainConfig, requested: TrainConfig, backend: str, distributi
     validation_batches = BatchSource(data.validation.images, data.validation.labels, config.batch_size, data.mean, data.std)
     resuming = _open_run(run, record, data, len(batches))
     model_config = _model_config(config, data, parent)
-    _set_precision(config.precision, backend)
+    _set_precision(config.precision)
     clock = _rate_controller(config, run, len(batches))
     with distribution.scope():
         model = keras.models.load_model(run.last) if resuming else _new_model(config, model_config, parent, data.labels, clock, len(batches))
@@ -206,18 +206,11 @@ def _model_config(config: TrainConfig, data: TrainingData, parent: Parent | None
                                input_dropout=config.input_dropout, stage_dropout=config.stage_dropout)  # fmt: skip
 
 
-def _set_precision(precision: str, backend: str) -> None:
-    if precision == "float16" and not _has_gpu(backend):
+def _set_precision(precision: str) -> None:
+    # list_devices() names the GPUs ("gpu:0") when there are any, else the CPUs.
+    if precision == "float16" and not any(device.startswith("gpu") for device in keras.distribution.list_devices()):
         warnings.warn("--precision float16 on a CPU works but is usually slower than float32; use bfloat16 or a GPU", ToolkitWarning)
     keras.mixed_precision.set_global_policy(POLICIES[precision])
-
-
-def _has_gpu(backend: str) -> bool:
-    if backend == "jax":
-        import jax
-
-        return any(device.platform == "gpu" for device in jax.devices())
-    return bool(keras.distribution.list_devices("gpu")) if hasattr(keras.distribution, "list_devices") else False
 
 
 def _rate_controller(config: TrainConfig, run: RunFolder, steps_per_epoch: int) -> LearningRateByProgress | None:

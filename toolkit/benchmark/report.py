@@ -18,6 +18,10 @@ def _kib(count: int) -> str:
     return f"{count / 1024:,.0f}"
 
 
+def _p50_p95(latency: dict[str, float]) -> str:
+    return f"{latency['p50_ms']:.2f} / {latency['p95_ms']:.2f}"
+
+
 def format_table(report: dict[str, Any]) -> str:
     """The report as a Markdown table (also readable as plain text)."""
     threads = [str(count) for count in report["threads"]]
@@ -26,25 +30,15 @@ def format_table(report: dict[str, Any]) -> str:
     header += ["Peak MiB", "Edge TPU"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for row in report["formats"]:
-        accuracy = row.get("accuracy", {})
-        cells = [
-            row["name"] + (" *" if row.get("produced_here") else ""),
-            _kib(row["size"]["bytes"]),
-            _kib(row["size"]["gzip_bytes"]),
-            f"{100 * accuracy['top1']:.2f}" if "top1" in accuracy else "-",
-            f"{100 * accuracy['agreement_with_float']:.2f}" if "agreement_with_float" in accuracy else "-",
-        ]
+        accuracy, latencies, edgetpu = row.get("accuracy", {}), row["latency"], row["edgetpu"]
+        cells = [row["name"] + (" *" if row.get("produced_here") else ""), _kib(row["size"]["bytes"]), _kib(row["size"]["gzip_bytes"])]
+        cells += [f"{100 * accuracy[key]:.2f}" if key in accuracy else "-" for key in ("top1", "agreement_with_float")]
         for count in threads:
-            latency = row["latency"].get(count)
-            cells.append(
-                f"{latency['p50_ms']:.2f} / {latency['p95_ms']:.2f} ({latency['throughput_ips']:,.0f})"
-                if latency
-                else "error"
-            )
+            latency = latencies.get(count)
+            cells.append(f"{_p50_p95(latency)} ({latency['throughput_ips']:,.0f})" if latency else "error")
         cells.append(f"{row['memory']['peak_rss_mb']:.0f}" if "memory" in row else "-")
-        edgetpu = row["edgetpu"]
         if edgetpu["runs"]:
-            cells.append(f"{edgetpu['latency']['p50_ms']:.2f} / {edgetpu['latency']['p95_ms']:.2f} ms")
+            cells.append(f"{_p50_p95(edgetpu['latency'])} ms")
         else:
             cells.append("not int8" if "int8" not in row["format"] else "no: see note")
         lines.append("| " + " | ".join(cells) + " |")

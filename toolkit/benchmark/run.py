@@ -19,6 +19,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import types
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,7 @@ class HeldOut:
     images: np.ndarray  # uint8 RGB, N x H x W x C
     labels: np.ndarray  # the model's class ids
     description: str  # e.g. "validation split (10 %, seed 0) of ../train"
+    data: str  # the images they were drawn from: the card's training data, else --data
 
 
 def format_of(model_path: Path, card: ModelCard | None = None) -> str | None:
@@ -143,15 +145,14 @@ def discover_models(source: Path) -> dict[str, Path]:
         elif key not in found:
             check_card_matches(path, card)
             found[key] = path
-    if source.is_file() and not found:
+    if found:
+        return {key: found[key] for key in FORMATS if key in found}
+    if source.is_file():
         raise ToolkitError(f"{source} is not a row of the benchmark: {not_a_row_reason(*passed_over[0])}")
-    with_cards = [(path, card) for path, card in passed_over if card is not None]
-    if not found and with_cards:
-        path, card = with_cards[0]
-        raise ToolkitError(f"{source} holds no model that is a row of the benchmark: {path.name}: {not_a_row_reason(path, card)}")
-    if not found:
-        raise ToolkitError(f"{source} holds no .keras or .tflite model with a model card beside it")
-    return {key: found[key] for key in FORMATS if key in found}
+    for path, card in passed_over:
+        if card is not None:
+            raise ToolkitError(f"{source} holds no model that is a row of the benchmark: {path.name}: {not_a_row_reason(path, card)}")
+    raise ToolkitError(f"{source} holds no .keras or .tflite model with a model card beside it")
 
 
 def _candidates(folder: Path) -> list[Path]:
@@ -206,20 +207,16 @@ def held_out_data(models: dict[str, Path], data: str | None, limit: int | None, 
         dataset = load_dataset(data, limit=limit, seed=seed)
         description = f"{data}" + (f" (class-balanced subset of {limit})" if limit is not None else "")
     mapping = label_mapping(dataset.class_names, cards[0].labels)
-    return HeldOut(dataset.images, mapping[dataset.labels], description)
+    return HeldOut(dataset.images, mapping[dataset.labels], description, recorded[1] if recorded else data)
 
 
-def produce_missing_formats(
-    models: dict[str, Path], out_dir: Path, calibration_data: str | None, config: BenchmarkConfig
-) -> dict[str, Path]:
-    """Convert the cheap formats the source lacks from its float Keras model; returns the new ones.
+def produce_missing_formats(models: dict[str, Path], out_dir: Path, calibration_data: str, config: BenchmarkConfig) -> dict[str, Path]:
+    """Convert the cheap formats the source lacks from its float Keras model, when config allows; returns the new ones.
 
-    Uses ``converters.convert`` (calibration on the source run's training split, or on
-    ``calibration_data`` when the run's data cannot be found); its small parity report
-    lands beside the converted models.
+    Calibration is on the source run's training split, or on ``calibration_data`` when the run's data cannot be found.
     """
     missing = [key for key in CONVERTER_FLAGS if key not in models]
-    if "keras-float" not in models or not missing:
+    if not config.produce_missing or "keras-float" not in models or not missing:
         return {}
     from converters.convert import ConvertConfig, convert  # workstation only: imports TensorFlow
 
@@ -235,8 +232,6 @@ def produce_missing_formats(
     try:
         converted = convert(convert_config).models
     except ToolkitError:
-        if calibration_data is None:
-            raise
         converted = convert(dataclasses.replace(convert_config, calib=calibration_data, data=calibration_data)).models
     by_flag = {flag: key for key, flag in CONVERTER_FLAGS.items()}
     return {by_flag[flag]: Path(path) for flag, path in converted.items()}
@@ -286,14 +281,12 @@ def _run_child(arguments: list[str], threads: int) -> tuple[subprocess.Completed
 
 
 def _run_worker(
-    model: Path,
-    images_file: Path,
-    labels_file: Path | None,
-    threads: int,
-    timing: TimingConfig,
-    edgetpu: bool = False,
+    model: Path, images_file: Path, threads: int, timing: TimingConfig, labels: bool = False, edgetpu: bool = False
 ) -> dict[str, Any]:
-    """Measure one model at one thread count in a fresh Python process; returns the worker's JSON."""
+    """Measure one model at one thread count in a fresh Python process; returns the worker's JSON.
+
+    With ``labels`` it also measures accuracy, on the labels.npy beside ``images_file``.
+    """
     with tempfile.TemporaryDirectory(prefix="benchmark-") as scratch:
         result_file = Path(scratch) / "result.json"
         command = [
@@ -301,8 +294,8 @@ def _run_worker(
             "--model", str(model), "--images", str(images_file), "--threads", str(threads),
             "--result", str(result_file),
         ]  # fmt: skip
-        if labels_file is not None:
-            command += ["--labels", str(labels_file)]
+        if labels:
+            command += ["--labels", str(images_file.with_name("labels.npy"))]
         if edgetpu:
             command.append("--edgetpu")
         for field in dataclasses.fields(TimingConfig):
@@ -351,15 +344,15 @@ def run_benchmark(
     """
     out_dir = Path(out_dir)
     sources = [Path(path) for path in source] if isinstance(source, (list, tuple)) else [Path(source)]
-    models = _find_models(sources)
+    found: dict[str, Path] = {}
+    for path in sources:
+        found = discover_models(path) | found  # the first source holding a format wins
+    models = {key: found[key] for key in FORMATS if key in found}
     held_out = held_out_data(models, data, config.limit)
-    produced: dict[str, Path] = {}
-    if config.produce_missing:
-        calibration = data or next(filter(None, (_recorded_data(load_card(path)) for path in models.values())), None)
-        produced = produce_missing_formats(models, out_dir, calibration, config)
-        models = {key: (models.get(key) or produced[key]) for key in FORMATS if key in models or key in produced}
+    produced = produce_missing_formats(models, out_dir, data or held_out.data, config)
+    models = {key: (models.get(key) or produced[key]) for key in FORMATS if key in models or key in produced}
     delegate_loads, delegate_reason = edgetpu_delegate_status()
-    load_at_start = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+    load_at_start = machine_description()["load_average_1min"]
 
     rows: list[dict[str, Any]] = []
     bar = _progress(len(models) * len(config.threads), progress)
@@ -369,7 +362,7 @@ def run_benchmark(
         np.save(labels_file, held_out.labels)
         reference: np.ndarray | None = None  # the float model's predictions, once measured
         for key, path in models.items():
-            row, predictions = _measure_format(key, path, key in produced, images_file, labels_file, config, bar)
+            row, predictions = _measure_format(key, path, key in produced, images_file, config, bar)
             if reference is None and key in ("keras-float", "tflite-float32"):
                 reference = predictions
             if reference is not None and predictions is not None:
@@ -393,17 +386,8 @@ def run_benchmark(
     return report
 
 
-def _find_models(sources: list[Path]) -> dict[str, Path]:
-    """Every format found in ``sources``, in FORMATS order; the first source holding a format wins."""
-    models: dict[str, Path] = {}
-    for path in sources:
-        for key, model in discover_models(path).items():
-            models.setdefault(key, model)
-    return {key: models[key] for key in FORMATS if key in models}
-
-
-def _measure_format(key: str, path: Path, produced_here: bool, images_file: Path, labels_file: Path,
-                    config: BenchmarkConfig, bar: Any) -> tuple[dict[str, Any], np.ndarray | None]:  # fmt: skip
+def _measure_format(key: str, path: Path, produced_here: bool, images_file: Path, config: BenchmarkConfig,
+                    bar: Any) -> tuple[dict[str, Any], np.ndarray | None]:  # fmt: skip
     """One row of the table: size, then latency (and, at the first thread count, accuracy) at each thread count.
 
     Also the predicted class of every held-out image (None when the worker failed before measuring them).
@@ -414,7 +398,7 @@ def _measure_format(key: str, path: Path, produced_here: bool, images_file: Path
     predictions = None
     for index, threads in enumerate(config.threads):
         bar.set_description(f"{key} @ {threads} thread(s)")
-        result = _run_worker(path, images_file, labels_file if index == 0 else None, threads, config.timing)
+        result = _run_worker(path, images_file, threads, config.timing, labels=index == 0)
         bar.update(1)
         if "error" in result:
             row["error"] = result["error"]
@@ -444,21 +428,15 @@ def _edgetpu_cell(
     compiled = path.with_name(path.stem + "_edgetpu.tflite")
     if not compiled.is_file():
         return {"runs": False, "reason": f"no {compiled.name}: compile it with `toolkit convert --int8 --edgetpu`"}
-    result = _run_worker(compiled, images_file, None, 1, config.timing, edgetpu=True)
+    result = _run_worker(compiled, images_file, 1, config.timing, edgetpu=True)
     if "error" in result:
         return {"runs": False, "reason": result["error"]}
     return {"runs": True, "model": str(compiled), "latency": result["latency"]}
 
 
-class _NoBar:
-    def set_description(self, text: str) -> None: ...
-    def update(self, count: int) -> None: ...
-    def close(self) -> None: ...
-
-
 def _progress(total: int, enabled: bool) -> Any:
     try:
         from tqdm import tqdm
-    except ImportError:  # an edge install benchmarking its .tflite models
-        return _NoBar()
+    except ImportError:  # an edge install benchmarking its .tflite models: a bar that shows nothing
+        return types.SimpleNamespace(set_description=lambda text: None, update=lambda count: None, close=lambda: None)
     return tqdm(total=total, unit="run", file=sys.stderr, leave=False, disable=not enabled)

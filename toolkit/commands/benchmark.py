@@ -69,8 +69,6 @@ def run(args: argparse.Namespace) -> int:
     out_dir = args.out or ((first if first.is_dir() else first.parent) / "benchmark")
     config = config_from_arguments(BenchmarkConfig, args, timing=config_from_arguments(TimingConfig, args))
     report = run_benchmark(args.model, out_dir, config, data=args.data, progress=not args.no_progress)
-    print(format_table(report))
-    print()
-    print(format_notes(report))
+    print(f"{format_table(report)}\n\n{format_notes(report)}")
     print(f"\nwrote {out_dir / 'benchmark.json'} and {out_dir / 'benchmark.md'}")
     return 1 if any("error" in row for row in report["formats"]) else 0

@@ -36,12 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dataclass_arguments(parser, EvaluateConfig, FLAGS)
 
 
-def _summary(report: dict, split: str) -> str:
+def _summary(report: dict) -> str:
     per_class = report["per_class"]
     worst = sorted(per_class, key=per_class.get)[:3]
     lines = [
         f"model     {report['model']} ({report['card_format']})",
-        f"data      {report['data']}  split {split}, {report['n']} images",
+        f"data      {report['data']}  split {report['split']}, {report['n']} images",
         f"top-1     {report['top1']:.2%}",
         f"top-{report['top5_k']}     {report['top5']:.2%}",
         "per class " + ", ".join(f"{name} {accuracy:.0%}" for name, accuracy in per_class.items()),
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         confusion = Path(config.report).with_suffix(".confusion.png")
     report = evaluate(model, dataset, config.batch_size, confusion, progress=progress, predictor=predictor)
     report["split"] = config.split
-    print(_summary(report, config.split))
+    print(_summary(report))
     if config.split == "all" and predictor.card.dataset and predictor.card.dataset == dataset.source:
         print("note      this is the model's training data; --split validation scores only held-out images")
     if config.report is not None:
