@@ -47,10 +47,11 @@ def nonzero_entropy_bits(codes: np.ndarray) -> float:
     return entropy_bits(codes[codes != 0])
 
 
-def initial_kernels(run: dict[str, dict], keras) -> dict[str, np.ndarray] | None:
+def initial_kernels(run: dict[str, dict]) -> dict[str, np.ndarray] | None:
     """The kernels the run started from, rebuilt from its seed; None when the run folder cannot tell."""
     from converters.sparsity import model_kernels
     from training.allcnn import ModelConfig, create_model
+    from training.backend import keras
 
     if not run["config"] or run["metrics"].get("backend") != keras.backend.backend():
         return None  # no run folder, or another backend: each draws different numbers from the same seed
@@ -61,11 +62,10 @@ def initial_kernels(run: dict[str, dict], keras) -> dict[str, np.ndarray] | None
 def kernel_statistics(checkpoint: Path, sparsity: float) -> dict:
     """Per-layer and total code entropy, gzip of the codes and the share of kernel energy from initialisation."""
     from converters.sparsity import model_kernels
-    from training.backend import keras
     from training.model_files import load_keras3
 
     run = {name: atomic.read_json_object(checkpoint.parent / f"{name}.json") for name in ("config", "metrics")}
-    initial = initial_kernels(run, keras)
+    initial = initial_kernels(run)
     layers, all_codes, initial_energy, total_energy = [], [], 0.0, 0.0
     for name, kernel in model_kernels(load_keras3(checkpoint)):
         codes = int8_codes(kernel, sparsity)

@@ -26,15 +26,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.sitting import cell, check_same_settings, generated_line, is_finished, percent, run_script, start_or_resume  # noqa: E402
-from benchmarks.sitting import sitting as sitting_facts, write_results  # noqa: E402
+from benchmarks.sitting import DEFAULT_DATA, sitting as sitting_facts, write_results  # noqa: E402
 from toolkit import atomic  # noqa: E402
 from toolkit.errors import ToolkitError  # noqa: E402
 from training.run_folder import RunFolder  # noqa: E402
 from training.train import train  # noqa: E402
 from training.train_config import RECIPES, TrainConfig, parse_budget  # noqa: E402
 
-SHARED = REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg" / "train"
-SAMPLE = REPO_ROOT / "tests" / "data" / "cifar10-sample"
 DIVERGED_FILE = "diverged.json"  # written into an arm's run folder when train() reports divergence
 DIVERGED_EXIT_CODE = 3
 SEED = 0
@@ -66,7 +64,7 @@ ARMS = (
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     """The command line of this script."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--data", default=str(SHARED if SHARED.is_dir() else SAMPLE), help="image folder (or any toolkit train --data)")
+    parser.add_argument("--data", default=DEFAULT_DATA, help="image folder (or any toolkit train --data)")
     parser.add_argument("--limit", type=int, default=10000, help="seeded, class-balanced subset of this many images")
     parser.add_argument("--budget", default="10m", help="wall-clock budget of every arm, e.g. 600, 10m or 1h")
     parser.add_argument("--width", type=float, default=1.0, help="All-CNN-C filter-count multiplier")

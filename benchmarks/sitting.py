@@ -1,4 +1,4 @@
-"""What the benchmarks here share: the sitting a result was made in, their training arms' run folders, table cells, results files, and how a script ends."""
+"""What the benchmarks here share: their default data, the sitting a result was made in, their training arms' run folders, table cells, results files, and how a script ends."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import platform
 import shlex
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from toolkit import atomic
@@ -16,6 +17,11 @@ from training.backend import backend_name, keras
 from training.data import absolute_spec
 from training.run_folder import RunFolder
 from training.train_config import TrainConfig, parse_budget
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# --data's default: the shared CIFAR-10 training images where this checkout has them, else the committed sample.
+SHARED_CIFAR10 = REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg" / "train"
+DEFAULT_DATA = str(SHARED_CIFAR10 if SHARED_CIFAR10.is_dir() else REPO_ROOT / "tests" / "data" / "cifar10-sample")
 
 # Fields that say how to run, not what to train (data and budget are compared by meaning).
 RUN_ONLY_FIELDS = ("out", "resume", "progress", "data", "budget")

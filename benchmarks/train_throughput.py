@@ -40,7 +40,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.sitting import generated_line, run_script, sitting  # noqa: E402
+from benchmarks.sitting import DEFAULT_DATA, generated_line, run_script, sitting  # noqa: E402
 from toolkit import atomic  # noqa: E402
 from toolkit.errors import ToolkitError  # noqa: E402
 from training.allcnn import create_model  # noqa: E402
@@ -53,8 +53,6 @@ from training.fused_batch_norm import fuse_batch_norm  # noqa: E402
 from training.train import POLICIES, compile_model  # noqa: E402
 from training.train_config import TrainConfig  # noqa: E402
 
-SHARED = REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg" / "train"
-SAMPLE = REPO_ROOT / "tests" / "data" / "cifar10-sample"
 TARGET_RATIO = 1.8
 SIDES = {"old": "paper", "fast": "fast"}  # side -> its recipe
 
@@ -137,7 +135,7 @@ def load_images(data: str, images_per_epoch: int) -> Dataset:
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     """The command line of this script."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--data", default=str(SHARED if SHARED.is_dir() else SAMPLE), help="image folder")
+    parser.add_argument("--data", default=DEFAULT_DATA, help="image folder")
     parser.add_argument("--widths", type=float, nargs="+", default=[1.0, 0.25], help="model widths to measure")
     parser.add_argument("--images", type=int, default=2048, help="images per epoch (rounded down to a multiple of both batch sizes)")
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per fit (after one untimed epoch)")

@@ -143,15 +143,3 @@ def export_for_distribution(model_path: str | Path, target: str | Path) -> Path:
         keras.mixed_precision.set_global_policy(policy)
     return save_keras3(model, source.card.replace(source_sha256=source.sha256), target)
 
-
-def gzip_huffman_size(data: bytes) -> int:
-    """Size of ``data`` as a gzip stream of Huffman-only deflate (no LZ77 matches).
-
-    Still a standard .gz any ``gunzip`` reads. On int8 kernels with scattered zeros,
-    LZ77's short matches of zero runs cost more than they save, so this is smaller
-    than ``gzip -9`` and close to the bytes' entropy.
-    """
-    import zlib
-
-    compressor = zlib.compressobj(9, zlib.DEFLATED, 31, 9, zlib.Z_HUFFMAN_ONLY)  # wbits 31: gzip container
-    return len(compressor.compress(data) + compressor.flush())

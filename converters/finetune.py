@@ -9,18 +9,14 @@ read from the ``config.json`` of the source's run folder (``toolkit train`` writ
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import math
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from converters.bridge import SourceModel
 from converters.parity import top1
-from toolkit import atomic
 from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard
 from training.batches import BatchSource, as_keras_dataset
@@ -203,12 +199,3 @@ def fit(
 def accuracy(model: Any, card: ModelCard, dataset: Dataset) -> float:
     """Top-1 accuracy of a Keras model (either stack) on uint8 images, fed as its card says (0 without images)."""
     return top1(KerasPredictor(model, card).predict(dataset.images), dataset.labels)
-
-
-def write_history_csv(rows: list[dict[str, Any]], target: Path) -> None:
-    """history.csv of a fine-tuning run (atomic)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0].keys()), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic.write_text(target, buffer.getvalue())

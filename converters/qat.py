@@ -245,8 +245,7 @@ def apply_masks_and_extract(qat_model: Any) -> dict[str, dict[str, np.ndarray]]:
 def qat_companions(model_path: str | Path) -> tuple[Path, Path]:
     """(weights file, info file) that sit beside a QAT run's ``model.keras``."""
     model_path = Path(model_path)
-    stem = model_path.name.rsplit(".", 1)[0]
-    return model_path.with_name(stem + QAT_WEIGHTS_SUFFIX), model_path.with_name(stem + QAT_INFO_SUFFIX)
+    return model_path.with_suffix(QAT_WEIGHTS_SUFFIX), model_path.with_suffix(QAT_INFO_SUFFIX)
 
 
 def load_qat_model(source: bridge.SourceModel) -> tuple[Any, dict[str, Any]]:

@@ -19,6 +19,7 @@ from converters import bridge, finetune
 from toolkit import atomic
 from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard, load_card
+from training.run_folder import write_history_csv
 
 MODEL_NAME = "model.keras"
 
@@ -94,7 +95,7 @@ def finish_stage(begun: StageStart, name: str, config: Any, model: Any, card: Mo
     model_path = bridge.save_keras3(model, card, out / MODEL_NAME)
     if save_extra is not None:
         save_extra(model_path)
-    finetune.write_history_csv(rows, out / "history.csv")
+    write_history_csv(rows, out / "history.csv", columns=list(rows[0]))
     report = {
         "stage": name,
         "model": str(model_path),

@@ -43,11 +43,12 @@ from toolkit.errors import ToolkitError
 from toolkit.preprocessing import Prediction, Smoother, top_predictions
 
 _Predict = Callable[[np.ndarray], list[Prediction]]  # a raw output tensor -> its top-k
+SWITCH_INTERVAL = 0.001  # seconds between GIL hand-overs: Python's 0.005 delays inference by up to 5 ms per invoke()
 
 
 @dataclasses.dataclass
 class ClassifyConfig:
-    """Everything ``toolkit classify`` needs; each field but the last two is one CLI flag."""
+    """Everything ``toolkit classify`` needs; each field is one CLI flag."""
 
     model: str  # int8 .tflite with its .card.json beside it
     source: str  # camera index, /dev/videoN, video, image, folder, rtsp:// or http:// URL, or picamera2
@@ -68,9 +69,6 @@ class ClassifyConfig:
     queue_size: int = 2  # frames waiting between capture and inference
     decode_threads: int = 1  # FFmpeg decoder threads for videos and streams (0: one per core, taking the interpreter's)
     reconnect_timeout: float = 60.0  # seconds a lost camera or stream may stay away (0 = retry forever)
-    blas_threads: int | None = 1  # numpy's OpenBLAS threads during the run (None: leave as is), see edge_app.blas
-    switch_interval: float = 0.001  # seconds between GIL hand-overs (Python's default 0.005 delays the
-    #                                 inference thread by up to 5 ms each time invoke() returns)
 
 
 def available_cores() -> int:
@@ -289,7 +287,7 @@ def run_classify(config: ClassifyConfig, source: Source | None = None, stop: thr
     outputs = _Outputs(stdout or sys.stdout, config.headless, window, saver, server, stats, stop)
     pace_fps = source.fps if (window is not None or server is not None) and not source.live else None
     threads = _WorkerThreads(source, classifier, config, stats, stop, pace_fps)
-    with _blas_and_switch_interval(config):
+    with _blas_and_switch_interval():
         stopped_early = _run_until_done(threads, outputs, predict)
     stats.dropped, stats.reconnects = threads.frames.dropped, source.reconnects
     summary = stats.summary(model=str(config.model), source=source.description, runtime=runtime_module()[0],
@@ -327,11 +325,11 @@ def _warn_if_threads_take_every_core(config: ClassifyConfig) -> None:
 
 
 @contextlib.contextmanager
-def _blas_and_switch_interval(config: ClassifyConfig) -> Iterator[None]:
-    """numpy's BLAS threads and the GIL switch interval the run asks for, restored afterwards."""
-    previous_blas = limit_blas_threads(config.blas_threads) if config.blas_threads else {}
+def _blas_and_switch_interval() -> Iterator[None]:
+    """numpy's BLAS on one thread (see edge_app.blas) and :data:`SWITCH_INTERVAL` for the run, restored afterwards."""
+    previous_blas = limit_blas_threads(1)
     previous_switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(config.switch_interval)
+    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         yield
     finally:

@@ -79,8 +79,7 @@ class ClassFolder:
     """``root/label/``: saves frames as the next numbered JPEGs, never over an existing file; thread-safe."""
 
     def __init__(self, root: str | os.PathLike, label: str) -> None:
-        self.label = check_label(label)
-        self.path = writable_folder(Path(root) / self.label)
+        self.path = writable_folder(Path(root) / check_label(label))
         self._number = _next_number(self.path)
         self._lock = threading.Lock()
         self.saved = 0

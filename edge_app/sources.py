@@ -68,10 +68,10 @@ class Source:
     live = False  # a live source drops stale frames (newest wins); a file keeps every frame
     fps = 30.0  # frame rate used when saving an annotated video
     reconnects = 0  # times a live source came back after being lost
-    backoff: Backoff  # reconnect delays of a live source
 
-    def __init__(self, description: str) -> None:
+    def __init__(self, description: str, backoff: Backoff | None = None) -> None:
         self.description = description
+        self.backoff = backoff or Backoff()  # reconnect delays of a live source
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         """Every frame until the source ends or ``stop`` is set; an empty or missing picture has ``image`` None."""
@@ -142,12 +142,11 @@ class CaptureSource(Source):
     def __init__(self, target: int | str, description: str, live: bool, loop: bool = False,
                  capture_size: tuple[int, int] | None = None, backoff: Backoff | None = None,
                  open_capture: Callable[[int | str], Any] | None = None, decode_threads: int = 0) -> None:
-        super().__init__(description)
+        super().__init__(description, backoff)
         self.target = target
         self.live = live
         self.loop = loop
         self.capture_size = capture_size
-        self.backoff = backoff or Backoff()
         self._open_capture = open_capture or (lambda target: _video_capture(target, decode_threads))
         self.capture = self._open()
         if self.capture is None:
@@ -248,7 +247,7 @@ class Picamera2Source(Source):
     live = True
 
     def __init__(self, capture_size: tuple[int, int] | None = None, backoff: Backoff | None = None) -> None:
-        super().__init__("picamera2")
+        super().__init__("picamera2", backoff)
         try:
             from picamera2 import Picamera2
         except ImportError:
@@ -263,7 +262,6 @@ class Picamera2Source(Source):
             ) from None
         self._create_camera = Picamera2
         self.size = capture_size or (640, 480)
-        self.backoff = backoff or Backoff()
         self.camera: Any = None
         try:
             self._start()

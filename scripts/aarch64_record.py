@@ -18,6 +18,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from toolkit import atomic  # noqa: E402
+from toolkit.model_card import card_path  # noqa: E402
+
 TIMING_KEYS = ("time", "inference_ms")
 SCORE_STEP = 1 / 256  # one step of an int8 softmax output (scale 1/256)
 
@@ -104,9 +109,8 @@ def main() -> int:
             **{name: _timing(summary, context["wall_seconds"].get(name)) for name, summary in summaries.items()},
         },
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "aarch64.json").write_text(json.dumps(record, indent=2) + "\n")
-    (args.out / "aarch64.md").write_text(markdown(record))
+    atomic.write_json(args.out / "aarch64.json", record)
+    atomic.write_text(args.out / "aarch64.md", markdown(record))
     for profile, run in runs.items():
         print(
             f"{profile}: top-k classes equal on {run['same_top_k_classes']}/{run['frames_x86_64']} frames, "
@@ -119,13 +123,11 @@ def main() -> int:
 
 def _model_summary(model: Path) -> dict[str, Any]:
     """What the model is, from its card: format, stages, architecture, size."""
-    card_file = model.with_name(model.name.rsplit(".", 1)[0] + ".card.json")
-    if not card_file.is_file():
+    card = atomic.read_json_object(card_path(model))
+    if not card:
         return {"path": str(model)}
-    card = json.loads(card_file.read_text())
     architecture = card.get("architecture", {})
-    parity_file = model.with_name("parity.json")  # toolkit convert's report beside the model, if any
-    parity = json.loads(parity_file.read_text()) if parity_file.is_file() else {}
+    parity = atomic.read_json_object(model.with_name("parity.json"))  # toolkit convert's report beside the model, if any
     int8 = parity.get("formats", {}).get("int8", {})
     return {
         "held_out_top1": int8.get("top1"),

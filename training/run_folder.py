@@ -145,11 +145,7 @@ class RunFolder:
         if best:
             best_row = next(row for row in rows if int(row["epoch"]) == best["epoch"])
             save_card(card.replace(metrics=_card_metrics(best_row, summary)), self.best)
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic.write_text(self.history, buffer.getvalue())
+        write_history_csv(rows, self.history)
         plot_history(rows, self.curves, title=str(summary.get("title", "")))
         atomic.write_json(self.metrics, {
             "epochs_completed": state["epochs_completed"],
@@ -181,6 +177,15 @@ def _ties_with_best(history: list[dict], row: dict, validation_images: int | Non
     highest = max(previous["val_accuracy"] for previous in [*history, row])
     error = math.sqrt(highest * (1.0 - highest) / validation_images) if validation_images else 0.0
     return row["val_accuracy"] >= highest - error
+
+
+def write_history_csv(rows: Sequence[dict], target: str | Path, columns: Sequence[str] = HISTORY_COLUMNS) -> None:
+    """``rows`` as a CSV file of ``columns`` (other keys left out), written atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic.write_text(target, buffer.getvalue())
 
 
 def plot_history(rows: Sequence[dict], target: str | Path, title: str = "") -> None:

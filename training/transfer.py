@@ -23,7 +23,7 @@ from toolkit.keras_file import check_keras_archive
 from toolkit.model_card import ModelCard, load_card
 from toolkit.pretrained import default_model
 from training.allcnn import ARCHITECTURES, ModelConfig
-from training.backend import keras
+from training.model_files import load_keras3
 
 PRETRAINED = "pretrained"
 PRETRAINED_FLOAT_NAME = "model.keras"
@@ -66,7 +66,7 @@ def stage_layer_names(config: ModelConfig) -> list[list[str]]:
 
 def start_from(model: Any, path: Path, card: ModelCard, labels: list[str], freeze_stages: int = 0) -> None:
     """Copy the weights of the parent model at ``path`` into ``model`` (built for ``labels``) and freeze stages."""
-    parent = keras.saving.load_model(path, compile=False)
+    parent = load_keras3(path)
     parent_layers = {layer.name: layer for layer in parent.layers}
     classifier = [layer for layer in model.layers if layer.name.startswith("conv")][-1].name
     for layer in model.layers:
