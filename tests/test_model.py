@@ -43,3 +43,13 @@ def test_keras3_and_tf_keras_builds_agree_after_copying_weights(config: ModelCon
     actual = twin(images, training=False).numpy()
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
     assert np.all(np.argmax(actual, 1) == np.argmax(expected, 1))
+
+
+def test_retracing_notices_are_held_back_and_other_tensorflow_warnings_are_not(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    logger = logging.getLogger("tensorflow")
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        logger.warning("5 out of the last 5 calls to <function f> triggered tf.function retracing. Tracing is expensive")
+        logger.warning("something else went wrong")
+    assert [record.getMessage() for record in caplog.records] == ["something else went wrong"]
