@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, check
 
 SCHEMES = ("auto", "default", "prune-preserve")
 FORMATS = ("float32", "float16", "dynamic", "int8")
@@ -24,16 +24,9 @@ class _Config:
         return dataclasses.asdict(self)
 
 
-def _check(*checks: tuple[bool, str]) -> None:
-    """A ToolkitError with the message of the first check that fails."""
-    for ok, message in checks:
-        if not ok:
-            raise ToolkitError(message)
-
-
 def _check_fine_tuning(config: PruneConfig | QatConfig, *checks: tuple[bool, str]) -> None:
     """A stage's own ``checks``, then those prune and QAT share."""
-    _check(
+    check(
         *checks,
         (config.epochs >= 1, f"--epochs must be at least 1, got {config.epochs}"),
         (config.learning_rate > 0, f"--learning-rate must be positive, got {config.learning_rate}"),
@@ -128,7 +121,7 @@ class ConvertConfig(_Config):
 
     def validate(self) -> None:
         unknown = [name for name in self.formats if name not in FORMATS]
-        _check(
+        check(
             (not unknown, f"unknown format {', '.join(unknown)}; choose from {', '.join(FORMATS)}"),
             (bool(self.formats), "choose at least one format (--int8, --float16, --dynamic, --float32)"),
             (self.io in IO_TYPES, f"--io must be one of {', '.join(IO_TYPES)}, got {self.io!r}"),

@@ -13,6 +13,13 @@ class ToolkitError(Exception):
         self.exit_code = exit_code
 
 
+def check(*checks: tuple[bool, str]) -> None:
+    """Raise a ToolkitError with the message of the first ``(ok, message)`` check that fails: a config's one-line errors."""
+    for ok, message in checks:
+        if not ok:
+            raise ToolkitError(message)
+
+
 def first_line(error: BaseException, default: str | None = None) -> str:
     """The first line of ``error``'s message; ``default`` (else the error's type name) when it has none."""
     lines = str(error).strip().splitlines()

@@ -32,6 +32,16 @@ def _parse_spec(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
+# The datasets --data takes by name, and the spellings of each name.
+NAMED_DATASETS = {"cifar10": ("cifar10", "cifar-10"), "fashion-mnist": ("fashion-mnist", "fashion_mnist", "fashionmnist")}
+
+
+def named_dataset(spec: str) -> str | None:
+    """``cifar10`` or ``fashion-mnist`` when ``spec`` names one (any spelling, ``:test`` or not), else None."""
+    name = _parse_spec(spec)[0].lower()
+    return next((key for key, spellings in NAMED_DATASETS.items() if name in spellings), None)
+
+
 def absolute_spec(spec: str) -> str:
     """``spec`` with its folder made absolute (``data/x:test`` -> ``/home/.../data/x:test``); names stay names."""
     name, split = _parse_spec(spec)
@@ -52,9 +62,9 @@ def load_dataset(spec: str, limit: int | None = None, seed: int = 0, progress: b
     runs and tests); an image folder then decodes only those files.
     """
     name, split = _parse_spec(spec)
-    if name.lower() in ("cifar10", "cifar-10"):
+    if named_dataset(spec) == "cifar10":
         dataset = datasets.load_cifar10(split=split or "train")
-    elif name.lower() in ("fashion-mnist", "fashion_mnist", "fashionmnist"):
+    elif named_dataset(spec) == "fashion-mnist":
         dataset = datasets.load_fashion_mnist(split=split or "train")
     else:
         path = Path(name).expanduser()

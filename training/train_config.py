@@ -7,7 +7,7 @@ import math
 import re
 from typing import Any
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, check
 from training.allcnn import ARCHITECTURES, ModelConfig
 from training.augment import AUGMENTATIONS
 
@@ -184,6 +184,4 @@ class TrainConfig:
             (self.freeze_stages in (0, 1, 2), f"--freeze-stages must be 0, 1 or 2, got {self.freeze_stages}"),
             (not self.freeze_stages or self.from_model, "--freeze-stages needs --from (a freshly initialised stage has nothing to keep)"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ToolkitError(message)
+        check(*checks)

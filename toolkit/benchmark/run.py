@@ -177,7 +177,9 @@ def _recorded_data(card: ModelCard) -> str | None:
     recorded = {**card.architecture, **card.metrics}
     if not card.dataset or not ("validation_images" in recorded or "validation_fraction" in recorded):
         return None
-    named = card.dataset.split(":")[0] in ("cifar10", "cifar-10", "fashion-mnist", "fashion_mnist")
+    from training.data import named_dataset
+
+    named = named_dataset(card.dataset.split(":")[0]) is not None  # the card's source may add " (folder)"
     return card.dataset if named or Path(card.dataset).exists() else None
 
 
