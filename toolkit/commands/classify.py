@@ -30,7 +30,7 @@ FLAGS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``toolkit classify``: one per ClassifyConfig field but the process settings."""
+    """Flags of ``toolkit classify``: one per ClassifyConfig field."""
     from edge_app.app import ClassifyConfig
 
     add_dataclass_arguments(parser, ClassifyConfig, FLAGS, fields=("model", "source"))
