@@ -281,7 +281,7 @@ def main(argv: list[str]) -> int:
     for seed in args.seeds:
         for arm in ARMS:
             config = arm_config(arm, args, parent, seed)
-            check_same_settings(config, results["parent_sha256"])
+            check_same_settings(config)
             run = RunFolder(config.out)
             if not is_finished(run):
                 print(f"arm {arm}: training for {config.budget}", file=sys.stderr, flush=True)

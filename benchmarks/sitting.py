@@ -17,6 +17,7 @@ from training.backend import backend_name, keras
 from training.data import absolute_spec
 from training.run_folder import RunFolder
 from training.train_config import TrainConfig, parse_budget
+from training.transfer import parent_architecture
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # --data's default: the shared CIFAR-10 training images where this checkout has them, else the committed sample.
@@ -44,7 +45,7 @@ def generated_line(facts: dict[str, Any]) -> str:
             f"Keras {facts['keras']}; 1-minute load average {facts['load_average_at_start']} at the start).")  # fmt: skip
 
 
-def check_same_settings(config: TrainConfig, parent_sha256: str | None = None) -> None:
+def check_same_settings(config: TrainConfig) -> None:
     """Refuse to read back or resume a run folder trained with other settings than ``config`` (or from another parent)."""
     run = RunFolder(config.out)
     if not run.config.exists():
@@ -56,8 +57,10 @@ def check_same_settings(config: TrainConfig, parent_sha256: str | None = None) -
         differences.append("data")
     if parse_budget(saved["budget"]) != config.budget_seconds:
         differences.append("budget")
-    if config.from_model and run.best.exists() and load_card(run.best).source_sha256 != parent_sha256:
-        differences.append("parent model")
+    if config.from_model and run.best.exists():
+        parent = parent_architecture(config.from_model).path
+        if load_card(run.best).source_sha256 != atomic.file_digest(parent):
+            differences.append("parent model")
     if differences:
         raise ToolkitError(f"{run.root} holds a run with other settings ({', '.join(differences)}); choose another --out-dir")
 

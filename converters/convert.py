@@ -173,11 +173,12 @@ def convert(config: ConvertConfig) -> ConvertResult:
     previous = _prepare_out(out, config.overwrite)
     try:
         settings = finetune.resolve_data_settings(source, {"data": config.data, "limit": config.limit})
-        training_data = functools.cache(lambda: finetune.load_training_data(source, settings))  # calibration and parity share one load
     except ToolkitError:
         if not config.calib:
             raise
         training_data = None
+    else:  # calibration and parity share one load; neither needs training's checks of the split
+        training_data = functools.cache(lambda: finetune.load_training_data(source, settings, strict=False))
     is_qat = all(path.is_file() for path in qat_companions(source.path))
     # A QAT model carries its own ranges; TensorFlow's converter still asks for a representative
     # dataset (whose values then change nothing), so fewer images than --calib-samples will do.
@@ -275,9 +276,11 @@ def _edgetpu_report(int8_model: TfliteModel | None, compile_it: bool, out: Path)
     if int8_model is None:
         return None
     report = edgetpu.check_operators(int8_model)
-    if compile_it:
-        compiled = edgetpu.compile_for_edgetpu(out / tflite_name("int8"), out)  # None (and a warning) when not installed
-        report["compiled"] = str(compiled) if compiled else None
+    if compile_it and edgetpu.compiler_path() is None:  # the operator check stands without the compiler
+        warnings.warn(edgetpu.INSTALL_HINT, ToolkitWarning, stacklevel=3)
+        report["compiled"] = None
+    elif compile_it:
+        report["compiled"] = str(edgetpu.compile_for_edgetpu(out / tflite_name("int8"), out))
     return report
 
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import warnings
 from pathlib import Path
 from typing import Any
 
 from converters.tflite_inspect import TfliteModel
-from toolkit.errors import ToolkitError, ToolkitWarning
+from toolkit.errors import ToolkitError
 
 EDGETPU_OPERATORS = frozenset(
     {
@@ -65,13 +64,16 @@ def check_operators(model: TfliteModel) -> dict[str, Any]:
     }
 
 
-def compile_for_edgetpu(model_path: str | Path, out_dir: str | Path, timeout: int = 600) -> Path | None:
-    """Run ``edgetpu_compiler`` on ``model_path``; returns ``<stem>_edgetpu.tflite`` in ``out_dir``,
-    or None, with a warning, when the compiler is not installed."""
-    compiler = shutil.which("edgetpu_compiler")
+def compiler_path() -> str | None:
+    """The installed ``edgetpu_compiler``, or None."""
+    return shutil.which("edgetpu_compiler")
+
+
+def compile_for_edgetpu(model_path: str | Path, out_dir: str | Path, timeout: int = 600) -> Path:
+    """Run ``edgetpu_compiler`` on ``model_path``; returns ``<stem>_edgetpu.tflite`` in ``out_dir``."""
+    compiler = compiler_path()
     if compiler is None:
-        warnings.warn(INSTALL_HINT, ToolkitWarning, stacklevel=4)  # at convert()'s caller
-        return None
+        raise ToolkitError(INSTALL_HINT)
     model_path, out_dir = Path(model_path), Path(out_dir)
     result = subprocess.run(
         [compiler, "--out_dir", str(out_dir), "--show_operations", str(model_path)],

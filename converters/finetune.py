@@ -99,9 +99,9 @@ class FineTuneData:
         }
 
 
-def load_training_data(source: SourceModel, settings: DataSettings) -> FineTuneData:
-    """The source run's train/validation split, its images fitted to the card's input size."""
-    train, validation = load_split(settings, fit_to=source.card, strict=True)
+def load_training_data(source: SourceModel, settings: DataSettings, strict: bool = True) -> FineTuneData:
+    """The source run's train/validation split, its images fitted to the card's input size (``strict``: as training checks it)."""
+    train, validation = load_split(settings, fit_to=source.card, strict=strict)
     return FineTuneData(settings, train, validation, list(source.card.mean), list(source.card.std))
 
 

@@ -198,6 +198,7 @@ class _Outputs:
         self.stats = stats
         self.stop = stop
         self.fps = 0.0  # smoothed frames per second between consecutive outputs, for the overlay
+        self.last_output: float | None = None  # perf_counter() when the previous output began
 
     def start(self) -> None:
         """Start the web page, if there is one, and say on stderr where it is."""
@@ -223,11 +224,11 @@ class _Outputs:
 
     def _tick(self) -> float:
         """The smoothed FPS, counting one more output now."""
-        now, previous = time.perf_counter(), self.stats.last_frame_at
+        now, previous = time.perf_counter(), self.last_output
         if previous is not None and now > previous:
             instant = 1.0 / (now - previous)
             self.fps = instant if self.fps == 0.0 else 0.9 * self.fps + 0.1 * instant
-        self.stats.last_frame_at = now
+        self.last_output = now
         return self.fps
 
     def handle(self, frame: Frame, predictions: list[Prediction], inference_seconds: float) -> None:
@@ -246,6 +247,7 @@ class _Outputs:
                 self.server.publish(annotated, {**record, "fps": fps}, frame.image, frame.colour_order)
             if self.window is not None and not self.window.show(annotated):
                 self.stop.set()
+        self.stats.last_frame_at = time.perf_counter()  # the summary's time runs until the last output is out
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """With JSON lines, the summary as the last one (unless the reader left before it)."""

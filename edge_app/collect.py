@@ -109,10 +109,10 @@ class CaptureFolders:
 
     def save(self, label: str, image: np.ndarray, colour_order: str = "BGR") -> Path:
         """Save the model's view of ``image`` into ``root/label/``; returns the file written."""
-        name = label.strip()
+        name = check_label(label)
         with self._lock:
             if name not in self._folders:
-                self._folders[name] = ClassFolder(self.root, label)  # checks the label
+                self._folders[name] = ClassFolder(self.root, name)
             folder = self._folders[name]
         return folder.save(image, colour_order)
 

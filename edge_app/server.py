@@ -129,6 +129,7 @@ class PreviewServer:
         self.capture_folders = CaptureFolders(collect_to) if collect_to is not None else None
         self.token = None if is_loopback(host) else secrets.token_urlsafe(24)
         self._condition = threading.Condition()
+        self._encode_lock = threading.Lock()  # one JPEG encode at a time, so each frame is encoded once
         self._frame: np.ndarray | None = None
         self._original: tuple[np.ndarray, str] | None = None
         self._sequence = 0
@@ -206,17 +207,19 @@ class PreviewServer:
                 lambda: self.stopping or (self._frame is not None and self._sequence > after), timeout=timeout
             ) or self.stopping:
                 return None
-            if self._jpeg is not None and self._jpeg[0] == self._sequence:
-                return self._jpeg
-            sequence, frame = self._sequence, self._frame
-        try:  # outside the lock: publish() must not wait for an encode
-            jpeg = (sequence, encode_jpeg(frame, STREAM_JPEG_QUALITY))
-        except ToolkitError:
-            return None
-        with self._condition:
-            if self._jpeg is None or self._jpeg[0] < sequence:
+        # Viewers take turns to encode, so each frame is encoded once; publish() never waits for an encode.
+        with self._encode_lock:
+            with self._condition:
+                if self._jpeg is not None and self._jpeg[0] == self._sequence:
+                    return self._jpeg
+                sequence, frame = self._sequence, self._frame
+            try:
+                jpeg = (sequence, encode_jpeg(frame, STREAM_JPEG_QUALITY))
+            except ToolkitError:
+                return None
+            with self._condition:
                 self._jpeg = jpeg
-        return jpeg
+            return jpeg
 
     def predictions_json(self) -> bytes:
         """The latest predictions as JSON."""

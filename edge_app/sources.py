@@ -125,7 +125,7 @@ def _video_capture(target: int | str, decode_threads: int = 0) -> Any:
     return cv2.VideoCapture(target)
 
 
-_OPEN_HINTS = {  # by the first word of a capture source's description: camera 0, stream rtsp://..., video clip.mp4
+_OPEN_HINTS = {  # what to check when a capture source of each kind does not open
     "camera": "is it connected, enabled and free (ls /dev/video* lists cameras; another program may hold it)?",
     "stream": "check the URL, the network and that it is streaming",
     "video": "not a video file or a codec OpenCV here cannot decode",
@@ -150,7 +150,8 @@ class CaptureSource(Source):
         self._open_capture = open_capture or (lambda target: _video_capture(target, decode_threads))
         self.capture = self._open()
         if self.capture is None:
-            raise ToolkitError(f"{description} could not be opened: {_OPEN_HINTS.get(description.split()[0], 'check the source')}")
+            kind = "camera" if isinstance(target, int) or str(target).startswith("/dev/video") else "stream" if live else "video"
+            raise ToolkitError(f"{description} could not be opened: {_OPEN_HINTS[kind]}")
         fps = float(self.capture.get(5) or 0.0)  # cv2.CAP_PROP_FPS
         self.fps = fps if 1.0 <= fps <= 240.0 else 30.0
         self.frame_count = int(self.capture.get(7) or 0) if not live else 0  # cv2.CAP_PROP_FRAME_COUNT

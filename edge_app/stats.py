@@ -54,7 +54,7 @@ class RunStats:
     dropped: int = 0  # frames replaced by a newer one before inference (live sources)
     reconnects: int = 0  # times a lost camera or stream came back
     first_frame_at: float | None = None  # perf_counter() when inference of the first frame started
-    last_frame_at: float | None = None  # perf_counter() when the last frame's output began
+    last_frame_at: float | None = None  # perf_counter() when the last frame's output was out
     rss_after_warmup_mb: float | None = None
     capture_cpu_seconds: float = 0.0  # CPU time of the capture thread (decode, preprocess; not FFmpeg's threads)
     inference_cpu_seconds: float = 0.0  # CPU time of the inference thread (invoke with 1 thread, top-k, JSON lines)

@@ -429,6 +429,21 @@ def test_interrupted_overwrite_leaves_no_parity_report_about_other_models(pipeli
     assert _interpreter(tmp_path / "c" / "model_int8.tflite").get_input_details()[0]["dtype"] == np.uint8  # the new model
 
 
+def test_edgetpu_without_the_compiler_warns_and_keeps_the_operator_check(pipeline_run, tmp_path, monkeypatch, sample_dir):
+    from converters import convert, edgetpu
+    from toolkit.errors import ToolkitError, ToolkitWarning
+
+    out, manifest, _ = pipeline_run
+    monkeypatch.setattr(edgetpu, "compiler_path", lambda: None)
+    config = convert.ConvertConfig(model=str(out / manifest["stages"]["qat"]["model"]), out=str(tmp_path / "c"), formats=("int8",),
+                                   calib=str(sample_dir), edgetpu=True, parity_samples=0, progress=False)  # fmt: skip
+    with pytest.warns(ToolkitWarning, match="edgetpu_compiler"):
+        result = convert.convert(config)
+    assert result.report["edgetpu"]["compiled"] is None and result.report["edgetpu"]["edgetpu_operators"] > 0
+    with pytest.raises(ToolkitError, match="edgetpu_compiler"):
+        edgetpu.compile_for_edgetpu(tmp_path / "c" / "model_int8.tflite", tmp_path / "c")
+
+
 def test_eval_from_a_given_model_uses_the_data_it_was_trained_on(pipeline_run, tmp_path, sample_dir):
     """``toolkit pipeline --model M`` without --data: eval takes M's data (as prune and qat do), not the default cifar10."""
     from toolkit.pipeline import PipelineConfig, _stage_eval, build_stage_configs

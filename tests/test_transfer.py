@@ -41,10 +41,11 @@ def small_folder(sample_dir: Path, root: Path, classes=("cat", "dog", "ship"), p
 
 
 def test_weights_are_copied_and_the_classifier_replaced_when_the_classes_differ(parent: Path) -> None:
-    path, card, architecture = parent_architecture(str(parent))
+    parent_model = parent_architecture(str(parent))
+    path, card, architecture = parent_model
     source = keras.saving.load_model(parent, compile=False)
     child = create_model(ModelConfig(width=architecture.width, batch_norm=True, num_classes=3, input_dropout=0.0, stage_dropout=0.0), keras)
-    start_from(child, path, card, ["cat", "dog", "ship"], freeze_stages=1)
+    start_from(child, parent_model, ["cat", "dog", "ship"], freeze_stages=1)
     for name in ("conv1", "conv5", "conv8", "bn2", "bn6"):
         for copied, original in zip(child.get_layer(name).get_weights(), source.get_layer(name).get_weights()):
             np.testing.assert_array_equal(copied, original)
@@ -52,14 +53,14 @@ def test_weights_are_copied_and_the_classifier_replaced_when_the_classes_differ(
     assert [layer.name for layer in child.layers if not layer.trainable and layer.weights] == ["conv1", "bn1", "conv2", "bn2", "conv3", "bn3"]
     # The same classes: the classifier is copied too.
     same = create_model(ModelConfig(width=architecture.width, batch_norm=True), keras)
-    start_from(same, path, card, list(card.labels))
+    start_from(same, parent_model, list(card.labels))
     np.testing.assert_array_equal(same.get_layer("conv9").get_weights()[0], source.get_layer("conv9").get_weights()[0])
 
 
 def test_a_grayscale_model_gets_the_sum_of_the_rgb_kernels(parent: Path) -> None:
-    path, card, architecture = parent_architecture(str(parent))
-    gray = create_model(ModelConfig(width=architecture.width, batch_norm=True, input_shape=(28, 28, 1), num_classes=10), keras)
-    start_from(gray, path, card, [f"class{index}" for index in range(10)])
+    parent_model = parent_architecture(str(parent))
+    gray = create_model(ModelConfig(width=parent_model.architecture.width, batch_norm=True, input_shape=(28, 28, 1), num_classes=10), keras)
+    start_from(gray, parent_model, [f"class{index}" for index in range(10)])
     kernel = keras.saving.load_model(parent, compile=False).get_layer("conv1").get_weights()[0]
     np.testing.assert_allclose(gray.get_layer("conv1").get_weights()[0], kernel.sum(axis=2, keepdims=True), rtol=1e-6)
 

@@ -293,6 +293,8 @@ def load_idx_dataset(folder: str | os.PathLike, split: str = "train", class_name
     folder = Path(folder)
     if split not in SPLITS:
         raise ToolkitError(f"IDX split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if not folder.is_dir():
+        raise ToolkitError(f"IDX folder {folder} does not exist")
     images_path, labels_path = _find_idx(folder, split, "images"), _find_idx(folder, split, "labels")
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or images.dtype != np.uint8:

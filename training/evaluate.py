@@ -175,11 +175,13 @@ def load_evaluation_data(
     """The images to evaluate on.
 
     ``all``: every image of ``data`` (or a seeded, class-balanced ``limit`` of them).
-    ``validation`` (the flags and the pipeline allow no other): the held-out split training carved
+    ``validation``: the held-out split training carved
     from ``data`` (same subset, fraction and seed, as recorded in the model card), then ``limit`` of those.
     """
     if split == "all":
         return load_dataset(data, limit=limit, seed=seed, progress=progress)
+    if split != "validation":
+        raise ToolkitError(f"--split must be all or validation, got {split!r}")
     _, validation = load_split(SplitSettings.from_card(card, data), progress=progress)
     if limit is not None and limit < len(validation):
         validation = validation.subset(stratified_subset(validation.labels, limit, seed))

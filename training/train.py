@@ -228,7 +228,7 @@ def _new_model(config: TrainConfig, model_config: ModelConfig, parent: Parent | 
     """A compiled model: freshly initialised, or started from the parent's weights."""
     model = create_model(model_config, keras)
     if parent is not None:
-        start_from(model, parent.path, parent.card, labels, config.freeze_stages)
+        start_from(model, parent, labels, config.freeze_stages)
     if clock is not None:
         schedule = rate_at(0.0, config.learning_rate, config.warmup_fraction)  # the clock sets it before every step
     else:

@@ -1,7 +1,7 @@
 """Start training from a trained model: its convolution weights, a new classifier when the classes differ.
 
-    path, card, architecture = parent_architecture("pretrained")
-    start_from(model, path, card, labels, freeze_stages=1)
+    parent = parent_architecture("pretrained")
+    start_from(model, parent, labels, freeze_stages=1)
 
 ``pretrained`` names the shipped reference float model (``pretrained/model.keras``).
 Layers are matched by name (``conv1`` ... ``conv9``, ``bn1`` ...). The classifier
@@ -64,18 +64,17 @@ def stage_layer_names(config: ModelConfig) -> list[list[str]]:
     return names
 
 
-def start_from(model: Any, path: Path, card: ModelCard, labels: list[str], freeze_stages: int = 0) -> None:
-    """Copy the weights of the parent model at ``path`` into ``model`` (built for ``labels``) and freeze stages."""
-    parent = load_keras3(path)
-    parent_layers = {layer.name: layer for layer in parent.layers}
+def start_from(model: Any, parent: Parent, labels: list[str], freeze_stages: int = 0) -> None:
+    """Copy the weights of ``parent`` into ``model`` (built for ``labels``) and freeze stages."""
+    parent_layers = {layer.name: layer for layer in load_keras3(parent.path).layers}
     classifier = [layer for layer in model.layers if layer.name.startswith("conv")][-1].name
     for layer in model.layers:
         if not layer.weights or layer.name not in parent_layers:
             continue
-        if layer.name == classifier and list(card.labels) != list(labels):
+        if layer.name == classifier and list(parent.card.labels) != list(labels):
             continue  # other classes: the classifier starts from its initialisation
-        layer.set_weights([_fit(value, target.shape, layer.name, path) for value, target in zip(parent_layers[layer.name].get_weights(), layer.weights)])
-    frozen = {name for stage in stage_layer_names(ModelConfig.from_dict(card.architecture))[:freeze_stages] for name in stage}
+        layer.set_weights([_fit(value, target.shape, layer.name, parent.path) for value, target in zip(parent_layers[layer.name].get_weights(), layer.weights)])
+    frozen = {name for stage in stage_layer_names(parent.architecture)[:freeze_stages] for name in stage}
     for layer in model.layers:
         if layer.name in frozen:
             layer.trainable = False

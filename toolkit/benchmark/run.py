@@ -308,6 +308,10 @@ def _run_worker(
         return {"model": str(model), "error": f"worker exited with {completed.returncode}: {last_line}"}
 
 
+def _load_average() -> float | None:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 def machine_description() -> dict[str, Any]:
     """The machine and software the figures were measured on."""
     try:
@@ -328,7 +332,7 @@ def machine_description() -> dict[str, Any]:
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "packages": versions,
-        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "load_average_1min": _load_average(),
     }
 
 
@@ -354,7 +358,7 @@ def run_benchmark(
     produced = produce_missing_formats(models, out_dir, data or held_out.data, config)
     models = {key: (models.get(key) or produced[key]) for key in FORMATS if key in models or key in produced}
     delegate_loads, delegate_reason = edgetpu_delegate_status()
-    load_at_start = machine_description()["load_average_1min"]
+    load_at_start = _load_average()
 
     rows: list[dict[str, Any]] = []
     bar = _progress(len(models) * len(config.threads), progress)

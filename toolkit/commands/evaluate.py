@@ -54,15 +54,15 @@ def _summary(report: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print a short summary, and write the report and confusion matrix when asked."""
     from toolkit import atomic
-    from toolkit.errors import ToolkitError
+    from toolkit.errors import check
     from toolkit.pretrained import model_or_default
     from training.evaluate import evaluate, load_evaluation_data, load_predictor
 
     config = config_from_arguments(EvaluateConfig, args)
-    if config.limit is not None and config.limit < 1:
-        raise ToolkitError(f"--limit must be at least 1, got {config.limit}")
-    if config.batch_size < 1:
-        raise ToolkitError(f"--batch-size must be at least 1, got {config.batch_size}")
+    check(
+        (config.limit is None or config.limit >= 1, f"--limit must be at least 1, got {config.limit}"),
+        (config.batch_size >= 1, f"--batch-size must be at least 1, got {config.batch_size}"),
+    )
     progress = None if config.progress else False
     model = model_or_default(config.model)
     predictor = load_predictor(model, threads=config.threads)  # a bad model or card fails before data loads
