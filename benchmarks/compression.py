@@ -20,9 +20,6 @@ and compares them with the issue's targets. Results go to ``--results``
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import shutil
 import sys
 import time
@@ -33,6 +30,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from benchmarks.sitting import DEFAULT_DATA, generated_line, sitting  # noqa: E402
 
 TARGETS = {
     "gap_points_max": 0.5,  # int8 top-1 at most this many points below float
@@ -45,7 +44,7 @@ CALIBRATION_IMAGES = 500
 
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "cifar10-jpeg" / "train"))
+    parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--model", default=None, help="start from this trained .keras instead of training")
     parser.add_argument("--limit", type=int, default=20000, help="class-balanced subset for training and fine-tuning")
     parser.add_argument("--width", type=float, default=1.0, help="All-CNN-C width (1.0: the paper's 1.37 M parameters)")
@@ -116,19 +115,19 @@ def post_training_int8(work: Path, stages: dict, progress: bool) -> dict | None:
 
 def measurements(work: Path, manifest: dict, dense: Any, qat_source: Any, settings: Any, progress: bool) -> dict:
     """The measured figures of a finished pipeline in ``work``, end to end too (dense float model against the final int8 one)."""
-    from converters.parity import parity_metrics
-    from training.evaluate import KerasPredictor, load_predictor, predict_with_progress
+    from converters.convert import parity_of
+    from toolkit import atomic
+    from toolkit.model_card import load_card
+    from training.evaluate import KerasPredictor
     from training.splits import held_out_images
 
     stages = manifest["stages"]
-    parity = json.loads((work / stages["convert"]["parity"]).read_text())
-    int8_card = json.loads((work / stages["convert"]["cards"]["int8"]).read_text())
+    parity = atomic.read_json_object(work / stages["convert"]["parity"])
     int8_path = work / stages["convert"]["models"]["int8"]
+    int8_card = load_card(int8_path)
     held_out, origin = held_out_images(settings, 1000, settings.seed, fit_to=qat_source.card)
-    dense_probabilities = KerasPredictor(dense.model, dense.card).predict(held_out.images)
-    int8_probabilities = predict_with_progress(load_predictor(int8_path), held_out.images, f"parity {int8_path.name}", progress=progress)
-    whole = parity_metrics(held_out.labels, dense_probabilities, int8_probabilities)
-    sizes = int8_card["sizes"]
+    whole = parity_of(int8_path, held_out, KerasPredictor(dense.model, dense.card).predict(held_out.images), progress)
+    sizes = int8_card.sizes
     return {
         "float_reference_top1": parity["reference_top1"],
         **{key: parity[key] for key in ("int8_top1", "gap_points", "agreement", "mean_probability_difference", "max_probability_difference")},
@@ -138,7 +137,7 @@ def measurements(work: Path, manifest: dict, dense: Any, qat_source: Any, settin
         "int8_bytes": sizes["raw"],
         "int8_gzip_bytes": sizes["gzip"],
         "int8_gzip_huffman_only_bytes": sizes.get("gzip_huffman_only"),
-        "int8_kernel_sparsity": int8_card["sparsity"],
+        "int8_kernel_sparsity": int8_card.sparsity,
         "int8_kernel_entropy": kernel_entropy(int8_path),
         "held_out_images": parity["images"],
         "held_out_origin": origin,
@@ -163,7 +162,7 @@ def main() -> int:
     import converters  # noqa: F401 - TF_USE_LEGACY_KERAS before TensorFlow loads
     from converters import bridge, finetune
     from toolkit import atomic
-    from toolkit.pipeline import run_pipeline
+    from toolkit.pipeline import STAMP_NAME, run_pipeline, trained_model
 
     started = time.perf_counter()
     result = run_pipeline(pipeline_config(args))
@@ -171,7 +170,7 @@ def main() -> int:
     work = Path(args.work)
     stages = result.manifest["stages"]
     qat_source = bridge.load_source(work / stages["qat"]["model"])
-    dense = bridge.load_source(work / (stages.get("source") or stages["train"])["model"])  # the source's path is absolute
+    dense = bridge.load_source(trained_model(work, result.manifest))
     settings = finetune.resolve_data_settings(qat_source, {})
     measured = measurements(work, result.manifest, dense, qat_source, settings, not args.no_progress)
     payload = {
@@ -192,10 +191,10 @@ def main() -> int:
         "targets": TARGETS,
         "measured": measured,
         "met": targets_met(measured),
-        "stage_seconds": {stage: json.loads((work / stage / "stage.json").read_text()).get("seconds")
-                          for stage in ("train", "prune", "qat", "convert") if (work / stage / "stage.json").exists()},  # fmt: skip
+        "stage_seconds": {stage: atomic.read_json_object(work / stage / STAMP_NAME).get("seconds")
+                          for stage in ("train", "prune", "qat", "convert") if (work / stage / STAMP_NAME).exists()},  # fmt: skip
         "summary": result.manifest["summary"],
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
+        "sitting": sitting("compression.py", sys.argv[1:]),
         "seconds_this_session": round(time.perf_counter() - started, 1),
     }
     results = Path(args.results)
@@ -216,12 +215,13 @@ def markdown(payload: dict, table: str) -> str:
     lines = [
         "# Compression benchmark: 50 % pruning, QAT, full-integer int8",
         "",
+        generated_line(payload["sitting"]),
+        "",
         f"Data: {recipe['data']} ({subset}), "
         f"All-CNN-C width {recipe['width']}{' with batch norm' if recipe['batch_norm'] else ''} ({recipe['parameters']:,} parameters), "
         + (f"trained {recipe['train_epochs']} epoch(s) here" if recipe["train_epochs"] else f"from {recipe['start_model']}")
         + f"; prune to {recipe['prune']['sparsity']:.0%} in {recipe['prune']['epochs']} epoch(s); QAT {recipe['qat_epochs']} epoch(s) "
-        f"(activation ranges calibrated on {recipe.get('qat_calibration_batches', 0)} batches first); "
-        f"machine: {payload['machine']['cpus']} CPUs, load {payload['machine']['load_average'][0]:.1f}.",
+        f"(activation ranges calibrated on {recipe.get('qat_calibration_batches', 0)} batches first).",
         f"Held-out images: {measured['held_out_images']} ({measured['held_out_origin']['validation_split']} from the validation split, "
         f"{measured['held_out_origin']['outside_training_subset']} from outside the training subset).",
         "",

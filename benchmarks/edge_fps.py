@@ -46,10 +46,9 @@ TARGET_RATIO = 0.9
 
 def build_model(directory: Path) -> Path:
     """Full-width All-CNN-C, random weights, int8 with int8 I/O, calibrated on the committed sample; with card."""
-    from converters.convert import convert_model
-    from edge_app.runtime import TFLitePredictor
-    from toolkit import preprocessing
+    from converters.convert import convert_model, tensor_quantization, tflite_name
     from toolkit.model_card import ModelCard, save_card
+    from toolkit.preprocessing import prepare_images
     from training.allcnn import ModelConfig, create_model
     from training.data import channel_statistics, load_image_folder
     from training.tensorflow_stack import tf_keras
@@ -59,16 +58,15 @@ def build_model(directory: Path) -> Path:
     tf_keras.utils.set_random_seed(0)
     config = ModelConfig()
     model = create_model(config, tf_keras)
-    calibration = np.stack([preprocessing.prepare_image(image, config.input_shape, mean, std) for image in dataset.images[::2]])
-    path = directory / "model_int8.tflite"
-    path.write_bytes(convert_model(model, "int8", calibration, io="int8")[0])
     card = ModelCard(
         labels=dataset.class_names, input_size=list(config.input_shape), mean=mean, std=std,
         architecture={"builder": "allcnn", **config.to_dict()}, dataset=str(SAMPLE_DIR), format="tflite-int8",
         notes="RANDOM weights, for speed measurements only; converted with converters.convert.convert_model",
     )  # fmt: skip
-    predictor = TFLitePredictor(path, card=card)  # reads the input and output quantisation from the interpreter
-    save_card(card.replace(input_quantization=predictor.input_quantization, output_quantization=predictor.output_quantization), path)
+    data, parsed = convert_model(model, "int8", prepare_images(dataset.images[::2], card), io="int8")
+    path = directory / tflite_name("int8")
+    path.write_bytes(data)
+    save_card(card.replace(input_quantization=tensor_quantization(parsed.inputs[0]), output_quantization=tensor_quantization(parsed.outputs[0])), path)
     return path
 
 
@@ -159,6 +157,8 @@ def measure(model: Path, sizes: list[tuple[int, int]], threads_list: list[int], 
     """One row per video size and interpreter thread count, raw and app runs interleaved."""
     import cv2
 
+    from toolkit.benchmark.run import load_average
+
     frame = cv2.imread(str(next(SAMPLE_DIR.rglob("*.jpg"))))
     rows = []
     for width, height in sizes:
@@ -166,7 +166,7 @@ def measure(model: Path, sizes: list[tuple[int, int]], threads_list: list[int], 
         costs = stage_cpu_ms(model, video)
         print(f"{width}x{height} CPU ms per frame: {costs}", flush=True)
         for threads in threads_list:
-            load_before = os.getloadavg()[0]
+            load_before = load_average()
             runs = []
             for _ in range(repeats):
                 rate, cpu_ms = raw_invoke_rate(model, threads, cv2.resize(frame, (width, height)), frames)
@@ -188,7 +188,7 @@ def measure(model: Path, sizes: list[tuple[int, int]], threads_list: list[int], 
                 "raw_invoke_fps_runs": [round(value, 1) for value in raw_rates],
                 "app_fps_runs": [round(value, 1) for value in app_rates],
                 "app_invoke_ms_mean_runs": invoke_ms,
-                "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                "load_average_1min": [load_before, load_average()],
                 "cpu_ms_per_frame": costs,
                 # Thread CPU time, hardly touched by other processes. With 1 interpreter thread XNNPACK runs in
                 # the calling thread, so on an idle machine with a core per stage the app's rate would be bounded
@@ -310,9 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         model = args.model
         if model is None:
             environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-            subprocess.run([sys.executable, __file__, "--build-only", str(work)], check=True, env=environment,
-                           stdout=subprocess.DEVNULL)
-            model = work / "model_int8.tflite"
+            built = subprocess.run([sys.executable, __file__, "--build-only", str(work)], check=True, env=environment,
+                                   stdout=subprocess.PIPE, text=True)
+            model = Path(built.stdout.splitlines()[-1])  # build_model's path, printed last
             description = (f"full-width All-CNN-C (ModelConfig()), RANDOM weights, full-integer int8 with int8 I/O, "
                            f"{model.stat().st_size / 1024:.0f} KiB")
         sizes = [tuple(int(value) for value in size.lower().split("x")) for size in args.sizes]

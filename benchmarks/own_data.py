@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,8 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from converters.convert import ConvertConfig, convert  # noqa: E402
-from benchmarks.sitting import cell, check_same_settings, generated_line, is_finished, percent, run_script, start_or_resume  # noqa: E402
+from converters.convert import ConvertConfig, convert, finished_report  # noqa: E402
+from benchmarks.sitting import cell, generated_line, percent, run_script, train_unless_finished  # noqa: E402
 from benchmarks.sitting import sitting as sitting_facts, write_results  # noqa: E402
 from toolkit import atomic  # noqa: E402
 from toolkit.errors import ToolkitError  # noqa: E402
@@ -42,7 +43,6 @@ from training.data import load_dataset  # noqa: E402
 from training.datasets import FASHION_MNIST_LABELS  # noqa: E402
 from training.evaluate import evaluate, load_evaluation_data  # noqa: E402
 from training.run_folder import RunFolder  # noqa: E402
-from training.train import train  # noqa: E402
 from training.train_config import TrainConfig, parse_budget  # noqa: E402
 from training.transfer import parent_architecture  # noqa: E402
 
@@ -140,6 +140,7 @@ def arm_result(arm: str, seed: int, run: RunFolder, args: argparse.Namespace) ->
         "seed": seed,
         "run": str(run.root),
         "model": str(run.best),
+        "finished_at": time.strftime("%Y-%m-%d %H:%M", time.gmtime(run.metrics.stat().st_mtime)),  # UTC; an arm read back is older than the sitting
         "input_size": evaluation["input_size"],
         **{key: metrics.get(key) for key in keys},
         "test_images": evaluation["images"],
@@ -150,12 +151,12 @@ def arm_result(arm: str, seed: int, run: RunFolder, args: argparse.Namespace) ->
 
 def int8_result(fine_tuned: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """The int8 row of the fine-tuned best.keras (converted once while it is unchanged): validation top-1 (convert's parity) and test top-1."""
-    source = Path(fine_tuned["model"])
     out = seed_folder(args, fine_tuned["seed"]) / INT8_FOLDER
-    report = atomic.read_json_object(out / "report.json")
-    if report.get("source_sha256") != atomic.file_digest(source) or not (out / "model_int8.tflite").exists():
+    config = ConvertConfig(model=fine_tuned["model"], formats=("int8",), out=str(out), progress=False, overwrite=True)
+    report = finished_report(config)
+    if report is None:
         print("converting the fine-tuned model to int8", file=sys.stderr, flush=True)
-        report = convert(ConvertConfig(model=str(source), formats=("int8",), out=str(out), progress=False, overwrite=True)).report
+        report = convert(config).report
     model = Path(report["formats"]["int8"]["model"])
     parity = json.loads(Path(report["parity"]).read_text())
     evaluation = score_on_test_split(model, args)
@@ -214,17 +215,17 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         *settings_lines(results),
         "",
-        "| seed | arm | training images | epochs done | seconds | validation top-1 | test top-1 |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| seed | arm | trained (UTC) | training images | epochs done | seconds | validation top-1 | test top-1 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in results["arms"]:
         lines.append(
-            f"| {row['seed']} | {row['arm']} | {cell(row['train_images'])} | {cell(row['epochs_completed'])} | {cell(row['seconds_spent'])} | "
+            f"| {row['seed']} | {row['arm']} | {cell(row.get('finished_at'))} | {cell(row['train_images'])} | {cell(row['epochs_completed'])} | {cell(row['seconds_spent'])} | "
             f"{percent(row['best_validation_accuracy'])} | {percent(row['test_top1'])} |"
         )
     int8 = results.get("int8")
     if int8:
-        lines.append(f"| {int8['seed']} | {int8['arm']} | - | - | - | {percent(int8['validation_top1'])} | {percent(int8['test_top1'])} |")
+        lines.append(f"| {int8['seed']} | {int8['arm']} | - | - | - | - | {percent(int8['validation_top1'])} | {percent(int8['test_top1'])} |")
         lines += [
             "",
             f"int8: `converters.convert` of the first seed's fine-tuned best.keras ({int8['size_bytes']:,} bytes, {int8['calibration_images']} "
@@ -256,7 +257,8 @@ def settings_lines(results: dict[str, Any]) -> list[str]:
         f"the split, so 111 per class (round(11.1) = 11 to validation) is how the toolkit asks for 100 training images per class.",
         f"- Both arms of a seed: the `fast` recipe, `--budget {results['budget']}` ({results['budget_seconds']:g} s of training and "
         f"validation each), one after the other, the parent's architecture ({architecture['name']}, width "
-        f"{architecture['width']:g}, batch norm {'on' if architecture['batch_norm'] else 'off'}).",
+        f"{architecture['width']:g}, batch norm {'on' if architecture['batch_norm'] else 'off'}). Arms already finished in "
+        "`--out-dir` are read back, not rerun: \"trained\" says when each arm ended, and the machine above is this sitting's.",
         f"- fine-tuned: starts from `{results['parent']}` ({results['parent_path']}, sha256 {results['parent_sha256'][:12]}); "
         "the images are resized to the parent's input size; the learning rate is the recipe's, as from scratch. "
         "from scratch: Fashion-MNIST's own 28x28.",
@@ -281,11 +283,7 @@ def main(argv: list[str]) -> int:
     for seed in args.seeds:
         for arm in ARMS:
             config = arm_config(arm, args, parent, seed)
-            check_same_settings(config)
-            run = RunFolder(config.out)
-            if not is_finished(run):
-                print(f"arm {arm}: training for {config.budget}", file=sys.stderr, flush=True)
-                train(start_or_resume(config))
+            run = train_unless_finished(config, f"arm {arm}: training for {config.budget}")
             results["arms"].append(arm_result(arm, seed, run, args))
             write_results(results, markdown(results), args)
     results["int8"] = int8_result(next(row for row in results["arms"] if row["arm"] == "fine-tuned"), args)

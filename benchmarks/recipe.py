@@ -25,16 +25,14 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.sitting import cell, check_same_settings, generated_line, is_finished, percent, run_script, start_or_resume  # noqa: E402
+from benchmarks.sitting import DIVERGED_FILE, cell, generated_line, percent, run_script, train_unless_finished  # noqa: E402
 from benchmarks.sitting import DEFAULT_DATA, sitting as sitting_facts, write_results  # noqa: E402
 from toolkit import atomic  # noqa: E402
 from toolkit.errors import ToolkitError  # noqa: E402
 from training.run_folder import RunFolder  # noqa: E402
-from training.train import train  # noqa: E402
 from training.train_config import RECIPES, TrainConfig, parse_budget  # noqa: E402
 
-DIVERGED_FILE = "diverged.json"  # written into an arm's run folder when train() reports divergence
-DIVERGED_EXIT_CODE = 3
+DIVERGED_EXIT_CODE = 3  # train()'s exit code for a run that diverged
 SEED = 0
 
 
@@ -118,16 +116,13 @@ def _value(value: Any) -> str:
 def run_arm(arm: Arm, args: argparse.Namespace) -> dict[str, Any]:
     """Train one arm (or continue or read back its run folder) and return its row of the results."""
     config = arm_config(arm, args)
-    check_same_settings(config)
     run = RunFolder(config.out)
-    if not (run.root / DIVERGED_FILE).exists() and not is_finished(run):
-        print(f"arm {arm.name}: {describe(arm)}", file=sys.stderr, flush=True)
-        try:
-            train(start_or_resume(config))
-        except ToolkitError as error:
-            if error.exit_code != DIVERGED_EXIT_CODE:
-                raise
-            atomic.write_json(run.root / DIVERGED_FILE, {"error": str(error)})
+    try:
+        train_unless_finished(config, f"arm {arm.name}: {describe(arm)}")
+    except ToolkitError as error:
+        if error.exit_code != DIVERGED_EXIT_CODE:
+            raise
+        atomic.write_json(run.root / DIVERGED_FILE, {"error": str(error)})
     return arm_result(arm, run)
 
 

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shlex
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
 from toolkit import atomic
+from toolkit.benchmark.run import load_average, machine_description
 from toolkit.errors import ToolkitError
 from toolkit.model_card import load_card
 from training.backend import backend_name, keras
 from training.data import absolute_spec
 from training.run_folder import RunFolder
+from training.train import train
 from training.train_config import TrainConfig, parse_budget
 from training.transfer import parent_architecture
 
@@ -26,16 +26,18 @@ DEFAULT_DATA = str(SHARED_CIFAR10 if SHARED_CIFAR10.is_dir() else REPO_ROOT / "t
 
 # Fields that say how to run, not what to train (data and budget are compared by meaning).
 RUN_ONLY_FIELDS = ("out", "resume", "progress", "data", "budget")
+DIVERGED_FILE = "diverged.json"  # in a run folder whose training diverged (recipe.py records that and goes on)
 
 
 def sitting(script: str, argv: list[str]) -> dict[str, Any]:
     """The command that made a result, the machine, the Keras backend and the load when it started."""
+    machine = machine_description()
     return {
         "generated_by": shlex.join(["python", f"benchmarks/{script}", *argv]),
-        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "machine": f"{machine['processor']} ({machine['system']}, {machine['architecture']}), {machine['cpu_count']} CPUs, Python {machine['python']}",
         "backend": backend_name(),
         "keras": keras.__version__,
-        "load_average_at_start": round(os.getloadavg()[0], 2),
+        "load_average_at_start": load_average(),
     }
 
 
@@ -66,8 +68,8 @@ def check_same_settings(config: TrainConfig) -> None:
 
 
 def is_finished(run: RunFolder) -> bool:
-    """True when the run spent its whole budget: nothing left to train."""
-    return bool(atomic.read_json_object(run.state_path).get("finished"))
+    """True when the run spent its whole budget or diverged: nothing left to train."""
+    return (run.root / DIVERGED_FILE).exists() or bool(atomic.read_json_object(run.state_path).get("finished"))
 
 
 def start_or_resume(config: TrainConfig) -> TrainConfig:
@@ -75,6 +77,17 @@ def start_or_resume(config: TrainConfig) -> TrainConfig:
     keras.backend.clear_session()  # the graphs of earlier arms neither slow nor retrace this one
     # train() starts over in a folder whose first checkpoint was never written.
     return TrainConfig(resume=config.out, progress=False) if RunFolder(config.out).config.exists() else config
+
+
+def train_unless_finished(config: TrainConfig, note: str) -> RunFolder:
+    """``config``'s run folder, refused when it holds other settings; trained first (``note`` printed, a stopped run
+    resumed) unless it is finished."""
+    check_same_settings(config)
+    run = RunFolder(config.out)
+    if not is_finished(run):
+        print(note, file=sys.stderr, flush=True)
+        train(start_or_resume(config))
+    return run
 
 
 def cell(value: Any) -> str:

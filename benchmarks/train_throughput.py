@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -42,6 +41,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.sitting import DEFAULT_DATA, generated_line, run_script, sitting  # noqa: E402
 from toolkit import atomic  # noqa: E402
+from toolkit.benchmark.run import load_average  # noqa: E402
 from toolkit.errors import ToolkitError  # noqa: E402
 from training.allcnn import create_model  # noqa: E402
 from training.backend import keras  # noqa: E402
@@ -74,7 +74,7 @@ def build_side(name: str, width: float, dataset: Dataset) -> Side:
     mean, std = channel_statistics(dataset.images)
     source = BatchSource(
         dataset.images, dataset.labels, config.batch_size, mean, std,
-        augmentation=config.augmentation, shuffle=True, seed=0, drop_remainder=True,
+        augmentation=config.augmentation, training=True, seed=0,
     )  # fmt: skip
     keras.mixed_precision.set_global_policy(POLICIES[config.precision])
     keras.utils.set_random_seed(0)
@@ -190,7 +190,7 @@ def main(argv: list[str]) -> int:
         "target_ratio": TARGET_RATIO,
         "meets_target": all(row["meets_target"] for row in results),
         "data": str(args.data),
-        "load_average_before_after": [facts["load_average_at_start"], round(os.getloadavg()[0], 2)],
+        "load_average_before_after": [facts["load_average_at_start"], load_average()],
         "results": results,
     }
     atomic.write_json(f"{args.out}.json", payload)

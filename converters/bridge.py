@@ -25,23 +25,27 @@ from toolkit import atomic
 from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard, card_path, check_card_matches, load_card, save_card
 from training.allcnn import ModelConfig, copy_weights, create_model
-from training.model_files import load_keras3
+from training.model_files import check_model_path, load_keras3
 
 
 def check_model_file(model_path: str | Path) -> Path:
     """A one-line error unless ``model_path`` is an existing ``.keras`` file with a card beside it."""
-    model_path = Path(model_path)
-    if not model_path.exists():
-        raise ToolkitError(f"model file {model_path} does not exist")
-    if model_path.is_dir():
-        candidates = sorted(model_path.glob("*.keras"))
-        hint = f" (did you mean {candidates[0]}?)" if candidates else ""
-        raise ToolkitError(f"--model {model_path} is a folder, not a model file{hint}")
-    if model_path.suffix != ".keras":
-        raise ToolkitError(f"model file {model_path} must be a .keras file, got {model_path.suffix or 'no suffix'}")
+    model_path = check_model_path(model_path)
     if not card_path(model_path).exists():
         raise ToolkitError(f"no model card {card_path(model_path)} beside {model_path}: labels, input size and normalisation come from it")
     return model_path
+
+
+def prepare_folder(out: str | Path, overwrite: bool, held: str | None) -> Path:
+    """Create the ``--out`` folder ``out``; refuse one that already ``held`` results (e.g. "a model (OUT/model.keras)";
+    None: nothing) unless ``overwrite``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ToolkitError(f"--out {out} is a file, not a folder")
+    if held and not overwrite:
+        raise ToolkitError(f"{out} already holds {held}; choose another --out or pass --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 @dataclasses.dataclass
@@ -73,12 +77,7 @@ def load_source(model_path: str | Path) -> SourceModel:
     """Read a ``.keras`` model and its card; refuse a model that does not match its card."""
     model_path = check_model_file(model_path)
     card = load_card(model_path)
-    if not card.architecture:
-        raise ToolkitError(f"model card {card_path(model_path)} has no 'architecture': cannot rebuild the tf_keras twin")
-    try:
-        model_config = ModelConfig.from_dict(card.architecture)
-    except TypeError as error:
-        raise ToolkitError(f"model card {card_path(model_path)} has an unreadable 'architecture': {error}") from None
+    model_config = ModelConfig.from_card(card, f"model card {card_path(model_path)}")
     model = load_keras3(model_path)
     check_card_matches(model_path, card, input_shape=model.input_shape[1:], num_outputs=model.output_shape[-1])
     run_config = atomic.read_json_object(Path(model_path).parent / "config.json")

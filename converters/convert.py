@@ -39,13 +39,13 @@ from converters import bridge, edgetpu, finetune
 from converters.configs import ConvertConfig
 from converters.parity import DEFINITIONS, parity_metrics, top1
 from converters.sparsity import sparsity_of_arrays
-from converters.tflite_inspect import CARD_METADATA, LABELS_METADATA, TfliteModel, embed_metadata, first_non_integer_operator, read_tflite
+from converters.tflite_inspect import CARD_METADATA, LABELS_METADATA, TensorInfo, TfliteModel, embed_metadata, first_non_integer_operator, read_tflite
 from toolkit import atomic
 from toolkit.errors import ToolkitError, ToolkitWarning
 from toolkit.model_card import TensorQuantization, card_path, load_card, save_card
 from toolkit.native_logs import quiet_native_logs
 from toolkit.preprocessing import prepare_images
-from training.data import load_dataset, stratified_subset
+from training.data import Dataset, load_dataset, stratified_subset
 from training.evaluate import KerasPredictor, load_predictor, predict_with_progress
 from training.splits import SPLIT_KEYS, held_out_images
 
@@ -152,7 +152,8 @@ def convert_model(model: Any, format_name: str, calibration: np.ndarray | None =
     return data, parsed
 
 
-def _quantization(tensor: Any) -> TensorQuantization:
+def tensor_quantization(tensor: TensorInfo) -> TensorQuantization:
+    """How a parsed .tflite input or output tensor stores real numbers (a model card's ``input_quantization``)."""
     dtype = tensor.type.lower()  # INT8 -> int8, FLOAT32 -> float32, ...
     if tensor.scale and dtype in ("int8", "uint8"):
         return TensorQuantization(dtype=dtype, scale=float(tensor.scale[0]), zero_point=int(tensor.zero_point[0] if tensor.zero_point else 0))
@@ -213,14 +214,10 @@ def convert(config: ConvertConfig) -> ConvertResult:
 def _prepare_out(out: Path, overwrite: bool) -> list[Path]:
     """Create ``out``; returns the files an earlier conversion left there (models, cards, Edge TPU builds, parity),
     refused unless ``overwrite``."""
-    if out.exists() and not out.is_dir():
-        raise ToolkitError(f"--out {out} is a file, not a folder")
     patterns = ("model_*.tflite", "model_*.card.json", "model_*_edgetpu.log", PARITY_NAME)
     previous = sorted({path for pattern in patterns for path in out.glob(pattern)})
-    if previous and not overwrite:
-        names = [path.name for path in previous if path.suffix == ".tflite"] or [path.name for path in previous]
-        raise ToolkitError(f"{out} already holds a conversion ({', '.join(names)}); choose another --out or pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
+    names = [path.name for path in previous if path.suffix == ".tflite"] or [path.name for path in previous]
+    bridge.prepare_folder(out, overwrite, f"a conversion ({', '.join(names)})" if previous else None)
     return previous
 
 
@@ -255,8 +252,8 @@ def _export(config: ConvertConfig, source: bridge.SourceModel, is_qat: bool, cal
         sizes = {"raw": len(data), "gzip": atomic.gzip_size(data), "gzip_huffman_only": gzip_huffman_size(data)}
         tflite_card = card.replace(
             format=f"tflite-{format_name}",
-            input_quantization=_quantization(tflite.inputs[0]),
-            output_quantization=_quantization(tflite.outputs[0]),
+            input_quantization=tensor_quantization(tflite.inputs[0]),
+            output_quantization=tensor_quantization(tflite.outputs[0]),
             source_sha256=source.sha256,
             sparsity=sparsity["overall"],
             sizes=sizes,
@@ -324,8 +321,7 @@ def _parity(
     reference_top1 = top1(reference, held_out.labels)
     formats: dict[str, Any] = {}
     for format_name, path in models.items():
-        probabilities = predict_with_progress(load_predictor(path), held_out.images, f"parity {path.name}", progress=config.progress)
-        metrics = parity_metrics(held_out.labels, reference, probabilities)
+        metrics = parity_of(path, held_out, reference, config.progress)
         formats[format_name] = {**metrics, "model": str(path), "passed": metrics["gap_points"] <= config.max_drop}
         card = load_card(path)
         figures = {key: metrics[key] for key in ("top1", "reference_top1", "gap_points", "agreement")}
@@ -349,3 +345,20 @@ def _parity(
     }
     path = atomic.write_json(out / PARITY_NAME, parity)
     return parity, path
+
+
+def parity_of(model_path: Path, held_out: Dataset, reference: np.ndarray, progress: bool | None) -> dict[str, Any]:
+    """:func:`converters.parity.parity_metrics` of the model at ``model_path`` against the ``reference`` probabilities,
+    on the ``held_out`` images (``progress``: a bar, None: only on a terminal)."""
+    probabilities = predict_with_progress(load_predictor(model_path), held_out.images, f"parity {model_path.name}", progress=progress)
+    return parity_metrics(held_out.labels, reference, probabilities)
+
+
+def finished_report(config: ConvertConfig) -> dict[str, Any] | None:
+    """The report.json in ``config.out`` when it describes a conversion of ``config.model`` as that file is now (the same
+    SHA-256) and the models of ``config.formats`` are there; None while ``config`` is still to convert."""
+    out = Path(config.out)
+    report = atomic.read_json_object(out / REPORT_NAME)
+    if report.get("source_sha256") != atomic.file_digest(config.model):
+        return None
+    return report if all((out / tflite_name(format_name)).exists() for format_name in config.formats) else None

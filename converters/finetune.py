@@ -74,12 +74,12 @@ class FineTuneData:
     std: list[float]
 
     def train_source(self, seed_offset: int = 0) -> BatchSource:
-        """Shuffled, augmented, normalised training batches (drop_remainder, as ``toolkit train``)."""
+        """Shuffled, augmented, normalised training batches (full batches only, as ``toolkit train``)."""
         settings = self.settings
         batch_size = min(settings.batch_size, len(self.train))
         return BatchSource(
             self.train.images, self.train.labels, batch_size, self.mean, self.std,
-            augmentation=settings.augmentation, shuffle=True, seed=settings.seed + seed_offset, drop_remainder=True,
+            augmentation=settings.augmentation, training=True, seed=settings.seed + seed_offset,
         )  # fmt: skip
 
     def validation_source(self) -> BatchSource:
@@ -87,16 +87,6 @@ class FineTuneData:
 
     def summary(self) -> dict[str, Any]:
         return {**self.settings.to_dict(), "train_images": len(self.train), "validation_images": len(self.validation)}
-
-    def card_metrics(self) -> dict[str, Any]:
-        """The split a stage's model card records, so ``toolkit eval --split validation`` rebuilds it."""
-        return {
-            "validation_images": len(self.validation),
-            "validation_fraction": self.settings.validation_fraction,
-            "split_seed": self.settings.seed,
-            "limit": self.settings.limit,
-            "train_images": len(self.train),
-        }
 
 
 def load_training_data(source: SourceModel, settings: DataSettings, strict: bool = True) -> FineTuneData:
@@ -132,6 +122,7 @@ def fit(
     """
     from tqdm.auto import tqdm
 
+    from training.run_folder import history_row
     from training.tensorflow_stack import tf_keras
 
     epochs = config.epochs
@@ -164,13 +155,7 @@ def fit(
                 self.bar.update(1)
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            logs = logs or {}
-            row = {
-                "epoch": epoch + 1,
-                **{key: float(logs.get(key, float("nan"))) for key in ("loss", "accuracy", "val_loss", "val_accuracy")},
-                "learning_rate": float(self.model.optimizer.learning_rate),  # the schedule's value at the last step
-                "seconds": round(time.perf_counter() - self.started, 3),
-            }
+            row = history_row(epoch, logs, float(self.model.optimizer.learning_rate), self.started)  # the schedule's rate at the last step
             if epoch_metrics is not None:
                 row.update(epoch_metrics(self.model))
             rows.append(row)

@@ -17,9 +17,9 @@ from typing import Any, Callable
 
 from converters import bridge, finetune
 from toolkit import atomic
-from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard, load_card
 from training.run_folder import write_history_csv
+from training.splits import split_metrics
 
 MODEL_NAME = "model.keras"
 
@@ -50,20 +50,9 @@ class StageStart:
             sparsity=round(sparsity, 6),
             source_sha256=self.source.sha256,
             history=[*card.history, history_entry],
-            metrics={**metrics, **self.data.card_metrics()},
+            metrics={**metrics, **split_metrics(self.data.settings, self.data.train, self.data.validation)},
             notes=notes,
         )
-
-
-def prepare_folder(out: str | Path, overwrite: bool) -> Path:
-    """Create ``out``; refuse to replace a finished stage unless ``overwrite``."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ToolkitError(f"--out {out} is a file, not a folder")
-    if not overwrite and (out / MODEL_NAME).exists():
-        raise ToolkitError(f"{out} already holds a model ({out / MODEL_NAME}); choose another --out or pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def start_stage(config: Any) -> StageStart:
@@ -76,7 +65,8 @@ def start_stage(config: Any) -> StageStart:
 
     config.validate()
     started = time.perf_counter()
-    out = prepare_folder(config.out, config.overwrite)
+    model_path = Path(config.out) / MODEL_NAME
+    out = bridge.prepare_folder(config.out, config.overwrite, f"a model ({model_path})" if model_path.exists() else None)
     source = bridge.load_source(config.model)
     overrides = {name: getattr(config, name) for name in ("data", "limit", "batch_size", "augmentation", "seed")}
     data = finetune.load_training_data(source, finetune.resolve_data_settings(source, overrides))

@@ -39,7 +39,7 @@ from edge_app.server import PreviewServer, parse_address
 from edge_app.signals import stop_on_signals
 from edge_app.sources import Backoff, Frame, ImageFilesSource, Source, open_source, parse_size
 from edge_app.stats import RunStats, format_summary
-from toolkit.errors import ToolkitError
+from toolkit.errors import check
 from toolkit.preprocessing import Prediction, Smoother, top_predictions
 
 _Predict = Callable[[np.ndarray], list[Prediction]]  # a raw output tensor -> its top-k
@@ -302,18 +302,15 @@ def run_classify(config: ClassifyConfig, source: Source | None = None, stop: thr
 
 def _check_flags(config: ClassifyConfig) -> tuple[str, int] | None:
     """Refuse impossible flags before a model or camera is opened; returns the ``--serve`` address, if any."""
-    if not 0.0 <= config.threshold <= 1.0:
-        raise ToolkitError(f"--threshold must be between 0 and 1, got {config.threshold}")
-    if not 0.0 <= config.smoothing < 1.0:
-        raise ToolkitError(f"--smoothing must be in [0, 1), got {config.smoothing}")
-    if config.top_k < 1:
-        raise ToolkitError(f"--top-k must be at least 1, got {config.top_k}")
-    if config.decode_threads < 0:
-        raise ToolkitError(f"--decode-threads must be 0 (FFmpeg's choice) or more, got {config.decode_threads}")
+    check(
+        (0.0 <= config.threshold <= 1.0, f"--threshold must be between 0 and 1, got {config.threshold}"),
+        (0.0 <= config.smoothing < 1.0, f"--smoothing must be in [0, 1), got {config.smoothing}"),
+        (config.top_k >= 1, f"--top-k must be at least 1, got {config.top_k}"),
+        (config.decode_threads >= 0, f"--decode-threads must be 0 (FFmpeg's choice) or more, got {config.decode_threads}"),
+    )
     serve_address = parse_address(config.serve) if config.serve else None
     if config.collect_to:
-        if serve_address is None:
-            raise ToolkitError("--collect-to needs --serve: the capture control is on the --serve page")
+        check((serve_address is not None, "--collect-to needs --serve: the capture control is on the --serve page"))
         writable_folder(config.collect_to)  # before a camera is opened: an unwritable root is a one-line error
     return serve_address
 
@@ -373,5 +370,4 @@ def _raise_what_failed(threads: _WorkerThreads, stopped_early: bool) -> None:
             raise error
     stats, source = threads.stats, threads.source
     if stats.frames == 0 and not stopped_early and (stats.unreadable or not source.live):
-        detail = f"{stats.unreadable} unreadable" if stats.unreadable else "it holds none"
-        raise ToolkitError(f"no frame of {source.description} could be read ({detail})")
+        raise source.nothing_read(stats.unreadable)

@@ -6,7 +6,7 @@
     ROOT/<label>/0000.jpg, 0001.jpg, ...   (numbering continues after the files already there)
 
 The crop is :func:`toolkit.preprocessing.center_crop_square`, the crop the model's
-preprocessing takes before it resizes to the input size; the crop is kept at its native
+preprocessing takes before it resizes to a square input size; the crop is kept at its native
 resolution. Each file is written to a hidden temporary file and renamed, so an interrupted
 run leaves whole images only (and the training loader skips hidden files).
 """
@@ -28,7 +28,7 @@ import numpy as np
 from edge_app.signals import stop_on_signals
 from edge_app.sources import Source, open_source
 from toolkit import atomic
-from toolkit.errors import ToolkitError
+from toolkit.errors import ToolkitError, check
 from toolkit.preprocessing import center_crop_square, convert_colour
 
 JPEG_QUALITY = 95  # of saved training images
@@ -129,10 +129,10 @@ class CollectConfig:
 
 
 def _check_config(config: CollectConfig) -> None:
-    if config.count is not None and config.count < 1:
-        raise ToolkitError(f"--count must be at least 1, got {config.count}")
-    if not (config.every >= 0 and math.isfinite(config.every)):
-        raise ToolkitError(f"--every must be 0 or more seconds, got {config.every}")
+    check(
+        (config.count is None or config.count >= 1, f"--count must be at least 1, got {config.count}"),
+        (config.every >= 0 and math.isfinite(config.every), f"--every must be 0 or more seconds, got {config.every}"),
+    )
 
 
 def _save_frames(source: Source, folder: ClassFolder, config: CollectConfig, stop: threading.Event,
@@ -194,6 +194,5 @@ def run_collect(config: CollectConfig, source: Source | None = None, stop: threa
     if read == 0 and not stop.is_set():
         with contextlib.suppress(OSError):
             folder.path.rmdir()  # only when empty: never an image collected before
-        detail = f"{unreadable} unreadable" if unreadable else "it holds none"
-        raise ToolkitError(f"no frame of {source.description} could be read ({detail})")
+        raise source.nothing_read(unreadable)
     return folder.saved

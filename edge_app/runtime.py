@@ -28,6 +28,8 @@ EDGETPU_LIBRARIES = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib",
 # A TFLite flatbuffer starts with the 4-byte offset of its root table, then this file identifier.
 TFLITE_IDENTIFIER = b"TFL3"
 
+EDGETPU_SUFFIX = "_edgetpu.tflite"  # edgetpu_compiler writes the build of m.tflite as m_edgetpu.tflite
+
 
 def runtime_module() -> tuple[str, Any]:
     """The first importable LiteRT runtime as (module name, module)."""
@@ -39,6 +41,17 @@ def runtime_module() -> tuple[str, Any]:
     raise ToolkitError(
         "no TFLite runtime found: pip install ai-edge-litert (or tflite-runtime on 32-bit Raspberry Pi OS)"
     )
+
+
+def is_edgetpu_build(model_path: str | os.PathLike) -> bool:
+    """Whether ``model_path`` is named as a model compiled by ``edgetpu_compiler`` (``*_edgetpu.tflite``)."""
+    return Path(model_path).name.endswith(EDGETPU_SUFFIX)
+
+
+def edgetpu_build(model_path: str | os.PathLike) -> Path:
+    """Where ``edgetpu_compiler`` puts the build of ``model_path``: ``m_edgetpu.tflite`` beside ``m.tflite``."""
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.stem + EDGETPU_SUFFIX)
 
 
 def load_edgetpu_delegate(module: Any) -> Any:
@@ -91,7 +104,7 @@ def make_interpreter(model_path: str | os.PathLike, threads: int | None = None, 
         )
     if threads is not None and threads < 1:
         raise ToolkitError(f"--threads must be at least 1, got {threads}")
-    if edgetpu and not model_path.name.endswith("_edgetpu.tflite"):
+    if edgetpu and not is_edgetpu_build(model_path):
         raise ToolkitError(f"--edgetpu needs a model compiled by edgetpu_compiler (*_edgetpu.tflite), got {model_path.name}")
     check_tflite_file(model_path)
     name, module = runtime_module()
@@ -122,8 +135,8 @@ def make_interpreter(model_path: str | os.PathLike, threads: int | None = None, 
 def card_owner(model_path: str | os.PathLike) -> Path:
     """The model whose card serves ``model_path``: itself, or ``m.tflite`` for ``m_edgetpu.tflite`` without a card of its own."""
     model_path = Path(model_path)
-    if model_path.name.endswith("_edgetpu.tflite") and not card_path(model_path).exists():
-        source = model_path.with_name(model_path.name[: -len("_edgetpu.tflite")] + ".tflite")
+    if is_edgetpu_build(model_path) and not card_path(model_path).exists():
+        source = model_path.with_name(model_path.name.removesuffix(EDGETPU_SUFFIX) + ".tflite")
         if card_path(source).exists():
             return source
     return model_path

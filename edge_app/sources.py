@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from toolkit.errors import ToolkitError, first_line
+from toolkit.preprocessing import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 
@@ -80,6 +80,10 @@ class Source:
 
     def _images(self, stop: threading.Event) -> Iterator[np.ndarray | None]:
         raise NotImplementedError
+
+    def nothing_read(self, unreadable: int) -> ToolkitError:
+        """The error for a source that gave no frame, ``unreadable`` of them undecodable."""
+        return ToolkitError(f"no frame of {self.description} could be read ({f'{unreadable} unreadable' if unreadable else 'it holds none'})")
 
     def close(self) -> None:
         """Release the device or file; safe to call twice."""

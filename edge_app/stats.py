@@ -1,7 +1,7 @@
 """Run statistics for the summary: frames, mean FPS, inference-time percentiles, drops and faults.
 
 Memory stays bounded on runs of any length: inference times are kept exactly for the
-first ``capacity`` frames, then as a uniform reservoir sample of that size.
+first ``SAMPLE_SIZE`` frames, then as a uniform reservoir sample of that size.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ import os
 from typing import Any
 
 import numpy as np
+
+SAMPLE_SIZE = 100_000  # inference times kept for the percentiles
+WARMUP_FRAMES = 200  # frames before the "after warm-up" memory reading
 
 
 def resident_memory_mb() -> float | None:
@@ -24,12 +27,12 @@ def resident_memory_mb() -> float | None:
 
 
 class Reservoir:
-    """A fixed-size uniform sample of a stream of numbers (Vitter's algorithm R)."""
+    """A uniform sample of ``SAMPLE_SIZE`` numbers from a stream (Vitter's algorithm R), seeded: runs sample alike."""
 
-    def __init__(self, capacity: int = 100_000, seed: int = 0) -> None:
-        self.values = np.empty(capacity, dtype=np.float32)
+    def __init__(self) -> None:
+        self.values = np.empty(SAMPLE_SIZE, dtype=np.float32)
         self.seen = 0
-        self._rng = np.random.default_rng(seed)
+        self._rng = np.random.default_rng(0)
 
     def add(self, value: float) -> None:
         if self.seen < len(self.values):
@@ -48,7 +51,6 @@ class Reservoir:
 class RunStats:
     """Counters the pipeline threads update; :meth:`summary` turns them into the end-of-run report."""
 
-    warmup_frames: int = 200  # frames before the "after warm-up" memory reading
     frames: int = 0  # frames classified
     unreadable: int = 0  # frames the source delivered broken or empty (skipped)
     dropped: int = 0  # frames replaced by a newer one before inference (live sources)
@@ -66,7 +68,7 @@ class RunStats:
             self.first_frame_at = started_at
         self.frames += 1
         self.inference.add(seconds * 1000.0)
-        if self.frames == self.warmup_frames:
+        if self.frames == WARMUP_FRAMES:
             self.rss_after_warmup_mb = resident_memory_mb()
 
     @property

@@ -25,9 +25,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from converters.bridge import export_for_distribution  # noqa: E402
-from converters.convert import ConvertConfig, convert  # noqa: E402
+from converters.convert import PARITY_NAME, REPORT_NAME, ConvertConfig, convert, finished_report, tflite_name  # noqa: E402
 from toolkit import atomic  # noqa: E402
 from toolkit.model_card import card_path  # noqa: E402
+from toolkit.pipeline import MANIFEST_NAME, trained_model  # noqa: E402
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -38,12 +39,14 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def convert_post_training(run: Path) -> Path:
-    """Plain post-training int8 of the pruned model, with the pipeline's own convert settings; returns its folder."""
+    """Plain post-training int8 of the pruned model, with the pipeline's own convert settings (converted once while
+    that model is unchanged); returns its folder."""
     out = run / "convert-ptq"
-    if not (out / "parity.json").is_file():
-        settings = read_json(run / "convert" / "report.json")["config"]
-        settings.update(model=str(run / "prune" / "model.keras"), out=str(out), formats=("int8",), overwrite=True, edgetpu=False)
-        convert(ConvertConfig(**settings))
+    settings = read_json(run / "convert" / REPORT_NAME)["config"]
+    settings.update(model=str(run / "prune" / "model.keras"), out=str(out), formats=("int8",), overwrite=True, edgetpu=False)
+    config = ConvertConfig(**settings)
+    if finished_report(config) is None:
+        convert(config)
     return out
 
 
@@ -57,7 +60,7 @@ def figures(run: Path, training: Path, folders: dict[str, Path], conversions: di
                                                    "best_validation_accuracy", "images_per_second", "train_images", "validation_images")},  # fmt: skip
         **{stage: {"seconds": report["seconds"], "validation_accuracy": report["validation_accuracy"], "sparsity": report["sparsity"]}
            for stage, report in ((stage, read_json(run / stage / "report.json")) for stage in ("prune", "qat"))},  # fmt: skip
-        "convert_seconds": {name: read_json(folder / "report.json")["seconds"] for name, folder in folders.items()},
+        "convert_seconds": {name: read_json(folder / REPORT_NAME)["seconds"] for name, folder in folders.items()},
         "int8": {name: {key: parity[key] for key in ("float_top1", "int8_top1", "gap_points", "agreement", "images")}
                  for name, parity in conversions.items()},  # fmt: skip
         "shipped": chosen,
@@ -70,16 +73,14 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "pretrained", help="where the shipped files go")
     args = parser.parse_args()
     run, out = args.run, args.out
-    stages = read_json(run / "pipeline.json")["stages"]
-    training = (run / (stages.get("source") or stages["train"])["model"]).parent  # a source model's path is absolute
+    training = trained_model(run, read_json(run / MANIFEST_NAME)).parent
     folders = {"qat": run / "convert", "ptq": convert_post_training(run)}
-    conversions = {name: read_json(folder / "parity.json") for name, folder in folders.items()}
+    conversions = {name: read_json(folder / PARITY_NAME) for name, folder in folders.items()}
     chosen = max(conversions, key=lambda name: conversions[name]["int8_top1"])
     out.mkdir(parents=True, exist_ok=True)
-    model = folders[chosen] / "model_int8.tflite"
-    for source, name in ((model, "model_int8.tflite"), (card_path(model), "model_int8.card.json"), (folders[chosen] / "parity.json", "parity.json"),
-                         (training / "history.csv", "history.csv"), (training / "curves.png", "curves.png")):  # fmt: skip
-        with atomic.atomic_path(out / name) as temporary:
+    model = folders[chosen] / tflite_name("int8")
+    for source in (model, card_path(model), folders[chosen] / PARITY_NAME, training / "history.csv", training / "curves.png"):
+        with atomic.atomic_path(out / source.name) as temporary:
             shutil.copyfile(source, temporary)
     export_for_distribution(training / "best.keras", out / "model.keras")
     atomic.write_json(out / "figures.json", figures(run, training, folders, conversions, chosen))

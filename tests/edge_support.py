@@ -46,11 +46,12 @@ def build_tiny_int8_model(directory: Path, sample_dir: Path, epochs: int = 8) ->
     Beside ``model_int8.tflite`` it also writes ``model_uint8.tflite`` (uint8 I/O) and
     ``model_float32.tflite``, each with its card.
     """
+    from converters.convert import convert_model
     from toolkit import preprocessing
     from toolkit.model_card import ModelCard, TensorQuantization, save_card
     from training.allcnn import ModelConfig, create_model
     from training.data import channel_statistics, load_image_folder
-    from training.tensorflow_stack import tf, tf_keras
+    from training.tensorflow_stack import tf_keras
 
     dataset = load_image_folder(sample_dir)
     mean, std = channel_statistics(dataset.images)
@@ -61,10 +62,6 @@ def build_tiny_int8_model(directory: Path, sample_dir: Path, epochs: int = 8) ->
     model.compile(optimizer=tf_keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
     model.fit(inputs, dataset.labels, epochs=epochs, batch_size=32, verbose=0)
 
-    def representative_dataset():
-        for image in dataset.images[::3]:
-            yield [preprocessing.prepare_image(image, config.input_shape, mean, std)[None]]
-
     from edge_app.runtime import make_interpreter
 
     def quantization(detail: dict) -> TensorQuantization:
@@ -72,16 +69,9 @@ def build_tiny_int8_model(directory: Path, sample_dir: Path, epochs: int = 8) ->
         return TensorQuantization(np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
 
     # int8 I/O is what `toolkit convert --int8` ships; uint8 I/O and float are there to test the other paths.
-    for name, io_type in (("model_int8", tf.int8), ("model_uint8", tf.uint8), ("model_float32", None)):
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        if io_type is not None:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = representative_dataset
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.inference_input_type = io_type
-            converter.inference_output_type = io_type
+    for name, io_type in (("model_int8", "int8"), ("model_uint8", "uint8"), ("model_float32", None)):
         path = Path(directory) / f"{name}.tflite"
-        path.write_bytes(converter.convert())
+        path.write_bytes(convert_model(model, "int8" if io_type else "float32", inputs[::3], io=io_type or "int8")[0])
         interpreter = make_interpreter(path)
         card = ModelCard(
             labels=dataset.class_names,

@@ -28,6 +28,7 @@ def _card(dataset, fmt: str, history: list[str], mean, std) -> ModelCard:
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory, sample_dir):
     """A run folder (best.keras) and a convert folder (float32 and int8 .tflite), with cards."""
+    from converters.convert import convert_model
     from training.allcnn import ModelConfig, copy_weights, create_model
     from training.backend import keras
     from training.data import channel_statistics, load_dataset
@@ -54,18 +55,11 @@ def tiny_models(tmp_path_factory, sample_dir):
 
     twin = create_model(config, tf_keras)
     copy_weights(model, twin)
-    converter = tf.lite.TFLiteConverter.from_keras_model(twin)
-    (convert_dir / "model_float32.tflite").write_bytes(converter.convert())
+    (convert_dir / "model_float32.tflite").write_bytes(convert_model(twin, "float32")[0])
     save_card(_card(dataset, "tflite-float32", ["train", "convert"], mean, std), convert_dir / "model_float32.tflite")
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(twin)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([inputs[i : i + 1]] for i in range(0, 300, 3))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
     int8_path = convert_dir / "model_int8.tflite"
-    int8_path.write_bytes(converter.convert())
+    int8_path.write_bytes(convert_model(twin, "int8", inputs[0:300:3])[0])
     interpreter = tf.lite.Interpreter(model_path=str(int8_path))
     input_scale, input_zero = interpreter.get_input_details()[0]["quantization"]
     output_scale, output_zero = interpreter.get_output_details()[0]["quantization"]

@@ -55,7 +55,7 @@ def test_recipe_table_holds_every_arm_and_reads_finished_arms_back(recipe, sampl
 
     state = tmp_path / "runs" / "fast" / "state.json"
     written = state.stat().st_mtime_ns
-    monkeypatch.setattr(recipe, "train", refuse_to_train)
+    monkeypatch.setattr("benchmarks.sitting.train", refuse_to_train)
     assert recipe.main(arguments) == 0
     assert state.stat().st_mtime_ns == written
     assert json.loads((tmp_path / "recipe.json").read_text())["arms"] == results["arms"]
@@ -65,20 +65,20 @@ def test_a_diverged_arm_is_recorded_and_other_errors_are_not(recipe, sample_dir,
     def diverge(config) -> Path:
         raise ToolkitError("training diverged: the loss became NaN at epoch 1, step 3", exit_code=3)
 
-    monkeypatch.setattr(recipe, "train", diverge)
+    monkeypatch.setattr("benchmarks.sitting.train", diverge)
     arguments = recipe_arguments(sample_dir, tmp_path, "no-batch-norm")
     assert recipe.main(arguments) == 0
     row = json.loads((tmp_path / "recipe.json").read_text())["arms"][0]
     assert row["status"] == "diverged" and "loss became NaN" in row["error"]
     assert "| no-batch-norm (diverged) | batch norm off (fast: on) |" in (tmp_path / "recipe.md").read_text()
 
-    monkeypatch.setattr(recipe, "train", refuse_to_train)
+    monkeypatch.setattr("benchmarks.sitting.train", refuse_to_train)
     assert recipe.main(arguments) == 0  # a diverged arm is read back, not rerun
 
     def fail(config) -> Path:
         raise ToolkitError("data folder is missing")
 
-    monkeypatch.setattr(recipe, "train", fail)
+    monkeypatch.setattr("benchmarks.sitting.train", fail)
     with pytest.raises(ToolkitError, match="data folder is missing"):
         recipe.main(recipe_arguments(sample_dir, tmp_path, "fast"))
 
@@ -92,7 +92,7 @@ def test_an_interrupted_arm_is_resumed_and_other_settings_are_refused(recipe, sa
     (folder / "config.json").write_text(json.dumps({"train": saved}))
     (folder / "state.json").write_text(json.dumps({"epochs_completed": 1, "finished": False}))
     calls = []
-    monkeypatch.setattr(recipe, "train", lambda config: calls.append(config) or folder)
+    monkeypatch.setattr("benchmarks.sitting.train", lambda config: calls.append(config) or folder)
     assert recipe.main(arguments) == 0
     assert [call.resume for call in calls] == [str(folder)]
 

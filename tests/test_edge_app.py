@@ -15,9 +15,9 @@ from training.data import load_image_folder
 
 def reference_probabilities(model_path: Path, rgb_images: np.ndarray) -> np.ndarray:
     """What `toolkit eval` predicts for the same images."""
-    from training.evaluate import predict_probabilities
+    from training.evaluate import load_predictor
 
-    return predict_probabilities(model_path, rgb_images)
+    return load_predictor(model_path).predict(rgb_images)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from toolkit.cli import main
 from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard, load_card, save_card
 from training.data import Dataset, channel_statistics, load_dataset, load_image_folder
-from training.evaluate import evaluate, label_mapping, load_evaluation_data, predict_probabilities
+from training.evaluate import evaluate, label_mapping, load_evaluation_data, load_predictor
 from training.splits import train_validation_split
 
 LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -29,9 +29,9 @@ def sample(sample_dir: Path) -> Dataset:
 def models(tmp_path_factory, sample: Dataset) -> dict[str, Path]:
     """model.keras, model_float.tflite and model_int8.tflite (int8 in and out), each with a card."""
     from converters.bridge import twin_from_keras3
+    from converters.convert import convert_model
     from training.allcnn import ModelConfig, create_model
     from training.backend import keras
-    from training.tensorflow_stack import tf
 
     folder = tmp_path_factory.mktemp("models")
     keras.utils.set_random_seed(0)
@@ -44,17 +44,10 @@ def models(tmp_path_factory, sample: Dataset) -> dict[str, Path]:
     save_card(card, paths["keras"])
 
     twin = twin_from_keras3(model, config)
-    converter = tf.lite.TFLiteConverter.from_keras_model(twin)
-    paths["float"].write_bytes(converter.convert())
+    paths["float"].write_bytes(convert_model(twin, "float32")[0])
     save_card(card.replace(format="tflite-float32"), paths["float"])
     calibration = preprocessing.prepare_batch(sample.images[::30], mean, std)
-    converter = tf.lite.TFLiteConverter.from_keras_model(twin)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([image[None]] for image in calibration)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    paths["int8"].write_bytes(converter.convert())
+    paths["int8"].write_bytes(convert_model(twin, "int8", calibration)[0])
     save_card(card.replace(format="tflite-int8"), paths["int8"])
     return paths
 
@@ -76,7 +69,7 @@ def test_cli_writes_report_and_confusion_png(models: dict[str, Path], sample_dir
     assert report["confusion_png"] == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The figures agree with the raw probabilities computed independently.
     subset = load_dataset(str(sample_dir), limit=50)
-    probabilities = predict_probabilities(models["keras"], subset.images)
+    probabilities = load_predictor(models["keras"]).predict(subset.images)
     assert report["top1"] == pytest.approx(np.mean(probabilities.argmax(axis=1) == subset.labels))
 
 
@@ -85,7 +78,7 @@ def test_labels_are_matched_by_name(models: dict[str, Path], sample: Dataset, tm
     reversed_model = tmp_path / "reversed.keras"
     shutil.copy(models["keras"], reversed_model)
     save_card(load_card(models["keras"]).replace(labels=LABELS[::-1]), reversed_model)
-    predictions = predict_probabilities(reversed_model, sample.images).argmax(axis=1)
+    predictions = load_predictor(reversed_model).predict(sample.images).argmax(axis=1)
     report = evaluate(reversed_model, sample)
     by_name = predictions == 9 - sample.labels
     by_id = predictions == sample.labels
@@ -112,10 +105,10 @@ def test_labels_are_matched_by_name(models: dict[str, Path], sample: Dataset, tm
 
 def test_tflite_float_matches_keras_and_int8_runs(models: dict[str, Path], sample: Dataset) -> None:
     images = sample.images[::10]
-    keras_probabilities = predict_probabilities(models["keras"], images)
-    float_probabilities = predict_probabilities(models["float"], images)
+    keras_probabilities = load_predictor(models["keras"]).predict(images)
+    float_probabilities = load_predictor(models["float"]).predict(images)
     np.testing.assert_allclose(float_probabilities, keras_probabilities, atol=1e-4)
-    int8_probabilities = predict_probabilities(models["int8"], images)
+    int8_probabilities = load_predictor(models["int8"]).predict(images)
     assert int8_probabilities.shape == (30, 10)
     np.testing.assert_allclose(int8_probabilities.sum(axis=1), 1.0, atol=0.05)
     # Dequantised int8 outputs stay near the float ones (raw codes or a wrong zero point would not).
@@ -136,8 +129,8 @@ def test_images_of_another_size_go_through_shared_preprocessing(models: dict[str
     expected = keras.models.load_model(models["keras"]).predict_on_batch(
         np.stack([preprocessing.prepare_image(image, card.input_size, card.mean, card.std) for image in large])
     )
-    np.testing.assert_allclose(predict_probabilities(models["keras"], large), expected, atol=1e-5)
-    np.testing.assert_allclose(predict_probabilities(models["float"], large), expected, atol=1e-4)
+    np.testing.assert_allclose(load_predictor(models["keras"]).predict(large), expected, atol=1e-5)
+    np.testing.assert_allclose(load_predictor(models["float"]).predict(large), expected, atol=1e-4)
 
 
 def test_validation_split_follows_the_card(sample_dir: Path, sample: Dataset) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -76,11 +77,13 @@ def test_both_arms_the_int8_row_and_the_verdict_are_written_and_read_back(sample
                                  "per_seed": {"0": round(per_seed[0], 2), "1": round(per_seed[1], 2)}}  # fmt: skip
     assert Path(int8["model"]).parent.parent == Path(fine_tuned["run"]).parent  # the first seed's fine-tuned model
     report = (tmp_path / "own_data.md").read_text()
-    assert "| 0 | from scratch | 180 |" in report and "| 1 | fine-tuned | 180 |" in report and "| 0 | fine-tuned, int8 |" in report
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", row["finished_at"]) for row in results["arms"])
+    assert f"| 0 | from scratch | {scratch['finished_at']} | 180 |" in report and f"| 1 | fine-tuned | {second_seed[1]['finished_at']} | 180 |" in report
+    assert "| 0 | fine-tuned, int8 |" in report
     assert f"**{'met' if difference >= 5 else 'NOT met'}**" in report
     assert f"`python benchmarks/own_data.py --data {data}" in report and "--test-limit 50" in report
 
-    monkeypatch.setattr(own_data, "train", refuse)
+    monkeypatch.setattr("benchmarks.sitting.train", refuse)
     monkeypatch.setattr(own_data, "convert", refuse)
     monkeypatch.setattr(own_data, "evaluate", refuse)
     assert own_data.main(arguments) == 0

@@ -129,7 +129,7 @@ def test_divergence_stops_with_one_line_and_keeps_last_good_checkpoint(
 
         def poisoned(self, index):
             images, labels = original(self, index)
-            if self.shuffle and self.epoch >= 1:
+            if self.training and self.epoch >= 1:
                 images = np.full_like(images, np.nan)
             return images, labels
 

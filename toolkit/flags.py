@@ -119,6 +119,12 @@ def add_dataclass_arguments(
         parser.add_argument(spelling, **keywords)
 
 
+def known_fields(config_class: type, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``payload`` that are fields of ``config_class`` (a saved config may hold keys it no longer has)."""
+    names = {field.name for field in dataclasses.fields(config_class)}
+    return {key: value for key, value in payload.items() if key in names}
+
+
 def config_from_arguments(config_class: type[Config], arguments: argparse.Namespace, **changes: Any) -> Config:
     """The ``config_class`` that the flags of add_dataclass_arguments in ``arguments`` describe.
 

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from toolkit import atomic
 from toolkit.errors import ToolkitError
+from toolkit.flags import known_fields
 
 CARD_SUFFIX = ".card.json"
 
@@ -57,8 +58,7 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> "ModelCard":
-        known = {field.name for field in dataclasses.fields(cls)}
-        values = {key: value for key, value in payload.items() if key in known}
+        values = known_fields(cls, payload)
         for key in ("input_quantization", "output_quantization"):
             if isinstance(values.get(key), dict):
                 values[key] = TensorQuantization(**values[key])

@@ -72,10 +72,7 @@ class PipelineConfig:
             raise ToolkitError(f"pipeline config {path} is not valid YAML: {first_line(error)}") from None
         if not isinstance(payload, dict):
             raise ToolkitError(f"pipeline config {path} must be a mapping of options")
-        known = sorted(field.name for field in dataclasses.fields(cls))
-        unknown = sorted(set(payload) - set(known))
-        if unknown:
-            raise ToolkitError(f"{path}: unknown key {unknown[0]!r}; known keys are {', '.join(known)}")
+        _check_known_keys(payload, cls, str(path))
         for section in STAGES:
             if payload.get(section) is None:
                 payload[section] = {}
@@ -173,6 +170,14 @@ def _accepts(hint: Any, value: Any) -> bool:
     return not isinstance(hint, type) or isinstance(value, hint)
 
 
+def _check_known_keys(options: dict[str, Any], config_class: type, where: str) -> None:
+    """One line naming ``where`` and the first key of ``options`` (alphabetically) that is not a field of ``config_class``."""
+    known = sorted(field.name for field in dataclasses.fields(config_class))
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ToolkitError(f"{where}: unknown key {unknown[0]!r}; known keys are {', '.join(known)}")
+
+
 def _check_types(options: dict[str, Any], config_class: type, where: str) -> None:
     """One line naming ``where.key`` for the first value whose type does not fit its field."""
     hints = typing.get_type_hints(config_class)
@@ -191,10 +196,7 @@ def _check_types(options: dict[str, Any], config_class: type, where: str) -> Non
 
 def _checked_options(options: dict[str, Any], config_class: type, section: str) -> dict[str, Any]:
     """``options`` of a pipeline section, once each is known to be a field of ``config_class`` holding a value of its type."""
-    known = [field.name for field in dataclasses.fields(config_class)]
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise ToolkitError(f"pipeline {section} section: unknown option {unknown[0]!r} (known: {', '.join(known)})")
+    _check_known_keys(options, config_class, f"pipeline {section} section")
     _check_types(options, config_class, section)
     return options
 
@@ -274,12 +276,14 @@ def build_stage_configs(config: PipelineConfig) -> StageConfigs:
 
 def _stage_train(train_config: TrainConfig, force: bool) -> dict[str, Any]:
     """Train (or resume training) unless up to date; returns the stage's manifest entry."""
+    from training.run_folder import RunFolder
     from training.train_config import TrainConfig
 
-    folder = Path(train_config.out)
+    run = RunFolder(train_config.out)
+    folder, best = run.root, run.best
     config_hash = _config_hash(train_config.to_dict())
-    best = folder / "best.keras"
-    entry = {"folder": "train", "model": "train/best.keras", "card": "train/best.card.json", "metrics": "train/metrics.json"}
+    entry = {"folder": "train", "model": f"train/{best.name}", "card": f"train/{card_path(best.name)}",
+             "metrics": f"train/{run.metrics.name}"}  # fmt: skip
     if not force and up_to_date(folder, config_hash, None):
         _say("train: up to date, skipped")
         return {**entry, "skipped": True}
@@ -288,8 +292,8 @@ def _stage_train(train_config: TrainConfig, force: bool) -> dict[str, Any]:
 
     started = time.perf_counter()
     run_config = train_config
-    if (folder / "config.json").is_file():
-        saved = TrainConfig.requested_by_run(atomic.read_json_object(folder / "config.json"))
+    if run.config.is_file():
+        saved = TrainConfig.requested_by_run(atomic.read_json_object(run.config))
         if not force and _config_hash(saved.to_dict()) == config_hash:
             _say(f"train: continuing the interrupted run in {folder}")
             run_config = TrainConfig(resume=str(folder), progress=train_config.progress)
@@ -309,12 +313,15 @@ def _stage_train(train_config: TrainConfig, force: bool) -> dict[str, Any]:
 
 def _stage_model(stage: str, stage_config: PruneConfig | QatConfig, function: Any, force: bool) -> dict[str, Any]:
     """Run prune or qat on the config's model unless up to date; returns the stage's manifest entry."""
+    from converters.qat import qat_companions
+    from converters.stage import MODEL_NAME
+
     folder, source = Path(stage_config.out), Path(stage_config.model)
     config_hash = _config_hash(stage_config.to_dict())
     input_sha = _inputs_sha256([source])
-    entry = {"folder": stage, "model": f"{stage}/model.keras", "card": f"{stage}/model.card.json", "report": f"{stage}/report.json"}
+    entry = {"folder": stage, "model": f"{stage}/{MODEL_NAME}", "card": f"{stage}/{card_path(MODEL_NAME)}", "report": f"{stage}/report.json"}
     if stage == "qat":
-        entry["qat_weights"] = "qat/model.qat.weights.h5"
+        entry["qat_weights"] = f"qat/{qat_companions(MODEL_NAME)[0]}"
     if not force and up_to_date(folder, config_hash, input_sha):
         _say(f"{stage}: up to date, skipped")
         return {**entry, "skipped": True}
@@ -323,8 +330,6 @@ def _stage_model(stage: str, stage_config: PruneConfig | QatConfig, function: An
     result = function(stage_config)
     outputs = {"model": result.model_path, "card": card_path(result.model_path), "report": result.report_path}
     if stage == "qat":
-        from converters.qat import qat_companions
-
         outputs["qat_weights"], outputs["qat_info"] = qat_companions(result.model_path)
     write_stamp(folder, stage, config_hash, input_sha, outputs, time.perf_counter() - started)
     return {**entry, "skipped": False}
@@ -332,7 +337,7 @@ def _stage_model(stage: str, stage_config: PruneConfig | QatConfig, function: An
 
 def _stage_convert(convert_config: ConvertConfig, force: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """Convert the config's model unless up to date; returns the parity report and the stage's manifest entry."""
-    from converters.convert import convert, tflite_name
+    from converters.convert import PARITY_NAME, REPORT_NAME, convert, tflite_name
     from converters.qat import qat_companions
 
     folder, source = Path(convert_config.out), Path(convert_config.model)
@@ -351,13 +356,13 @@ def _stage_convert(convert_config: ConvertConfig, force: bool) -> tuple[dict[str
         if result.parity_path:
             outputs["parity"] = result.parity_path
         write_stamp(folder, "convert", config_hash, input_sha, outputs, time.perf_counter() - started)
-    parity = atomic.read_json_object(folder / "parity.json")  # absent when convert had no held-out images
+    parity = atomic.read_json_object(folder / PARITY_NAME)  # absent when convert had no held-out images
     return parity, {
         "folder": "convert",
         "models": {name: f"convert/{tflite_name(name)}" for name in convert_config.formats},
         "cards": {name: f"convert/{card_path(tflite_name(name))}" for name in convert_config.formats},
-        "parity": "convert/parity.json" if parity else None,
-        "report": "convert/report.json",
+        "parity": f"convert/{PARITY_NAME}" if parity else None,
+        "report": f"convert/{REPORT_NAME}",
         "skipped": skipped,
     }
 
@@ -367,7 +372,7 @@ def _stage_eval(eval_config: EvalConfig, folder: Path, models: dict[str, Path], 
     from training.evaluate import evaluate, load_evaluation_data, load_predictor
     from training.splits import SplitSettings
 
-    split = eval_config.split
+    split, bars = eval_config.split, None if progress else False  # None: bars on a terminal only
     entry: dict[str, Any] = {"folder": "eval", "reports": {}, "skipped": True}
     datasets: dict[SplitSettings, Any] = {}  # the converted formats share one split: load its images once
     for name in eval_config.formats:
@@ -375,7 +380,7 @@ def _stage_eval(eval_config: EvalConfig, folder: Path, models: dict[str, Path], 
         data = eval_config.data or load_card(model).dataset
         config_hash = _config_hash({"data": data, "limit": eval_config.limit, "split": split, "format": name})
         entry["reports"][name] = f"eval/{name}/report.json"
-        input_sha = atomic.file_digest(model)
+        input_sha = _inputs_sha256([model])
         if not force and up_to_date(sub, config_hash, input_sha):
             _say(f"eval {name}: up to date, skipped")
             continue
@@ -385,8 +390,8 @@ def _stage_eval(eval_config: EvalConfig, folder: Path, models: dict[str, Path], 
         predictor = load_predictor(model)
         key = SplitSettings.from_card(predictor.card, data)  # the split load_evaluation_data rebuilds
         if key not in datasets:
-            datasets[key] = load_evaluation_data(data, predictor.card, split, eval_config.limit, 0, progress or None)
-        report = evaluate(model, datasets[key], confusion_path=sub / "confusion.png", progress=progress or None, predictor=predictor)
+            datasets[key] = load_evaluation_data(data, predictor.card, split, eval_config.limit, 0, bars)
+        report = evaluate(model, datasets[key], confusion_path=sub / "confusion.png", progress=bars, predictor=predictor)
         report["split"] = split
         report_path = atomic.write_json(sub / "report.json", report)
         write_stamp(sub, "eval", config_hash, input_sha, {"report": report_path}, time.perf_counter() - started)
@@ -442,6 +447,12 @@ def summary_rows(out: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def trained_model(out: Path, manifest: dict[str, Any]) -> Path:
+    """The float model a pipeline run started from: the one it trained, or the ``--model`` it was given."""
+    stages = manifest["stages"]
+    return out / (stages.get("source") or stages["train"])["model"]  # a source model's path is absolute
 
 
 def format_summary(rows: list[dict[str, Any]]) -> str:

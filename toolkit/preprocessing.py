@@ -3,7 +3,7 @@
 A camera frame (OpenCV gives BGR, uint8, any size) and a dataset image (RGB, uint8)
 both go through :func:`prepare_image`:
 
-    colour order -> centre crop to a square -> resize to the model input
+    colour order -> centre crop to the model input's aspect ratio -> resize to the model input
     -> scale to [0, 1] -> subtract mean, divide by std (per channel)
 
 and, for an integer model, :func:`quantize` into the input tensor's int8/uint8 codes.
@@ -31,6 +31,7 @@ import numpy as np
 from toolkit.model_card import ModelCard, TensorQuantization
 
 COLOUR_ORDERS = ("RGB", "BGR", "GRAY")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")  # image files OpenCV decodes
 SOFTMAX_TOLERANCE = 0.05  # outputs whose rows sum this close to 1 (and are not negative) are probabilities already
 
 # ITU-R BT.601 luma weights, the ones OpenCV's RGB2GRAY uses.
@@ -64,12 +65,20 @@ def convert_colour(image: np.ndarray, source_order: str, target_order: str) -> n
     return grey.astype(image.dtype)[:, :, None]
 
 
+def center_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Crop the largest centred region with the aspect ratio of ``height`` x ``width`` from an HxW(xC) image."""
+    source_height, source_width = image.shape[:2]
+    if source_height * width > source_width * height:  # taller than the target: keep the full width
+        crop_height, crop_width = max(1, round(source_width * height / width)), source_width
+    else:
+        crop_height, crop_width = source_height, max(1, round(source_height * width / height))
+    top, left = (source_height - crop_height) // 2, (source_width - crop_width) // 2
+    return image[top : top + crop_height, left : left + crop_width]
+
+
 def center_crop_square(image: np.ndarray) -> np.ndarray:
     """Crop the largest centred square from an HxW(xC) image."""
-    height, width = image.shape[:2]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    return image[top : top + side, left : left + side]
+    return center_crop(image, 1, 1)
 
 
 @functools.lru_cache(maxsize=32)
@@ -198,7 +207,7 @@ def prepare_image(
     if not swap_only:
         image = convert_colour(image, source_colour_order, target_order)
     if image.shape[0] != height or image.shape[1] != width:
-        image = resize(center_crop_square(image), height, width)
+        image = resize(center_crop(image, height, width), height, width)
     if swap_only:
         # Cropping and resizing treat every channel alike, so swapping BGR<->RGB after
         # them gives the identical tensor, on 32x32 pixels instead of a whole frame.

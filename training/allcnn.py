@@ -18,6 +18,10 @@ import functools
 from types import ModuleType
 from typing import Any, Callable
 
+from toolkit.errors import ToolkitError
+from toolkit.flags import known_fields
+from toolkit.model_card import ModelCard
+
 # Each stage is a list of ("conv", filters, kernel, stride, padding) or ("pool",).
 # A dropout of 0.5 follows every down-sampling stage, 0.2 is applied to the input.
 _Step = tuple
@@ -62,11 +66,24 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> "ModelConfig":
-        known = {field.name for field in dataclasses.fields(cls)}
-        values = {key: value for key, value in payload.items() if key in known}
+        values = known_fields(cls, payload)
         if "input_shape" in values:
             values["input_shape"] = tuple(int(value) for value in values["input_shape"])
         return cls(**values)
+
+    @classmethod
+    def from_card(cls, card: ModelCard, where: str) -> "ModelConfig":
+        """The architecture ``card`` records; a one-line error naming ``where`` (its card) when it records none or one
+        this builder cannot read."""
+        if not card.architecture:
+            raise ToolkitError(f"{where} records no architecture")
+        try:
+            config = cls.from_dict(card.architecture)
+        except (TypeError, ValueError, AttributeError) as error:
+            raise ToolkitError(f"{where} records an unreadable architecture: {error}") from None
+        if config.name not in ARCHITECTURES:
+            raise ToolkitError(f"{where} records an unknown architecture {config.name!r}; known: {', '.join(ARCHITECTURES)}")
+        return config
 
 
 def create_model(config: ModelConfig, keras: ModuleType) -> Any:

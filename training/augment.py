@@ -9,18 +9,20 @@ from __future__ import annotations
 import numpy as np
 
 AUGMENTATIONS = ("none", "paper", "cutout")
+PADDING = 4  # pixels of zero padding: translations of up to this many pixels
+CUTOUT_SIZE = 8  # side of cutout's black square
 
 
-def augment_batch(images: np.ndarray, policy: str, rng: np.random.Generator, pad: int = 4, cutout_size: int = 8) -> np.ndarray:
+def augment_batch(images: np.ndarray, policy: str, rng: np.random.Generator) -> np.ndarray:
     """Augment a uint8 batch NxHxWxC according to ``policy`` (one of AUGMENTATIONS)."""
     if policy == "none":
         return images
     if policy not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {policy!r}; choose one of {', '.join(AUGMENTATIONS)}")
     count, height, width, _ = images.shape
-    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="constant")
-    offsets_y = rng.integers(0, 2 * pad + 1, size=count)
-    offsets_x = rng.integers(0, 2 * pad + 1, size=count)
+    padded = np.pad(images, ((0, 0), (PADDING, PADDING), (PADDING, PADDING), (0, 0)), mode="constant")
+    offsets_y = rng.integers(0, 2 * PADDING + 1, size=count)
+    offsets_x = rng.integers(0, 2 * PADDING + 1, size=count)
     # Gather every crop at once: index grids of shape N x H x W.
     rows = offsets_y[:, None, None] + np.arange(height)[None, :, None]
     columns = offsets_x[:, None, None] + np.arange(width)[None, None, :]
@@ -32,7 +34,7 @@ def augment_batch(images: np.ndarray, policy: str, rng: np.random.Generator, pad
         centres_x = rng.integers(0, width, size=count)
         y = np.arange(height)[None, :, None]
         x = np.arange(width)[None, None, :]
-        half = cutout_size // 2
+        half = CUTOUT_SIZE // 2
         mask = (np.abs(y - centres_y[:, None, None]) < half) & (np.abs(x - centres_x[:, None, None]) < half)
         output = output.copy()
         output[mask] = 0

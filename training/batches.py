@@ -17,18 +17,21 @@ from training.augment import augment_batch
 
 
 class BatchSource:
-    """Batches of (normalised float32 images, int labels); reshuffled each epoch when ``shuffle``."""
+    """Batches of (normalised float32 images, int labels).
+
+    ``training``: reshuffled each epoch, and only full batches (the last, smaller one is left out);
+    otherwise every image once, in order.
+    """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, mean: Sequence[float], std: Sequence[float],
-                 augmentation: str = "none", shuffle: bool = False, seed: int = 0, drop_remainder: bool = False) -> None:
+                 augmentation: str = "none", training: bool = False, seed: int = 0) -> None:
         self.images = images
         self.labels = labels.astype(np.int32)
         self.batch_size = int(batch_size)
         self.mean = list(mean)
         self.std = list(std)
         self.augmentation = augmentation
-        self.shuffle = shuffle
-        self.drop_remainder = drop_remainder
+        self.training = training
         self.seed = seed
         self.order = np.arange(len(labels))
         self.set_epoch(0)
@@ -36,12 +39,12 @@ class BatchSource:
     def set_epoch(self, epoch: int) -> None:
         """Fix the shuffle order for ``epoch``; a resumed run sees the same order as an unbroken one."""
         self.epoch = epoch
-        if self.shuffle:
+        if self.training:
             self.order = np.random.default_rng((self.seed, epoch)).permutation(len(self.labels))
 
     def __len__(self) -> int:
         count = len(self.labels) / self.batch_size
-        return int(np.floor(count)) if self.drop_remainder else int(np.ceil(count))
+        return int(np.floor(count)) if self.training else int(np.ceil(count))
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         indices = self.order[index * self.batch_size : (index + 1) * self.batch_size]

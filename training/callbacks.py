@@ -10,6 +10,8 @@ import numpy as np
 
 from training.backend import keras
 
+EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")  # what Keras logs at the end of an epoch, validated
+
 
 def current_learning_rate(model: Any) -> float:
     """The optimizer's learning rate at its current step (schedules evaluated)."""
@@ -85,7 +87,7 @@ class ProgressBar(keras.callbacks.Callback):
         if not self.summary:
             return
         logs = logs or {}
-        parts = [f"{key} {float(logs[key]):.4f}" for key in ("loss", "accuracy", "val_loss", "val_accuracy") if key in logs]
+        parts = [f"{key} {float(logs[key]):.4f}" for key in EPOCH_METRICS if key in logs]
         print(f"{self._name(epoch)}: " + ", ".join(parts), file=sys.stderr, flush=True)
 
     def _name(self, epoch: int) -> str:

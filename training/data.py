@@ -16,10 +16,10 @@ import numpy as np
 
 from toolkit import preprocessing
 from toolkit.errors import ToolkitError, ToolkitWarning
+from toolkit.preprocessing import IMAGE_SUFFIXES
 from training import datasets
 from training.datasets import Dataset
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MAX_BAD_FRACTION = 0.01  # more unreadable or non-image files than this is an error, not a warning
 _IGNORED_NAMES = ("thumbs.db", "desktop.ini")  # operating-system clutter, skipped silently
 
@@ -160,14 +160,7 @@ def fit_images_to_size(images: np.ndarray, height: int, width: int) -> np.ndarra
 
 def _fit_to_size(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Centre-crop ``image`` to the target's aspect ratio, then resize it (shared preprocessing)."""
-    source_height, source_width = image.shape[:2]
-    if source_height * width > source_width * height:
-        crop_height, crop_width = max(1, round(source_width * height / width)), source_width
-    else:
-        crop_height, crop_width = source_height, max(1, round(source_height * width / height))
-    top, left = (source_height - crop_height) // 2, (source_width - crop_width) // 2
-    cropped = image[top : top + crop_height, left : left + crop_width]
-    resized = preprocessing.resize(cropped, height, width)
+    resized = preprocessing.resize(preprocessing.center_crop(image, height, width), height, width)
     return np.clip(np.rint(resized), 0, 255).astype(np.uint8).reshape(height, width, *image.shape[2:])
 
 

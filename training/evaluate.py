@@ -6,7 +6,7 @@ here, ``edge_app.runtime.TFLitePredictor``), so a float model and its int8 conve
 scored on identical inputs.
 
     report = evaluate("runs/a/best.keras", load_dataset("cifar10:test"), confusion_path="cm.png")
-    probabilities = predict_probabilities("model_int8.tflite", images)   # uint8 images of any size
+    probabilities = load_predictor("model_int8.tflite").predict(images)   # uint8 images of any size
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard, check_card_matches, load_card
 from toolkit.preprocessing import Predictor
 from training.data import Dataset, load_dataset, stratified_subset
+from training.model_files import check_model_path, load_keras3
 from training.splits import SplitSettings, load_split
 
 FORMATS = {".keras": "keras", ".tflite": "tflite"}
@@ -43,18 +44,11 @@ class KerasPredictor(Predictor):
 def load_predictor(model_path: str | os.PathLike, threads: int | None = None) -> Predictor:
     """A ``.keras`` model (tf_keras files with tfmot wrappers too) or a ``.tflite`` model on the edge app's
     runtime (``threads``), checked against the card beside it. Load once, predict many times."""
-    model_path = Path(model_path)
-    suffix = model_path.suffix.lower()
-    if suffix not in FORMATS:
-        raise ToolkitError(f"{model_path}: expected a .keras or .tflite model, got {suffix or 'no suffix'}")
-    if not model_path.is_file():
-        raise ToolkitError(f"model file {model_path} does not exist")
-    if suffix != ".keras":
+    model_path = check_model_path(model_path, tuple(FORMATS))
+    if model_path.suffix.lower() != ".keras":
         from edge_app.runtime import TFLitePredictor
 
         return TFLitePredictor(model_path, threads=threads)
-    from training.model_files import load_keras3
-
     card = load_card(model_path)
     model = load_keras3(model_path, tf_keras_fallback=True)
     check_card_matches(model_path, card, input_shape=model.input_shape[1:], num_outputs=model.output_shape[-1])
@@ -70,11 +64,6 @@ def predict_with_progress(predictor: Predictor, images: np.ndarray, description:
     disable = None if progress is None else not progress
     with tqdm(total=len(images), desc=description, unit="img", leave=False, disable=disable) as bar:
         return predictor.predict(images, batch_size, on_batch=bar.update)
-
-
-def predict_probabilities(model_path: str | os.PathLike, images: np.ndarray) -> np.ndarray:
-    """Class probabilities (N x num_classes) of a ``.keras`` or ``.tflite`` model for uint8 RGB/grey images of any size."""
-    return load_predictor(model_path).predict(images)
 
 
 def label_mapping(dataset_classes: list[str], model_labels: list[str]) -> np.ndarray:

@@ -9,6 +9,23 @@ from toolkit.errors import ToolkitError, first_line
 from toolkit.keras_file import check_keras_archive
 
 
+def check_model_path(model_path: str | Path, suffixes: tuple[str, ...] = (".keras",)) -> Path:
+    """A one-line error unless ``model_path`` is an existing file whose suffix (any case) is one of ``suffixes``.
+
+    A folder is named as one, with the first model file in it as a hint.
+    """
+    model_path = Path(model_path)
+    if model_path.is_dir():
+        candidates = sorted(path for suffix in suffixes for path in model_path.glob(f"*{suffix}"))
+        hint = f" (did you mean {candidates[0]}?)" if candidates else ""
+        raise ToolkitError(f"{model_path} is a folder, not a model file{hint}")
+    if model_path.suffix.lower() not in suffixes:
+        raise ToolkitError(f"model file {model_path}: expected a {' or '.join(suffixes)} model, got {model_path.suffix or 'no suffix'}")
+    if not model_path.is_file():
+        raise ToolkitError(f"model file {model_path} does not exist")
+    return model_path
+
+
 def load_keras3(model_path: str | Path, tf_keras_fallback: bool = False) -> Any:
     """``keras.models.load_model`` of a checked ``.keras`` archive, with one-line errors.
 

@@ -29,10 +29,10 @@ from toolkit import atomic
 from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard, save_card
 from training.backend import keras
-from training.callbacks import NanGuard, current_learning_rate
+from training.callbacks import EPOCH_METRICS, NanGuard, current_learning_rate
 from training.splits import SPLIT_KEYS
 
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
+HISTORY_COLUMNS = ("epoch", *EPOCH_METRICS, "learning_rate", "seconds")
 # The names cards and metrics.json give a history row's columns.
 ROW_METRICS = {"val_accuracy": "validation_accuracy", "val_loss": "validation_loss", "accuracy": "train_accuracy", "loss": "train_loss"}
 
@@ -181,6 +181,17 @@ def _ties_with_best(history: list[dict], row: dict, validation_images: int | Non
     return row["val_accuracy"] >= highest - error
 
 
+def history_row(epoch: int, logs: dict | None, learning_rate: float, started: float) -> dict[str, float]:
+    """The HISTORY_COLUMNS row of Keras's ``epoch`` (counted from 0), begun at ``started`` (time.perf_counter())."""
+    logs = logs or {}
+    return {
+        "epoch": epoch + 1,
+        **{key: float(logs.get(key, math.nan)) for key in EPOCH_METRICS},
+        "learning_rate": float(learning_rate),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
 def write_history_csv(rows: Sequence[dict], target: str | Path, columns: Sequence[str] = HISTORY_COLUMNS) -> None:
     """``rows`` as a CSV file of ``columns`` (other keys left out), written atomically."""
     buffer = io.StringIO()
@@ -245,8 +256,7 @@ class RunCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.guard.failure is not None:
             return
-        row = {"epoch": epoch + 1, **{key: float(logs[key]) for key in ("loss", "accuracy", "val_loss", "val_accuracy")},
-               "learning_rate": current_learning_rate(self.model), "seconds": round(time.perf_counter() - self.started, 3)}  # fmt: skip
+        row = history_row(epoch, logs, current_learning_rate(self.model), self.started)
         self.summary["images_per_second"] = round(self.steps * self.batch_size / max(self.training_seconds, 1e-9), 1)
         if self.clock is not None:
             self.run.state["seconds_spent"] = self.summary["seconds_spent"] = round(self.clock.seconds_spent(), 1)

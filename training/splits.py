@@ -10,6 +10,7 @@ validation``, calibration, parity, pruning and QAT fine-tuning and the benchmark
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -77,9 +78,25 @@ class SplitSettings:
         if "limit" not in recorded and recorded.get("train_images") and recorded.get("validation_images"):
             # Training ran on load_dataset(data, limit, seed) with limit = train + validation images.
             limit = int(recorded["train_images"]) + int(recorded["validation_images"])
-        fraction, seed = float(recorded.get("validation_fraction", DEFAULT_VALIDATION_FRACTION)), int(recorded.get("split_seed", 0))
         expected = card.metrics.get("validation_images")
-        return cls(data, fraction, seed, None if limit is None else int(limit), None if expected is None else int(expected))
+        return cls(
+            data,
+            validation_fraction=float(recorded.get("validation_fraction", DEFAULT_VALIDATION_FRACTION)),
+            seed=int(recorded.get("split_seed", 0)),
+            limit=None if limit is None else int(limit),
+            validation_images=None if expected is None else int(expected),
+        )
+
+
+def split_metrics(settings: SplitSettings, train: Dataset, validation: Dataset) -> dict[str, Any]:
+    """The SPLIT_KEYS figures of a model's card: the split ``settings`` carved into ``train`` and ``validation``."""
+    return {
+        "train_images": len(train),
+        "validation_images": len(validation),
+        "validation_fraction": settings.validation_fraction,
+        "split_seed": settings.seed,
+        "limit": settings.limit,
+    }
 
 
 def fit_to_card(dataset: Dataset, card: ModelCard, spec: str) -> Dataset:

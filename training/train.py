@@ -35,7 +35,7 @@ from training.fused_batch_norm import fuse_batch_norm
 from training.optimization import create_loss, create_optimizer
 from training.run_folder import RunCheckpoint, RunFolder
 from training.schedules import create_schedule, describe_schedule
-from training.splits import SplitSettings, load_split
+from training.splits import SplitSettings, load_split, split_metrics
 from training.train_config import TrainConfig
 from training.transfer import Parent, parent_architecture, start_from
 
@@ -54,6 +54,7 @@ class TrainingData:
     mean: list[float]
     std: list[float]
     source: str  # where the images came from
+    split: SplitSettings  # how train and validation were carved
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -89,7 +90,7 @@ def _train(config: TrainConfig, requested: TrainConfig, backend: str, distributi
     config = _fit_to_data(config, requested, len(data.train), distribution.replicas)
     batches = BatchSource(
         data.train.images, data.train.labels, config.batch_size, data.mean, data.std,
-        augmentation=config.augmentation, shuffle=True, seed=config.seed, drop_remainder=True,
+        augmentation=config.augmentation, training=True, seed=config.seed,
     )  # fmt: skip
     validation_batches = BatchSource(data.validation.images, data.validation.labels, config.batch_size, data.mean, data.std)
     resuming = _open_run(run, record, data, len(batches))
@@ -144,7 +145,7 @@ def _load_data(config: TrainConfig, parent: Parent | None) -> TrainingData:
         for part in (train_set, validation_set):
             part.images = fit_images_to_size(part.images, *parent.architecture.input_shape[:2])
     mean, std = channel_statistics(train_set.images)
-    return TrainingData(train_set, validation_set, list(train_set.class_names), mean, std, train_set.source or config.data)
+    return TrainingData(train_set, validation_set, list(train_set.class_names), mean, std, train_set.source or config.data, settings)
 
 
 def _fit_to_data(config: TrainConfig, requested: TrainConfig, train_images: int, replicas: int) -> TrainConfig:
@@ -252,11 +253,7 @@ def _summary(config: TrainConfig, data: TrainingData, model: Any, model_config: 
     return {
         "dataset": data.source,
         "classes": len(data.labels),
-        "train_images": len(data.train),
-        "validation_images": len(data.validation),
-        "validation_fraction": config.validation_fraction,
-        "split_seed": config.seed,
-        "limit": config.limit,  # eval --split validation rebuilds the same subset and split
+        **split_metrics(data.split, data.train, data.validation),  # eval --split validation rebuilds the same subset and split
         "epochs": None if config.budget else config.epochs,
         "budget_seconds": config.budget_seconds,
         "steps_per_epoch": steps_per_epoch,

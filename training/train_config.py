@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from toolkit.errors import ToolkitError, check
+from toolkit.flags import known_fields
 from training.allcnn import ARCHITECTURES, ModelConfig
 from training.augment import AUGMENTATIONS
 
@@ -104,8 +105,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> "TrainConfig":
-        known = {field.name for field in dataclasses.fields(cls)}
-        values = {key: value for key, value in payload.items() if key in known}
+        values = known_fields(cls, payload)
         if "mixed_precision" in payload and "precision" not in payload:  # config.json of older runs
             values["precision"] = "float16" if payload["mixed_precision"] else "float32"
         return cls(**values)

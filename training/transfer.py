@@ -23,7 +23,7 @@ from toolkit.keras_file import check_keras_archive
 from toolkit.model_card import ModelCard, load_card
 from toolkit.pretrained import default_model
 from training.allcnn import ARCHITECTURES, ModelConfig
-from training.model_files import load_keras3
+from training.model_files import check_model_path, load_keras3
 
 PRETRAINED = "pretrained"
 PRETRAINED_FLOAT_NAME = "model.keras"
@@ -43,15 +43,13 @@ def parent_architecture(spec: str) -> Parent:
     The child keeps the parent's layers, width and batch norm.
     """
     path = default_model(PRETRAINED_FLOAT_NAME, instead=f"--from {PRETRAINED}") if spec == PRETRAINED else Path(spec)
-    if not path.is_file():
-        raise ToolkitError(f"--from {spec}: {path} does not exist")
-    if path.suffix != ".keras":
-        raise ToolkitError(f"--from {spec}: a trained .keras model is needed (a .tflite cannot be trained further)")
+    try:
+        check_model_path(path)
+    except ToolkitError as error:
+        raise ToolkitError(f"--from {spec}: {error}") from None
     check_keras_archive(path)
     card = load_card(path)
-    if not card.architecture:
-        raise ToolkitError(f"--from {spec}: the card of {path} records no architecture")
-    return Parent(path, card, ModelConfig.from_dict(card.architecture))
+    return Parent(path, card, ModelConfig.from_card(card, f"--from {spec}: the card of {path}"))
 
 
 def stage_layer_names(config: ModelConfig) -> list[list[str]]:

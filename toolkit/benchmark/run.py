@@ -26,10 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from edge_app.runtime import edgetpu_build, is_edgetpu_build, load_edgetpu_delegate, runtime_module
 from toolkit.benchmark.report import write_reports
 from toolkit.benchmark.worker import TimingConfig, file_sizes
 from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard, card_path, check_card_matches, load_card
+from toolkit.pipeline import MANIFEST_NAME
 
 # Format key -> human name, in the order of the table.
 FORMATS: dict[str, str] = {
@@ -44,6 +46,7 @@ FORMATS: dict[str, str] = {
 
 # The benchmark measures accuracy itself; the converter's own parity check needs only a few images.
 PRODUCED_PARITY_SAMPLES = 100
+HELD_OUT_SEED = 0  # seed of the class-balanced --limit subset of the held-out images
 
 # Formats made from the float Keras model when the source lacks them -> the converter's name of each.
 CONVERTER_FLAGS = {
@@ -75,48 +78,46 @@ class HeldOut:
     data: str  # the images they were drawn from: the card's training data, else --data
 
 
-def format_of(model_path: Path, card: ModelCard | None = None) -> str | None:
-    """The format key of one model file, from its model card (falling back on its name).
+def row_format(model_path: Path, card: ModelCard | None) -> tuple[str | None, str]:
+    """The format key of one model file whose card is ``card`` (falling back on its name), or None and why it is no row.
 
     Float formats (Keras, TFLite float32/float16/dynamic) count only when they derive from
     the float model itself: a float export of a pruned or QAT model is not one of the
     table's rows, and neither is an int8 model of a pruned model without QAT.
     """
-    if card is None and card_path(model_path).exists():
-        card = load_card(model_path)
+    if card is None:
+        return None, f"it has no model card ({card_path(model_path).name}) beside it"
+    if is_edgetpu_build(model_path):
+        return None, "it is an Edge TPU build: its int8 row's Edge TPU column measures it"
     name = model_path.name.lower()
-    history = [str(stage).lower() for stage in (card.history if card else [])]
-    declared = (card.format if card else "").lower()
+    history = [str(stage).lower() for stage in card.history]
+    declared = card.format.lower()
     was_qat = any(stage.startswith("qat") for stage in history) or "qat" in name
     was_pruned = any(stage.startswith("prune") for stage in history) or "prune" in name
+    derived = "it is a float export of a pruned or QAT model: the float rows are the dense float model's (give its pipeline folder)"
     if model_path.suffix == ".keras":
-        return None if was_qat or was_pruned else "keras-float"
-    if model_path.suffix != ".tflite" or name.endswith("_edgetpu.tflite"):
-        return None
+        if was_qat or was_pruned:
+            return None, "it is a pruned or QAT Keras model: the Keras row is the dense float model (give its pipeline or run folder)"
+        return "keras-float", ""
+    if model_path.suffix != ".tflite":
+        return None, "it is not a .keras or .tflite model"
     for kind in ("float32", "float16", "dynamic"):
         if declared == f"tflite-{kind}" or (not declared and kind in name):
-            return None if was_qat or was_pruned else f"tflite-{kind}"
+            return (None, derived) if was_qat or was_pruned else (f"tflite-{kind}", "")
     if "int8" in declared or "int8" in name or "uint8" in declared:
         if was_qat:
-            return "tflite-int8-pruned-qat" if was_pruned else "tflite-int8-qat"
-        return None if was_pruned else "tflite-int8-ptq"
-    return None
+            return "tflite-int8-pruned-qat" if was_pruned else "tflite-int8-qat", ""
+        if was_pruned:
+            return None, "it is an int8 model of a pruned model without QAT, not one of the table's rows"
+        return "tflite-int8-ptq", ""
+    return None, f"its card's format {card.format!r} is none of the table's"
 
 
-def not_a_row_reason(model_path: Path, card: ModelCard | None) -> str:
-    """Why :func:`format_of` gives ``model_path`` (whose card is ``card``) no row, in words."""
-    if card is None:
-        return f"it has no model card ({card_path(model_path).name}) beside it"
-    if model_path.name.lower().endswith("_edgetpu.tflite"):
-        return "it is an Edge TPU build: its int8 row's Edge TPU column measures it"
-    if model_path.suffix not in (".keras", ".tflite"):
-        return "it is not a .keras or .tflite model"
-    if model_path.suffix == ".keras":
-        return "it is a pruned or QAT Keras model: the Keras row is the dense float model (give its pipeline or run folder)"
-    history = " ".join(str(stage).lower() for stage in card.history)
-    if "qat" not in history and "prune" in history:
-        return "it is an int8 model of a pruned model without QAT, not one of the table's rows"
-    return "it is a float export of a pruned or QAT model: the float rows are the dense float model's (give its pipeline folder)"
+def format_of(model_path: Path, card: ModelCard | None = None) -> str | None:
+    """The format key of one model file (:func:`row_format`), reading its card when none is given; None: no row."""
+    if card is None and card_path(model_path).exists():
+        card = load_card(model_path)
+    return row_format(model_path, card)[0]
 
 
 def _paths_in(payload: Any) -> list[str]:
@@ -136,29 +137,29 @@ def discover_models(source: Path) -> dict[str, Path]:
     if not source.exists():
         raise ToolkitError(f"--model {source} does not exist (give a pipeline, convert or run folder, or a model file)")
     found: dict[str, Path] = {}
-    passed_over: list[tuple[Path, ModelCard | None]] = []
+    passed_over: list[tuple[Path, ModelCard | None, str]] = []
     for path in [source] if source.is_file() else _candidates(source):
         card = load_card(path) if path.is_file() and card_path(path).exists() else None
-        key = format_of(path, card) if card is not None else None
+        key, reason = row_format(path, card)
         if key is None:
-            passed_over.append((path, card))
+            passed_over.append((path, card, reason))
         elif key not in found:
             check_card_matches(path, card)
             found[key] = path
     if found:
         return {key: found[key] for key in FORMATS if key in found}
     if source.is_file():
-        raise ToolkitError(f"{source} is not a row of the benchmark: {not_a_row_reason(*passed_over[0])}")
-    for path, card in passed_over:
+        raise ToolkitError(f"{source} is not a row of the benchmark: {passed_over[0][2]}")
+    for path, card, reason in passed_over:
         if card is not None:
-            raise ToolkitError(f"{source} holds no model that is a row of the benchmark: {path.name}: {not_a_row_reason(path, card)}")
+            raise ToolkitError(f"{source} holds no model that is a row of the benchmark: {path.name}: {reason}")
     raise ToolkitError(f"{source} holds no .keras or .tflite model with a model card beside it")
 
 
 def _candidates(folder: Path) -> list[Path]:
     """The models ``folder``'s pipeline.json names, then every .tflite and .keras up to two levels down."""
     candidates: list[Path] = []
-    manifest = folder / "pipeline.json"
+    manifest = folder / MANIFEST_NAME
     if manifest.is_file():
         try:
             payload = json.loads(manifest.read_text())
@@ -183,7 +184,7 @@ def _recorded_data(card: ModelCard) -> str | None:
     return card.dataset if named or Path(card.dataset).exists() else None
 
 
-def held_out_data(models: dict[str, Path], data: str | None, limit: int | None, seed: int = 0) -> HeldOut:
+def held_out_data(models: dict[str, Path], data: str | None, limit: int | None) -> HeldOut:
     """Images to measure accuracy on: the validation split recorded in a model card, else ``data``.
 
     The split is topped up to ``limit`` from outside a ``--limit`` training subset, as the
@@ -197,7 +198,7 @@ def held_out_data(models: dict[str, Path], data: str | None, limit: int | None, 
     recorded = next(((card, spec) for card in cards if (spec := _recorded_data(card)) is not None), None)
     if recorded is not None:
         settings = SplitSettings.from_card(*recorded)
-        dataset, origin = held_out_images(settings, limit, seed, progress=False)
+        dataset, origin = held_out_images(settings, limit, HELD_OUT_SEED, progress=False)
         description = (
             f"validation split ({settings.validation_fraction:.0%}, seed {settings.seed}) of {settings.data} as recorded in the model card"
         )
@@ -206,7 +207,7 @@ def held_out_data(models: dict[str, Path], data: str | None, limit: int | None, 
     elif data is None:
         raise ToolkitError("the model cards record no validation split reachable here: pass --data with held-out images")
     else:
-        dataset = load_dataset(data, limit=limit, seed=seed)
+        dataset = load_dataset(data, limit=limit, seed=HELD_OUT_SEED)
         description = f"{data}" + (f" (class-balanced subset of {limit})" if limit is not None else "")
     mapping = label_mapping(dataset.class_names, cards[0].labels)
     return HeldOut(dataset.images, mapping[dataset.labels], description, recorded[1] if recorded else data)
@@ -254,8 +255,6 @@ def edgetpu_delegate_status() -> tuple[bool, str]:
 
 
 def _try_edgetpu_delegate() -> tuple[bool, str]:
-    from edge_app.runtime import load_edgetpu_delegate, runtime_module
-
     try:
         name, module = runtime_module()
         load_edgetpu_delegate(module if name != "tensorflow.lite" else module.experimental)
@@ -283,12 +282,9 @@ def _run_child(arguments: list[str], threads: int) -> tuple[subprocess.Completed
 
 
 def _run_worker(
-    model: Path, images_file: Path, threads: int, timing: TimingConfig, labels: bool = False, edgetpu: bool = False
+    model: Path, images_file: Path, threads: int, timing: TimingConfig, labels_file: Path | None = None, edgetpu: bool = False
 ) -> dict[str, Any]:
-    """Measure one model at one thread count in a fresh Python process; returns the worker's JSON.
-
-    With ``labels`` it also measures accuracy, on the labels.npy beside ``images_file``.
-    """
+    """Measure one model at one thread count in a fresh Python process (and its accuracy, given ``labels_file``); returns the worker's JSON."""
     with tempfile.TemporaryDirectory(prefix="benchmark-") as scratch:
         result_file = Path(scratch) / "result.json"
         command = [
@@ -296,8 +292,8 @@ def _run_worker(
             "--model", str(model), "--images", str(images_file), "--threads", str(threads),
             "--result", str(result_file),
         ]  # fmt: skip
-        if labels:
-            command += ["--labels", str(images_file.with_name("labels.npy"))]
+        if labels_file is not None:
+            command += ["--labels", str(labels_file)]
         if edgetpu:
             command.append("--edgetpu")
         for field in dataclasses.fields(TimingConfig):
@@ -308,7 +304,8 @@ def _run_worker(
         return {"model": str(model), "error": f"worker exited with {completed.returncode}: {last_line}"}
 
 
-def _load_average() -> float | None:
+def load_average() -> float | None:
+    """The 1-minute load average, to two decimals (None where the system has none)."""
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
@@ -332,7 +329,7 @@ def machine_description() -> dict[str, Any]:
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "packages": versions,
-        "load_average_1min": _load_average(),
+        "load_average_1min": load_average(),
     }
 
 
@@ -358,7 +355,7 @@ def run_benchmark(
     produced = produce_missing_formats(models, out_dir, data or held_out.data, config)
     models = {key: (models.get(key) or produced[key]) for key in FORMATS if key in models or key in produced}
     delegate_loads, delegate_reason = edgetpu_delegate_status()
-    load_at_start = _load_average()
+    load_at_start = load_average()
 
     rows: list[dict[str, Any]] = []
     bar = _progress(len(models) * len(config.threads), progress)
@@ -368,7 +365,7 @@ def run_benchmark(
         np.save(labels_file, held_out.labels)
         reference: np.ndarray | None = None  # the float model's predictions, once measured
         for key, path in models.items():
-            row, predictions = _measure_format(key, path, key in produced, images_file, config, bar)
+            row, predictions = _measure_format(key, path, key in produced, (images_file, labels_file), config, bar)
             if reference is None and key in ("keras-float", "tflite-float32"):
                 reference = predictions
             if reference is not None and predictions is not None:
@@ -392,7 +389,7 @@ def run_benchmark(
     return report
 
 
-def _measure_format(key: str, path: Path, produced_here: bool, images_file: Path, config: BenchmarkConfig,
+def _measure_format(key: str, path: Path, produced_here: bool, data_files: tuple[Path, Path], config: BenchmarkConfig,
                     bar: Any) -> tuple[dict[str, Any], np.ndarray | None]:  # fmt: skip
     """One row of the table: size, then latency (and, at the first thread count, accuracy) at each thread count.
 
@@ -404,7 +401,7 @@ def _measure_format(key: str, path: Path, produced_here: bool, images_file: Path
     predictions = None
     for index, threads in enumerate(config.threads):
         bar.set_description(f"{key} @ {threads} thread(s)")
-        result = _run_worker(path, images_file, threads, config.timing, labels=index == 0)
+        result = _run_worker(path, data_files[0], threads, config.timing, labels_file=data_files[1] if index == 0 else None)
         bar.update(1)
         if "error" in result:
             row["error"] = result["error"]
@@ -431,7 +428,7 @@ def _edgetpu_cell(
         return {"runs": False, "reason": "the Edge TPU runs only full-integer (int8) models"}
     if not delegate_loads:
         return {"runs": False, "reason": delegate_reason}
-    compiled = path.with_name(path.stem + "_edgetpu.tflite")
+    compiled = edgetpu_build(path)
     if not compiled.is_file():
         return {"runs": False, "reason": f"no {compiled.name}: compile it with `toolkit convert --int8 --edgetpu`"}
     result = _run_worker(compiled, images_file, 1, config.timing, edgetpu=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from toolkit.errors import ToolkitError
+from toolkit.errors import check
 from toolkit.flags import Flag, add_dataclass_arguments, config_from_arguments
 
 
@@ -61,10 +61,10 @@ def run(args: argparse.Namespace) -> int:
     from toolkit.benchmark.run import BenchmarkConfig, run_benchmark
     from toolkit.benchmark.worker import TimingConfig
 
-    if args.limit is not None and args.limit < 1:
-        raise ToolkitError(f"--limit must be at least 1, got {args.limit}")
-    if args.runs < 1:
-        raise ToolkitError(f"--runs must be at least 1, got {args.runs}")
+    check(
+        (args.limit is None or args.limit >= 1, f"--limit must be at least 1, got {args.limit}"),
+        (args.runs >= 1, f"--runs must be at least 1, got {args.runs}"),
+    )
     first = args.model[0]
     out_dir = args.out or ((first if first.is_dir() else first.parent) / "benchmark")
     config = config_from_arguments(BenchmarkConfig, args, timing=config_from_arguments(TimingConfig, args))

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         (config.limit is None or config.limit >= 1, f"--limit must be at least 1, got {config.limit}"),
         (config.batch_size >= 1, f"--batch-size must be at least 1, got {config.batch_size}"),
     )
-    progress = None if config.progress else False
+    progress = None if config.progress else False  # None: bars on a terminal only
     model = model_or_default(config.model)
     predictor = load_predictor(model, threads=config.threads)  # a bad model or card fails before data loads
     dataset = load_evaluation_data(config.data, predictor.card, config.split, config.limit, config.seed, progress)

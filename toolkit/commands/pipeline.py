@@ -46,10 +46,12 @@ def run(args: argparse.Namespace) -> int:
     print(result.table)
     print(f"\nartifacts {result.manifest_path}")
     if result.manifest.get("parity_passed") is False:
+        from converters.convert import PARITY_NAME
+
         convert = result.stages.convert
         raise ToolkitError(
             f"a converted model lost more than {convert.max_drop} top-1 points against the float model; "
-            f"see {Path(convert.out) / 'parity.json'}",
+            f"see {Path(convert.out) / PARITY_NAME}",
             exit_code=3,
         )
     return 0

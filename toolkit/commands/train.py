@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 
 from toolkit.flags import Flag, add_dataclass_arguments, config_from_arguments, field_comments
 
@@ -60,10 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train and print where the run folder is and which epoch best.keras holds."""
+    from training.run_folder import RunFolder
     from training.train import TrainConfig, train
 
     run_root = train(config_from_arguments(TrainConfig, args))
-    metrics = json.loads((run_root / "metrics.json").read_text())
+    metrics = RunFolder(run_root).read_metrics()
     print(
         f"run folder: {run_root}  best.keras: epoch {metrics['best_epoch']} of {metrics['epochs_completed']}, "
         f"validation accuracy {metrics['best_validation_accuracy']:.4f}"
