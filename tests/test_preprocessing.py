@@ -89,6 +89,21 @@ def test_bgr_frame_and_rgb_image_give_the_same_tensor() -> None:
     assert from_rgb.shape == (32, 32, 3) and from_rgb.dtype == np.float32
 
 
+def test_a_non_square_input_is_cropped_as_training_crops_it() -> None:
+    from training.data import fit_images_to_size
+
+    mean, std = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
+    for shape in ((48, 64, 3), (64, 48, 3), (480, 640, 3)):
+        image = RNG.integers(0, 256, shape, dtype=np.uint8)
+        trained_on = fit_images_to_size(image[None], 24, 40)[0]  # a 24x40 model: wider than tall
+        expected = preprocessing.prepare_image(trained_on, (24, 40, 3), mean, std, "RGB")
+        seen = preprocessing.prepare_image(image, (24, 40, 3), mean, std, "RGB")
+        # Training rounds its resized image to uint8 first: at most half a code apart.
+        np.testing.assert_allclose(seen, expected, atol=0.5 / 255 / 0.25 + 1e-6)
+    assert preprocessing.center_crop(np.zeros((48, 64)), 24, 40).shape == (38, 64)
+    assert preprocessing.center_crop(np.zeros((48, 64)), 1, 1).shape == (48, 48)
+
+
 def test_grey_model_input_from_a_colour_frame() -> None:
     bgr = RNG.integers(0, 256, (28, 28, 3), dtype=np.uint8)
     tensor = preprocessing.prepare_image(bgr, (28, 28, 1), [0.5], [0.5], "BGR")

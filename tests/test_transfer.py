@@ -81,6 +81,16 @@ def test_train_from_a_model_keeps_its_architecture_and_names_the_parent(parent: 
         train(TrainConfig(data=str(data), out=str(tmp_path / "other"), from_model=str(tmp_path / "missing.keras")))
     with pytest.raises(ToolkitError, match="--freeze-stages needs --from"):
         train(TrainConfig(data=str(data), out=str(tmp_path / "other"), freeze_stages=1))
+    broken = tmp_path / "broken" / "best.keras"
+    broken.parent.mkdir()
+    shutil.copy(parent, broken)
+    card = json.loads((parent.parent / "best.card.json").read_text())
+    for architecture, message in (({**card["architecture"], "name": "resnet"}, "unknown architecture 'resnet'"),
+                                  ({**card["architecture"], "input_shape": "x"}, "unreadable architecture"), ({}, "records no architecture")):  # fmt: skip
+        (broken.parent / "best.card.json").write_text(json.dumps({**card, "architecture": architecture}))
+        with pytest.raises(ToolkitError, match=message) as raised:
+            parent_architecture(str(broken))
+        assert str(raised.value).startswith(f"--from {broken}: the card of {broken}") and "\n" not in str(raised.value)
 
 
 @pytest.mark.slow
