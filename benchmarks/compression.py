@@ -31,8 +31,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.sitting import DEFAULT_DATA, generated_line, sitting  # noqa: E402
-
 TARGETS = {
     "gap_points_max": 0.5,  # int8 top-1 at most this many points below float
     "agreement_min": 0.985,  # float and int8 pick the same class on at least this share of images
@@ -43,6 +41,8 @@ CALIBRATION_IMAGES = 500
 
 
 def parse_arguments() -> argparse.Namespace:
+    from benchmarks.sitting import DEFAULT_DATA  # here, not at the top: jax imports a module named "compression" (this file, from benchmarks/)
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--model", default=None, help="start from this trained .keras instead of training")
@@ -160,6 +160,7 @@ def targets_met(measured: dict) -> dict[str, bool]:
 def main() -> int:
     args = parse_arguments()
     import converters  # noqa: F401 - TF_USE_LEGACY_KERAS before TensorFlow loads
+    from benchmarks.sitting import sitting
     from converters import bridge, finetune
     from toolkit import atomic
     from toolkit.pipeline import STAMP_NAME, run_pipeline, trained_model
@@ -208,6 +209,8 @@ def main() -> int:
 
 
 def markdown(payload: dict, table: str) -> str:
+    from benchmarks.sitting import generated_line
+
     measured, met, targets = payload["measured"], payload["met"], payload["targets"]
     mark = {True: "met", False: "**not met**"}
     recipe = payload["recipe"]
