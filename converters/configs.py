@@ -14,6 +14,8 @@ from toolkit.errors import ToolkitError, check
 SCHEMES = ("auto", "default", "prune-preserve")
 FORMATS = ("float32", "float16", "dynamic", "int8")
 IO_TYPES = ("int8", "uint8", "float32")
+# The prune and QAT fields that override the source run's data settings (None: the source's).
+DATA_FIELDS = ("data", "limit", "batch_size", "augmentation", "seed")
 
 
 class _Config:

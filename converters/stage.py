@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from converters import bridge, finetune
+from converters.configs import DATA_FIELDS
 from toolkit import atomic
 from toolkit.model_card import ModelCard, load_card
 from training.run_folder import write_history_csv
@@ -68,7 +69,7 @@ def start_stage(config: Any) -> StageStart:
     model_path = Path(config.out) / MODEL_NAME
     out = bridge.prepare_folder(config.out, config.overwrite, f"a model ({model_path})" if model_path.exists() else None)
     source = bridge.load_source(config.model)
-    overrides = {name: getattr(config, name) for name in ("data", "limit", "batch_size", "augmentation", "seed")}
+    overrides = {name: getattr(config, name) for name in DATA_FIELDS}
     data = finetune.load_training_data(source, finetune.resolve_data_settings(source, overrides))
     begun = StageStart(out, source, data, finetune.accuracy(source.model, source.card, data.validation), started)
     tf_keras.utils.set_random_seed(data.settings.seed)

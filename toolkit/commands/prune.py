@@ -6,12 +6,12 @@ import argparse
 
 from toolkit.flags import Flag, add_dataclass_arguments, config_from_arguments
 
-DATA_FIELDS = ("data", "limit", "batch_size", "augmentation", "seed")
 STAGE_FLAGS = {"model": Flag(metavar="M"), "progress": Flag(help="no progress bars")}
 
 
 def add_stage_arguments(parser: argparse.ArgumentParser, config_class: type, overrides: dict[str, Flag]) -> None:
     """The flags of `toolkit prune` or `toolkit qat`: the stage's own, then its data group."""
+    from converters.configs import DATA_FIELDS
     from training.augment import AUGMENTATIONS
 
     flags = {**STAGE_FLAGS, "augmentation": Flag(choices=AUGMENTATIONS), **overrides}
