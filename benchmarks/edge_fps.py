@@ -44,9 +44,9 @@ RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 TARGET_RATIO = 0.9
 
 
-def build_model(directory: Path) -> Path:
-    """Full-width All-CNN-C, random weights, int8 with int8 I/O, calibrated on the committed sample; with card."""
-    from converters.convert import convert_model, tensor_quantization, tflite_name
+def build_model(path: Path) -> None:
+    """Write a full-width All-CNN-C, random weights, int8 with int8 I/O, calibrated on the committed sample, to ``path``; with card."""
+    from converters.convert import convert_model, tensor_quantization
     from toolkit.model_card import ModelCard, save_card
     from toolkit.preprocessing import prepare_images
     from training.allcnn import ModelConfig, create_model
@@ -64,10 +64,8 @@ def build_model(directory: Path) -> Path:
         notes="RANDOM weights, for speed measurements only; converted with converters.convert.convert_model",
     )  # fmt: skip
     data, parsed = convert_model(model, "int8", prepare_images(dataset.images[::2], card), io="int8")
-    path = directory / tflite_name("int8")
     path.write_bytes(data)
     save_card(card.replace(input_quantization=tensor_quantization(parsed.inputs[0]), output_quantization=tensor_quantization(parsed.outputs[0])), path)
-    return path
 
 
 def make_video(path: Path, width: int, height: int, frames: int) -> Path:
@@ -297,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build-only", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.build_only:
-        print(build_model(args.build_only))
+        build_model(args.build_only)
         return 0
     if args.render:
         report = json.loads(args.render.read_text())
@@ -310,9 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         model = args.model
         if model is None:
             environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-            built = subprocess.run([sys.executable, __file__, "--build-only", str(work)], check=True, env=environment,
-                                   stdout=subprocess.PIPE, text=True)
-            model = Path(built.stdout.splitlines()[-1])  # build_model's path, printed last
+            model = work / "model_int8.tflite"  # a literal: converters.convert.tflite_name would load TensorFlow here
+            subprocess.run([sys.executable, __file__, "--build-only", str(model)], check=True, env=environment, stdout=subprocess.DEVNULL)
             description = (f"full-width All-CNN-C (ModelConfig()), RANDOM weights, full-integer int8 with int8 I/O, "
                            f"{model.stat().st_size / 1024:.0f} KiB")
         sizes = [tuple(int(value) for value in size.lower().split("x")) for size in args.sizes]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from toolkit import atomic
-from toolkit.benchmark.run import load_average, machine_description
+from toolkit.benchmark.run import machine_description
 from toolkit.errors import ToolkitError
 from toolkit.model_card import load_card
 from training.backend import backend_name, keras
@@ -37,7 +37,7 @@ def sitting(script: str, argv: list[str]) -> dict[str, Any]:
         "machine": f"{machine['processor']} ({machine['system']}, {machine['architecture']}), {machine['cpu_count']} CPUs, Python {machine['python']}",
         "backend": backend_name(),
         "keras": keras.__version__,
-        "load_average_at_start": load_average(),
+        "load_average_at_start": machine["load_average_1min"],
     }
 
 
@@ -72,13 +72,6 @@ def is_finished(run: RunFolder) -> bool:
     return (run.root / DIVERGED_FILE).exists() or bool(atomic.read_json_object(run.state_path).get("finished"))
 
 
-def start_or_resume(config: TrainConfig) -> TrainConfig:
-    """What trains ``config``'s run folder: a resume once it holds a config.json, else ``config``; on a cleared Keras session."""
-    keras.backend.clear_session()  # the graphs of earlier arms neither slow nor retrace this one
-    # train() starts over in a folder whose first checkpoint was never written.
-    return TrainConfig(resume=config.out, progress=False) if RunFolder(config.out).config.exists() else config
-
-
 def train_unless_finished(config: TrainConfig, note: str) -> RunFolder:
     """``config``'s run folder, refused when it holds other settings; trained first (``note`` printed, a stopped run
     resumed) unless it is finished."""
@@ -86,7 +79,9 @@ def train_unless_finished(config: TrainConfig, note: str) -> RunFolder:
     run = RunFolder(config.out)
     if not is_finished(run):
         print(note, file=sys.stderr, flush=True)
-        train(start_or_resume(config))
+        keras.backend.clear_session()  # the graphs of earlier arms neither slow nor retrace this one
+        # A resume once the folder holds a config.json; train() starts over where no checkpoint was written yet.
+        train(TrainConfig(resume=config.out, progress=False) if run.config.exists() else config)
     return run
 
 

@@ -29,10 +29,9 @@ from training.model_files import check_model_path, load_keras3
 
 
 def check_model_file(model_path: str | Path) -> Path:
-    """A one-line error unless ``model_path`` is an existing ``.keras`` file with a card beside it."""
+    """A one-line error unless ``model_path`` is an existing ``.keras`` file with a readable card beside it."""
     model_path = check_model_path(model_path)
-    if not card_path(model_path).exists():
-        raise ToolkitError(f"no model card {card_path(model_path)} beside {model_path}: labels, input size and normalisation come from it")
+    load_card(model_path)
     return model_path
 
 
@@ -75,8 +74,8 @@ def twin_from_keras3(model: Any, config: ModelConfig) -> Any:
 
 def load_source(model_path: str | Path) -> SourceModel:
     """Read a ``.keras`` model and its card; refuse a model that does not match its card."""
-    model_path = check_model_file(model_path)
-    card = load_card(model_path)
+    model_path = check_model_path(model_path)
+    card = load_card(model_path)  # a missing or broken card is its one-line error
     model_config = ModelConfig.from_card(card, f"model card {card_path(model_path)}")
     model = load_keras3(model_path)
     check_card_matches(model_path, card, input_shape=model.input_shape[1:], num_outputs=model.output_shape[-1])

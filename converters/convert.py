@@ -231,7 +231,7 @@ def _export(config: ConvertConfig, source: bridge.SourceModel, is_qat: bool, cal
     float_twin = None  # built only for a format that needs it (not for int8 from a QAT model)
     models = {format_name: out / tflite_name(format_name) for format_name in config.formats}
     written: dict[str, dict[str, Any]] = {}
-    parsed: dict[str, TfliteModel] = {}
+    int8_model: TfliteModel | None = None
     for format_name, path in models.items():
         if format_name == "int8" and is_qat:
             model, info = load_qat_model(source)
@@ -242,7 +242,8 @@ def _export(config: ConvertConfig, source: bridge.SourceModel, is_qat: bool, cal
                 f"toolkit convert: full-integer post-training quantisation, {len(calibration)} calibration images from {calibration_origin}, {config.io} I/O"
             )
         data, tflite = convert_model(model, format_name, calibration, config.io)
-        parsed[format_name] = tflite
+        if format_name == "int8":
+            int8_model = tflite
         if config.embed_labels:
             card_payload = card.replace(format=f"tflite-{format_name}", sizes={}, metrics={}).to_dict()
             entries = {LABELS_METADATA: "\n".join(card.labels), CARD_METADATA: json.dumps(card_payload, sort_keys=True)}
@@ -265,7 +266,7 @@ def _export(config: ConvertConfig, source: bridge.SourceModel, is_qat: bool, cal
         operators = [operator.name for operator in tflite.operators]
         written[format_name] = {"model": str(path), "sizes": sizes, "sparsity": sparsity, "operators": operators}
         print(f"wrote {path} ({sizes['raw'] / 1e6:.3f} MB, gzip {sizes['gzip'] / 1e6:.3f} MB)", file=sys.stderr)
-    return models, written, parsed.get("int8")
+    return models, written, int8_model
 
 
 def _edgetpu_report(int8_model: TfliteModel | None, compile_it: bool, out: Path) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from converters.tflite_inspect import TfliteModel
+from edge_app.runtime import edgetpu_build
 from toolkit.errors import ToolkitError
 
 EDGETPU_OPERATORS = frozenset(
@@ -81,9 +82,9 @@ def compile_for_edgetpu(model_path: str | Path, out_dir: str | Path, timeout: in
         text=True,
         timeout=timeout,
     )
-    compiled = out_dir / f"{model_path.stem}_edgetpu.tflite"
+    compiled = edgetpu_build(out_dir / model_path.name)
     if result.returncode != 0 or not compiled.exists():
         last = (result.stderr.strip() or result.stdout.strip() or f"exit code {result.returncode}").splitlines()[-1]
         raise ToolkitError(f"edgetpu_compiler failed on {model_path.name}: {last}")
-    (out_dir / f"{model_path.stem}_edgetpu.log").write_text(result.stdout)
+    compiled.with_suffix(".log").write_text(result.stdout)
     return compiled

@@ -127,8 +127,6 @@ def fit(
 
     epochs = config.epochs
     train_source = data.train_source()
-    if len(train_source) < 1:
-        raise ToolkitError(f"{len(data.train)} training images are too few for one batch of {data.settings.batch_size}")
     schedule = tf_keras.optimizers.schedules.CosineDecay(config.learning_rate, epochs * len(train_source))  # to 0 at the end
     model.compile(
         optimizer=sgd_with_l2(schedule, data.settings.momentum, data.settings.weight_decay),

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import ToolkitError, first_line
-from toolkit.model_card import ModelCard, TensorQuantization, card_path, check_card_matches, load_card
+from toolkit.model_card import TensorQuantization, card_path, check_card_matches, load_card
 from toolkit.native_logs import quiet_native_logs
 from toolkit.preprocessing import Predictor
 
@@ -155,10 +155,9 @@ class TFLitePredictor(Predictor):
     frame and a dataset image take the same path as training and calibration did.
     """
 
-    def __init__(self, model_path: str | os.PathLike, threads: int | None = None, edgetpu: bool = False,
-                 card: ModelCard | None = None, xnnpack: bool = True) -> None:
+    def __init__(self, model_path: str | os.PathLike, threads: int | None = None, edgetpu: bool = False, xnnpack: bool = True) -> None:
         owner = card_owner(model_path)
-        card = card if card is not None else load_card(owner)
+        card = load_card(owner)
         self.interpreter = make_interpreter(model_path, threads=threads, edgetpu=edgetpu, xnnpack=xnnpack)
         self.input_detail = self.interpreter.get_input_details()[0]
         self.output_detail = self.interpreter.get_output_details()[0]

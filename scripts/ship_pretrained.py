@@ -73,7 +73,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "pretrained", help="where the shipped files go")
     args = parser.parse_args()
     run, out = args.run, args.out
-    training = trained_model(run, read_json(run / MANIFEST_NAME)).parent
+    trained = trained_model(run, read_json(run / MANIFEST_NAME))
+    training = trained.parent
     folders = {"qat": run / "convert", "ptq": convert_post_training(run)}
     conversions = {name: read_json(folder / PARITY_NAME) for name, folder in folders.items()}
     chosen = max(conversions, key=lambda name: conversions[name]["int8_top1"])
@@ -82,7 +83,7 @@ def main() -> int:
     for source in (model, card_path(model), folders[chosen] / PARITY_NAME, training / "history.csv", training / "curves.png"):
         with atomic.atomic_path(out / source.name) as temporary:
             shutil.copyfile(source, temporary)
-    export_for_distribution(training / "best.keras", out / "model.keras")
+    export_for_distribution(trained, out / "model.keras")
     atomic.write_json(out / "figures.json", figures(run, training, folders, conversions, chosen))
     for name, parity in conversions.items():
         print(f"{name}: int8 top-1 {parity['int8_top1']:.4f} (float {parity['float_top1']:.4f}, agreement {parity['agreement']:.4f})")

@@ -46,9 +46,9 @@ def build_tiny_int8_model(directory: Path, sample_dir: Path, epochs: int = 8) ->
     Beside ``model_int8.tflite`` it also writes ``model_uint8.tflite`` (uint8 I/O) and
     ``model_float32.tflite``, each with its card.
     """
-    from converters.convert import convert_model
+    from converters.convert import convert_model, tensor_quantization
     from toolkit import preprocessing
-    from toolkit.model_card import ModelCard, TensorQuantization, save_card
+    from toolkit.model_card import ModelCard, save_card
     from training.allcnn import ModelConfig, create_model
     from training.data import channel_statistics, load_image_folder
     from training.tensorflow_stack import tf_keras
@@ -62,17 +62,11 @@ def build_tiny_int8_model(directory: Path, sample_dir: Path, epochs: int = 8) ->
     model.compile(optimizer=tf_keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
     model.fit(inputs, dataset.labels, epochs=epochs, batch_size=32, verbose=0)
 
-    from edge_app.runtime import make_interpreter
-
-    def quantization(detail: dict) -> TensorQuantization:
-        scale, zero_point = detail["quantization"]
-        return TensorQuantization(np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
-
     # int8 I/O is what `toolkit convert --int8` ships; uint8 I/O and float are there to test the other paths.
     for name, io_type in (("model_int8", "int8"), ("model_uint8", "uint8"), ("model_float32", None)):
         path = Path(directory) / f"{name}.tflite"
-        path.write_bytes(convert_model(model, "int8" if io_type else "float32", inputs[::3], io=io_type or "int8")[0])
-        interpreter = make_interpreter(path)
+        data, parsed = convert_model(model, "int8", inputs[::3], io=io_type) if io_type else convert_model(model, "float32")
+        path.write_bytes(data)
         card = ModelCard(
             labels=dataset.class_names,
             input_size=list(config.input_shape),
@@ -81,8 +75,8 @@ def build_tiny_int8_model(directory: Path, sample_dir: Path, epochs: int = 8) ->
             architecture={"builder": "allcnn", **config.to_dict()},
             dataset=str(sample_dir),
             format="tflite-int8" if io_type is not None else "tflite-float32",
-            input_quantization=quantization(interpreter.get_input_details()[0]),
-            output_quantization=quantization(interpreter.get_output_details()[0]),
+            input_quantization=tensor_quantization(parsed.inputs[0]),  # the interpreter's reading is checked against it
+            output_quantization=tensor_quantization(parsed.outputs[0]),
             history=["edge test fixture: a few epochs on the committed sample"],
         )
         save_card(card, path)

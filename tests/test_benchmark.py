@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit.model_card import ModelCard, TensorQuantization, save_card
+from toolkit.model_card import ModelCard, save_card
 
 WIDTH = 0.1  # 10 and 19 filters: small enough to convert and time in seconds
 
@@ -28,11 +28,11 @@ def _card(dataset, fmt: str, history: list[str], mean, std) -> ModelCard:
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory, sample_dir):
     """A run folder (best.keras) and a convert folder (float32 and int8 .tflite), with cards."""
-    from converters.convert import convert_model
+    from converters.convert import convert_model, tensor_quantization
     from training.allcnn import ModelConfig, copy_weights, create_model
     from training.backend import keras
     from training.data import channel_statistics, load_dataset
-    from training.tensorflow_stack import tf, tf_keras
+    from training.tensorflow_stack import tf_keras
     from toolkit.preprocessing import prepare_batch
 
     dataset = load_dataset(str(sample_dir))
@@ -59,13 +59,10 @@ def tiny_models(tmp_path_factory, sample_dir):
     save_card(_card(dataset, "tflite-float32", ["train", "convert"], mean, std), convert_dir / "model_float32.tflite")
 
     int8_path = convert_dir / "model_int8.tflite"
-    int8_path.write_bytes(convert_model(twin, "int8", inputs[0:300:3])[0])
-    interpreter = tf.lite.Interpreter(model_path=str(int8_path))
-    input_scale, input_zero = interpreter.get_input_details()[0]["quantization"]
-    output_scale, output_zero = interpreter.get_output_details()[0]["quantization"]
+    data, parsed = convert_model(twin, "int8", inputs[0:300:3])
+    int8_path.write_bytes(data)
     card = _card(dataset, "tflite-int8", ["train", "convert"], mean, std)
-    card.input_quantization = TensorQuantization("int8", float(input_scale), int(input_zero))
-    card.output_quantization = TensorQuantization("int8", float(output_scale), int(output_zero))
+    card.input_quantization, card.output_quantization = tensor_quantization(parsed.inputs[0]), tensor_quantization(parsed.outputs[0])
     save_card(card, int8_path)
     return {"run": run_dir, "convert": convert_dir, "dataset": dataset, "keras_model": model, "inputs": inputs}
 
@@ -78,8 +75,12 @@ def _quick_config(**changes):
     return BenchmarkConfig(threads=(1,), timing=timing, produce_missing=False, **changes)
 
 
-def test_format_of_reads_card_history(tiny_models, tmp_path):
-    from toolkit.benchmark.run import format_of
+def test_row_format_reads_card_history(tiny_models, tmp_path):
+    from toolkit.benchmark.run import row_format
+    from toolkit.model_card import load_card
+
+    def format_of(path):
+        return row_format(path, load_card(path))[0]
 
     int8 = tiny_models["convert"] / "model_int8.tflite"
     card = json.loads((tiny_models["convert"] / "model_int8.card.json").read_text())
@@ -90,6 +91,7 @@ def test_format_of_reads_card_history(tiny_models, tmp_path):
         (tmp_path / f"{expected}.card.json").write_text(json.dumps(dict(card, history=history)))
         assert format_of(copy) == expected
     assert format_of(tiny_models["run"] / "best.keras") == "keras-float"
+    assert row_format(int8, None) == (None, f"it has no model card ({int8.with_suffix('.card.json').name}) beside it")
 
 
 def test_benchmark_convert_folder_measures_every_format(tiny_models, tmp_path):

@@ -1,4 +1,4 @@
-"""Smoke tests of benchmarks/recipe.py, train_throughput.py and compression.py on the committed sample, at tiny sizes."""
+"""Smoke tests of benchmarks/recipe.py, train_throughput.py and int8_compression.py on the committed sample, at tiny sizes."""
 
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ def test_train_throughput_reports_the_fast_over_old_ratio(train_throughput, samp
 
 @pytest.mark.slow
 def test_compression_benchmark_measures_every_target(sample_dir, tmp_path):
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "compression.py"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "int8_compression.py"
     command = [sys.executable, str(script), "--data", str(sample_dir), "--limit", "300", "--width", WIDTH,
                "--train-epochs", "1", "--prune-epochs", "1", "--qat-epochs", "1",
                "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results"), "--no-progress"]  # fmt: skip

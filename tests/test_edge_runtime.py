@@ -38,8 +38,7 @@ def test_runtime_order_prefers_litert_then_tflite_runtime_then_tensorflow(monkey
 
 
 def test_threads_and_xnnpack_options_give_the_same_answer(edge_int8_model, sample_images):
-    card = load_card(edge_int8_model)
-    reference = TFLitePredictor(edge_int8_model, card=card).predict(sample_images[:10])
+    reference = TFLitePredictor(edge_int8_model).predict(sample_images[:10])
     for threads in (1, 2):
         threaded = TFLitePredictor(edge_int8_model, threads=threads).predict(sample_images[:10])
         np.testing.assert_allclose(threaded, reference)
@@ -86,7 +85,7 @@ def test_bgr_frame_and_rgb_image_give_the_same_tensor(edge_int8_model, sample_di
     np.testing.assert_array_equal(from_bgr, from_rgb)
     # A colour mix-up would show: the swapped image gives a different tensor.
     assert not np.array_equal(from_bgr, preprocessing.prepare_image(bgr, card.input_size, card.mean, card.std))
-    predictor = TFLitePredictor(edge_int8_model, card=card)
+    predictor = TFLitePredictor(edge_int8_model)
     # The predictor swaps channels after the shared resize: still the identical tensor.
     float_predictor = TFLitePredictor(edge_int8_model.parent / "model_float32.tflite")
     assert float_predictor.input_quantization.dtype == "float32"  # its prepare() stops before quantising

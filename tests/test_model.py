@@ -48,6 +48,8 @@ def test_keras3_and_tf_keras_builds_agree_after_copying_weights(config: ModelCon
 def test_retracing_notices_are_held_back_and_other_tensorflow_warnings_are_not(caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
+    import training.evaluate  # noqa: F401 - predicting installs the filter
+
     logger = logging.getLogger("tensorflow")
     with caplog.at_level(logging.WARNING, logger="tensorflow"):
         logger.warning("5 out of the last 5 calls to <function f> triggered tf.function retracing. Tracing is expensive")

@@ -276,14 +276,12 @@ def build_stage_configs(config: PipelineConfig) -> StageConfigs:
 
 def _stage_train(train_config: TrainConfig, force: bool) -> dict[str, Any]:
     """Train (or resume training) unless up to date; returns the stage's manifest entry."""
-    from training.run_folder import RunFolder
     from training.train_config import TrainConfig
 
-    run = RunFolder(train_config.out)
-    folder, best = run.root, run.best
+    folder = Path(train_config.out)
     config_hash = _config_hash(train_config.to_dict())
-    entry = {"folder": "train", "model": f"train/{best.name}", "card": f"train/{card_path(best.name)}",
-             "metrics": f"train/{run.metrics.name}"}  # fmt: skip
+    best = folder / "best.keras"  # the file build_stage_configs hands to prune
+    entry = {"folder": "train", "model": "train/best.keras", "card": "train/best.card.json", "metrics": "train/metrics.json"}
     if not force and up_to_date(folder, config_hash, None):
         _say("train: up to date, skipped")
         return {**entry, "skipped": True}
@@ -292,8 +290,8 @@ def _stage_train(train_config: TrainConfig, force: bool) -> dict[str, Any]:
 
     started = time.perf_counter()
     run_config = train_config
-    if run.config.is_file():
-        saved = TrainConfig.requested_by_run(atomic.read_json_object(run.config))
+    if (folder / "config.json").is_file():
+        saved = TrainConfig.requested_by_run(atomic.read_json_object(folder / "config.json"))
         if not force and _config_hash(saved.to_dict()) == config_hash:
             _say(f"train: continuing the interrupted run in {folder}")
             run_config = TrainConfig(resume=str(folder), progress=train_config.progress)
@@ -313,15 +311,12 @@ def _stage_train(train_config: TrainConfig, force: bool) -> dict[str, Any]:
 
 def _stage_model(stage: str, stage_config: PruneConfig | QatConfig, function: Any, force: bool) -> dict[str, Any]:
     """Run prune or qat on the config's model unless up to date; returns the stage's manifest entry."""
-    from converters.qat import qat_companions
-    from converters.stage import MODEL_NAME
-
     folder, source = Path(stage_config.out), Path(stage_config.model)
     config_hash = _config_hash(stage_config.to_dict())
     input_sha = _inputs_sha256([source])
-    entry = {"folder": stage, "model": f"{stage}/{MODEL_NAME}", "card": f"{stage}/{card_path(MODEL_NAME)}", "report": f"{stage}/report.json"}
+    entry = {"folder": stage, "model": f"{stage}/model.keras", "card": f"{stage}/model.card.json", "report": f"{stage}/report.json"}
     if stage == "qat":
-        entry["qat_weights"] = f"qat/{qat_companions(MODEL_NAME)[0]}"
+        entry["qat_weights"] = "qat/model.qat.weights.h5"
     if not force and up_to_date(folder, config_hash, input_sha):
         _say(f"{stage}: up to date, skipped")
         return {**entry, "skipped": True}
@@ -330,6 +325,8 @@ def _stage_model(stage: str, stage_config: PruneConfig | QatConfig, function: An
     result = function(stage_config)
     outputs = {"model": result.model_path, "card": card_path(result.model_path), "report": result.report_path}
     if stage == "qat":
+        from converters.qat import qat_companions
+
         outputs["qat_weights"], outputs["qat_info"] = qat_companions(result.model_path)
     write_stamp(folder, stage, config_hash, input_sha, outputs, time.perf_counter() - started)
     return {**entry, "skipped": False}

@@ -6,18 +6,12 @@ needs no TensorFlow installed, which is how the GPU machine trains.
 
 from __future__ import annotations
 
-import logging
-
 from toolkit.errors import ToolkitError
 from toolkit.native_logs import quiet_native_logs
 
 # training/__init__.py, run before this module, sets TF_USE_LEGACY_KERAS=1 for tfmot before TensorFlow loads.
 with quiet_native_logs(start_gpu_platform=True):  # Keras on its TensorFlow backend loads TensorFlow here
     import keras
-
-# Several models predicting in one process (a pipeline's stages) retrace Keras's predict step, and
-# TensorFlow warns about each retrace; here that is expected and costs under a second.
-logging.getLogger("tensorflow").addFilter(lambda record: "triggered tf.function retracing" not in record.getMessage())
 
 SUPPORTED_BACKENDS = ("tensorflow", "jax")
 

@@ -11,6 +11,7 @@ scored on identical inputs.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -26,6 +27,9 @@ from training.data import Dataset, load_dataset, stratified_subset
 from training.model_files import check_model_path, load_keras3
 from training.splits import SplitSettings, load_split
 
+# Several models predicting in one process (a pipeline's stages, parity) retrace Keras's predict step, and
+# TensorFlow warns about each retrace; for predictions that is expected and costs under a second.
+logging.getLogger("tensorflow").addFilter(lambda record: "triggered tf.function retracing" not in record.getMessage())
 FORMATS = {".keras": "keras", ".tflite": "tflite"}
 
 

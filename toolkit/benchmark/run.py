@@ -79,7 +79,7 @@ class HeldOut:
 
 
 def row_format(model_path: Path, card: ModelCard | None) -> tuple[str | None, str]:
-    """The format key of one model file whose card is ``card`` (falling back on its name), or None and why it is no row.
+    """The format key of one model file whose card is ``card`` (its name where the card is silent), or None and why it is no row.
 
     Float formats (Keras, TFLite float32/float16/dynamic) count only when they derive from
     the float model itself: a float export of a pruned or QAT model is not one of the
@@ -111,13 +111,6 @@ def row_format(model_path: Path, card: ModelCard | None) -> tuple[str | None, st
             return None, "it is an int8 model of a pruned model without QAT, not one of the table's rows"
         return "tflite-int8-ptq", ""
     return None, f"its card's format {card.format!r} is none of the table's"
-
-
-def format_of(model_path: Path, card: ModelCard | None = None) -> str | None:
-    """The format key of one model file (:func:`row_format`), reading its card when none is given; None: no row."""
-    if card is None and card_path(model_path).exists():
-        card = load_card(model_path)
-    return row_format(model_path, card)[0]
 
 
 def _paths_in(payload: Any) -> list[str]:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import typing
 from pathlib import Path
 
 from toolkit.errors import ToolkitError
 from toolkit.flags import Flag, add_dataclass_arguments
-from toolkit.pipeline import PipelineConfig, run_pipeline
+
+if typing.TYPE_CHECKING:  # an edge install lists this command without importing the pipeline
+    from toolkit.pipeline import PipelineConfig
 
 TOP_LEVEL = ("data", "out", "limit", "model", "epochs_per_stage")
 # Pipeline section -> the fields of its stage's config that have a flag here.
@@ -19,6 +22,7 @@ GIVEN_ONLY = Flag(default=argparse.SUPPRESS)  # absent unless given, so the --co
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``toolkit pipeline``; each overrides the same setting of --config."""
     from converters.configs import ConvertConfig, PruneConfig
+    from toolkit.pipeline import PipelineConfig
     from training.train_config import TrainConfig
 
     parser.add_argument("--config", default=None, metavar="YAML", help="pipeline settings (see pipeline.yaml in the repository)")
@@ -31,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace) -> PipelineConfig:
     """The pipeline config: the YAML file (if any), then the flags on top."""
+    from toolkit.pipeline import PipelineConfig
+
     config = PipelineConfig.from_yaml(args.config) if args.config else PipelineConfig()
     given = {name: getattr(args, name) for name in TOP_LEVEL if hasattr(args, name)}
     for section, names in SECTION_FLAGS.items():
@@ -42,6 +48,8 @@ def build_config(args: argparse.Namespace) -> PipelineConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Run the pipeline, print the summary table; exit 3 when the converted models fail parity."""
+    from toolkit.pipeline import run_pipeline
+
     result = run_pipeline(build_config(args))
     print(result.table)
     print(f"\nartifacts {result.manifest_path}")

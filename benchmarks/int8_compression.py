@@ -1,7 +1,7 @@
 """Compression benchmark: a short real CIFAR-10 run, then 50 % pruning, QAT and full-integer int8.
 
-    python benchmarks/compression.py                                  # train briefly, then compress
-    python benchmarks/compression.py --model runs/x/best.keras        # start from a trained model
+    python benchmarks/int8_compression.py                             # train briefly, then compress
+    python benchmarks/int8_compression.py --model runs/x/best.keras   # start from a trained model
 
 Runs ``toolkit pipeline`` (toolkit.pipeline) into ``--work`` (git-ignored, resumable),
 then measures on the held-out images of the parity report (the validation split,
@@ -31,6 +31,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.sitting import DEFAULT_DATA, generated_line, sitting  # noqa: E402 - training sets TF_USE_LEGACY_KERAS before TensorFlow loads
+
 TARGETS = {
     "gap_points_max": 0.5,  # int8 top-1 at most this many points below float
     "agreement_min": 0.985,  # float and int8 pick the same class on at least this share of images
@@ -41,8 +43,6 @@ CALIBRATION_IMAGES = 500
 
 
 def parse_arguments() -> argparse.Namespace:
-    from benchmarks.sitting import DEFAULT_DATA  # here, not at the top: jax imports a module named "compression" (this file, from benchmarks/)
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--model", default=None, help="start from this trained .keras instead of training")
@@ -159,8 +159,6 @@ def targets_met(measured: dict) -> dict[str, bool]:
 
 def main() -> int:
     args = parse_arguments()
-    import converters  # noqa: F401 - TF_USE_LEGACY_KERAS before TensorFlow loads
-    from benchmarks.sitting import sitting
     from converters import bridge, finetune
     from toolkit import atomic
     from toolkit.pipeline import STAMP_NAME, run_pipeline, trained_model
@@ -195,7 +193,7 @@ def main() -> int:
         "stage_seconds": {stage: atomic.read_json_object(work / stage / STAMP_NAME).get("seconds")
                           for stage in ("train", "prune", "qat", "convert") if (work / stage / STAMP_NAME).exists()},  # fmt: skip
         "summary": result.manifest["summary"],
-        "sitting": sitting("compression.py", sys.argv[1:]),
+        "sitting": sitting("int8_compression.py", sys.argv[1:]),
         "seconds_this_session": round(time.perf_counter() - started, 1),
     }
     results = Path(args.results)
@@ -209,8 +207,6 @@ def main() -> int:
 
 
 def markdown(payload: dict, table: str) -> str:
-    from benchmarks.sitting import generated_line
-
     measured, met, targets = payload["measured"], payload["met"], payload["targets"]
     mark = {True: "met", False: "**not met**"}
     recipe = payload["recipe"]
