@@ -5,9 +5,9 @@
 
     ROOT/<label>/0000.jpg, 0001.jpg, ...   (numbering continues after the files already there)
 
-The crop is :func:`toolkit.preprocessing.center_crop_square`, the crop the model's
-preprocessing takes before it resizes to a square input size; the crop is kept at its native
-resolution. Each file is written to a hidden temporary file and renamed, so an interrupted
+The crop is :func:`toolkit.preprocessing.center_crop` to the model's aspect ratio (square unless
+a model says otherwise), the crop its preprocessing takes before it resizes; the crop is kept at
+its native resolution. Each file is written to a hidden temporary file and renamed, so an interrupted
 run leaves whole images only (and the training loader skips hidden files).
 """
 
@@ -29,7 +29,7 @@ from edge_app.signals import stop_on_signals
 from edge_app.sources import Source, open_source
 from toolkit import atomic
 from toolkit.errors import ToolkitError, check
-from toolkit.preprocessing import center_crop_square, convert_colour
+from toolkit.preprocessing import center_crop, convert_colour
 
 JPEG_QUALITY = 95  # of saved training images
 _NUMBERED_NAME = re.compile(r"\d+")
@@ -78,15 +78,16 @@ def _next_number(folder: Path) -> int:
 class ClassFolder:
     """``root/label/``: saves frames as the next numbered JPEGs, never over an existing file; thread-safe."""
 
-    def __init__(self, root: str | os.PathLike, label: str) -> None:
+    def __init__(self, root: str | os.PathLike, label: str, aspect: tuple[int, int] = (1, 1)) -> None:
         self.path = writable_folder(Path(root) / check_label(label))
+        self.aspect = aspect  # (height, width) of the model input whose view is saved
         self._number = _next_number(self.path)
         self._lock = threading.Lock()
         self.saved = 0
 
     def save(self, image: np.ndarray, colour_order: str = "BGR") -> Path:
-        """Save the model's view of ``image`` (its centred square, native resolution) as the next number; returns the file."""
-        encoded = encode_jpeg(convert_colour(center_crop_square(image), colour_order, "BGR"))
+        """Save the model's view of ``image`` (its centred crop, native resolution) as the next number; returns the file."""
+        encoded = encode_jpeg(convert_colour(center_crop(image, *self.aspect), colour_order, "BGR"))
         with self._lock:
             while (target := self.path / f"{self._number:04d}.jpg").exists():  # another writer took the name
                 self._number += 1
@@ -102,8 +103,9 @@ class ClassFolder:
 class CaptureFolders:
     """The class folders under one root, opened when a label is first used (the ``--serve`` capture control)."""
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike, aspect: tuple[int, int] = (1, 1)) -> None:
         self.root = writable_folder(root)
+        self.aspect = aspect
         self._folders: dict[str, ClassFolder] = {}
         self._lock = threading.Lock()
 
@@ -112,7 +114,7 @@ class CaptureFolders:
         name = check_label(label)
         with self._lock:
             if name not in self._folders:
-                self._folders[name] = ClassFolder(self.root, name)
+                self._folders[name] = ClassFolder(self.root, name, self.aspect)
             folder = self._folders[name]
         return folder.save(image, colour_order)
 

@@ -123,10 +123,10 @@ class PreviewServer:
     """Serves the latest annotated frame and predictions; :meth:`publish` is called once per frame."""
 
     def __init__(self, host: str, port: int, model: str = "", source: str = "",
-                 collect_to: str | Path | None = None) -> None:
+                 collect_to: str | Path | None = None, aspect: tuple[int, int] = (1, 1)) -> None:
         self.model = model
         self.source = source
-        self.capture_folders = CaptureFolders(collect_to) if collect_to is not None else None
+        self.capture_folders = CaptureFolders(collect_to, aspect) if collect_to is not None else None
         self.token = None if is_loopback(host) else secrets.token_urlsafe(24)
         self._condition = threading.Condition()
         self._encode_lock = threading.Lock()  # one JPEG encode at a time, so each frame is encoded once

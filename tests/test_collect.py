@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -21,7 +22,7 @@ from edge_app.sources import open_source
 from edge_support import run_without_tensorflow, write_lossless_video
 from test_edge_server import read_one_mjpeg_frame
 from toolkit.errors import ToolkitError
-from toolkit.preprocessing import center_crop_square
+from toolkit.preprocessing import center_crop
 
 FRAME_COUNT = 20
 JPEG_TOLERANCE = 3.0  # mean absolute difference of a quality-95 JPEG of flat colours; frames differ by 8 or more
@@ -54,7 +55,7 @@ def difference(image: np.ndarray, expected: np.ndarray) -> float:
 
 def assert_crops_of(paths: list[Path], frames: list[np.ndarray], indices: list[int]) -> None:
     """Each saved image is the centre crop of the frame of the same position in ``indices``, and of no other frame."""
-    crops = [center_crop_square(frame) for frame in frames]
+    crops = [center_crop(frame, 1, 1) for frame in frames]
     for path, index in zip(paths, indices, strict=True):
         saved = cv2.imread(str(path), cv2.IMREAD_COLOR)
         assert saved.shape == (48, 48, 3), path
@@ -253,6 +254,7 @@ class _FakePredictor:
     """Stands in for the LiteRT predictor: the test is about frames reaching the capture, not the model."""
 
     labels = ["cat", "dog"]
+    card = SimpleNamespace(input_size=[24, 32, 3])  # 3:4, not square: the capture must keep the model's aspect
 
     def __init__(self, *args, **kwargs) -> None:
         pass
@@ -294,8 +296,8 @@ def test_classify_serves_the_capture_of_the_unannotated_frame(video, frames, tmp
         stop.set()
         run.join(timeout=20)
     saved = cv2.imread(str(tmp_path / "captured" / "cat" / "0000.jpg"))
-    assert saved.shape == (48, 48, 3)  # the camera frame's crop, not the 240-pixel annotated picture
-    assert min(difference(saved, center_crop_square(frame)) for frame in frames) < JPEG_TOLERANCE
+    assert saved.shape == (48, 64, 3)  # the camera frame cropped to 3:4, not the 240-pixel annotated picture
+    assert min(difference(saved, center_crop(frame, 24, 32)) for frame in frames) < JPEG_TOLERANCE
 
 
 def test_collect_to_needs_serve(video, tmp_path):

@@ -76,11 +76,6 @@ def center_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return image[top : top + crop_height, left : left + crop_width]
 
 
-def center_crop_square(image: np.ndarray) -> np.ndarray:
-    """Crop the largest centred square from an HxW(xC) image."""
-    return center_crop(image, 1, 1)
-
-
 @functools.lru_cache(maxsize=32)
 def _resize_weights(source: int, target: int) -> np.ndarray:
     """A (target x source) matrix that resamples one axis.
