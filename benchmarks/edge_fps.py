@@ -3,10 +3,8 @@
     python benchmarks/edge_fps.py                       # builds the model, writes benchmarks/results/edge_fps.{json,md}
     python benchmarks/edge_fps.py --model M.tflite      # any int8 model with its card; no TensorFlow needed
 
-The model is a full-width All-CNN-C converted to full-integer int8 with RANDOM weights
-(speed does not depend on the weights; calibration uses the committed real sample
-images). It is built in a child process so the measuring process, like a device,
-never imports TensorFlow.
+The default model has RANDOM weights (speed does not depend on them); it is built in a child
+process so that the measuring process, like a device, never imports TensorFlow.
 
 For each thread count and each video size, in the same run and interleaved
 (raw, app, raw, app, ...) so that load from other processes hits both alike:

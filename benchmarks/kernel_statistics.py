@@ -2,12 +2,8 @@
 
     python benchmarks/kernel_statistics.py runs/x/train/best.keras [more.keras ...]
 
-For each conv kernel: prune the smallest weights by magnitude (per layer, as
-``toolkit prune`` does), quantise per output channel to int8 (scale = max |w| / 127,
-as the int8 converter does) and lay it out as TFLite stores it (OHWI). Reported per
-layer and in total: the entropy of the non-zero codes, gzip -9 of the codes, and,
-when the checkpoint's run folder says how it was seeded, how much of each kernel is
-still its random initialisation (rebuilt from the seed with the same backend).
+Each conv kernel is pruned and quantised as ``toolkit prune`` and the int8 converter do. Reported per layer and in
+total: the entropy of the non-zero codes, gzip -9 of the codes and how much of each kernel is still its initialisation.
 
 This predicts the int8 file's gzip size before pruning, QAT and conversion are run
 (the file adds ~20 KB of scales, biases and names). It explains the compression
@@ -28,6 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from converters.sparsity import entropy_bits, model_kernels  # noqa: E402
 from toolkit import atomic  # noqa: E402
 
 
@@ -40,16 +37,8 @@ def int8_codes(kernel: np.ndarray, sparsity: float) -> np.ndarray:
     return np.round(rows / np.where(scale > 0, scale, 1.0)).astype(np.int8)
 
 
-def nonzero_entropy_bits(codes: np.ndarray) -> float:
-    """Order-0 entropy of the non-zero int8 codes, in bits per code."""
-    from converters.sparsity import entropy_bits
-
-    return entropy_bits(codes[codes != 0])
-
-
 def initial_kernels(run: dict[str, dict]) -> dict[str, np.ndarray] | None:
     """The kernels the run started from, rebuilt from its seed; None when the run folder cannot tell."""
-    from converters.sparsity import model_kernels
     from training.allcnn import ModelConfig, create_model
     from training.backend import keras
 
@@ -61,7 +50,6 @@ def initial_kernels(run: dict[str, dict]) -> dict[str, np.ndarray] | None:
 
 def kernel_statistics(checkpoint: Path, sparsity: float) -> dict:
     """Per-layer and total code entropy, gzip of the codes and the share of kernel energy from initialisation."""
-    from converters.sparsity import model_kernels
     from training.model_files import load_keras3
 
     run = {name: atomic.read_json_object(checkpoint.parent / f"{name}.json") for name in ("config", "metrics")}
@@ -70,7 +58,7 @@ def kernel_statistics(checkpoint: Path, sparsity: float) -> dict:
     for name, kernel in model_kernels(load_keras3(checkpoint)):
         codes = int8_codes(kernel, sparsity)
         all_codes.append(codes.ravel())
-        row = {"layer": name, "weights": int(kernel.size), "nonzero_code_bits": round(nonzero_entropy_bits(codes), 3)}
+        row = {"layer": name, "weights": int(kernel.size), "nonzero_code_bits": round(entropy_bits(codes[codes != 0]), 3)}
         if initial is not None:
             # Per output channel, the least-squares multiple of the initial kernel that the trained
             # kernel still holds; its energy share is how much of the kernel is still the random start.
@@ -91,11 +79,11 @@ def kernel_statistics(checkpoint: Path, sparsity: float) -> dict:
         "layers": layers,
         "weights": int(codes.size),
         "zero_share": round(float((codes == 0).mean()), 4),
-        "nonzero_code_bits": round(nonzero_entropy_bits(codes), 3),
+        "nonzero_code_bits": round(entropy_bits(codes[codes != 0]), 3),
         "codes_gzip9_bytes": atomic.gzip_size(codes.tobytes()),
         "initialisation_energy_share": round(initial_energy / total_energy, 3) if initial else None,
         # The same figures for the untrained kernels the run started from.
-        "initialisation_nonzero_code_bits": round(nonzero_entropy_bits(start_codes), 3) if initial else None,
+        "initialisation_nonzero_code_bits": round(entropy_bits(start_codes[start_codes != 0]), 3) if initial else None,
         "initialisation_codes_gzip9_bytes": atomic.gzip_size(start_codes.tobytes()) if initial else None,
     }
 

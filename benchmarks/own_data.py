@@ -13,10 +13,8 @@ is scored on the Fashion-MNIST test split with ``training.evaluate``; the verdic
 mean over seeds. The first seed's fine-tuned model is then converted to int8
 (``converters.convert``) and its .tflite scored the same way.
 
-Run folders go to ``--out-dir/seed<N>/<arm>``. Arms already finished there are read back, not rerun,
-and an interrupted arm is resumed; the conversion and every test evaluation are kept beside
-their model and reused while that model is unchanged. The JSON and the markdown are
-rewritten after every step.
+Run folders go to ``--out-dir/seed<N>/<arm>`` (finished arms are read back, stopped ones resumed); the conversion and
+the test evaluations are reused while their model is unchanged. The JSON and the markdown are rewritten after every step.
 """
 
 from __future__ import annotations
@@ -33,8 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from converters.convert import ConvertConfig, convert, finished_report  # noqa: E402
-from benchmarks.sitting import cell, generated_line, percent, run_script, train_unless_finished  # noqa: E402
-from benchmarks.sitting import sitting as sitting_facts, write_results  # noqa: E402
+from benchmarks.sitting import arm_sitting, cell, generated_line, percent, run_script, train_unless_finished, write_results  # noqa: E402
 from toolkit import atomic  # noqa: E402
 from toolkit.errors import ToolkitError  # noqa: E402
 from toolkit.model_card import load_card  # noqa: E402
@@ -43,7 +40,7 @@ from training.data import load_dataset  # noqa: E402
 from training.datasets import FASHION_MNIST_LABELS  # noqa: E402
 from training.evaluate import evaluate, load_evaluation_data  # noqa: E402
 from training.run_folder import RunFolder  # noqa: E402
-from training.train_config import TrainConfig, parse_budget  # noqa: E402
+from training.train_config import TrainConfig  # noqa: E402
 from training.transfer import parent_architecture  # noqa: E402
 
 SEED = 0  # of the test subset (--test-limit) and of the class check
@@ -111,11 +108,8 @@ def arm_config(arm: str, args: argparse.Namespace, parent: ModelConfig, seed: in
 
 
 def score_on_test_split(model_path: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Top-1 of a .keras or .tflite model on the test split, read back while the model and test set are unchanged.
-
-    ``training.evaluate`` feeds the 28x28 test images through the card's preprocessing,
-    which resizes them to the card's input size (32x32 for a model fine-tuned from a 32x32 parent).
-    """
+    """Top-1 of a .keras or .tflite model on the test split (which ``training.evaluate`` resizes to the card's input
+    size), read back while the model and test set are unchanged."""
     saved_path = model_path.with_name(model_path.stem + EVALUATION_SUFFIX)
     key = {"model_sha256": atomic.file_digest(model_path), "data": f"{args.data}:test", "limit": args.test_limit}
     saved = atomic.read_json_object(saved_path)
@@ -143,9 +137,7 @@ def arm_result(arm: str, seed: int, run: RunFolder, args: argparse.Namespace) ->
         "finished_at": time.strftime("%Y-%m-%d %H:%M", time.gmtime(run.metrics.stat().st_mtime)),  # UTC; an arm read back is older than the sitting
         "input_size": evaluation["input_size"],
         **{key: metrics.get(key) for key in keys},
-        "test_images": evaluation["images"],
-        "test_top1": evaluation["top1"],
-        "test_top5": evaluation["top5"],
+        **{f"test_{key}": evaluation[key] for key in ("images", "top1", "top5")},
     }
 
 
@@ -171,9 +163,7 @@ def int8_result(fine_tuned: dict[str, Any], args: argparse.Namespace) -> dict[st
         "validation_top1": parity["int8_top1"],
         "float_validation_top1": parity["float_top1"],
         "conversion_seconds": report["seconds"],
-        "test_images": evaluation["images"],
-        "test_top1": evaluation["top1"],
-        "test_top5": evaluation["top5"],
+        **{f"test_{key}": evaluation[key] for key in ("images", "top1", "top5")},
     }
 
 
@@ -186,24 +176,6 @@ def target_verdict(arms: list[dict[str, Any]]) -> dict[str, Any]:
     difference = sum(per_seed.values()) / len(per_seed)
     return {"points": TARGET_POINTS, "difference_points": round(difference, 2), "met": difference >= TARGET_POINTS,
             "per_seed": {str(seed): round(points, 2) for seed, points in per_seed.items()}}  # fmt: skip
-
-
-def sitting(args: argparse.Namespace, argv: list[str], parent_path: Path, parent: ModelConfig) -> dict[str, Any]:
-    """What every arm shares: command, machine, data, split, budget and parent."""
-    return {
-        **sitting_facts("own_data.py", argv),
-        "data": args.data,
-        "test_data": f"{args.data}:test",
-        "limit": args.limit,
-        "test_limit": args.test_limit,
-        "budget": args.budget,
-        "budget_seconds": parse_budget(args.budget),
-        "parent": args.parent,
-        "parent_path": str(parent_path),
-        "parent_sha256": atomic.file_digest(parent_path),
-        "architecture": parent.to_dict(),
-        "seeds": args.seeds,
-    }
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -279,16 +251,28 @@ def main(argv: list[str]) -> int:
     args = parse_arguments(argv)
     parent_path, _, parent = parent_architecture(args.parent)
     check_fashion_mnist(args.data, args.limit)
-    results: dict[str, Any] = {**sitting(args, argv, parent_path, parent), "arms": []}
+    results: dict[str, Any] = arm_sitting(
+        "own_data.py",
+        argv,
+        args,
+        test_data=f"{args.data}:test",
+        test_limit=args.test_limit,
+        parent=args.parent,
+        parent_path=str(parent_path),
+        parent_sha256=atomic.file_digest(parent_path),
+        architecture=parent.to_dict(),
+        seeds=args.seeds,
+        arms=[],
+    )
     for seed in args.seeds:
         for arm in ARMS:
             config = arm_config(arm, args, parent, seed)
             run = train_unless_finished(config, f"arm {arm}: training for {config.budget}")
             results["arms"].append(arm_result(arm, seed, run, args))
-            write_results(results, markdown(results), args)
+            write_results(results, markdown(results), args.results, args.markdown)
     results["int8"] = int8_result(next(row for row in results["arms"] if row["arm"] == "fine-tuned"), args)
     results["target"] = target_verdict(results["arms"])
-    write_results(results, markdown(results), args)
+    write_results(results, markdown(results), args.results, args.markdown)
     print(markdown(results))
     return 0
 

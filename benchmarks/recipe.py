@@ -9,9 +9,8 @@ wall-clock ``--budget``, run one after the other on this machine. "old-default" 
 changes removed (or, for "ema", one change added). An arm that diverges (train exits
 with code 3) is recorded as diverged.
 
-Run folders go to ``--out-dir/<arm>``. Arms already finished there are read back, not
-rerun, and an interrupted arm is resumed, so a killed benchmark continues where it
-stopped. The JSON and the markdown table are rewritten after every arm.
+Run folders go to ``--out-dir/<arm>`` (finished arms are read back, stopped ones resumed); the JSON and the markdown
+table are rewritten after every arm.
 """
 
 from __future__ import annotations
@@ -26,11 +25,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.sitting import DIVERGED_FILE, cell, generated_line, percent, run_script, train_unless_finished  # noqa: E402
-from benchmarks.sitting import DEFAULT_DATA, sitting as sitting_facts, write_results  # noqa: E402
+from benchmarks.sitting import DEFAULT_DATA, arm_sitting, write_results  # noqa: E402
 from toolkit import atomic  # noqa: E402
 from toolkit.errors import ToolkitError  # noqa: E402
 from training.run_folder import RunFolder  # noqa: E402
-from training.train_config import RECIPES, TrainConfig, parse_budget  # noqa: E402
+from training.train_config import RECIPES, TrainConfig  # noqa: E402
 
 DIVERGED_EXIT_CODE = 3  # train()'s exit code for a run that diverged
 SEED = 0
@@ -142,19 +141,6 @@ def arm_result(arm: Arm, run: RunFolder) -> dict[str, Any]:
     }
 
 
-def sitting(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
-    """What every arm shares: command, machine, data, limit and budget."""
-    return {
-        **sitting_facts("recipe.py", argv),
-        "data": args.data,
-        "limit": args.limit,
-        "budget": args.budget,
-        "budget_seconds": parse_budget(args.budget),
-        "width": args.width,
-        "seed": SEED,
-    }
-
-
 def markdown(results: dict[str, Any]) -> str:
     """The A/B table with the settings every arm shares."""
     rows = results["arms"]
@@ -185,10 +171,10 @@ def main(argv: list[str]) -> int:
     """Run (or read back) every chosen arm, rewriting the results after each."""
     args = parse_arguments(argv)
     arms = select_arms(args.arms)
-    results: dict[str, Any] = {**sitting(args, argv), "arms": []}
+    results = arm_sitting("recipe.py", argv, args, width=args.width, seed=SEED, arms=[])
     for arm in arms:
         results["arms"].append(run_arm(arm, args))
-        write_results(results, markdown(results), args)
+        write_results(results, markdown(results), args.results, args.markdown)
     print(markdown(results))
     return 0
 

@@ -2,19 +2,8 @@
 
     python benchmarks/train_throughput.py            # writes benchmarks/results/train_throughput.{json,md}
 
-The two sides are the two recipes of training/train_config.py, built and fed as
-training.train builds and feeds a run:
-
-* old: recipe "paper", today's old default: float32, batch 128, no batch norm,
-  dropout 0.2 / 0.5, crop + flip, SGD with momentum;
-* fast: recipe "fast": the mixed_bfloat16 policy, batch 256, batch norm, no dropout,
-  crop + flip + cutout, Nesterov SGD.
-
-Each side: uint8 images -> training.batches.BatchSource (shuffle, augmentation,
-normalisation, in numpy) -> as_keras_dataset -> model.fit, with the training loop's NaN
-guard and its per-step learning rate, on the model training.allcnn.create_model builds
-from the recipe, compiled with training.optimization's optimizer and loss. Every epoch
-is the same images, a multiple of both batch sizes.
+The two sides, old (recipe "paper") and fast (recipe "fast"), are built and fed as training.train builds and
+feeds a run, on the same images every epoch, a multiple of both batch sizes.
 
 Each fit runs 1 + --repeats epochs; its first epoch (tracing, pipeline start-up) is not
 timed. Fits alternate (old, fast, fast, old, ...) so load from other users of the machine
@@ -39,8 +28,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.sitting import DEFAULT_DATA, generated_line, run_script, sitting  # noqa: E402
-from toolkit import atomic  # noqa: E402
+from benchmarks.sitting import DEFAULT_DATA, generated_line, run_script, sitting, write_results  # noqa: E402
 from toolkit.benchmark.run import load_average  # noqa: E402
 from toolkit.errors import ToolkitError  # noqa: E402
 from training.allcnn import create_model  # noqa: E402
@@ -193,9 +181,8 @@ def main(argv: list[str]) -> int:
         "load_average_before_after": [facts["load_average_at_start"], load_average()],
         "results": results,
     }
-    atomic.write_json(f"{args.out}.json", payload)
     report = markdown(payload)
-    atomic.write_text(f"{args.out}.md", report)
+    write_results(payload, report, args.out)
     print(report)
     return 0 if payload["meets_target"] else 1
 

@@ -7,10 +7,6 @@ Every stage's artifact is a Keras 3 ``.keras`` file with a model card beside it,
     twin = source.twin()                               # tf_keras, same weights (tfmot works on it)
     ...prune or fine-tune the twin...
     save_keras3(keras3_from_weights(source.model_config, layer_weights(twin)), card, "runs/prune/model.keras")
-
-The twin is built by the shared builder (``training.allcnn.create_model``) from the
-card's ``architecture``, and weights move by layer name, so nothing is converted by
-hand and the float outputs of the two agree to float rounding.
 """
 
 from __future__ import annotations

@@ -2,24 +2,9 @@
 
     result = convert(ConvertConfig(model="runs/qat/model.keras", out="runs/convert"))
 
-Output folder (names other tools rely on):
-
-    model_float32.tflite  model_float16.tflite  model_dynamic.tflite  model_int8.tflite
-    model_<format>.card.json   one card per file: labels, input size, colour order,
-                               mean/std, I/O quantisation, source hash, sparsity, sizes
-    parity.json                float reference vs each converted model on held-out images
-    report.json                what was converted from what, calibration, Edge TPU check
-
-The int8 model is full-integer: ``TFLITE_BUILTINS_INT8`` only, int8 input and output
-by default (``io="uint8"`` or ``"float32"`` on request). When ``model`` comes from
-``toolkit qat`` (``model.qat.weights.h5`` beside it) the QAT model is converted and
-keeps the ranges learnt in training; otherwise ranges come from post-training
-calibration on ``calib_samples`` real training images, normalised by the shared
-preprocessing exactly as in training. The other formats come from the float model.
-
-Parity runs each ``.tflite`` through ``edge_app.runtime.TFLitePredictor``, the code path of
-the device, on held-out images (the validation split, topped up to ``parity_samples``
-from images outside a ``--limit`` subset), against the Keras 3 float model.
+OUT holds model_<format>.tflite with model_<format>.card.json beside each, parity.json (each
+converted model against the float reference on held-out images) and report.json. A model from
+``toolkit qat`` converts its QAT twin, keeping the ranges learnt there; docs/compression.md has the rest.
 """
 
 from __future__ import annotations
@@ -30,6 +15,7 @@ import json
 import sys
 import time
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -71,8 +57,6 @@ def gzip_huffman_size(data: bytes) -> int:
     LZ77's short matches of zero runs cost more than they save, so this is smaller
     than ``gzip -9`` and close to the bytes' entropy.
     """
-    import zlib
-
     compressor = zlib.compressobj(9, zlib.DEFLATED, 31, 9, zlib.Z_HUFFMAN_ONLY)  # wbits 31: gzip container
     return len(compressor.compress(data) + compressor.flush())
 
@@ -161,10 +145,7 @@ def tensor_quantization(tensor: TensorInfo) -> TensorQuantization:
 
 
 def convert(config: ConvertConfig) -> ConvertResult:
-    """Export every requested format, check the int8 one, measure parity; see the module docstring.
-
-    A parity failure does not raise here (the caller decides, see :func:`check_parity`).
-    """
+    """Export every requested format, check the int8 one, measure parity (a failure does not raise: see :func:`check_parity`)."""
     from converters.qat import qat_companions
 
     config.validate()

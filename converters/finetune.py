@@ -1,10 +1,8 @@
 """Fine-tuning on the tf_keras twin with the data, split, normalisation and augmentation of the source run.
 
-Pruning and QAT continue training the model ``toolkit train`` produced, so they must
-see the same training images, the same augmentation and the same validation split;
-mean and std come from the source model's card (never recomputed). The settings are
-read from the ``config.json`` of the source's run folder (``toolkit train`` writes a
-``train`` section, pruning and QAT a ``data`` section) and can be overridden by flags.
+The settings come from the ``config.json`` of the source's run folder (``toolkit train`` writes a
+``train`` section, pruning and QAT a ``data`` section), flags override them; mean and std come
+from the source model's card (never recomputed).
 """
 
 from __future__ import annotations

@@ -2,18 +2,9 @@
 
     result = prune(PruneConfig(model="runs/train/best.keras", sparsity=0.5, epochs=2, out="runs/prune"))
 
-The recipe of the tfmot pruning guide: ``prune_low_magnitude`` with a
-``PolynomialDecay`` schedule from 0 to the target sparsity, ``UpdatePruningStep``
-during fine-tuning on the source run's training data and augmentation, then
-``strip_pruning``. The schedule reaches the target at ``ramp_fraction`` of the
-fine-tuning, so the last steps recover accuracy at the final sparsity. Every conv
-kernel is pruned to the target (biases stay dense). ``structured="2:4"`` keeps the 2
-largest of every 4 consecutive input-channel weights instead (tfmot's
-``sparsity_m_by_n``), the pattern sparse tensor cores accelerate; it is 50 % sparse
-from the first step.
-
-The pruned weights go back into a Keras 3 model (``OUT/model.keras``), so every
-stage's artifact has the same format and ``toolkit eval`` reads it.
+The recipe of the tfmot pruning guide (``prune_low_magnitude``, a ``PolynomialDecay`` schedule,
+``UpdatePruningStep``, ``strip_pruning``) on every conv kernel, or tfmot's ``sparsity_m_by_n``
+with ``structured="2:4"``; the pruned weights go back into a Keras 3 ``OUT/model.keras``.
 """
 
 from __future__ import annotations

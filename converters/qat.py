@@ -6,28 +6,12 @@ Schemes: ``default`` is tfmot's 8-bit scheme; ``prune-preserve`` is
 ``Default8BitPrunePreserveQuantizeScheme``, whose weight quantisers multiply each
 kernel by the zero mask it had when QAT began, so pruned weights stay exactly zero.
 ``auto`` picks ``prune-preserve`` when the input's kernels are at least 1 % zeros.
-
-A trap fixed here: tfmot's layout transform ``LayerReLUQuantize`` gives a Conv2D (or
-Dense) that feeds a separate ``ReLU`` layer a no-op quantize config, meant to avoid a
-fake-quant between the two. That also drops the *kernel* quantiser (and the sparsity
-mask), so in All-CNN-C, where every ReLU is its own layer, eight of nine kernels would
-train unquantised and pruned weights would grow back. :class:`_KernelOnlyQuantizeConfig`
-restores the scheme's kernel quantiser for those layers and still places no
-fake-quant between conv and ReLU, which is what the converter fuses.
-
-A second trap: tfmot starts every activation range at [-6, 6] and moves it by an EMA
-with decay 0.999, so after a short QAT (a few hundred steps) the ranges are still
-mostly that guess: a ReLU output keeps a negative half it never uses and wide or
-clipped ranges waste int8 codes. :func:`calibrate_ranges` first sets every range from
-the float model's activations on real training batches, in inference mode (no
-dropout, batch-norm moving statistics untouched), as post-training calibration would.
+Two tfmot traps are fixed here: see :class:`_KernelQuantizingLayout` and :func:`calibrate_ranges`.
 
 Artifacts (OUT): ``model.keras`` (Keras 3, the fine-tuned float weights with the masks
-applied, for ``toolkit eval`` and as the float reference of the parity report),
-``model.qat.weights.h5`` (the tf_keras QAT model's weights, quantiser ranges
-included) and ``model.qat.json`` (how to rebuild it). ``toolkit convert`` finds the
-companion files beside ``model.keras`` and converts the QAT model, so the int8 model
-uses the ranges learnt here.
+applied), ``model.qat.weights.h5`` (the tf_keras QAT model's weights, quantiser ranges
+included) and ``model.qat.json`` (how to rebuild it), which ``toolkit convert`` finds
+beside ``model.keras`` to convert the QAT model with the ranges learnt here.
 """
 
 from __future__ import annotations
@@ -77,7 +61,14 @@ class _KernelOnlyQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
 
 
 class _KernelQuantizingLayout(tfmot.quantization.keras.QuantizeLayoutTransform):
-    """tfmot's default 8-bit layout transform, then kernel quantisers back on conv/dense layers it left bare."""
+    """tfmot's default 8-bit layout transform, then kernel quantisers back on conv/dense layers it left bare.
+
+    tfmot's ``LayerReLUQuantize`` gives a Conv2D (or Dense) that feeds a separate ``ReLU`` layer a no-op
+    quantize config, meant to avoid a fake-quant between the two, which also drops the kernel quantiser
+    and the sparsity mask: in All-CNN-C, where every ReLU is its own layer, eight of nine kernels would
+    train unquantised and pruned weights would grow back. :class:`_KernelOnlyQuantizeConfig` restores
+    the kernel quantiser and still places no fake-quant between conv and ReLU (the converter fuses them).
+    """
 
     def __init__(self, registry: Any) -> None:
         self.base = tfmot.quantization.keras.default_8bit.Default8BitQuantizeLayoutTransform()
@@ -155,6 +146,8 @@ _RANGE_VARIABLES = (("output_min", "output_max"), ("post_activation_min", "post_
 def calibrate_ranges(qat_model: Any, float_model: Any, batches: list[np.ndarray]) -> dict[str, list[float]]:
     """Set the QAT model's input, activation and kernel ranges from real data; returns the activation ranges set.
 
+    tfmot starts every activation range at [-6, 6] and moves it by an EMA with decay 0.999, so after a
+    short QAT the ranges would still be mostly that guess; this sets them first, in inference mode.
     Every range variable of a ``QuantizeWrapper`` (``output_min/max`` of a ReLU or
     pooling layer, ``post_activation_min/max`` of the classifier conv) quantises the
     output of the wrapped layer, which the float model computes under the same name.

@@ -1,11 +1,7 @@
 """The stage runner of prune and QAT: a run folder shaped like ``toolkit train``'s around a ``model -> model`` transform.
 
-    OUT/model.keras, OUT/model.card.json   the stage's Keras 3 model and its card
-    OUT/config.json                        the stage's config and the resolved data settings
-    OUT/history.csv                        one row per fine-tuning epoch
-    OUT/report.json                        what the stage measured (sparsity, sizes, accuracy)
-
-The report is written last, so a folder with a report holds a complete stage.
+OUT holds model.keras with its card, config.json (the stage's config and the resolved data settings),
+history.csv and report.json, written last: a folder with a report holds a complete stage.
 """
 
 from __future__ import annotations
@@ -57,11 +53,8 @@ class StageStart:
 
 
 def start_stage(config: Any) -> StageStart:
-    """Check ``config``, prepare the run folder, load the source model and its training data, measure where it starts, seed tf_keras.
-
-    ``config`` is a PruneConfig or QatConfig: both name ``model``, ``out``, ``overwrite``
-    and the data overrides (``data``, ``limit``, ``batch_size``, ``augmentation``, ``seed``).
-    """
+    """Check ``config`` (a PruneConfig or QatConfig), prepare the run folder, load the source model and its training
+    data, measure where it starts, seed tf_keras."""
     from training.tensorflow_stack import tf_keras
 
     config.validate()

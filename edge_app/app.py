@@ -10,9 +10,6 @@ inference nor the reverse:
 
 The inference thread does nothing but feed the interpreter, so on a device with a
 core to spare for capture and output the app runs at the model's own rate.
-
-The run ends at the end of the source, after ``max_frames``, on Ctrl-C or SIGTERM, or
-when a live source stays lost too long; the summary is printed in every case.
 """
 
 from __future__ import annotations
@@ -79,11 +76,7 @@ def available_cores() -> int:
 
 
 class _WorkerThreads:
-    """The capture and inference threads, the queues they hand frames along and the errors they leave behind.
-
-    capture: each frame of the source as an input tensor; inference: nothing but ``invoke()`` on each,
-    its raw output queued on as (frame, output, seconds).
-    """
+    """The capture and inference threads, the queues they hand frames along and the errors they leave behind."""
 
     def __init__(self, source: Source, classifier: TFLitePredictor, config: ClassifyConfig, stats: RunStats,
                  stop: threading.Event, pace_fps: float | None) -> None:
@@ -266,11 +259,9 @@ class _Outputs:
 
 def run_classify(config: ClassifyConfig, source: Source | None = None, stop: threading.Event | None = None,
                  stdout: TextIO | None = None) -> dict[str, Any]:
-    """Classify every frame of ``config.source`` until it ends or the run is stopped; returns the summary.
+    """Classify every frame of ``config.source`` (or ``source``) until it ends or the run is stopped; returns the summary.
 
-    ``source`` and ``stop`` may be passed in (tests, embedding); ``stdout`` receives
-    the per-frame lines (JSON with ``headless``) and, with ``headless``, a last
-    ``{"summary": ...}`` line. The human-readable summary goes to stderr.
+    The per-frame lines go to ``stdout`` (JSON and a last ``{"summary": ...}`` with ``headless``), the summary to stderr.
     """
     serve_address = _check_flags(config)
     capture_size = parse_size(config.capture_size) if config.capture_size else None
@@ -337,10 +328,8 @@ def _blas_and_switch_interval() -> Iterator[None]:
 
 
 def _run_until_done(threads: _WorkerThreads, outputs: _Outputs, predict: _Predict) -> bool:
-    """Run capture and inference, output every result in the main thread, then shut everything down in order.
-
-    Returns True when the run was stopped (Ctrl-C, SIGTERM, ``--max-frames`` or a failure), False at the source's end.
-    """
+    """Run capture and inference, output every result in the main thread, then shut everything down in order;
+    True when the run was stopped (Ctrl-C, SIGTERM, ``--max-frames`` or a failure), False at the source's end."""
     try:
         with stop_on_signals(threads.stop):
             outputs.start()

@@ -1,14 +1,9 @@
 """Collect training images: frames centre-cropped as the model sees them, saved as numbered JPEGs.
 
 ``toolkit collect`` and the capture control of ``toolkit classify --serve`` both save through
-:class:`ClassFolder`, so both crop, number and write alike:
-
-    ROOT/<label>/0000.jpg, 0001.jpg, ...   (numbering continues after the files already there)
-
-The crop is :func:`toolkit.preprocessing.center_crop` to the model's aspect ratio (square unless
-a model says otherwise), the crop its preprocessing takes before it resizes; the crop is kept at
-its native resolution. Each file is written to a hidden temporary file and renamed, so an interrupted
-run leaves whole images only (and the training loader skips hidden files).
+:class:`ClassFolder`: ROOT/<label>/0000.jpg, 0001.jpg, ... (numbering continues after the files
+already there), each written to a hidden temporary file and renamed, so an interrupted run leaves
+whole images only (and the training loader skips hidden files).
 """
 
 from __future__ import annotations
@@ -130,20 +125,10 @@ class CollectConfig:
     every: float = 0.5  # minimum seconds between saved frames (time in the video for a file or folder)
 
 
-def _check_config(config: CollectConfig) -> None:
-    check(
-        (config.count is None or config.count >= 1, f"--count must be at least 1, got {config.count}"),
-        (config.every >= 0 and math.isfinite(config.every), f"--every must be 0 or more seconds, got {config.every}"),
-    )
-
-
 def _save_frames(source: Source, folder: ClassFolder, config: CollectConfig, stop: threading.Event,
                  stderr: TextIO) -> tuple[int, int]:
-    """Save frames until the source ends, ``config.count`` is reached or ``stop`` is set (Ctrl-C, SIGTERM).
-
-    Returns (frames read, unreadable frames). The running count goes to ``stderr``: one updating line
-    on a terminal, else one line per saved image.
-    """
+    """Save frames until the source ends, ``config.count`` is reached or ``stop`` is set (Ctrl-C, SIGTERM);
+    returns (frames read, unreadable frames)."""
     terminal = bool(getattr(stderr, "isatty", lambda: False)())
     last_saved = -math.inf
     read = unreadable = 0
@@ -176,11 +161,12 @@ def _save_frames(source: Source, folder: ClassFolder, config: CollectConfig, sto
 
 def run_collect(config: CollectConfig, source: Source | None = None, stop: threading.Event | None = None,
                 stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    """Save frames of ``config.source`` into ``config.out/config.label/``; returns the number of images saved.
-
-    The running count goes to ``stderr``, the one-line summary to ``stdout``.
-    """
-    _check_config(config)
+    """Save frames of ``config.source`` into ``config.out/config.label/`` (the running count on ``stderr``, the
+    summary on ``stdout``); returns the number of images saved."""
+    check(
+        (config.count is None or config.count >= 1, f"--count must be at least 1, got {config.count}"),
+        (config.every >= 0 and math.isfinite(config.every), f"--every must be 0 or more seconds, got {config.every}"),
+    )
     check_label(config.label)
     writable_folder(config.out)
     stop = stop or threading.Event()

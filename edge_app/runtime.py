@@ -87,13 +87,8 @@ def check_tflite_file(model_path: Path) -> None:
 
 def make_interpreter(model_path: str | os.PathLike, threads: int | None = None, edgetpu: bool = False,
                      xnnpack: bool = True) -> Any:
-    """Create and allocate an interpreter for ``model_path``.
-
-    ``threads`` sets the CPU threads (XNNPACK, the default CPU delegate, uses them);
-    ``xnnpack=False`` runs the plain built-in kernels instead (for comparisons);
-    ``edgetpu`` loads the Edge TPU delegate and expects a model compiled by
-    ``edgetpu_compiler`` (``*_edgetpu.tflite``).
-    """
+    """Create and allocate an interpreter for ``model_path`` on ``threads`` CPU threads, with XNNPACK (the default CPU
+    delegate) unless ``xnnpack`` is off, or on the Edge TPU (a ``*_edgetpu.tflite`` model) with ``edgetpu``."""
     model_path = Path(model_path)
     if not model_path.is_file():
         raise ToolkitError(f"model file {model_path} does not exist")
@@ -148,12 +143,8 @@ def _tensor_quantization(detail: dict[str, Any]) -> TensorQuantization:
 
 
 class TFLitePredictor(Predictor):
-    """A ``.tflite`` model on the LiteRT interpreter behind :class:`toolkit.preprocessing.Predictor`.
-
-    Labels, input size, colour order and mean/std come from the model card beside the
-    model, the input and output quantisation from the interpreter itself, so a camera
-    frame and a dataset image take the same path as training and calibration did.
-    """
+    """A ``.tflite`` model on the LiteRT interpreter behind :class:`toolkit.preprocessing.Predictor`: preprocessing from
+    the model card beside it, input and output quantisation from the interpreter."""
 
     def __init__(self, model_path: str | os.PathLike, threads: int | None = None, edgetpu: bool = False, xnnpack: bool = True) -> None:
         owner = card_owner(model_path)

@@ -6,11 +6,7 @@
     /predictions.json  the latest frame index, top-k and timings
     /capture           POST {"label": NAME}: save the current camera frame into ROOT/NAME/ (only with collect_to)
 
-Frames are JPEG-encoded lazily, once per frame and only while someone is watching.
-
-On an address other than loopback every path needs the token of the start-up URL
-(``http://HOST:PORT/?token=...``), as a ``token`` query parameter or as the cookie the
-first valid visit sets; without it the answer is 403 and nothing is written.
+Off loopback every path needs the start-up URL's token (query or cookie), else 403: see docs/edge.md.
 """
 
 from __future__ import annotations
@@ -180,10 +176,8 @@ class PreviewServer:
         return self
 
     def publish(self, frame: np.ndarray, predictions: dict[str, Any], original: np.ndarray, colour_order: str) -> None:
-        """Make ``frame`` (annotated BGR) and ``predictions`` the latest ones.
-
-        ``original`` is the camera frame before annotation, in ``colour_order``: what the capture control saves.
-        """
+        """Make ``frame`` (annotated BGR), ``predictions`` and ``original`` (the camera frame in ``colour_order``, which
+        the capture control saves) the latest ones."""
         with self._condition:
             self._frame = frame
             self._original = (original, colour_order)
@@ -224,8 +218,7 @@ class PreviewServer:
     def predictions_json(self) -> bytes:
         """The latest predictions as JSON."""
         with self._condition:
-            payload = json.dumps(self._predictions)
-        return payload.encode("utf-8")
+            return json.dumps(self._predictions).encode("utf-8")
 
     def page(self) -> bytes:
         """The HTML page: live stream, top-k (the latest, until its script takes over) and the capture control."""

@@ -89,11 +89,8 @@ class Source:
         """Release the device or file; safe to call twice."""
 
     def reconnect(self, stop: threading.Event, reopen: Callable[[], bool]) -> None:
-        """Close the lost device and ``reopen()`` it with back-off until it answers True.
-
-        Returns quietly when ``stop`` is set; raises when the device stays away longer than
-        ``backoff.give_up_after`` seconds.
-        """
+        """Close the lost device and ``reopen()`` it with back-off until it answers True or ``stop`` is set; raises when
+        the device stays away longer than ``backoff.give_up_after`` seconds."""
         self.close()
         lost_at = time.monotonic()
         for attempt, delay in enumerate(self.backoff.delays(), start=1):
@@ -139,8 +136,7 @@ _OPEN_HINTS = {  # what to check when a capture source of each kind does not ope
 class CaptureSource(Source):
     """Anything ``cv2.VideoCapture`` opens: camera index, /dev/videoN, video file or stream URL.
 
-    ``open_capture`` builds the capture object (tests pass a fake camera). A video file
-    keeps every frame and may ``loop``; a live source reconnects with back-off.
+    ``open_capture`` builds the capture object (tests pass a fake camera).
     """
 
     def __init__(self, target: int | str, description: str, live: bool, loop: bool = False,
@@ -152,28 +148,23 @@ class CaptureSource(Source):
         self.loop = loop
         self.capture_size = capture_size
         self._open_capture = open_capture or (lambda target: _video_capture(target, decode_threads))
-        self.capture = self._open()
-        if self.capture is None:
+        if not self._open():
             kind = "camera" if isinstance(target, int) or str(target).startswith("/dev/video") else "stream" if live else "video"
             raise ToolkitError(f"{description} could not be opened: {_OPEN_HINTS[kind]}")
         fps = float(self.capture.get(5) or 0.0)  # cv2.CAP_PROP_FPS
         self.fps = fps if 1.0 <= fps <= 240.0 else 30.0
         self.frame_count = int(self.capture.get(7) or 0) if not live else 0  # cv2.CAP_PROP_FRAME_COUNT
 
-    def _open(self) -> Any | None:
-        capture = self._open_capture(self.target)
-        if capture is None or not capture.isOpened():
-            if capture is not None:
-                capture.release()
-            return None
+    def _open(self) -> bool:
+        """(Re)open ``self.capture``; whether it opened."""
+        self.capture = self._open_capture(self.target)
+        if self.capture is None or not self.capture.isOpened():
+            self.close()
+            return False
         if self.capture_size is not None:
-            capture.set(3, self.capture_size[0])  # cv2.CAP_PROP_FRAME_WIDTH
-            capture.set(4, self.capture_size[1])  # cv2.CAP_PROP_FRAME_HEIGHT
-        return capture
-
-    def _reopen(self) -> bool:
-        self.capture = self._open()
-        return self.capture is not None
+            self.capture.set(3, self.capture_size[0])  # cv2.CAP_PROP_FRAME_WIDTH
+            self.capture.set(4, self.capture_size[1])  # cv2.CAP_PROP_FRAME_HEIGHT
+        return True
 
     def _images(self, stop: threading.Event) -> Iterator[np.ndarray | None]:
         # A video file: OpenCV's frame position does not move on a failed read, so a damaged frame
@@ -192,7 +183,7 @@ class CaptureSource(Source):
                 yield image
                 continue
             if self.live:
-                self.reconnect(stop, self._reopen)
+                self.reconnect(stop, self._open)
                 continue
             position = int(self.capture.get(1) or 0)  # cv2.CAP_PROP_POS_FRAMES
             if self.frame_count and position + damaged + pending < self.frame_count - 1 and pending < 8:
@@ -243,11 +234,7 @@ _CAMERA_ERRORS = (RuntimeError, IndexError, OSError)  # what Picamera2 and libca
 
 
 class Picamera2Source(Source):
-    """The Raspberry Pi camera through Picamera2 (imported only when asked for).
-
-    A camera that fails mid-run (``capture_array`` raises) is closed and started again
-    with back-off, like a lost OpenCV camera.
-    """
+    """The Raspberry Pi camera through Picamera2 (imported only when asked for); restarted with back-off when it fails."""
 
     live = True
 
@@ -315,19 +302,15 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def open_source(spec: str, loop: bool = False, capture_size: tuple[int, int] | None = None,
                 backoff: Backoff | None = None, decode_threads: int = 0) -> Source:
-    """The source ``--source spec`` names: camera index, /dev/videoN, URL, picamera2, image, folder or video.
-
-    ``decode_threads`` sets FFmpeg's decoder threads for videos and streams (0: FFmpeg's choice).
-    """
+    """The source ``--source spec`` names: camera index, /dev/videoN, URL, picamera2, image, folder or video."""
     spec = spec.strip()
     if spec == "picamera2":
         return Picamera2Source(capture_size, backoff)
-    if spec.isdigit():
-        return CaptureSource(int(spec), f"camera {spec}", live=True, capture_size=capture_size, backoff=backoff)
-    if spec.startswith("/dev/video"):
-        if not Path(spec).exists():
-            raise ToolkitError(f"camera {spec} does not exist (ls /dev/video* lists cameras; is it connected and enabled?)")
-        return CaptureSource(spec, f"camera {spec}", live=True, capture_size=capture_size, backoff=backoff)
+    if spec.startswith("/dev/video") and not Path(spec).exists():
+        raise ToolkitError(f"camera {spec} does not exist (ls /dev/video* lists cameras; is it connected and enabled?)")
+    if spec.isdigit() or spec.startswith("/dev/video"):
+        target = int(spec) if spec.isdigit() else spec
+        return CaptureSource(target, f"camera {spec}", live=True, capture_size=capture_size, backoff=backoff)
     if spec.lower().startswith(STREAM_SCHEMES):
         return CaptureSource(spec, f"stream {spec}", live=True, backoff=backoff, decode_threads=decode_threads)
     path = Path(spec)

@@ -1,12 +1,8 @@
 """Compare the x86-64 and the emulated aarch64 runs of ``scripts/check_aarch64.sh``; write the record.
 
-Reads the work folder the script filled (``x86_64.jsonl``, ``aarch64-<profile>.jsonl``,
-``*.reference.jsonl``, ``context.json``, ``aarch64-freeze.txt``) and writes
-``aarch64.json`` and ``aarch64.md``. Per frame it compares the predictions (the top-k
-classes in order) and the full JSON line (classes and scores); time and inference
-milliseconds are left out, they differ by nature. Exit status 1 unless every profile
-predicts the same classes as x86-64 on every frame and the reference-kernel runs are
-bit-identical.
+Reads the work folder the script filled and writes ``aarch64.json`` and ``aarch64.md``. Per frame it compares
+the top-k classes in order and the whole JSON line less its timings. Exit status 1 unless every profile predicts
+the same classes as x86-64 on every frame and the reference-kernel runs are bit-identical.
 """
 
 from __future__ import annotations

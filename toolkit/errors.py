@@ -2,11 +2,8 @@
 
 
 class ToolkitError(Exception):
-    """A problem with the user's input or environment, explained in one line.
-
-    Raise it with a message that names the offending file, flag or value; the CLI
-    prints ``error: <message>`` and exits with ``exit_code`` instead of a traceback.
-    """
+    """A problem with the user's input or environment, in one line that names the file, flag or value; the CLI
+    prints ``error: <message>`` and exits with ``exit_code`` instead of a traceback."""
 
     def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(message)
@@ -27,7 +24,4 @@ def first_line(error: BaseException, default: str | None = None) -> str:
 
 
 class ToolkitWarning(UserWarning):
-    """Something the user should know that does not stop the run (skipped files, resized images).
-
-    Emit it with ``warnings.warn(message, ToolkitWarning)``; the CLI prints ``warning: <message>``.
-    """
+    """Something the user should know that does not stop the run (skipped files); the CLI prints ``warning: <message>``."""

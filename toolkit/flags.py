@@ -126,10 +126,9 @@ def known_fields(config_class: type, payload: Mapping[str, Any]) -> dict[str, An
 
 
 def config_from_arguments(config_class: type[Config], arguments: argparse.Namespace, **changes: Any) -> Config:
-    """The ``config_class`` that the flags of add_dataclass_arguments in ``arguments`` describe.
+    """The ``config_class`` that the flags of add_dataclass_arguments in ``arguments`` describe, with ``changes`` on top.
 
-    Fields without a flag, or with an argparse.SUPPRESS flag not given, keep their defaults;
-    ``changes`` replace values (of fields whose flags need more than parsing).
+    Fields without a flag, or with an argparse.SUPPRESS flag not given, keep their defaults.
     """
     given = vars(arguments)
     hints = typing.get_type_hints(config_class)

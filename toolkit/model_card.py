@@ -106,12 +106,9 @@ def check_card_matches(
     num_outputs: int | None = None,
     card_of: str | Path | None = None,
 ) -> None:
-    """A one-line error naming both files unless ``card`` can be the card of ``model_path``.
-
-    Compares the file size the card records (``sizes["raw"]``) and, when given, the model's
-    input shape (without the batch axis) and the number of classes it outputs. ``card_of``
-    is the model whose card ``card`` is when that is another file (an Edge TPU build reads
-    its source model's card); the recorded size then describes that file and is not compared.
+    """A one-line error naming both files unless ``card`` can be the card of ``model_path``: its recorded size and,
+    when given, the model's input shape (no batch axis) and class count must match. ``card_of`` names the file ``card``
+    belongs to when that is another (an Edge TPU build reads its source's card); its size is then not compared.
     """
     model_path = Path(model_path)
     owner = Path(card_of) if card_of is not None else model_path

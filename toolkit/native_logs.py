@@ -35,12 +35,9 @@ _XNNPACK_CREATED = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."  # 
 
 
 def lines_to_show(captured: str) -> list[str]:
-    """The lines of ``captured`` start-up output worth showing: all but TensorFlow's start-up chatter.
+    """The lines of ``captured`` start-up output worth showing: all but the chatter the patterns above match.
 
-    Dropped: absl's preamble, its informational (``I``) records and the CPU-feature hint's
-    second line, the int8 quantiser's settings line, LiteRT's note that it created the XNNPACK
-    delegate, and the failed ``cuInit`` error when the same start-up already said that there
-    is no CUDA driver (a CPU-only machine; with a driver, the failure is news and stays).
+    The failed ``cuInit`` error goes only when the same start-up said there is no CUDA driver (with one, it is news).
     """
     lines = captured.splitlines()
     patterns = [_ABSL_INFO, _QUANTIZER_SETTINGS, *([_CUINIT_FAILED] if any(_NO_CUDA_DRIVER in line for line in lines) else [])]
@@ -54,13 +51,10 @@ def lines_to_show(captured: str) -> list[str]:
 
 @contextlib.contextmanager
 def quiet_native_logs(start_gpu_platform: bool = False) -> Iterator[None]:
-    """Import, convert or load an interpreter inside this block; TensorFlow's and LiteRT's
-    chatter is held back, the rest is shown after it.
+    """Import, convert or load an interpreter inside this block; TensorFlow's and LiteRT's chatter is held back.
 
-    ``start_gpu_platform`` (for the blocks that import TensorFlow): when TensorFlow is
-    loaded, its GPU platform (where the ``cuInit`` line comes from) is started inside the
-    block too, with ``list_physical_devices``; that does not start TensorFlow's runtime,
-    so ``tf.distribute`` strategies can still be created later.
+    ``start_gpu_platform``: start a loaded TensorFlow's GPU platform (the ``cuInit`` line's source) inside the block,
+    with ``list_physical_devices``, which leaves its runtime unstarted for ``tf.distribute`` strategies created later.
     """
     if os.environ.get("TOOLKIT_DEBUG"):
         yield

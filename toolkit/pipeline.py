@@ -1,17 +1,9 @@
-"""`toolkit pipeline`: train -> prune -> qat -> convert -> eval in one resumable command.
+"""`toolkit pipeline`: train -> prune -> qat -> convert -> eval in one resumable command (docs/compression.md).
 
     result = run_pipeline(PipelineConfig.from_yaml("pipeline.yaml"))
 
-Each stage writes its own folder under OUT (``train/``, ``prune/``, ``qat/``,
-``convert/``, ``eval/``) and, when it finishes, a stamp ``OUT/<stage>/stage.json`` with
-the hash of its configuration, the hash of its input model and the hash of every file
-it produced. A stage is skipped when its stamp matches all three, so a rerun after an
-interruption redoes only the unfinished stages; an interrupted *training* run is
-continued with ``toolkit train --resume`` when its configuration is unchanged (a
-changed one is moved aside to ``train.stale-<time>``, never deleted).
-
-``OUT/pipeline.json`` lists every artifact (paths relative to OUT) and the summary
-table (accuracy, size, sparsity per stage); the benchmark reads it.
+Each stage writes ``OUT/<stage>/`` and a stamp ``stage.json`` (config, input and output hashes); a stage whose
+stamp still matches is skipped. ``OUT/pipeline.json`` lists every artifact and the summary; the benchmark reads it.
 """
 
 from __future__ import annotations
@@ -178,8 +170,9 @@ def _check_known_keys(options: dict[str, Any], config_class: type, where: str) -
         raise ToolkitError(f"{where}: unknown key {unknown[0]!r}; known keys are {', '.join(known)}")
 
 
-def _check_types(options: dict[str, Any], config_class: type, where: str) -> None:
-    """One line naming ``where.key`` for the first value whose type does not fit its field."""
+def _check_options(options: dict[str, Any], config_class: type, section: str) -> None:
+    """One line naming the first key of pipeline section ``section`` that is not a field of ``config_class`` or whose value does not fit its type."""
+    _check_known_keys(options, config_class, f"pipeline {section} section")
     hints = typing.get_type_hints(config_class)
     for key, value in options.items():
         hint = hints.get(key)
@@ -191,14 +184,7 @@ def _check_types(options: dict[str, Any], config_class: type, where: str) -> Non
             advice = " (write a number without quotes; YAML reads 1e-3 as text and 1.0e-3 as a number)"
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and _accepts(hint, "text"):
             advice = " (YAML reads 2:4 or 0.5 as a number: quote it)"
-        raise ToolkitError(f"pipeline {where}.{key} must be {wanted}, got {value!r}{advice}")
-
-
-def _checked_options(options: dict[str, Any], config_class: type, section: str) -> dict[str, Any]:
-    """``options`` of a pipeline section, once each is known to be a field of ``config_class`` holding a value of its type."""
-    _check_known_keys(options, config_class, f"pipeline {section} section")
-    _check_types(options, config_class, section)
-    return options
+        raise ToolkitError(f"pipeline {section}.{key} must be {wanted}, got {value!r}{advice}")
 
 
 def _enabled(config: PipelineConfig, section: str) -> bool:
@@ -209,12 +195,9 @@ def _enabled(config: PipelineConfig, section: str) -> bool:
 
 
 def _stage_config(config: PipelineConfig, section: str, config_class: type, defaults: dict[str, Any], fixed: dict[str, Any]) -> Any:
-    """``config_class`` from ``defaults``, the section's options and ``fixed``, validated.
-
-    epochs_per_stage applies to every stage but convert; train's recipe fills in its unset fields.
-    """
+    """``config_class`` from ``defaults``, the section's options (epochs_per_stage but for convert) and ``fixed``, validated."""
     options = {key: value for key, value in getattr(config, section).items() if key != "enabled"}
-    options = _checked_options(options, config_class, section)
+    _check_options(options, config_class, section)
     if "formats" in options:
         options["formats"] = tuple(options["formats"])
     if section != "convert" and config.epochs_per_stage is not None:
@@ -230,9 +213,9 @@ def _stage_config(config: PipelineConfig, section: str, config_class: type, defa
 
 def _eval_config(config: PipelineConfig, data: str | None, converted: tuple[str, ...]) -> EvalConfig:
     """The eval section, checked; it evaluates only formats that convert writes."""
-    options = _checked_options(dict(config.eval), EvalConfig, "eval")
-    filled = {"formats": list(options.get("formats") or ["int8"]), "data": options.get("data") or data}
-    evaluation = EvalConfig(**options | filled)
+    _check_options(config.eval, EvalConfig, "eval")
+    filled = {"formats": list(config.eval.get("formats") or ["int8"]), "data": config.eval.get("data") or data}
+    evaluation = EvalConfig(**config.eval | filled)
     if evaluation.split not in ("all", "validation"):
         raise ToolkitError(f"pipeline eval.split must be all or validation, got {evaluation.split!r}")
     missing = [name for name in evaluation.formats if name not in converted]
@@ -244,15 +227,13 @@ def _eval_config(config: PipelineConfig, data: str | None, converted: tuple[str,
 def build_stage_configs(config: PipelineConfig) -> StageConfigs:
     """Each stage's config from its section and the top-level fields, checked before the first stage runs.
 
-    A typo must not wait for hours of training. Each stage's model is the file the stage before
-    it writes (or ``config.model``), so the configs are complete here and each stage runs its own.
-    From ``model``, the later stages take the images the model's run used (its config.json or
-    card), which may name a folder of another machine: ``data`` (an existing folder made absolute) overrides it.
+    Each stage's model is the file the stage before it writes (or ``config.model``). From ``model``, the later
+    stages take the images its run used, which may name another machine's folder: ``data`` overrides it.
     """
     from converters.configs import ConvertConfig, PruneConfig, QatConfig
     from training.train_config import TrainConfig
 
-    _check_types(vars(config), PipelineConfig, "config")
+    _check_options(vars(config), PipelineConfig, "config")
     out = Path(config.out)
     data = config.data or None
     if data and Path(data).exists():

@@ -1,23 +1,12 @@
 """The model's input and output in pure numpy, shared by training, calibration, parity, evaluation and the edge app.
 
-A camera frame (OpenCV gives BGR, uint8, any size) and a dataset image (RGB, uint8)
-both go through :func:`prepare_image`:
-
-    colour order -> centre crop to the model input's aspect ratio -> resize to the model input
-    -> scale to [0, 1] -> subtract mean, divide by std (per channel)
-
-and, for an integer model, :func:`quantize` into the input tensor's int8/uint8 codes.
-The model card (``toolkit.model_card``) carries the input size, colour order and
-mean/std, so nothing here is configured twice. Every model runs behind one :class:`Predictor`:
+A camera frame (BGR) and a dataset image (RGB), uint8 of any size, both go through :func:`prepare_image`
+(colour order -> centre crop to the input's aspect ratio -> resize -> (x / 255 - mean) / std), with the
+settings of the model card. Every model runs behind one :class:`Predictor` (docs/architecture.md):
 
     inputs = predictor.prepare(images)          # the card's preprocessing, quantised for an integer input
-    outputs = predictor.run(inputs)             # the model itself: raw output tensors
-    probabilities = predictor.probabilities(outputs)   # dequantised, a softmax where the model gives logits
+    probabilities = predictor.probabilities(predictor.run(inputs))   # dequantised; a softmax of logits
     answer = top_predictions(probabilities[0], predictor.labels, k=3)
-
-``training.evaluate.KerasPredictor`` runs a Keras model and ``edge_app.runtime.TFLitePredictor``
-a ``.tflite`` model on LiteRT; only :meth:`Predictor.run` differs between them, so evaluation,
-the parity report, fine-tuning, the benchmark and the edge app feed and read every model alike.
 """
 
 from __future__ import annotations
@@ -168,10 +157,7 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Map pixel values in [0, 255] to ``(x / 255 - mean) / std`` per channel, as float32.
-
-    Works on a single HxWxC image or a batch NxHxWxC.
-    """
+    """Map pixel values in [0, 255] of an image or a batch to ``(x / 255 - mean) / std`` per channel, as float32."""
     mean_array = np.asarray(mean, dtype=np.float32)
     std_array = np.asarray(std, dtype=np.float32)
     return (image.astype(np.float32) * np.float32(1.0 / 255.0) - mean_array) / std_array
@@ -190,12 +176,7 @@ def prepare_image(
     source_colour_order: str = "RGB",
     model_colour_order: str = "RGB",
 ) -> np.ndarray:
-    """Turn one uint8 image (any size, any colour order) into the model's float32 HxWxC input.
-
-    ``input_size`` is (height, width, channels) from the model card. This is the
-    function the edge app, calibration and evaluation all call, so a BGR camera
-    frame and the same picture loaded as RGB give the identical tensor.
-    """
+    """Turn one uint8 image (any size, any colour order) into the model's float32 input of ``input_size`` (H, W, C)."""
     height, width, channels = (int(value) for value in input_size)
     target_order = "GRAY" if channels == 1 else model_colour_order
     swap_only = {source_colour_order, target_order} == {"RGB", "BGR"} and image.ndim == 3 and image.shape[2] == 3
@@ -241,10 +222,7 @@ def dequantize(codes: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
 
 
 def top_k(probabilities: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and scores of the ``k`` largest entries along the last axis, best first.
-
-    Ties keep the lower class index first, so results are deterministic.
-    """
+    """Indices and scores of the ``k`` largest entries along the last axis, best first (ties: the lower index first)."""
     probabilities = np.asarray(probabilities)
     k = max(1, min(int(k), probabilities.shape[-1]))
     order = np.argsort(-probabilities, axis=-1, kind="stable")[..., :k]
@@ -259,11 +237,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def prepare_images(images: np.ndarray, card: ModelCard, colour_order: str = "RGB") -> np.ndarray:
-    """uint8 images (N x H x W x C, or N x H x W grey) as the normalised float32 inputs ``card`` describes.
-
-    Images already at the card's input size and colour order are only normalised, all at once;
-    the others go through :func:`prepare_image` (colour, centre crop, resize).
-    """
+    """uint8 images (N x H x W x C, or N x H x W grey) as the normalised float32 inputs ``card`` describes."""
     if images.ndim == 3:
         images = images[..., None]
     colour_order = "GRAY" if images.shape[-1] == 1 else colour_order

@@ -25,10 +25,7 @@ def search_paths(name: str = MODEL_NAME) -> tuple[Path, ...]:
 
 
 def default_model(name: str = MODEL_NAME, instead: str = "no --model given") -> Path:
-    """The first existing of :func:`search_paths`; its card (``model_int8.card.json``) lies beside it.
-
-    Raises ToolkitError naming the places looked when no default model is installed.
-    """
+    """The first existing of :func:`search_paths` (its card beside it); a ToolkitError naming the places looked if none."""
     candidates = search_paths(name)
     for candidate in candidates:
         if candidate.is_file():

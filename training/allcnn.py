@@ -3,12 +3,8 @@
 Springenberg et al. 2015, "Striving for Simplicity: The All Convolutional Net", Table 2
 (the "C" column). Every model here holds only layers tfmot's int8 scheme supports:
 Conv2D, BatchNormalization, ReLU, MaxPooling2D, Dropout, GlobalAveragePooling2D and
-Softmax. Normalisation and augmentation happen outside the model, in numpy.
-
-    model = create_model(ModelConfig(), keras)      # Keras 3, for training
-    twin = create_model(ModelConfig(), tf_keras)    # Keras 2, for tfmot and conversion
-
-Layer names are fixed (``conv1`` ... ``conv9``), so weights copy between the two by name.
+Softmax. Normalisation and augmentation happen outside the model, in numpy. Layer names
+are fixed (``conv1`` ... ``conv9``), so weights copy between a Keras 3 model and its tf_keras twin by name.
 """
 
 from __future__ import annotations
@@ -23,7 +19,6 @@ from toolkit.flags import known_fields
 from toolkit.model_card import ModelCard
 
 # Each stage is a list of ("conv", filters, kernel, stride, padding) or ("pool",).
-# A dropout of 0.5 follows every down-sampling stage, 0.2 is applied to the input.
 _Step = tuple
 # The strides of the 3x3 convolutions of each model's two down-sampling stages ("pool": a 3x3 max pool, stride 2).
 _DOWN_SAMPLING = {
@@ -128,11 +123,7 @@ def create_model(config: ModelConfig, keras: ModuleType) -> Any:
 
 
 def copy_weights(source: Any, target: Any) -> None:
-    """Copy weights layer by layer (matched by name) between two builds of the same config.
-
-    Works across stacks (Keras 3 -> tf_keras and back) because both hold numpy-compatible
-    weights in the same order per layer.
-    """
+    """Copy weights layer by layer (matched by name) between two builds of the same config, on either stack."""
     target_layers = {layer.name: layer for layer in target.layers}
     for layer in source.layers:
         weights = layer.get_weights()

@@ -1,8 +1,4 @@
-"""Augmentation in numpy, so the input pipeline needs no TensorFlow (JAX backend, GPU machine).
-
-The paper's: random translation by up to 4 pixels (zero-pad 4, random crop back) and
-horizontal flips. Stronger, behind a flag: cutout (one random 8x8 square set to black).
-"""
+"""Augmentation in numpy, so the input pipeline needs no TensorFlow: the paper's translations and flips, or also cutout."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""Shuffled, augmented, normalised batches from in-memory arrays, in numpy.
-
-:class:`BatchSource` knows nothing of Keras; ``as_keras_dataset`` wraps it in the
-stack's own sequence class (Keras 3 ``PyDataset`` or tf_keras ``Sequence``), so the
-float training, pruning and QAT fine-tuning share the same input pipeline.
-"""
+"""Shuffled, augmented, normalised batches from in-memory arrays, in numpy, for float training, pruning and QAT alike."""
 
 from __future__ import annotations
 

@@ -32,13 +32,8 @@ def rate_at(fraction: float, peak: float, warmup_fraction: float, shape: str = "
 
 
 class LearningRateByProgress(keras.callbacks.Callback):
-    """Sets the learning rate before each step; with ``budget_seconds``, stops training when the budget is spent.
-
-    ``total_steps`` drives a run of fixed length; ``budget_seconds`` (with ``seconds_spent``
-    from earlier sessions) a budgeted one, whose ``finished`` turns True at the step where
-    only the last validation and checkpoint still fit. ``steps_per_epoch`` tells which step
-    is followed by a validation pass anyway.
-    """
+    """Sets the learning rate before each step from the share spent of ``total_steps`` or of ``budget_seconds`` (after
+    ``seconds_spent`` in earlier sessions); a budgeted run stops, ``finished``, when only its last validation still fits."""
 
     def __init__(self, peak: float, warmup_fraction: float, shape: str = "linear", total_steps: int | None = None,
                  budget_seconds: float | None = None, seconds_spent: float = 0.0, steps_per_epoch: int | None = None) -> None:  # fmt: skip

@@ -51,16 +51,8 @@ def absolute_spec(spec: str) -> str:
 
 
 def load_dataset(spec: str, limit: int | None = None, seed: int = 0, progress: bool | None = None) -> Dataset:
-    """Load a dataset from its spec.
-
-    ``cifar10`` (the Keras cache or a download), ``fashion-mnist`` (the Debian
-    package's IDX files), or a path: a ``cifar-10-batches-py`` folder, a folder of
-    MNIST-style IDX files, or an image folder ``ROOT/<class>/<image>``. CIFAR-10 and
-    IDX specs take a ``:test`` suffix for their test split (``cifar10:test``).
-
-    ``limit`` keeps a seeded, class-balanced subset of that many examples (for quick
-    runs and tests); an image folder then decodes only those files.
-    """
+    """The dataset a spec names: ``cifar10``, ``fashion-mnist``, a ``cifar-10-batches-py`` or IDX folder (each with an
+    optional ``:test``), or an image folder ``ROOT/<class>/<image>``; ``limit``: a seeded, class-balanced subset."""
     name, split = _parse_spec(spec)
     named = named_dataset(name)
     if named == "cifar10":
@@ -165,15 +157,8 @@ def _fit_to_size(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def load_image_folder(root: Path | str, limit: int | None = None, seed: int = 0, progress: bool | None = None) -> Dataset:
-    """An image folder ``root/<class>/<image>``; class ids follow sorted folder names.
-
-    Images come back as RGB (grey and alpha images are converted), or as grey
-    N x H x W x 1 when every image is grey. Images whose size differs from the most
-    common one are centre-cropped and resized to it, with a warning. Files that are
-    not readable images are skipped with a warning naming them; more than 1 % of such
-    files is an error. ``limit`` decodes only a seeded, class-balanced subset.
-    ``progress`` shows a progress bar (None: only on a terminal).
-    """
+    """An image folder ``root/<class>/<image>`` (class ids follow sorted folder names) as RGB, or grey when every image
+    is; odd sizes are fitted to the most common one, unreadable files skipped with a warning (``limit``: a subset)."""
     root = Path(root).expanduser()
     class_dirs, class_files, others = _list_class_files(root)
     paths = [path for files in class_files for path in files]

@@ -1,14 +1,7 @@
 """The in-memory :class:`Dataset`, and CIFAR-10 (pickled batches) and Fashion-MNIST (IDX files) as such objects.
 
-CIFAR-10 is found, in order: the folder you name, ``./cifar-10-batches-py``, the Keras
-cache (``$KERAS_HOME`` or ``~/.keras``, then ``datasets/cifar-10-batches-py``), and
-finally the standard download (checked against its MD5, written atomically into the
-Keras cache, extracted with every archive member checked). The batches are pickles,
-so they are read with an unpickler that can build only lists, dicts and numpy arrays:
-a crafted file cannot run code.
-
-Fashion-MNIST is read from IDX files (plain or gzip), by default those of the Debian
-package ``dataset-fashion-mnist`` in ``/usr/share/datasets/fashion-mnist``.
+CIFAR-10 comes from a folder, the Keras cache or a checked download; its pickles are read with an
+unpickler that can build only lists, dicts and numpy arrays, so a crafted file cannot run code.
 """
 
 from __future__ import annotations
@@ -31,8 +24,6 @@ import numpy as np
 
 from toolkit import atomic
 from toolkit.errors import ToolkitError
-
-SPLITS = ("train", "test")
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -232,15 +223,13 @@ def extract_cifar10(archive: str | os.PathLike, destination: str | os.PathLike) 
 
 def load_cifar10(path: str | os.PathLike | None = None, split: str = "train", download: bool = True) -> Dataset:
     """CIFAR-10 as a :class:`Dataset` (RGB uint8, 32x32x3): ``train`` (data_batch_1..5) or ``test``."""
-    if split not in SPLITS:
-        raise ToolkitError(f"CIFAR-10 split must be one of {', '.join(SPLITS)}, got {split!r}")
     folder = find_cifar10(path, download=download)
     meta = read_cifar_pickle(folder / "batches.meta")
     names = meta.get("label_names")
     if not isinstance(names, list) or not names:
         raise ToolkitError(f"{folder / 'batches.meta'} has no label_names list")
     class_names = [name.decode("utf-8") if isinstance(name, bytes) else str(name) for name in names]
-    batch_names = CIFAR10_TRAIN_BATCHES if split == "train" else CIFAR10_TEST_BATCHES
+    batch_names = {"train": CIFAR10_TRAIN_BATCHES, "test": CIFAR10_TEST_BATCHES}[split]  # the spec's parser allows only these
     images, labels = zip(*(_cifar_batch_arrays(folder / name, len(class_names)) for name in batch_names))
     return Dataset(np.concatenate(images), np.concatenate(labels), class_names, f"cifar10:{split} ({folder})")
 
@@ -273,7 +262,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 
 def _find_idx(folder: Path, split: str, kind: str) -> Path:
-    prefix = "train" if split == "train" else "t10k"
+    prefix = {"train": "train", "test": "t10k"}[split]
     dims = 3 if kind == "images" else 1
     pattern = re.compile(rf"^{prefix}-{kind}[-.]idx{dims}-ubyte(\.gz)?$")
     matches = sorted(path for path in folder.iterdir() if pattern.match(path.name))
@@ -291,8 +280,6 @@ def is_idx_folder(path: str | os.PathLike) -> bool:
 def load_idx_dataset(folder: str | os.PathLike, split: str = "train", class_names: list[str] | None = None) -> Dataset:
     """An MNIST-style IDX folder as a grey :class:`Dataset` (N x H x W x 1 uint8)."""
     folder = Path(folder)
-    if split not in SPLITS:
-        raise ToolkitError(f"IDX split must be one of {', '.join(SPLITS)}, got {split!r}")
     if not folder.is_dir():
         raise ToolkitError(f"IDX folder {folder} does not exist")
     images_path, labels_path = _find_idx(folder, split, "images"), _find_idx(folder, split, "labels")

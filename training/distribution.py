@@ -1,11 +1,4 @@
-"""Training beyond one device: tf.distribute strategies on TensorFlow, keras.distribution on JAX.
-
-    none          one device (whatever Keras picks)
-    mirrored      tf.distribute.MirroredStrategy: every GPU of this machine (TensorFlow backend)
-    multiworker   tf.distribute.MultiWorkerMirroredStrategy: several machines, cluster from TF_CONFIG
-                  (TensorFlow backend)
-    data-parallel keras.distribution.DataParallel over every JAX device; several hosts when
-                  JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID are set (JAX backend)
+"""Training beyond one device: tf.distribute strategies on TensorFlow, keras.distribution on JAX (docs/training.md).
 
 ``batch_size`` is always the global batch; each replica gets ``batch_size / replicas``.
 """

@@ -1,12 +1,7 @@
 """Evaluate a ``.keras`` or ``.tflite`` model on a dataset: top-1, top-5, per-class accuracy, confusion matrix.
 
-Both formats read the model card beside the model for labels, input size, colour order
-and mean/std, and run behind one :class:`toolkit.preprocessing.Predictor` (``KerasPredictor``
-here, ``edge_app.runtime.TFLitePredictor``), so a float model and its int8 conversion are
-scored on identical inputs.
-
-    report = evaluate("runs/a/best.keras", load_dataset("cifar10:test"), confusion_path="cm.png")
-    probabilities = load_predictor("model_int8.tflite").predict(images)   # uint8 images of any size
+Both formats run behind one :class:`toolkit.preprocessing.Predictor` fed from the card beside the model,
+so a float model and its int8 conversion are scored on identical inputs.
 """
 
 from __future__ import annotations
@@ -117,11 +112,8 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: list[str], path: str | os.
 def evaluate(model_path: str | os.PathLike, dataset: Dataset, batch_size: int = 256,
              confusion_path: str | os.PathLike | None = None, progress: bool | None = None,
              predictor: Predictor | None = None) -> dict[str, Any]:
-    """Score a model on ``dataset``; returns the report dict (top1, top5, per_class, n, confusion matrix...).
-
-    Dataset classes are matched to the model's labels by name, so a folder with the
-    classes in another order, or only some of them, is scored correctly.
-    """
+    """Score a model on ``dataset``, its classes matched to the model's labels by name; returns the report dict (top1,
+    top5, per_class, n, confusion matrix...)."""
     model_path = Path(model_path)
     predictor = predictor or load_predictor(model_path)
     card = predictor.card
@@ -165,12 +157,8 @@ def evaluate(model_path: str | os.PathLike, dataset: Dataset, batch_size: int = 
 def load_evaluation_data(
     data: str, card: ModelCard, split: str = "all", limit: int | None = None, seed: int = 0, progress: bool | None = None
 ) -> Dataset:
-    """The images to evaluate on.
-
-    ``all``: every image of ``data`` (or a seeded, class-balanced ``limit`` of them).
-    ``validation``: the held-out split training carved
-    from ``data`` (same subset, fraction and seed, as recorded in the model card), then ``limit`` of those.
-    """
+    """The images to evaluate on: every image of ``data`` (``all``) or the validation split training carved from it,
+    as the card records (``validation``); then a seeded, class-balanced ``limit`` of them."""
     if split == "all":
         return load_dataset(data, limit=limit, seed=seed, progress=progress)
     if split != "validation":

@@ -226,14 +226,9 @@ def plot_history(rows: Sequence[dict], target: str | Path, title: str = "") -> N
 
 
 class RunCheckpoint(keras.callbacks.Callback):
-    """Writes every epoch the NaN guard let through into the run folder (checkpoints, state, cards, history, metrics).
-
-    Before each epoch it fixes the batches' shuffle and augmentation for that epoch, so a
-    resumed run sees what an unbroken one would. The images/s it records count the steps
-    trained in this session (a budgeted run's last epoch ends early) over their time, without
-    the validation passes. With a ``clock`` (the run's LearningRateByProgress) the seconds spent and
-    whether the budget is done are saved in the state, for ``--resume``.
-    """
+    """Writes every epoch the NaN guard let through into the run folder, fixing each epoch's shuffle and augmentation
+    first so a resumed run sees what an unbroken one would. Its images/s: this session's steps over their time, without
+    validation (a budgeted run's last epoch ends early)."""
 
     def __init__(self, run: RunFolder, card: ModelCard, summary: dict[str, Any], guard: NanGuard,
                  batches: Any, batch_size: int, clock: Any = None) -> None:  # fmt: skip

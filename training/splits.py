@@ -1,10 +1,7 @@
 """The train/validation split: carved by training, rebuilt from what a model's card records, and held-out images beyond it.
 
-Training splits a seeded, class-balanced ``--limit`` subset of its data; ``eval --split
-validation``, calibration, parity, pruning and QAT fine-tuning and the benchmark rebuild it:
-
-    train, validation = load_split(SplitSettings.from_card(card, "cifar10"))
-    held_out, origin = held_out_images(settings, count=1000, seed=0)   # topped up beyond a --limit subset
+Training splits a seeded, class-balanced ``--limit`` subset of its data; ``eval --split validation``, calibration,
+parity, pruning and QAT fine-tuning and the benchmarks rebuild that split from the card.
 """
 
 from __future__ import annotations

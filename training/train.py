@@ -1,13 +1,7 @@
-"""The float training loop: one config in, one run folder out.
+"""The float training loop: one config in, one run folder out (training/run_folder.py), on Keras 3 (TensorFlow or JAX).
 
     from training.train import TrainConfig, train
     run = train(TrainConfig(data="../shared/data/cifar10-jpeg/train", epochs=30, out="runs/c30"))
-
-Keras 3 on the TensorFlow or JAX backend. The input pipeline is numpy only
-(:class:`training.batches.BatchSource`); mean/std come from the training split.
-Each epoch ends with ``last.keras`` (model + optimizer state) and, when validation
-accuracy improved, ``best.keras``, each with a model card; ``--resume RUN`` continues
-from ``last.keras`` with the right epoch counter and schedule position.
 """
 
 from __future__ import annotations

@@ -112,11 +112,8 @@ class TrainConfig:
 
     @classmethod
     def requested_by_run(cls, run_config: dict[str, Any]) -> "TrainConfig":
-        """What a run folder's config.json says the run was asked for, filled from its recipe.
-
-        ``requested`` holds it before small data changed the batch; older runs have only
-        ``train``. Fields added since the run started take their defaults.
-        """
+        """What a run folder's config.json says the run was asked for (before small data changed the batch), filled
+        from its recipe; older runs record only ``train``, and fields added since take their defaults."""
         return cls.from_dict(run_config.get("requested") or run_config.get("train") or {}).resolved()
 
     def resolved(self) -> "TrainConfig":
@@ -171,15 +168,11 @@ class TrainConfig:
             (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
             (self.limit is None or self.limit >= 2, f"--limit must be at least 2, got {self.limit}"),
             (self.width > 0, f"--width must be positive, got {self.width}"),
-            (0 <= self.input_dropout < 1, f"--input-dropout must be in [0, 1), got {self.input_dropout}"),
-            (0 <= self.stage_dropout < 1, f"--stage-dropout must be in [0, 1), got {self.stage_dropout}"),
             (self.learning_rate > 0, f"--learning-rate must be positive, got {self.learning_rate}"),
-            (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
             (self.weight_decay >= 0, f"--weight-decay must not be negative, got {self.weight_decay}"),
-            (0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (0 <= self.ema < 1, f"--ema must be in [0, 1), got {self.ema}"),
             (self.warmup_epochs >= 0, f"--warmup-epochs must not be negative, got {self.warmup_epochs}"),
-            (0 <= self.warmup_fraction < 1, f"--warmup-fraction must be in [0, 1), got {self.warmup_fraction}"),
+            *((0 <= getattr(self, name) < 1, f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
+              for name in ("input_dropout", "stage_dropout", "momentum", "label_smoothing", "ema", "warmup_fraction")),
             (self.workers >= 1, f"--workers must be at least 1, got {self.workers}"),
             (self.freeze_stages in (0, 1, 2), f"--freeze-stages must be 0, 1 or 2, got {self.freeze_stages}"),
             (not self.freeze_stages or self.from_model, "--freeze-stages needs --from (a freshly initialised stage has nothing to keep)"),

@@ -1,14 +1,8 @@
-"""Start training from a trained model: its convolution weights, a new classifier when the classes differ.
+"""Start training from a trained model (``pretrained``: the shipped reference one): its weights matched by layer name,
+a new classifier when the classes differ, the first stages frozen on request.
 
     parent = parent_architecture("pretrained")
     start_from(model, parent, labels, freeze_stages=1)
-
-``pretrained`` names the shipped reference float model (``pretrained/model.keras``).
-Layers are matched by name (``conv1`` ... ``conv9``, ``bn1`` ...). The classifier
-(the last conv) is copied only when the class list is the same; a grayscale model
-started from an RGB one gets the sum of the RGB kernels of ``conv1`` (a gray image is
-the same picture in all three channels). ``freeze_stages`` keeps the first one or two
-down-sampling stages as they are.
 """
 
 from __future__ import annotations
@@ -38,10 +32,7 @@ class Parent(NamedTuple):
 
 
 def parent_architecture(spec: str) -> Parent:
-    """The path, card and architecture of the ``.keras`` model ``--from`` names (``pretrained``: the shipped reference model).
-
-    The child keeps the parent's layers, width and batch norm.
-    """
+    """The path, card and architecture (which the child keeps) of the ``.keras`` model ``--from`` names."""
     path = default_model(PRETRAINED_FLOAT_NAME, instead=f"--from {PRETRAINED}") if spec == PRETRAINED else Path(spec)
     try:
         check_model_path(path)
@@ -83,5 +74,5 @@ def _fit(value: np.ndarray, shape: tuple[int, ...], layer: str, path: Path) -> n
     if value.shape == shape:
         return value
     if value.ndim == 4 and value.shape[2] == 3 and shape[2] == 1 and value.shape[:2] + value.shape[3:] == shape[:2] + shape[3:]:
-        return value.sum(axis=2, keepdims=True)
+        return value.sum(axis=2, keepdims=True)  # grey from RGB: a grey image is the same picture in all three channels
     raise ToolkitError(f"--from {path}: layer {layer} holds weights of shape {value.shape}, this model needs {shape} (another width?)")

@@ -2,12 +2,8 @@
 
     report = run_benchmark(Path("runs/pipeline"), Path("runs/pipeline/benchmark"), BenchmarkConfig())
 
-The source is a pipeline folder (``pipeline.json``), a convert folder (``model_*.tflite``
-with cards), a run folder (``*.keras``) or one model file. Formats the source lacks but
-that are cheap to make from its float Keras model (TFLite float32, float16, dynamic
-range, int8 post-training) are converted first. Each model is then measured by
-``toolkit.benchmark.worker`` in a fresh process per thread count, so formats do not
-share a runtime or a peak-memory figure; ``toolkit.benchmark.report`` writes the table.
+The source is a pipeline, convert or run folder, or one model file; the cheap formats it lacks are converted
+first, and each model is measured by ``toolkit.benchmark.worker`` in a fresh process per thread count (docs/benchmark.md).
 """
 
 from __future__ import annotations
@@ -81,9 +77,8 @@ class HeldOut:
 def row_format(model_path: Path, card: ModelCard | None) -> tuple[str | None, str]:
     """The format key of one model file whose card is ``card`` (its name where the card is silent), or None and why it is no row.
 
-    Float formats (Keras, TFLite float32/float16/dynamic) count only when they derive from
-    the float model itself: a float export of a pruned or QAT model is not one of the
-    table's rows, and neither is an int8 model of a pruned model without QAT.
+    Float formats count only when they derive from the float model itself: a float export of a pruned or QAT
+    model is no row, and neither is an int8 model of a pruned model without QAT.
     """
     if card is None:
         return None, f"it has no model card ({card_path(model_path).name}) beside it"
@@ -140,7 +135,7 @@ def discover_models(source: Path) -> dict[str, Path]:
             check_card_matches(path, card)
             found[key] = path
     if found:
-        return {key: found[key] for key in FORMATS if key in found}
+        return found
     if source.is_file():
         raise ToolkitError(f"{source} is not a row of the benchmark: {passed_over[0][2]}")
     for path, card, reason in passed_over:
@@ -178,11 +173,7 @@ def _recorded_data(card: ModelCard) -> str | None:
 
 
 def held_out_data(models: dict[str, Path], data: str | None, limit: int | None) -> HeldOut:
-    """Images to measure accuracy on: the validation split recorded in a model card, else ``data``.
-
-    The split is topped up to ``limit`` from outside a ``--limit`` training subset, as the
-    parity report is. Labels are mapped onto the model's class ids by name, as ``toolkit eval`` does.
-    """
+    """The validation split a model card records (topped up to ``limit`` as parity's is), else ``data``, labelled in the model's ids."""
     from training.data import load_dataset
     from training.evaluate import label_mapping
     from training.splits import SplitSettings, held_out_images
@@ -207,10 +198,7 @@ def held_out_data(models: dict[str, Path], data: str | None, limit: int | None) 
 
 
 def produce_missing_formats(models: dict[str, Path], out_dir: Path, calibration_data: str, config: BenchmarkConfig) -> dict[str, Path]:
-    """Convert the cheap formats the source lacks from its float Keras model, when config allows; returns the new ones.
-
-    Calibration is on the source run's training split, or on ``calibration_data`` when the run's data cannot be found.
-    """
+    """The cheap formats the source lacks, converted from its float Keras model (calibrated on its run's data, else ``calibration_data``)."""
     missing = [key for key in CONVERTER_FLAGS if key not in models]
     if not config.produce_missing or "keras-float" not in models or not missing:
         return {}
@@ -257,10 +245,7 @@ def _try_edgetpu_delegate() -> tuple[bool, str]:
 
 
 def _run_child(arguments: list[str], threads: int) -> tuple[subprocess.CompletedProcess, str]:
-    """Run this Python on ``arguments`` as a measuring process; returns it and the last line of its stderr.
-
-    Its environment gives TensorFlow the thread count and makes this repository importable.
-    """
+    """Run this Python on ``arguments`` as a measuring process; returns it and the last line of its stderr."""
     environment = dict(os.environ)
     # TensorFlow reads these at start-up; LiteRT takes the thread count as an argument.
     environment.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS=str(threads))
@@ -333,11 +318,7 @@ def run_benchmark(
     data: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Benchmark every format found in (or cheaply made from) ``source``; writes benchmark.json and .md.
-
-    ``source`` may be several folders or files (e.g. a pipeline and a QAT-only run); for a
-    format found in more than one, the first source wins.
-    """
+    """Benchmark every format in (or cheaply made from) the folders or files ``source``, the first holding a format winning."""
     out_dir = Path(out_dir)
     sources = [Path(path) for path in source] if isinstance(source, (list, tuple)) else [Path(source)]
     found: dict[str, Path] = {}
@@ -384,10 +365,7 @@ def run_benchmark(
 
 def _measure_format(key: str, path: Path, produced_here: bool, data_files: tuple[Path, Path], config: BenchmarkConfig,
                     bar: Any) -> tuple[dict[str, Any], np.ndarray | None]:  # fmt: skip
-    """One row of the table: size, then latency (and, at the first thread count, accuracy) at each thread count.
-
-    Also the predicted class of every held-out image (None when the worker failed before measuring them).
-    """
+    """One row (size; latency per thread count, accuracy at the first) and each held-out image's predicted class, if measured."""
     row: dict[str, Any] = {"format": key, "name": FORMATS[key], "model": str(path), "produced_here": produced_here,
                            "size": file_sizes(path), "latency": {}}  # fmt: skip
     peaks: list[float] = []

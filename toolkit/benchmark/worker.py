@@ -1,20 +1,9 @@
 """Measure one model in a process of its own: accuracy, latency per image, throughput, peak memory.
 
-``toolkit benchmark`` starts ``python -m toolkit.benchmark.worker`` once per model and
-thread count, so one format's runtime and buffers never count against another's peak
-memory (``VmHWM``, the peak resident set of this process). A ``.tflite`` model runs on the LiteRT
-interpreter of the edge app (``edge_app.runtime``), with no TensorFlow imported; a
-``.keras`` model runs on Keras 3 (``training.backend``). Thread counts reach TensorFlow
-through ``TF_NUM_INTRAOP_THREADS`` set by the parent before this process starts.
-
-Latency follows TFLite's ``benchmark_model``: warm-up runs (at least one, and at least
-``warmup_seconds``) are excluded, then at least ``runs`` timed runs and at least
-``min_seconds`` of them. One run is one image at batch 1: write the input tensor,
-invoke, read the output (preprocessing is done beforehand and not timed).
-
-Order matters for the memory figure: the model is loaded and timed on a few images, the
-peak is read, and only then are all the held-out images prepared for accuracy, so the
-peak is the model's and its runtime's, not the test set's.
+``toolkit benchmark`` starts ``python -m toolkit.benchmark.worker`` once per model and thread count
+(docs/benchmark.md). Latency follows TFLite's ``benchmark_model``: warm-up excluded, one image at batch 1.
+Order matters for the memory figure: the model is loaded and timed on a few images and the peak read
+before the held-out images are prepared for accuracy, so the peak is the model's, not the test set's.
 """
 
 from __future__ import annotations
@@ -118,9 +107,8 @@ def predictor_and_runtime(model_path: Path, threads: int, edgetpu: bool) -> tupl
 def deployable_sizes(model: Any) -> dict[str, int]:
     """Raw and gzip -9 bytes of a Keras model saved without optimizer state.
 
-    A run's ``best.keras`` is a training checkpoint: it also holds the optimizer's
-    momentum, as large as the weights. Loaded with ``compile=False`` the model has no
-    optimizer, so saving it again keeps only what inference needs.
+    A run's ``best.keras`` also holds the optimizer's momentum, as large as the weights; the model, loaded
+    with ``compile=False``, has no optimizer, so saving it again keeps only what inference needs.
     """
     with tempfile.TemporaryDirectory(prefix="benchmark-keras-") as scratch:
         path = Path(scratch) / "model.keras"
@@ -140,13 +128,12 @@ def measure(
     baseline = peak_memory_mb()
     load_started = time.perf_counter()
     predictor, runtime = predictor_and_runtime(model_path, threads, edgetpu)
-    load_seconds = time.perf_counter() - load_started
     result: dict[str, Any] = {
         "model": str(model_path),
         "runtime": runtime,
         "threads": threads,
         "edgetpu": edgetpu,
-        "load_seconds": load_seconds,
+        "load_seconds": time.perf_counter() - load_started,
     }
     timed = predictor.prepare(np.array(images[:TIMED_IMAGES]))
     result["latency"] = latency_summary(time_runs(lambda index: predictor.run(timed[index % len(timed)][None]), timing))
