@@ -37,7 +37,7 @@ from edge_app.signals import stop_on_signals
 from edge_app.sources import Backoff, Frame, ImageFilesSource, Source, open_source, parse_size
 from edge_app.stats import RunStats, format_summary
 from toolkit.errors import check
-from toolkit.preprocessing import Prediction, Smoother, top_predictions
+from toolkit.preprocessing import Prediction, top_predictions
 
 _Predict = Callable[[np.ndarray], list[Prediction]]  # a raw output tensor -> its top-k
 SWITCH_INTERVAL = 0.001  # seconds between GIL hand-overs: Python's 0.005 delays inference by up to 5 ms per invoke()
@@ -152,13 +152,20 @@ class _WorkerThreads:
 
 def _top_predictions(classifier: TFLitePredictor, config: ClassifyConfig, source: Source) -> _Predict:
     """Raw output tensors to the top-k, to be called in frame order (smoothing needs the order)."""
-    smoothing = config.smoothing
-    if smoothing and isinstance(source, ImageFilesSource):
+    weight = config.smoothing
+    if weight and isinstance(source, ImageFilesSource):
         print("warning: --smoothing is ignored for images: they are not consecutive frames", file=sys.stderr)
-        smoothing = 0.0
-    smoother = Smoother(smoothing)
-    return lambda output: top_predictions(smoother(classifier.probabilities(output)[0]), classifier.labels, config.top_k,
-                                          config.threshold)
+        weight = 0.0
+    smoothed: list[np.ndarray] = []  # weight * previous + (1 - weight) * current; 0.8 averages about five frames
+
+    def predict(output: np.ndarray) -> list[Prediction]:
+        probabilities = classifier.probabilities(output)[0]
+        if weight:
+            smoothed[:] = [weight * smoothed[0] + (1.0 - weight) * probabilities if smoothed else probabilities]
+            probabilities = smoothed[0]
+        return top_predictions(probabilities, classifier.labels, config.top_k, config.threshold)
+
+    return predict
 
 
 def _record(frame: Frame, predictions: list[Prediction], inference_seconds: float) -> dict[str, Any]:

@@ -180,3 +180,22 @@ def test_default_model_is_pretrained_or_a_clear_error(edge_int8_model, tmp_path,
         assert result.returncode == 0, result.stderr
         _, summary = json_lines(result.stdout)
         assert summary["frames"] == 1 and summary["model"].endswith("pretrained/model_int8.tflite")
+
+
+def test_smoothing_averages_the_probabilities_of_consecutive_frames():
+    from types import SimpleNamespace
+
+    from edge_app.app import ClassifyConfig, _top_predictions
+
+    classifier = SimpleNamespace(labels=["cat", "dog"], probabilities=lambda output: output)
+    config = ClassifyConfig(model="m.tflite", source="0", top_k=2, smoothing=0.5)
+    predict = _top_predictions(classifier, config, source=SimpleNamespace())
+    first = predict(np.array([[1.0, 0.0]], np.float32))
+    second = predict(np.array([[0.0, 1.0]], np.float32))
+    third = predict(np.array([[0.0, 1.0]], np.float32))
+    assert [(p.label, p.score) for p in first] == [("cat", 1.0), ("dog", 0.0)]
+    assert [p.score for p in second] == [0.5, 0.5]
+    assert [(p.label, p.score) for p in third] == [("dog", 0.75), ("cat", 0.25)]
+    unsmoothed = _top_predictions(classifier, ClassifyConfig(model="m.tflite", source="0", top_k=1), source=SimpleNamespace())
+    unsmoothed(np.array([[1.0, 0.0]], np.float32))
+    assert unsmoothed(np.array([[0.0, 1.0]], np.float32))[0].score == 1.0

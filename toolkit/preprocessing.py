@@ -305,28 +305,6 @@ class Prediction:
         return {"label": self.label, "index": self.index, "score": round(self.score, 5)}
 
 
-class Smoother:
-    """Exponential moving average of probabilities over frames.
-
-    ``smoothed = weight * previous + (1 - weight) * current``; weight 0 turns it off,
-    0.8 averages over roughly the last five frames.
-    """
-
-    def __init__(self, weight: float = 0.0) -> None:
-        self.weight = weight  # in [0, 1): run_classify checks --smoothing
-        self.state: np.ndarray | None = None
-
-    def __call__(self, probabilities: np.ndarray) -> np.ndarray:
-        if self.weight == 0.0:
-            return probabilities
-        if self.state is None:
-            self.state = probabilities.astype(np.float32).copy()
-        else:
-            self.state *= self.weight
-            self.state += (1.0 - self.weight) * probabilities
-        return self.state
-
-
 def top_predictions(probabilities: np.ndarray, labels: list[str], k: int = 3, threshold: float = 0.0) -> list[Prediction]:
     """The ``k`` best classes, best first, leaving out those scoring below ``threshold``."""
     indices, scores = top_k(probabilities, k)
