@@ -280,8 +280,10 @@ def run_classify(config: ClassifyConfig, source: Source | None = None, stop: thr
                              backoff=Backoff(give_up_after=config.reconnect_timeout))
     predict = _top_predictions(classifier, config, source)
     saver = VideoSaver(config.save, source.fps, real_time=source.live) if config.save else None
-    server = PreviewServer(*serve_address, model=Path(config.model).name, source=source.description,
-                           collect_to=config.collect_to, aspect=tuple(classifier.card.input_size[:2])) if serve_address is not None else None  # started with the outputs
+    server = None  # started with the outputs
+    if serve_address is not None:
+        server = PreviewServer(*serve_address, model=Path(config.model).name, source=source.description,
+                               collect_to=config.collect_to, aspect=tuple(classifier.card.input_size[:2]))
     stop = stop or threading.Event()
     stats = RunStats()
     outputs = _Outputs(stdout or sys.stdout, config.headless, window, saver, server, stats, stop)

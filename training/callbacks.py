@@ -95,8 +95,14 @@ class ProgressBar(keras.callbacks.Callback):
 
 
 class WeightAverage(keras.callbacks.Callback):
-    """Validates and saves an exponential moving average of all the weights (batch norm's moving statistics too, to match
-    the averaged kernels) instead of the weights; after the last epoch the average stays in the model."""
+    """Validates and saves an exponential moving average of the weights instead of the weights.
+
+    ``average = decay * average + (1 - decay) * weights`` after every step, over all the
+    model's weights (batch norm's moving statistics too, so they match the averaged
+    kernels). The average is swapped in for the validation pass and the checkpoint and
+    swapped out again before the next step; after the last epoch it stays in the model.
+    A resumed run restarts the average from the checkpoint's weights.
+    """
 
     def __init__(self, decay: float) -> None:
         super().__init__()

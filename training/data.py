@@ -157,8 +157,15 @@ def _fit_to_size(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def load_image_folder(root: Path | str, limit: int | None = None, seed: int = 0, progress: bool | None = None) -> Dataset:
-    """An image folder ``root/<class>/<image>`` (class ids follow sorted folder names) as RGB, or grey when every image
-    is; odd sizes are fitted to the most common one, unreadable files skipped with a warning (``limit``: a subset)."""
+    """An image folder ``root/<class>/<image>``; class ids follow sorted folder names.
+
+    Images come back as RGB (grey and alpha images are converted), or as grey
+    N x H x W x 1 when every image is grey. Images whose size differs from the most
+    common one are centre-cropped and resized to it, with a warning. Files that are
+    not readable images are skipped with a warning naming them; more than 1 % of such
+    files is an error. ``limit`` decodes only a seeded, class-balanced subset.
+    ``progress`` shows a progress bar (None: only on a terminal).
+    """
     root = Path(root).expanduser()
     class_dirs, class_files, others = _list_class_files(root)
     paths = [path for files in class_files for path in files]

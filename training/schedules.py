@@ -1,7 +1,11 @@
 """Learning-rate schedules, evaluated per optimizer step and saved inside the checkpoint, and their record in config.json.
 
-``paper`` and ``cosine`` are ``LearningRateSchedule`` objects of the optimizer, so ``last.keras`` restores them and the
-optimizer's step counter gives the position after ``--resume``; ``linear`` and ``--budget`` runs: training.budget.
+``paper``: Springenberg et al. multiply the rate by 0.1 at epochs 200, 250 and 300 of
+350, scaled to other epoch counts (100 epochs: 57, 71, 86; :func:`paper_milestones`).
+``cosine`` (default): linear warm-up from 0 to the base rate, then cosine decay to 0.
+Both are ``LearningRateSchedule`` objects of the optimizer, so ``last.keras`` restores them
+and the optimizer's step counter gives the position after ``--resume``. (``linear`` and
+``--budget`` runs: training.budget.)
 """
 
 from __future__ import annotations
