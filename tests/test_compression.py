@@ -505,3 +505,26 @@ def test_layer_tfmot_cannot_quantise_is_named():
     model = tf_keras.Model(inputs, x)
     with pytest.raises(ToolkitError, match="odd_norm"):
         check_quantizable(model)
+
+
+def test_ship_pretrained_ships_the_better_int8_model_with_its_float_parent(pipeline_run, tmp_path, monkeypatch, capsys):
+    out, _, _ = pipeline_run
+    run = shutil.copytree(out, tmp_path / "run")  # the script adds convert-ptq/ to the run: not to the shared one
+    shipped = tmp_path / "pretrained"
+    spec = importlib.util.spec_from_file_location("ship_pretrained", Path(__file__).resolve().parents[1] / "scripts" / "ship_pretrained.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr("sys.argv", ["ship_pretrained.py", str(run), "--out", str(shipped)])
+    assert script.main() == 0
+    figures = json.loads((shipped / "figures.json").read_text())
+    scores = {name: parity["int8_top1"] for name, parity in figures["int8"].items()}
+    assert set(scores) == {"qat", "ptq"} and scores[figures["shipped"]] == max(scores.values())
+    chosen = run / ("convert" if figures["shipped"] == "qat" else "convert-ptq")
+    assert (shipped / "model_int8.tflite").read_bytes() == (chosen / "model_int8.tflite").read_bytes()
+    assert json.loads((shipped / "parity.json").read_text()) == json.loads((chosen / "parity.json").read_text())
+    for name in ("model_int8.card.json", "history.csv", "curves.png", "model.keras", "model.card.json"):
+        assert (shipped / name).is_file(), name
+    float_kernels, trained_kernels = _keras3_kernels(shipped / "model.keras"), _keras3_kernels(run / "train" / "best.keras")
+    assert float_kernels.keys() == trained_kernels.keys()
+    assert all(np.allclose(float_kernels[name], trained_kernels[name]) for name in float_kernels)
+    assert f"shipped the {figures['shipped']} int8 model to {shipped}" in capsys.readouterr().out

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from edge_support import REPO_ROOT, json_lines, run_without_tensorflow, write_lossless_video
+from edge_support import BLOCKED_MODULES, REPO_ROOT, blocker, json_lines, run_without_tensorflow, write_lossless_video
 from training.data import load_image_folder
 
 
@@ -199,3 +202,18 @@ def test_smoothing_averages_the_probabilities_of_consecutive_frames():
     unsmoothed = _top_predictions(classifier, ClassifyConfig(model="m.tflite", source="0", top_k=1), source=SimpleNamespace())
     unsmoothed(np.array([[1.0, 0.0]], np.float32))
     assert unsmoothed(np.array([[0.0, 1.0]], np.float32))[0].score == 1.0
+
+
+@pytest.mark.slow
+def test_edge_fps_benchmark_measures_app_and_raw_rates_without_tensorflow(edge_int8_model, tmp_path):
+    code = blocker(BLOCKED_MODULES) + "import runpy\nsys.argv = sys.argv[1:]\nrunpy.run_path(sys.argv[0], run_name='__main__')\n"
+    arguments = ["--model", str(edge_int8_model), "--sizes", "64x48", "--threads", "1", "--frames", "40", "--repeats", "2",
+                 "--out", str(tmp_path)]  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code, str(REPO_ROOT / "benchmarks" / "edge_fps.py"), *arguments],
+                            capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [row] = json.loads((tmp_path / "edge_fps.json").read_text())["rows"]
+    assert (row["video"], row["threads"], row["frames"]) == ("64x48", 1, 40)
+    assert len(row["raw_invoke_fps_runs"]) == len(row["app_fps_runs"]) == 2 and min(row["app_fps_runs"]) > 0
+    assert row["ratio"] == pytest.approx(row["app_fps_median"] / row["raw_invoke_fps_median"], abs=1e-3)
+    assert "| 64x48 |" in (tmp_path / "edge_fps.md").read_text()
