@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         model = args.model
         if model is None:
             environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-            model = work / "model_int8.tflite"  # a literal: converters.convert.tflite_name would load TensorFlow here
+            model = work / "model_int8.tflite"  # a literal: the measuring process imports nothing of converters/, like a device
             subprocess.run([sys.executable, __file__, "--build-only", str(model)], check=True, env=environment, stdout=subprocess.DEVNULL)
             description = (f"full-width All-CNN-C (ModelConfig()), RANDOM weights, full-integer int8 with int8 I/O, "
                            f"{model.stat().st_size / 1024:.0f} KiB")

@@ -154,6 +154,7 @@ def main() -> int:
     from toolkit import atomic
     from toolkit.pipeline import STAMP_NAME, run_pipeline, trained_model
 
+    facts = sitting("int8_compression.py", sys.argv[1:])  # the load average before hours of training
     started = time.perf_counter()
     result = run_pipeline(pipeline_config(args))
     print(result.table)
@@ -184,7 +185,7 @@ def main() -> int:
         "stage_seconds": {stage: atomic.read_json_object(work / stage / STAMP_NAME).get("seconds")
                           for stage in ("train", "prune", "qat", "convert") if (work / stage / STAMP_NAME).exists()},  # fmt: skip
         "summary": result.manifest["summary"],
-        "sitting": sitting("int8_compression.py", sys.argv[1:]),
+        "sitting": facts,
         "seconds_this_session": round(time.perf_counter() - started, 1),
     }
     results = Path(args.results)

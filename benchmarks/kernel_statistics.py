@@ -3,7 +3,8 @@
     python benchmarks/kernel_statistics.py runs/x/train/best.keras [more.keras ...]
 
 Each conv kernel is pruned and quantised as ``toolkit prune`` and the int8 converter do. Reported per layer and in
-total: the entropy of the non-zero codes, gzip -9 of the codes and how much of each kernel is still its initialisation.
+total: the entropy of the non-zero codes, gzip -9 of the codes and, when the run folder says how it
+was seeded, how much of each kernel is still its initialisation.
 
 This predicts the int8 file's gzip size before pruning, QAT and conversion are run
 (the file adds ~20 KB of scales, biases and names). It explains the compression

@@ -24,13 +24,6 @@ from training.allcnn import ModelConfig, copy_weights, create_model
 from training.model_files import check_model_path, load_keras3
 
 
-def check_model_file(model_path: str | Path) -> Path:
-    """A one-line error unless ``model_path`` is an existing ``.keras`` file with a readable card beside it."""
-    model_path = check_model_path(model_path)
-    load_card(model_path)
-    return model_path
-
-
 def prepare_folder(out: str | Path, overwrite: bool, held: str | None) -> Path:
     """Create the ``--out`` folder ``out``; refuse one that already ``held`` results (e.g. "a model (OUT/model.keras)";
     None: nothing) unless ``overwrite``."""

@@ -337,10 +337,15 @@ def parity_of(model_path: Path, held_out: Dataset, reference: np.ndarray, progre
 
 
 def finished_report(config: ConvertConfig) -> dict[str, Any] | None:
-    """The report.json in ``config.out`` when it describes a conversion of ``config.model`` as that file is now (the same
-    SHA-256) and the models of ``config.formats`` are there; None while ``config`` is still to convert."""
+    """The report.json in ``config.out`` when it records this ``config`` (where and how it reports aside), ``config.model``
+    as that file is now (the same SHA-256) and the models of ``config.formats`` are there; None while it is still to convert."""
     out = Path(config.out)
     report = atomic.read_json_object(out / REPORT_NAME)
+    incidental = ("out", "overwrite", "progress")
+    wanted = {key: value for key, value in json.loads(json.dumps(config.to_dict())).items() if key not in incidental}
+    recorded = {key: value for key, value in report.get("config", {}).items() if key not in incidental}
+    if not report or recorded != wanted or not Path(config.model).is_file():
+        return None
     if report.get("source_sha256") != atomic.file_digest(config.model):
         return None
     return report if all((out / tflite_name(format_name)).exists() for format_name in config.formats) else None

@@ -156,13 +156,14 @@ def _top_predictions(classifier: TFLitePredictor, config: ClassifyConfig, source
     if weight and isinstance(source, ImageFilesSource):
         print("warning: --smoothing is ignored for images: they are not consecutive frames", file=sys.stderr)
         weight = 0.0
-    smoothed: list[np.ndarray] = []  # weight * previous + (1 - weight) * current; 0.8 averages about five frames
+    smoothed: np.ndarray | None = None  # weight * previous + (1 - weight) * current; 0.8 averages about five frames
 
     def predict(output: np.ndarray) -> list[Prediction]:
+        nonlocal smoothed
         probabilities = classifier.probabilities(output)[0]
         if weight:
-            smoothed[:] = [weight * smoothed[0] + (1.0 - weight) * probabilities if smoothed else probabilities]
-            probabilities = smoothed[0]
+            smoothed = probabilities if smoothed is None else weight * smoothed + (1.0 - weight) * probabilities
+            probabilities = smoothed
         return top_predictions(probabilities, classifier.labels, config.top_k, config.threshold)
 
     return predict

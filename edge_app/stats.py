@@ -59,7 +59,7 @@ class RunStats:
     last_frame_at: float | None = None  # perf_counter() when the last frame's output was out
     rss_after_warmup_mb: float | None = None
     capture_cpu_seconds: float = 0.0  # CPU time of the capture thread (decode, preprocess; not FFmpeg's threads)
-    inference_cpu_seconds: float = 0.0  # CPU time of the inference thread (invoke() only)
+    inference_cpu_seconds: float = 0.0  # CPU time of the inference thread (invoke() and hand-offs; not XNNPACK's extra threads with --threads > 1)
     inference: Reservoir = dataclasses.field(default_factory=Reservoir)
 
     def record_inference(self, started_at: float, seconds: float) -> None:

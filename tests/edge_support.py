@@ -93,10 +93,16 @@ def _environment(display: str | None) -> dict[str, str]:
 
 
 def run_without_tensorflow(
-    arguments: list[str], timeout: float = 120, blocked: tuple[str, ...] = BLOCKED_MODULES, **kwargs
+    arguments: list[str], timeout: float = 120, blocked: tuple[str, ...] = BLOCKED_MODULES, script: Path | None = None,
+    **kwargs,
 ) -> subprocess.CompletedProcess:
-    """``toolkit <arguments>`` in a subprocess where ``blocked`` (tensorflow, keras and the training side) cannot be imported."""
-    code = blocker(blocked) + "from toolkit.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    """``toolkit <arguments>`` (or ``python script <arguments>``) in a subprocess where ``blocked`` (tensorflow, keras and
+    the training side) cannot be imported."""
+    if script is None:
+        code = blocker(blocked) + "from toolkit.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    else:
+        code = blocker(blocked) + "import runpy\nsys.argv = sys.argv[1:]\nrunpy.run_path(sys.argv[0], run_name='__main__')\n"
+        arguments = [str(script), *arguments]
     environment = _environment(kwargs.pop("env_display", os.environ.get("DISPLAY")))
     return subprocess.run(
         [sys.executable, "-c", code, *arguments],

@@ -77,7 +77,7 @@ def _quick_config(**changes):
 
 def test_row_format_reads_card_history(tiny_models, tmp_path):
     from toolkit.benchmark.run import row_format
-    from toolkit.model_card import load_card
+    from toolkit.model_card import ModelCard, load_card
 
     def format_of(path):
         return row_format(path, load_card(path))[0]
@@ -92,6 +92,13 @@ def test_row_format_reads_card_history(tiny_models, tmp_path):
         assert format_of(copy) == expected
     assert format_of(tiny_models["run"] / "best.keras") == "keras-float"
     assert row_format(int8, None) == (None, f"it has no model card ({int8.with_suffix('.card.json').name}) beside it")
+    edgetpu_build = tmp_path / "model_int8_edgetpu.tflite"
+    assert row_format(edgetpu_build, None) == (None, "it is an Edge TPU build: its int8 row's Edge TPU column measures it")
+    pruned = tmp_path / "pruned-ptq.tflite"
+    pruned.write_bytes(int8.read_bytes())
+    assert row_format(pruned, ModelCard.from_dict(dict(card, history=["train", "prune"]))) == (
+        None, "it is an int8 model of a pruned model without QAT, not one of the table's rows")
+    assert row_format(pruned, ModelCard.from_dict(dict(card, format="onnx"))) == (None, "its card's format 'onnx' is none of the table's")
 
 
 def test_benchmark_convert_folder_measures_every_format(tiny_models, tmp_path):

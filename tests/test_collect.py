@@ -254,7 +254,7 @@ class _FakePredictor:
     """Stands in for the LiteRT predictor: the test is about frames reaching the capture, not the model."""
 
     labels = ["cat", "dog"]
-    card = SimpleNamespace(input_size=[24, 32, 3])  # 3:4, not square: the capture must keep the model's aspect
+    card = SimpleNamespace(input_size=[32, 24, 3])  # 4:3 portrait: neither the square crop nor the whole 3:4 frame
 
     def __init__(self, *args, **kwargs) -> None:
         pass
@@ -296,8 +296,8 @@ def test_classify_serves_the_capture_of_the_unannotated_frame(video, frames, tmp
         stop.set()
         run.join(timeout=20)
     saved = cv2.imread(str(tmp_path / "captured" / "cat" / "0000.jpg"))
-    assert saved.shape == (48, 64, 3)  # the camera frame cropped to 3:4, not the 240-pixel annotated picture
-    assert min(difference(saved, center_crop(frame, 24, 32)) for frame in frames) < JPEG_TOLERANCE
+    assert saved.shape == (48, 36, 3)  # the camera frame cropped to the model's 4:3 portrait, not the annotated picture
+    assert min(difference(saved, center_crop(frame, 32, 24)) for frame in frames) < JPEG_TOLERANCE
 
 
 def test_collect_to_needs_serve(video, tmp_path):

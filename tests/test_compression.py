@@ -8,7 +8,6 @@ for the .tflite files, and numpy for the parity figures.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 
 import converters  # noqa: F401 - TF_USE_LEGACY_KERAS before TensorFlow loads
+from script_support import SCRIPTS, load_script
 from toolkit.cli import main
 from toolkit.preprocessing import prepare_batch
 
@@ -42,14 +42,6 @@ def pipeline_run(tmp_path_factory, sample_dir):
     assert main(["pipeline", "--config", str(config), "--no-progress"]) == 0
     out = root / "run"
     return out, json.loads((out / "pipeline.json").read_text()), config
-
-
-def _benchmark_module(name: str):
-    """A script under benchmarks/ (not a package), imported by path."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _interpreter(path: Path, delegates: bool = False):
@@ -326,7 +318,7 @@ def test_cli_post_training_uint8_conversion(pipeline_run, tmp_path, capsys):
     # the same magnitudes (batch-norm folding may flip a channel's sign), off by one on rare rounding ties.
     from training.backend import keras
 
-    int8_codes = _benchmark_module("kernel_statistics").int8_codes
+    int8_codes = load_script("kernel_statistics").int8_codes
     pruned = keras.saving.load_model(out / manifest["stages"]["prune"]["model"], compile=False)
     float_kernels = [layer.get_weights()[0] for layer in pruned.layers if isinstance(layer, keras.layers.Conv2D)]
     assert len(float_kernels) == len(kernels)
@@ -467,6 +459,8 @@ PIPELINE_MISTAKES = [
     ("qat: {epochs: 2.5}", "qat.epochs must be int, got 2.5"),
     ("prune: {sparsity: 1.5}", "prune section: --sparsity must be between 0 and 1"),
     ("prune: {enabled: no-thanks}", "prune.enabled must be true or false"),
+    ("prune: {sparsty: 0.5}", "pipeline prune section: unknown key 'sparsty'; known keys are"),
+    ("epoch: 3", "unknown key 'epoch'; known keys are"),
 ]
 
 
@@ -480,6 +474,24 @@ def test_pipeline_config_mistakes_are_named_before_any_stage_runs(yaml_text, mes
     error = _one_line_error(capsys, ["pipeline", "--config", str(config), "--no-progress"])
     assert message in error
     assert not (tmp_path / "run").exists()  # nothing ran
+
+
+def test_a_finished_conversion_is_reused_only_for_the_same_config_and_model(pipeline_run, tmp_path):
+    import dataclasses
+
+    from converters.convert import REPORT_NAME, ConvertConfig, finished_report
+
+    out, _, _ = pipeline_run
+    config = ConvertConfig(**json.loads((out / "convert" / REPORT_NAME).read_text())["config"])
+    assert finished_report(config)["source_sha256"]
+    assert finished_report(dataclasses.replace(config, progress=not config.progress)) is not None  # how it reports
+    assert finished_report(dataclasses.replace(config, calib_samples=7)) is None
+    assert finished_report(dataclasses.replace(config, formats=("float16",))) is None
+    changed = shutil.copy(config.model, tmp_path / "model.keras")
+    with open(changed, "ab") as file:
+        file.write(b"\0")
+    assert finished_report(dataclasses.replace(config, model=str(changed))) is None
+    assert finished_report(dataclasses.replace(config, model=str(tmp_path / "missing.keras"))) is None
 
 
 def test_parity_failure_exits_non_zero(tmp_path):
@@ -511,9 +523,7 @@ def test_ship_pretrained_ships_the_better_int8_model_with_its_float_parent(pipel
     out, _, _ = pipeline_run
     run = shutil.copytree(out, tmp_path / "run")  # the script adds convert-ptq/ to the run: not to the shared one
     shipped = tmp_path / "pretrained"
-    spec = importlib.util.spec_from_file_location("ship_pretrained", Path(__file__).resolve().parents[1] / "scripts" / "ship_pretrained.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("ship_pretrained", SCRIPTS)
     monkeypatch.setattr("sys.argv", ["ship_pretrained.py", str(run), "--out", str(shipped)])
     assert script.main() == 0
     figures = json.loads((shipped / "figures.json").read_text())

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from edge_support import BLOCKED_MODULES, REPO_ROOT, blocker, json_lines, run_without_tensorflow, write_lossless_video
+from edge_support import REPO_ROOT, json_lines, run_without_tensorflow, write_lossless_video
 from training.data import load_image_folder
 
 
@@ -206,11 +204,9 @@ def test_smoothing_averages_the_probabilities_of_consecutive_frames():
 
 @pytest.mark.slow
 def test_edge_fps_benchmark_measures_app_and_raw_rates_without_tensorflow(edge_int8_model, tmp_path):
-    code = blocker(BLOCKED_MODULES) + "import runpy\nsys.argv = sys.argv[1:]\nrunpy.run_path(sys.argv[0], run_name='__main__')\n"
     arguments = ["--model", str(edge_int8_model), "--sizes", "64x48", "--threads", "1", "--frames", "40", "--repeats", "2",
                  "--out", str(tmp_path)]  # fmt: skip
-    result = subprocess.run([sys.executable, "-c", code, str(REPO_ROOT / "benchmarks" / "edge_fps.py"), *arguments],
-                            capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)  # fmt: skip
+    result = run_without_tensorflow(arguments, timeout=300, script=REPO_ROOT / "benchmarks" / "edge_fps.py")
     assert result.returncode == 0, result.stderr
     [row] = json.loads((tmp_path / "edge_fps.json").read_text())["rows"]
     assert (row["video"], row["threads"], row["frames"]) == ("64x48", 1, 40)

@@ -459,9 +459,10 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     manifest: dict[str, Any] = {"out": str(out.resolve()), "config": dataclasses.asdict(config), "stages": {}}
     entries = manifest["stages"]
     if stages.train is None:
-        from converters.bridge import check_model_file
+        from training.model_files import check_model_path
 
-        model = check_model_file(config.model).resolve()
+        model = check_model_path(config.model).resolve()
+        load_card(model)  # a missing or broken card fails here, before any stage
         entries["source"] = {"model": str(model)}
         _say(f"starting from the trained model {model}")
     else:

@@ -131,10 +131,13 @@ def _decode_all(paths: list[Path], progress: bool | None) -> list[tuple[np.ndarr
 
     from tqdm.auto import tqdm
 
-    # Chunks of 256: a future per 32x32 image costs about a third as much again as decoding it.
-    chunks = [paths[start : start + 256] for start in range(0, len(paths), 256)]
+    # Chunks, up to 256: a future per 32x32 image costs about a third as much again as decoding it; at least
+    # four chunks a worker, so a few hundred large photos still decode on every thread.
+    workers = max(1, min(8, os.cpu_count() or 1))
+    size = max(1, min(256, -(-len(paths) // (4 * workers))))
+    chunks = [paths[start : start + size] for start in range(0, len(paths), size)]
     results: list[tuple[np.ndarray | None, str]] = []
-    with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool, tqdm(
+    with ThreadPoolExecutor(workers) as pool, tqdm(
         total=len(paths), desc="decoding images", unit="img", disable=None if progress is None else not progress
     ) as bar:
         for decoded in pool.map(lambda chunk: [_decode(path) for path in chunk], chunks):

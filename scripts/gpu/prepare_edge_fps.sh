@@ -18,5 +18,5 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
 python3 -m pip download -q --no-deps --only-binary=:all: -d .whl_edge "backports.strenum==1.2.8" \
   || python3 -m pip download -q --no-deps -d .whl_edge backports.strenum
 mkdir -p .gpu_edge
-TF_CPP_MIN_LOG_LEVEL=2 python3 benchmarks/edge_fps.py --build-only .gpu_edge >/dev/null
+TF_CPP_MIN_LOG_LEVEL=2 python3 benchmarks/edge_fps.py --build-only .gpu_edge/model_int8.tflite >/dev/null
 du -sh .whl_edge .gpu_edge

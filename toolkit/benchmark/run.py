@@ -42,7 +42,7 @@ FORMATS: dict[str, str] = {
 
 # The benchmark measures accuracy itself; the converter's own parity check needs only a few images.
 PRODUCED_PARITY_SAMPLES = 100
-HELD_OUT_SEED = 0  # seed of the class-balanced --limit subset of the held-out images
+HELD_OUT_SEED = 0  # seed of the class-balanced --limit subset of --data (a recorded split uses its own, as parity does)
 
 # Formats made from the float Keras model when the source lacks them -> the converter's name of each.
 CONVERTER_FLAGS = {
@@ -80,10 +80,10 @@ def row_format(model_path: Path, card: ModelCard | None) -> tuple[str | None, st
     Float formats count only when they derive from the float model itself: a float export of a pruned or QAT
     model is no row, and neither is an int8 model of a pruned model without QAT.
     """
+    if is_edgetpu_build(model_path):  # before the card: a build reads its source model's card, it has none of its own
+        return None, "it is an Edge TPU build: its int8 row's Edge TPU column measures it"
     if card is None:
         return None, f"it has no model card ({card_path(model_path).name}) beside it"
-    if is_edgetpu_build(model_path):
-        return None, "it is an Edge TPU build: its int8 row's Edge TPU column measures it"
     name = model_path.name.lower()
     history = [str(stage).lower() for stage in card.history]
     declared = card.format.lower()
@@ -182,7 +182,7 @@ def held_out_data(models: dict[str, Path], data: str | None, limit: int | None) 
     recorded = next(((card, spec) for card in cards if (spec := _recorded_data(card)) is not None), None)
     if recorded is not None:
         settings = SplitSettings.from_card(*recorded)
-        dataset, origin = held_out_images(settings, limit, HELD_OUT_SEED, progress=False)
+        dataset, origin = held_out_images(settings, limit, settings.seed, progress=False)
         description = (
             f"validation split ({settings.validation_fraction:.0%}, seed {settings.seed}) of {settings.data} as recorded in the model card"
         )
