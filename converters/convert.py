@@ -209,7 +209,7 @@ def _export(config: ConvertConfig, source: bridge.SourceModel, is_qat: bool, cal
     from converters.qat import load_qat_model
 
     card = source.card
-    float_twin = None  # built only for a format that needs it (not for int8 from a QAT model)
+    float_twin = functools.cache(source.twin)  # built only for a format that needs it (not for int8 from a QAT model)
     models = {format_name: out / tflite_name(format_name) for format_name in config.formats}
     written: dict[str, dict[str, Any]] = {}
     int8_model: TfliteModel | None = None
@@ -218,7 +218,7 @@ def _export(config: ConvertConfig, source: bridge.SourceModel, is_qat: bool, cal
             model, info = load_qat_model(source)
             notes = f"toolkit convert: full-integer from the QAT model ({info['scheme']} scheme), {config.io} I/O"
         else:
-            model = float_twin = source.twin() if float_twin is None else float_twin
+            model = float_twin()
             notes = FLOAT_NOTES.get(format_name) or (
                 f"toolkit convert: full-integer post-training quantisation, {len(calibration)} calibration images from {calibration_origin}, {config.io} I/O"
             )
@@ -346,6 +346,5 @@ def finished_report(config: ConvertConfig) -> dict[str, Any] | None:
     recorded = {key: value for key, value in report.get("config", {}).items() if key not in incidental}
     if not report or recorded != wanted or not Path(config.model).is_file():
         return None
-    if report.get("source_sha256") != atomic.file_digest(config.model):
-        return None
-    return report if all((out / tflite_name(format_name)).exists() for format_name in config.formats) else None
+    same_model = report.get("source_sha256") == atomic.file_digest(config.model)
+    return report if same_model and all((out / tflite_name(format_name)).exists() for format_name in config.formats) else None

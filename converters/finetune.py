@@ -45,13 +45,11 @@ def resolve_data_settings(source: SourceModel, overrides: dict[str, Any]) -> Dat
     """The source run's data settings, with every non-None value of ``overrides`` taking precedence."""
     run_config = source.run_config
     if isinstance(run_config.get("data"), dict):
-        saved = dict(run_config["data"])
+        saved = run_config["data"]
     elif isinstance(run_config.get("train"), dict):
-        train = run_config["train"]
-        saved = {key: train.get(key) for key in STORED_FIELDS}
-    else:
-        split = SplitSettings.from_card(source.card, source.card.dataset or "")  # no run folder: the card records the split
-        saved = {"data": split.data or None, "validation_fraction": split.validation_fraction, "seed": split.seed, "limit": split.limit}
+        saved = run_config["train"]  # its other fields are dropped below
+    else:  # no run folder: the card records the split
+        saved = dataclasses.asdict(SplitSettings.from_card(source.card, source.card.dataset or ""))
     merged = {key: value for key, value in saved.items() if value is not None}
     merged.update({key: value for key, value in overrides.items() if value is not None})
     if not merged.get("data"):

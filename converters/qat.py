@@ -123,11 +123,8 @@ def check_quantizable(model: Any) -> None:
 
 def _follows_weighted_layer(layer: Any) -> bool:
     """Whether a conv or dense layer feeds ``layer`` in a functional model."""
-    for node in layer._inbound_nodes:  # noqa: SLF001 - tf_keras has no public accessor
-        inbound = node.inbound_layers
-        if any(isinstance(parent, WEIGHTED_LAYERS) for parent in (inbound if isinstance(inbound, (list, tuple)) else [inbound])):
-            return True
-    return False
+    nodes = layer._inbound_nodes  # noqa: SLF001 - tf_keras has no public accessor
+    return any(isinstance(parent, WEIGHTED_LAYERS) for node in nodes for parent, *_ in node.iterate_inbound())
 
 
 def quantize_model(model: Any, scheme_name: str) -> Any:
@@ -215,16 +212,15 @@ def apply_masks_and_extract(qat_model: Any) -> dict[str, dict[str, np.ndarray]]:
     """
     weights: dict[str, dict[str, np.ndarray]] = {}
     for layer in qat_model.layers:
-        inner = getattr(layer, "layer", None)
-        if inner is None or not isinstance(layer, tfmot.quantization.keras.QuantizeWrapper):
+        if not isinstance(layer, tfmot.quantization.keras.QuantizeWrapper):
             continue
+        inner = layer.layer
         masks = _wrapper_masks(layer)
         values: dict[str, np.ndarray] = {}
         for variable in layer.weights:
-            name = variable.name.split(":")[0]
-            if not name.startswith(inner.name + "/"):
+            if not variable.name.startswith(inner.name + "/"):
                 continue  # quantiser state (ranges, step counter) of the wrapper
-            short = name.split("/")[-1]
+            short = bridge.short_name(variable)
             value = variable.numpy()
             if short in masks:
                 value = value * masks[short]

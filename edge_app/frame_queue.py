@@ -23,7 +23,7 @@ class FrameQueue:
         self.maxsize = maxsize
         self.drop_oldest = drop_oldest
         self.dropped = 0  # items thrown away to make room for newer ones
-        self._items: collections.deque[Any] = collections.deque()
+        self._items: collections.deque[Any] = collections.deque(maxlen=maxsize)
         self._closed = False
         self._condition = threading.Condition()
 
@@ -34,8 +34,7 @@ class FrameQueue:
                 self._condition.wait_for(lambda: self._closed or len(self._items) < self.maxsize, timeout=timeout)
             if self._closed or (not self.drop_oldest and len(self._items) >= self.maxsize):
                 return False
-            while len(self._items) >= self.maxsize:  # a live source: the newest wins
-                self._items.popleft()
+            if len(self._items) == self.maxsize:  # a live source: the newest wins, the deque drops the oldest
                 self.dropped += 1
             self._items.append(item)
             self._condition.notify_all()

@@ -197,9 +197,7 @@ class PreviewServer:
     def latest_jpeg(self, after: int, timeout: float = 1.0) -> tuple[int, bytes] | None:
         """The JPEG of the first frame newer than ``after`` (waits up to ``timeout``)."""
         with self._condition:
-            if not self._condition.wait_for(
-                lambda: self.stopping or (self._frame is not None and self._sequence > after), timeout=timeout
-            ) or self.stopping:
+            if not self._condition.wait_for(lambda: self.stopping or self._sequence > after, timeout=timeout) or self.stopping:
                 return None
         # Viewers take turns to encode, so each frame is encoded once; publish() never waits for an encode.
         with self._encode_lock:
@@ -312,13 +310,12 @@ class _PreviewRequestHandler(BaseHTTPRequestHandler):
     def _post(self, path: str) -> None:
         if path != "/capture" or self.preview.capture_folders is None:
             self.send_error(HTTPStatus.NOT_FOUND)
-            return
-        # JSON only: a cross-site page cannot send it without a CORS preflight this server never allows.
-        if self.headers.get_content_type() != "application/json":
+        elif self.headers.get_content_type() != "application/json":
+            # JSON only: a cross-site page cannot send it without a CORS preflight this server never allows.
             self._send_json({"error": CAPTURE_REQUEST_HINT}, HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
-            return
-        status, answer = self.preview.capture(self._read_label())
-        self._send_json(answer, status)
+        else:
+            status, answer = self.preview.capture(self._read_label())
+            self._send_json(answer, status)
 
     def _read_label(self) -> str | None:
         """The label of a JSON body ``{"label": NAME}``, or None for any other body."""

@@ -158,7 +158,7 @@ class CaptureSource(Source):
     def _open(self) -> bool:
         """(Re)open ``self.capture``; whether it opened."""
         self.capture = self._open_capture(self.target)
-        if self.capture is None or not self.capture.isOpened():
+        if not self.capture.isOpened():
             self.close()
             return False
         if self.capture_size is not None:
@@ -255,37 +255,32 @@ class Picamera2Source(Source):
         self._create_camera = Picamera2
         self.size = capture_size or (640, 480)
         self.camera: Any = None
+        if (error := self._start()) is not None:
+            raise ToolkitError(f"the Raspberry Pi camera could not be started: {error}")
+
+    def _start(self) -> Exception | None:
+        """Create, configure and start the camera; the error, with the camera released, when that fails."""
         try:
-            self._start()
+            self.camera = self._create_camera()
+            # "RGB888" is stored B, G, R in memory: the same order as an OpenCV frame.
+            self.camera.configure(self.camera.create_video_configuration(main={"size": self.size, "format": "RGB888"}))
+            self.camera.start()
         except _CAMERA_ERRORS as error:
             self.close()
-            raise ToolkitError(f"the Raspberry Pi camera could not be started: {error}") from None
-
-    def _start(self) -> None:
-        self.camera = self._create_camera()
-        # "RGB888" is stored B, G, R in memory: the same order as an OpenCV frame.
-        self.camera.configure(self.camera.create_video_configuration(main={"size": self.size, "format": "RGB888"}))
-        self.camera.start()
-
-    def _restart(self) -> bool:
-        try:
-            self._start()
-            return True
-        except _CAMERA_ERRORS:
-            self.close()
-            return False
+            return error
+        return None
 
     def _images(self, stop: threading.Event) -> Iterator[np.ndarray | None]:
         while not stop.is_set():
             try:
                 image = self.camera.capture_array("main")
             except _CAMERA_ERRORS:
-                self.reconnect(stop, self._restart)
+                self.reconnect(stop, lambda: self._start() is None)
                 continue
             yield image
 
     def close(self) -> None:
-        camera, self.camera = getattr(self, "camera", None), None
+        camera, self.camera = self.camera, None
         if camera is not None:
             for release in (camera.stop, camera.close):
                 with contextlib.suppress(*_CAMERA_ERRORS):  # a camera already gone cannot be stopped: released all the same

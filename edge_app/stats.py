@@ -35,12 +35,9 @@ class Reservoir:
         self._rng = np.random.default_rng(0)
 
     def add(self, value: float) -> None:
-        if self.seen < len(self.values):
-            self.values[self.seen] = value
-        else:
-            slot = int(self._rng.integers(0, self.seen + 1))
-            if slot < len(self.values):
-                self.values[slot] = value
+        slot = self.seen if self.seen < len(self.values) else int(self._rng.integers(0, self.seen + 1))
+        if slot < len(self.values):
+            self.values[slot] = value
         self.seen += 1
 
     def sample(self) -> np.ndarray:

@@ -175,8 +175,8 @@ def _check_options(options: dict[str, Any], config_class: type, section: str) ->
     _check_known_keys(options, config_class, f"pipeline {section} section")
     hints = typing.get_type_hints(config_class)
     for key, value in options.items():
-        hint = hints.get(key)
-        if hint is None or _accepts(hint, value):
+        hint = hints[key]
+        if _accepts(hint, value):
             continue
         wanted = str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
         advice = ""

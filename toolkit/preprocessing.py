@@ -43,11 +43,9 @@ def convert_colour(image: np.ndarray, source_order: str, target_order: str) -> n
         return image
     if source_order == "GRAY":
         return np.repeat(image, 3, axis=2)
+    if target_order != "GRAY":  # RGB <-> BGR
+        return image[:, :, ::-1]
     rgb = image if source_order == "RGB" else image[:, :, ::-1]
-    if target_order == "RGB":
-        return rgb
-    if target_order == "BGR":
-        return rgb[:, :, ::-1]
     grey = rgb.astype(np.float32) @ _LUMA_RGB
     if np.issubdtype(image.dtype, np.integer):
         grey = np.clip(np.rint(grey), 0, np.iinfo(image.dtype).max)
@@ -70,14 +68,12 @@ def _resize_weights(source: int, target: int) -> np.ndarray:
     """A (target x source) matrix that resamples one axis.
 
     Shrinking averages the source pixels each target pixel covers, weighted by
-    overlap (OpenCV's INTER_AREA); enlarging interpolates linearly between pixel
-    centres (INTER_LINEAR with half-pixel centres). Either way each row sums to 1.
+    overlap (OpenCV's INTER_AREA); otherwise it interpolates linearly between pixel
+    centres (INTER_LINEAR with half-pixel centres; equal sizes give the identity). Each row sums to 1.
     Cached per size pair, so the matrix is read-only.
     """
     weights = np.zeros((target, source), dtype=np.float32)
-    if target == source:
-        np.fill_diagonal(weights, 1.0)
-    elif target < source:
+    if target < source:
         scale = source / target
         bounds = np.arange(target + 1)[:, None] * scale  # output row r covers source [bounds[r], bounds[r + 1])
         columns = np.arange(source)
@@ -158,9 +154,7 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """Map pixel values in [0, 255] of an image or a batch to ``(x / 255 - mean) / std`` per channel, as float32."""
-    mean_array = np.asarray(mean, dtype=np.float32)
-    std_array = np.asarray(std, dtype=np.float32)
-    return (image.astype(np.float32) * np.float32(1.0 / 255.0) - mean_array) / std_array
+    return (image.astype(np.float32) * np.float32(1.0 / 255.0) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
 
 
 def denormalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:

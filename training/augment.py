@@ -20,18 +20,17 @@ def augment_batch(images: np.ndarray, policy: str, rng: np.random.Generator) -> 
     offsets_y = rng.integers(0, 2 * PADDING + 1, size=count)
     offsets_x = rng.integers(0, 2 * PADDING + 1, size=count)
     # Gather every crop at once: index grids of shape N x H x W.
-    rows = offsets_y[:, None, None] + np.arange(height)[None, :, None]
-    columns = offsets_x[:, None, None] + np.arange(width)[None, None, :]
+    y = np.arange(height)[None, :, None]
+    x = np.arange(width)[None, None, :]
+    rows = offsets_y[:, None, None] + y
+    columns = offsets_x[:, None, None] + x
     flip = rng.random(count) < 0.5
     columns = np.where(flip[:, None, None], columns[:, :, ::-1], columns)
     output = padded[np.arange(count)[:, None, None], rows, columns]
     if policy == "cutout":
         centres_y = rng.integers(0, height, size=count)
         centres_x = rng.integers(0, width, size=count)
-        y = np.arange(height)[None, :, None]
-        x = np.arange(width)[None, None, :]
         half = CUTOUT_SIZE // 2
         mask = (np.abs(y - centres_y[:, None, None]) < half) & (np.abs(x - centres_x[:, None, None]) < half)
-        output = output.copy()
         output[mask] = 0
     return output

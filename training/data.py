@@ -236,6 +236,4 @@ def stratified_subset(labels: np.ndarray, count: int, seed: int = 0) -> np.ndarr
 def channel_statistics(images: np.ndarray) -> tuple[list[float], list[float]]:
     """Per-channel mean and standard deviation of uint8 images, on the [0, 1] scale."""
     pixels = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
-    mean = pixels.mean(axis=0)
-    std = np.maximum(pixels.std(axis=0), 1e-3)
-    return [float(value) for value in mean], [float(value) for value in std]
+    return pixels.mean(axis=0).tolist(), np.maximum(pixels.std(axis=0), 1e-3).tolist()

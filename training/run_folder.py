@@ -85,8 +85,6 @@ class RunFolder:
 
     def recover(self) -> dict[str, Any]:
         """Load the state of an interrupted run and make it agree with the checkpoints on disk."""
-        if not self.has_checkpoint():
-            raise ToolkitError(f"cannot resume {self.root}: no completed epoch was saved there (state.json or last.keras missing)")
         try:
             state = json.loads(self.state_path.read_text())
         except json.JSONDecodeError as error:

@@ -159,9 +159,7 @@ def held_out_images(
     full = _load(settings, None, fit_to, progress)
     # The limited subset is stratified_subset(labels, limit, seed) of the full listing
     # (training.data.load_dataset); everything else was never loaded for training.
-    used = np.zeros(len(full), dtype=bool)
-    used[stratified_subset(full.labels, settings.limit, settings.seed)] = True
-    outside = full.subset(np.flatnonzero(~used))
+    outside = full.subset(np.setdiff1d(np.arange(len(full)), stratified_subset(full.labels, settings.limit, settings.seed)))
     picked = outside.subset(stratified_subset(outside.labels, min(count - len(validation), len(outside)), settings.seed))
     origin["outside_training_subset"] = len(picked)
     images = np.concatenate([validation.images, picked.images])

@@ -278,13 +278,12 @@ def _config_record(config: TrainConfig, requested: TrainConfig, model_config: Mo
 
 def _card(config: TrainConfig, data: TrainingData, model_config: ModelConfig, parent: Parent | None, backend: str) -> ModelCard:
     """The card saved beside last.keras and best.keras (their metrics are added per epoch)."""
-    input_shape = data.input_shape
     return ModelCard(
         labels=data.labels,
-        input_size=list(input_shape),
+        input_size=list(data.input_shape),
         mean=data.mean,
         std=data.std,
-        colour_order="GRAY" if input_shape[-1] == 1 else "RGB",
+        colour_order="GRAY" if data.input_shape[-1] == 1 else "RGB",
         architecture=model_config.to_dict(),
         dataset=data.source,
         format="keras",

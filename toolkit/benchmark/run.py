@@ -217,8 +217,7 @@ def produce_missing_formats(models: dict[str, Path], out_dir: Path, calibration_
         converted = convert(convert_config).models
     except ToolkitError:
         converted = convert(dataclasses.replace(convert_config, calib=calibration_data, data=calibration_data)).models
-    by_flag = {flag: key for key, flag in CONVERTER_FLAGS.items()}
-    return {by_flag[flag]: Path(path) for flag, path in converted.items()}
+    return {key: Path(converted[flag]) for key, flag in CONVERTER_FLAGS.items() if flag in converted}
 
 
 def edgetpu_delegate_status() -> tuple[bool, str]:

@@ -57,7 +57,7 @@ def format_table(report: dict, parity: dict) -> str:
     if parity:
         rows.append(f"{'keras':<9} {'':>7} {'':>8} {'':>9} {parity['reference_top1']:>7.2%} {'':>7} {'':>7}")
     for name, entry in report["formats"].items():
-        measured = parity.get("formats", {}).get(name) if parity else None
+        measured = parity.get("formats", {}).get(name)
         top1, gap, agreement = ("-",) * 3 if not measured else (
             f"{measured['top1']:.2%}", f"{measured['gap_points']:+.2f}", f"{measured['agreement']:.2%}"
         )
