@@ -116,7 +116,7 @@ def measurements(work: Path, manifest: dict, dense: Any, qat_source: Any, settin
     parity = atomic.read_json_object(work / stages["convert"]["parity"])
     int8_path = work / stages["convert"]["models"]["int8"]
     int8_card = load_card(int8_path)
-    held_out, origin = held_out_images(settings, 1000, settings.seed, fit_to=qat_source.card)
+    held_out, origin = held_out_images(settings, 1000, fit_to=qat_source.card)
     whole = parity_of(int8_path, held_out, KerasPredictor(dense.model, dense.card).predict(held_out.images), progress)
     sizes = int8_card.sizes
     return {

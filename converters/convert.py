@@ -298,7 +298,7 @@ def _parity(
         warnings.warn("no held-out images (pass --data): parity was not measured", ToolkitWarning, stacklevel=2)
         return {}, None
     data = training_data()
-    held_out, origin = held_out_images(data.settings, config.parity_samples, data.settings.seed, fit_to=source.card, validation=data.validation)
+    held_out, origin = held_out_images(data.settings, config.parity_samples, fit_to=source.card, validation=data.validation)
     reference = KerasPredictor(source.model, source.card).predict(held_out.images)
     reference_top1 = top1(reference, held_out.labels)
     formats: dict[str, Any] = {}

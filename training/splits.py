@@ -138,21 +138,21 @@ def load_split(
 
 
 def held_out_images(
-    settings: SplitSettings, count: int | None, seed: int, fit_to: ModelCard | None = None, progress: bool | None = None,
+    settings: SplitSettings, count: int | None, fit_to: ModelCard | None = None, progress: bool | None = None,
     validation: Dataset | None = None,
 ) -> tuple[Dataset, dict[str, int]]:
     """Images the model never trained on: its validation split, ``count`` of them where possible.
 
-    A larger split gives a seeded (``seed``), class-balanced ``count`` of its images. A smaller
+    A larger split gives a class-balanced ``count`` of its images, seeded by the split's seed. A smaller
     one, where training used a ``--limit`` subset, is topped up with images of the whole
-    dataset outside that subset (seeded by the split's seed): never trained on either.
+    dataset outside that subset (seeded the same way): never trained on either.
     ``count`` None or 0: the whole split. ``validation``: the split's validation part, already loaded.
     Returns the images and how many came from where.
     """
     if validation is None:
         _, validation = load_split(settings, fit_to, progress=progress)
     if count and 0 < count <= len(validation):
-        validation = validation.subset(stratified_subset(validation.labels, count, seed))
+        validation = validation.subset(stratified_subset(validation.labels, count, settings.seed))
     origin = {"validation_split": len(validation), "outside_training_subset": 0}
     if not count or count <= len(validation) or settings.limit is None:
         return validation, origin

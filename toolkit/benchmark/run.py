@@ -182,7 +182,7 @@ def held_out_data(models: dict[str, Path], data: str | None, limit: int | None) 
     recorded = next(((card, spec) for card in cards if (spec := _recorded_data(card)) is not None), None)
     if recorded is not None:
         settings = SplitSettings.from_card(*recorded)
-        dataset, origin = held_out_images(settings, limit, settings.seed, progress=False)
+        dataset, origin = held_out_images(settings, limit, progress=False)
         description = (
             f"validation split ({settings.validation_fraction:.0%}, seed {settings.seed}) of {settings.data} as recorded in the model card"
         )
