@@ -3,8 +3,9 @@
     result = convert(ConvertConfig(model="runs/qat/model.keras", out="runs/convert"))
 
 OUT holds model_<format>.tflite with model_<format>.card.json beside each, parity.json (each
-converted model against the float reference on held-out images) and report.json. A model from
-``toolkit qat`` converts its QAT twin, keeping the ranges learnt there; docs/compression.md has the rest.
+converted model against the float reference on held-out images) and report.json. The int8 model of a
+``toolkit qat`` model comes from its QAT twin, keeping the ranges learnt there; the other formats come from
+the float model. docs/compression.md has the rest.
 """
 
 from __future__ import annotations
@@ -337,11 +338,12 @@ def parity_of(model_path: Path, held_out: Dataset, reference: np.ndarray, progre
 
 
 def finished_report(config: ConvertConfig) -> dict[str, Any] | None:
-    """The report.json in ``config.out`` when it records this ``config`` (where and how it reports aside), ``config.model``
-    as that file is now (the same SHA-256) and the models of ``config.formats`` are there; None while it is still to convert."""
+    """The report.json in ``config.out`` when it records this ``config`` (where the model lies and how it reports aside),
+    ``config.model`` as that file is now (the same SHA-256) and the models of ``config.formats`` are there; None while
+    it is still to convert."""
     out = Path(config.out)
     report = atomic.read_json_object(out / REPORT_NAME)
-    incidental = ("out", "overwrite", "progress")
+    incidental = ("model", "out", "overwrite", "progress")  # the model by its content, as the pipeline's stamps do
     wanted = {key: value for key, value in json.loads(json.dumps(config.to_dict())).items() if key not in incidental}
     recorded = {key: value for key, value in report.get("config", {}).items() if key not in incidental}
     if not report or recorded != wanted or not Path(config.model).is_file():

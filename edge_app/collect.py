@@ -1,7 +1,7 @@
-"""Collect training images: frames centre-cropped as the model sees them, saved as numbered JPEGs.
+"""Collect training images: frames centre-cropped, saved as numbered JPEGs.
 
-``toolkit collect`` and the capture control of ``toolkit classify --serve`` both save through
-:class:`ClassFolder`: ROOT/<label>/0000.jpg, 0001.jpg, ... (numbering continues after the files
+``toolkit collect`` (no model known: the centred square) and the capture control of ``toolkit classify --serve``
+(the served model's aspect ratio) both save through :class:`ClassFolder`: ROOT/<label>/0000.jpg, 0001.jpg, ... (numbering continues after the files
 already there), each written to a hidden temporary file and renamed, so an interrupted run leaves
 whole images only (and the training loader skips hidden files).
 """
@@ -81,7 +81,7 @@ class ClassFolder:
         self.saved = 0
 
     def save(self, image: np.ndarray, colour_order: str = "BGR") -> Path:
-        """Save the model's view of ``image`` (its centred crop, native resolution) as the next number; returns the file."""
+        """Save ``image``'s centred crop of ``self.aspect`` (native resolution) as the next number; returns the file."""
         encoded = encode_jpeg(convert_colour(center_crop(image, *self.aspect), colour_order, "BGR"))
         with self._lock:
             while (target := self.path / f"{self._number:04d}.jpg").exists():  # another writer took the name

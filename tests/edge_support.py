@@ -37,9 +37,6 @@ sys.meta_path.insert(0, _Blocker())
 """
 
 
-BLOCKER = blocker(BLOCKED_MODULES)
-
-
 def build_tiny_int8_model(directory: Path, sample_dir: Path, epochs: int = 8) -> Path:
     """A width-0.125 All-CNN-C (no dropout: it learns in seconds) trained on the sample, as int8 + card.
 
@@ -92,31 +89,33 @@ def _environment(display: str | None) -> dict[str, str]:
     return environment
 
 
+def _blocked_command(arguments: list[str], blocked: tuple[str, ...], script: Path | None) -> list[str]:
+    """``python -c ...`` running ``toolkit <arguments>`` (or ``script <arguments>``) with ``blocked`` unimportable."""
+    if script is None:
+        return [sys.executable, "-c", blocker(blocked) + "from toolkit.cli import main\nsys.exit(main(sys.argv[1:]))\n", *arguments]
+    code = blocker(blocked) + "import runpy\nsys.argv = sys.argv[1:]\nrunpy.run_path(sys.argv[0], run_name='__main__')\n"
+    return [sys.executable, "-c", code, str(script), *arguments]
+
+
 def run_without_tensorflow(
     arguments: list[str], timeout: float = 120, blocked: tuple[str, ...] = BLOCKED_MODULES, script: Path | None = None,
     **kwargs,
 ) -> subprocess.CompletedProcess:
     """``toolkit <arguments>`` (or ``python script <arguments>``) in a subprocess where ``blocked`` (tensorflow, keras and
     the training side) cannot be imported."""
-    if script is None:
-        code = blocker(blocked) + "from toolkit.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-    else:
-        code = blocker(blocked) + "import runpy\nsys.argv = sys.argv[1:]\nrunpy.run_path(sys.argv[0], run_name='__main__')\n"
-        arguments = [str(script), *arguments]
     environment = _environment(kwargs.pop("env_display", os.environ.get("DISPLAY")))
     return subprocess.run(
-        [sys.executable, "-c", code, *arguments],
+        _blocked_command(arguments, blocked, script),
         capture_output=True, text=True, timeout=timeout, env=environment, cwd=kwargs.pop("cwd", REPO_ROOT), **kwargs,
     )
 
 
 def popen_without_tensorflow(arguments: list[str], **kwargs) -> subprocess.Popen:
     """Like :func:`run_without_tensorflow` but returns the running process (for --serve)."""
-    code = BLOCKER + "from toolkit.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-    environment = _environment(os.environ.get("DISPLAY"))
     return subprocess.Popen(
-        [sys.executable, "-c", code, *arguments],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, cwd=REPO_ROOT, **kwargs,
+        _blocked_command(arguments, BLOCKED_MODULES, None),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environment(os.environ.get("DISPLAY")), cwd=REPO_ROOT,
+        **kwargs,
     )
 
 

@@ -487,6 +487,8 @@ def test_a_finished_conversion_is_reused_only_for_the_same_config_and_model(pipe
     assert finished_report(dataclasses.replace(config, progress=not config.progress)) is not None  # how it reports
     assert finished_report(dataclasses.replace(config, calib_samples=7)) is None
     assert finished_report(dataclasses.replace(config, formats=("float16",))) is None
+    moved = shutil.copy(config.model, tmp_path / "moved.keras")
+    assert finished_report(dataclasses.replace(config, model=str(moved))) is not None  # the same bytes elsewhere
     changed = shutil.copy(config.model, tmp_path / "model.keras")
     with open(changed, "ab") as file:
         file.write(b"\0")

@@ -100,6 +100,7 @@ def test_a_non_square_input_is_cropped_as_training_crops_it() -> None:
         seen = preprocessing.prepare_image(image, (24, 40, 3), mean, std, "RGB")
         # Training rounds its resized image to uint8 first: at most half a code apart.
         np.testing.assert_allclose(seen, expected, atol=0.5 / 255 / 0.25 + 1e-6)
+    assert fit_images_to_size(np.zeros((0, 48, 64, 1), np.uint8), 24, 40).shape == (0, 24, 40, 1)  # none to fit
     image = np.arange(48 * 64).reshape(48, 64)
     np.testing.assert_array_equal(preprocessing.center_crop(image, 24, 40), image[5:43])  # 38 rows, 5 off each edge
     np.testing.assert_array_equal(preprocessing.center_crop(image, 1, 1), image[:, 8:56])

@@ -51,7 +51,8 @@ def lines_to_show(captured: str) -> list[str]:
 
 @contextlib.contextmanager
 def quiet_native_logs(start_gpu_platform: bool = False) -> Iterator[None]:
-    """Import, convert or load an interpreter inside this block; TensorFlow's and LiteRT's chatter is held back.
+    """Import, convert or load an interpreter inside this block; TensorFlow's and LiteRT's chatter is dropped,
+    and everything else written to descriptor 2 meanwhile is written back after the block.
 
     ``start_gpu_platform``: start a loaded TensorFlow's GPU platform (the ``cuInit`` line's source) inside the block,
     with ``list_physical_devices``, which leaves its runtime unstarted for ``tf.distribute`` strategies created later.

@@ -171,8 +171,7 @@ def _check_known_keys(options: dict[str, Any], config_class: type, where: str) -
 
 
 def _check_options(options: dict[str, Any], config_class: type, section: str) -> None:
-    """One line naming the first key of pipeline section ``section`` that is not a field of ``config_class`` or whose value does not fit its type."""
-    _check_known_keys(options, config_class, f"pipeline {section} section")
+    """One line naming the first key of pipeline section ``section`` whose value does not fit its field's type."""
     hints = typing.get_type_hints(config_class)
     for key, value in options.items():
         hint = hints[key]
@@ -197,6 +196,7 @@ def _enabled(config: PipelineConfig, section: str) -> bool:
 def _stage_config(config: PipelineConfig, section: str, config_class: type, defaults: dict[str, Any], fixed: dict[str, Any]) -> Any:
     """``config_class`` from ``defaults``, the section's options (epochs_per_stage but for convert) and ``fixed``, validated."""
     options = {key: value for key, value in getattr(config, section).items() if key != "enabled"}
+    _check_known_keys(options, config_class, f"pipeline {section} section")
     _check_options(options, config_class, section)
     if "formats" in options:
         options["formats"] = tuple(options["formats"])
@@ -213,6 +213,7 @@ def _stage_config(config: PipelineConfig, section: str, config_class: type, defa
 
 def _eval_config(config: PipelineConfig, data: str | None, converted: tuple[str, ...]) -> EvalConfig:
     """The eval section, checked; it evaluates only formats that convert writes."""
+    _check_known_keys(config.eval, EvalConfig, "pipeline eval section")
     _check_options(config.eval, EvalConfig, "eval")
     filled = {"formats": list(config.eval.get("formats") or ["int8"]), "data": config.eval.get("data") or data}
     evaluation = EvalConfig(**config.eval | filled)

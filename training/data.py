@@ -150,6 +150,8 @@ def fit_images_to_size(images: np.ndarray, height: int, width: int) -> np.ndarra
     """Every image of an N x H x W x C batch centre-cropped to the target's aspect ratio and resized to it."""
     if images.shape[1:3] == (height, width):
         return images
+    if not len(images):
+        return np.zeros((0, height, width, *images.shape[3:]), images.dtype)
     return np.stack([_fit_to_size(image, height, width) for image in images])
 
 

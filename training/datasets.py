@@ -223,13 +223,13 @@ def extract_cifar10(archive: str | os.PathLike, destination: str | os.PathLike) 
 
 def load_cifar10(path: str | os.PathLike | None = None, split: str = "train", download: bool = True) -> Dataset:
     """CIFAR-10 as a :class:`Dataset` (RGB uint8, 32x32x3): ``train`` (data_batch_1..5) or ``test``."""
+    batch_names = {"train": CIFAR10_TRAIN_BATCHES, "test": CIFAR10_TEST_BATCHES}[split]  # the spec's parser allows only these
     folder = find_cifar10(path, download=download)
     meta = read_cifar_pickle(folder / "batches.meta")
     names = meta.get("label_names")
     if not isinstance(names, list) or not names:
         raise ToolkitError(f"{folder / 'batches.meta'} has no label_names list")
     class_names = [name.decode("utf-8") if isinstance(name, bytes) else str(name) for name in names]
-    batch_names = {"train": CIFAR10_TRAIN_BATCHES, "test": CIFAR10_TEST_BATCHES}[split]  # the spec's parser allows only these
     images, labels = zip(*(_cifar_batch_arrays(folder / name, len(class_names)) for name in batch_names))
     return Dataset(np.concatenate(images), np.concatenate(labels), class_names, f"cifar10:{split} ({folder})")
 

@@ -84,7 +84,7 @@ class RunFolder:
                       "best": None, "previous": None, "resumed_at_epochs": []}
 
     def recover(self) -> dict[str, Any]:
-        """Load the state of an interrupted run and make it agree with the checkpoints on disk."""
+        """Load the state of an interrupted run and make it agree with the checkpoints on disk (after :meth:`has_checkpoint`)."""
         try:
             state = json.loads(self.state_path.read_text())
         except json.JSONDecodeError as error:

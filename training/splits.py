@@ -156,11 +156,12 @@ def held_out_images(
     origin = {"validation_split": len(validation), "outside_training_subset": 0}
     if not count or count <= len(validation) or settings.limit is None:
         return validation, origin
-    full = _load(settings, None, fit_to, progress)
+    full = _load(settings, None, None, progress)
     # The limited subset is stratified_subset(labels, limit, seed) of the full listing
     # (training.data.load_dataset); everything else was never loaded for training.
     outside = full.subset(np.setdiff1d(np.arange(len(full)), stratified_subset(full.labels, settings.limit, settings.seed)))
     picked = outside.subset(stratified_subset(outside.labels, min(count - len(validation), len(outside)), settings.seed))
+    picked = picked if fit_to is None else fit_to_card(picked, fit_to, settings.data)
     origin["outside_training_subset"] = len(picked)
     images = np.concatenate([validation.images, picked.images])
     labels = np.concatenate([validation.labels, picked.labels])

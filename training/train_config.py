@@ -84,7 +84,7 @@ class TrainConfig:
     width: float = 1.0  # filter-count multiplier (0.25 for quick tests)
     input_dropout: float | None = None  # dropout on the input image
     stage_dropout: float | None = None  # dropout after each down-sampling stage
-    augmentation: str | None = None  # paper: pad-4 crop + flip; cutout: paper + 8x8 cutout; none
+    augmentation: str | None = None  # paper: pad-4 crop + flip; cutout: paper + 7x7 cutout; none
     schedule: str | None = None  # cosine: warm-up + cosine decay; linear: warm-up + linear decay; paper: x0.1 at epochs 200/250/300 of 350, scaled to --epochs
     warmup_epochs: float = 5.0  # cosine warm-up length by epochs; at most a tenth of the run
     warmup_fraction: float = 0.15  # linear schedule and --budget runs: share of the run spent warming up
