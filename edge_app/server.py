@@ -138,7 +138,9 @@ class PreviewServer:
         except OSError as error:
             raise ToolkitError(f"--serve cannot listen on {host}:{port}: {error.strerror or error}") from None
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="preview-server", daemon=True)
+        # shutdown() waits for the loop's next poll: 0.5 s by default, felt at every Ctrl-C.
+        serve = functools.partial(self._httpd.serve_forever, poll_interval=0.05)
+        self._thread = threading.Thread(target=serve, name="preview-server", daemon=True)
 
     @property
     def address(self) -> tuple[str, int]:

@@ -218,7 +218,7 @@ def test_http_stream_source(edge_int8_model, sample_dir, tmp_path, capsys):
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
     handler.log_message = lambda *args: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/clip.mkv"
         config = ClassifyConfig(model=str(edge_int8_model), source=url, headless=True)
