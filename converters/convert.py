@@ -343,10 +343,8 @@ def finished_report(config: ConvertConfig) -> dict[str, Any] | None:
     it is still to convert."""
     out = Path(config.out)
     report = atomic.read_json_object(out / REPORT_NAME)
-    incidental = ("model", "out", "overwrite", "progress")  # the model by its content, as the pipeline's stamps do
-    wanted = {key: value for key, value in json.loads(json.dumps(config.to_dict())).items() if key not in incidental}
-    recorded = {key: value for key, value in report.get("config", {}).items() if key not in incidental}
-    if not report or recorded != wanted or not Path(config.model).is_file():
+    same_settings = atomic.settings_digest(report.get("config", {})) == atomic.settings_digest(config.to_dict())
+    if not report or not same_settings or not Path(config.model).is_file():
         return None
     same_model = report.get("source_sha256") == atomic.file_digest(config.model)
     return report if same_model and all((out / tflite_name(format_name)).exists() for format_name in config.formats) else None

@@ -77,6 +77,17 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
     return digest.hexdigest()
 
 
+# Settings that change where or how verbosely a stage runs, not what it computes (its input model counts by content).
+INCIDENTAL_SETTINGS = frozenset({"out", "model", "progress", "overwrite", "resume", "workers"})
+
+
+def settings_digest(settings: dict[str, Any]) -> str:
+    """SHA-256 of a stage's settings (a config's ``to_dict()`` or its JSON), the incidental ones left out: two configs
+    that compute the same thing digest alike."""
+    kept = {key: value for key, value in settings.items() if key not in INCIDENTAL_SETTINGS}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def gzip_size(source: str | os.PathLike | bytes) -> int:
     """Bytes of a file (or of ``bytes``) after ``gzip -9``: what a download or an over-the-air update ships."""
     data = source if isinstance(source, bytes) else Path(source).read_bytes()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import sys
 import time
 import types
@@ -29,8 +28,6 @@ if typing.TYPE_CHECKING:
 STAGES = ("train", "prune", "qat", "convert", "eval")
 STAMP_NAME = "stage.json"
 MANIFEST_NAME = "pipeline.json"
-# Fields that change where or how verbosely a stage runs, not what it computes.
-_UNHASHED = {"out", "model", "progress", "overwrite", "resume", "workers"}
 
 
 @dataclasses.dataclass
@@ -102,11 +99,6 @@ class PipelineResult:
     manifest: dict[str, Any]  # its contents
     table: str  # the printed summary
     stages: StageConfigs  # what each stage ran with
-
-
-def _config_hash(payload: dict[str, Any]) -> str:
-    kept = {key: value for key, value in payload.items() if key not in _UNHASHED}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _inputs_sha256(paths: list[Path]) -> str:
@@ -261,7 +253,7 @@ def _stage_train(train_config: TrainConfig, force: bool) -> dict[str, Any]:
     from training.train_config import TrainConfig
 
     folder = Path(train_config.out)
-    config_hash = _config_hash(train_config.to_dict())
+    config_hash = atomic.settings_digest(train_config.to_dict())
     best = folder / "best.keras"  # the file build_stage_configs hands to prune
     entry = {"folder": "train", "model": "train/best.keras", "card": "train/best.card.json", "metrics": "train/metrics.json"}
     if not force and up_to_date(folder, config_hash, None):
@@ -274,7 +266,7 @@ def _stage_train(train_config: TrainConfig, force: bool) -> dict[str, Any]:
     run_config = train_config
     if (folder / "config.json").is_file():
         saved = TrainConfig.requested_by_run(atomic.read_json_object(folder / "config.json"))
-        if not force and _config_hash(saved.to_dict()) == config_hash:
+        if not force and atomic.settings_digest(saved.to_dict()) == config_hash:
             _say(f"train: continuing the interrupted run in {folder}")
             run_config = TrainConfig(resume=str(folder), progress=train_config.progress)
         else:
@@ -294,7 +286,7 @@ def _stage_train(train_config: TrainConfig, force: bool) -> dict[str, Any]:
 def _stage_model(stage: str, stage_config: PruneConfig | QatConfig, function: Any, force: bool) -> dict[str, Any]:
     """Run prune or qat on the config's model unless up to date; returns the stage's manifest entry."""
     folder, source = Path(stage_config.out), Path(stage_config.model)
-    config_hash = _config_hash(stage_config.to_dict())
+    config_hash = atomic.settings_digest(stage_config.to_dict())
     input_sha = _inputs_sha256([source])
     entry = {"folder": stage, "model": f"{stage}/model.keras", "card": f"{stage}/model.card.json", "report": f"{stage}/report.json"}
     if stage == "qat":
@@ -320,7 +312,7 @@ def _stage_convert(convert_config: ConvertConfig, force: bool) -> tuple[dict[str
     from converters.qat import qat_companions
 
     folder, source = Path(convert_config.out), Path(convert_config.model)
-    config_hash = _config_hash(convert_config.to_dict())
+    config_hash = atomic.settings_digest(convert_config.to_dict())
     input_sha = _inputs_sha256([source] + [path for path in qat_companions(source) if path.is_file()])
     skipped = not force and up_to_date(folder, config_hash, input_sha)
     if skipped:
@@ -357,7 +349,7 @@ def _stage_eval(eval_config: EvalConfig, folder: Path, models: dict[str, Path], 
     for name in eval_config.formats:
         model, sub = models[name], folder / name
         data = eval_config.data or load_card(model).dataset
-        config_hash = _config_hash({"data": data, "limit": eval_config.limit, "split": split, "format": name})
+        config_hash = atomic.settings_digest({"data": data, "limit": eval_config.limit, "split": split, "format": name})
         entry["reports"][name] = f"eval/{name}/report.json"
         input_sha = _inputs_sha256([model])
         if not force and up_to_date(sub, config_hash, input_sha):
