@@ -15,7 +15,8 @@ from training import budget as budget_module
 from training.allcnn import ModelConfig, create_model
 from training.backend import keras
 from training.budget import LearningRateByProgress, rate_at
-from training.callbacks import WeightAverage
+from training.callbacks import BatchNormRecalibration, WeightAverage
+from training.fused_batch_norm import fuse_batch_norm
 from training.train import train
 from training.train_config import RECIPES, TrainConfig, parse_budget
 
@@ -176,6 +177,54 @@ def test_weight_average_is_validated_and_then_training_goes_on_from_the_weights(
     average.on_train_batch_begin(1)
     for value, expected in zip(model.get_weights(), trained):
         np.testing.assert_allclose(value, expected)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_recalibration_gives_batch_norm_the_statistics_of_the_images(fused: bool) -> None:
+    model = create_model(ModelConfig(width=0.125, batch_norm=True), keras)
+    if fused:
+        fuse_batch_norm(model)
+    without_dropout = create_model(ModelConfig(width=0.125, batch_norm=True, input_dropout=0.0, stage_dropout=0.0), keras)
+    without_dropout.set_weights(model.get_weights())
+    images = np.random.default_rng(0).normal(2.0, 3.0, (16, 32, 32, 3)).astype(np.float32)
+    as_trained = keras.ops.convert_to_numpy(without_dropout(images, training=True))  # normalised by the batch's statistics
+    assert not np.allclose(keras.ops.convert_to_numpy(model(images, training=False)), as_trained, atol=1e-3)
+    recalibration = BatchNormRecalibration(images)
+    recalibration.set_model(model)
+    recalibration.on_test_begin()
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(images, training=False)), as_trained, atol=1e-3)
+    assert {layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)} == {0.99}
+    assert {layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)} == {0.2, 0.5}
+
+
+def test_recalibration_only_where_the_moving_averages_span_more_than_an_epoch() -> None:
+    from training.datasets import Dataset
+    from training.train import _batch_norm_recalibration
+
+    model = create_model(ModelConfig(width=0.125, batch_norm=True), keras)
+    train_set = Dataset(np.zeros((3000, 32, 32, 3), np.uint8), np.zeros(3000, np.int64), ["a"])
+    data = SimpleNamespace(train=train_set, input_shape=(32, 32, 3), mean=[0.0] * 3, std=[1.0] * 3)
+    assert _batch_norm_recalibration(model, data, steps_per_epoch=100, replicas=1, seed=0) is None  # 0.99: 100 steps
+    assert len(_batch_norm_recalibration(model, data, steps_per_epoch=99, replicas=1, seed=0).images) == 256
+    assert _batch_norm_recalibration(model, data, steps_per_epoch=99, replicas=2, seed=0) is None
+    without = create_model(ModelConfig(width=0.125, batch_norm=False), keras)
+    assert _batch_norm_recalibration(without, data, steps_per_epoch=1, replicas=1, seed=0) is None
+
+
+@pytest.mark.slow
+def test_a_short_epoch_run_saves_the_recalibrated_statistics(sample_dir: Path, tmp_path: Path) -> None:
+    from training.callbacks import batch_norm_layers
+    from training.train import _batch_norm_recalibration, _load_data
+
+    config = TrainConfig(data=str(sample_dir), out=str(tmp_path / "run"), epochs=2, batch_size=32, width=0.125, batch_norm=True, progress=False)
+    train(config)
+    saved = keras.models.load_model(tmp_path / "run" / "last.keras")
+    recalibration = _batch_norm_recalibration(saved, _load_data(config.resolved(), None), 8, 1, config.seed)
+    before = [keras.ops.convert_to_numpy(layer.moving_mean) for layer in batch_norm_layers(saved)]
+    recalibration.set_model(saved)
+    recalibration.on_test_begin()
+    for mean, layer in zip(before, batch_norm_layers(saved)):  # unchanged: the run saved them, not the lagging averages
+        np.testing.assert_allclose(mean, keras.ops.convert_to_numpy(layer.moving_mean), atol=1e-3)
 
 
 def test_images_per_second_counts_every_step_of_the_session_not_only_the_last_epoch(monkeypatch) -> None:

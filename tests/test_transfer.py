@@ -70,6 +70,8 @@ def test_train_from_a_model_keeps_its_architecture_and_names_the_parent(parent: 
     data = small_folder(sample_dir, tmp_path / "mine", per_class=20, size=72)
     out = tmp_path / "child"
     assert main(["train", "--data", str(data), "--from", str(parent), "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
+    assert "steps an epoch: batch norm's statistics are recomputed on 54 training images" in capsys.readouterr().err
+    assert json.loads((out / "metrics.json").read_text())["batch_norm_recalibration_images"] == 54
     saved = json.loads((out / "config.json").read_text())
     assert saved["model"]["width"] == 0.125 and saved["model"]["batch_norm"]  # the parent's, not --width's default 1.0
     assert saved["model"]["input_shape"] == [32, 32, 3]  # 72x72 images fitted to the parent's input

@@ -18,11 +18,12 @@ import numpy as np
 from toolkit import atomic
 from toolkit.errors import ToolkitError, ToolkitWarning
 from toolkit.model_card import ModelCard
+from toolkit.preprocessing import prepare_batch
 from training.allcnn import ModelConfig, create_model
 from training.backend import backend_name, keras
 from training.batches import BatchSource, as_keras_dataset
 from training.budget import LearningRateByProgress, rate_at
-from training.callbacks import NanGuard, ProgressBar, WeightAverage
+from training.callbacks import BatchNormRecalibration, NanGuard, ProgressBar, WeightAverage, batch_norm_layers
 from training.data import Dataset, absolute_spec, channel_statistics, fit_images_to_size
 from training.distribution import Distribution, setup_distribution
 from training.fused_batch_norm import fuse_batch_norm
@@ -36,6 +37,7 @@ from training.transfer import Parent, parent_architecture, start_from
 MAX_BUDGET_EPOCHS = 100_000  # a budgeted run ends on time, not on an epoch count
 # Keras mixed-precision policy of each --precision.
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+RECALIBRATION_PIXELS = 256 * 32 * 32  # batch norm is recalibrated on at most 256 images of 32x32, or as many pixels
 
 
 @dataclasses.dataclass
@@ -95,6 +97,8 @@ def _train(config: TrainConfig, requested: TrainConfig, backend: str, distributi
         model = keras.models.load_model(run.last) if resuming else _new_model(config, model_config, parent, data.labels, clock, len(batches))
     fuse_batch_norm(model)
     summary = _summary(config, data, model, model_config, backend, distribution, len(batches))
+    recalibration = _batch_norm_recalibration(model, data, len(batches), distribution.replicas, config.seed)
+    summary["batch_norm_recalibration_images"] = len(recalibration.images) if recalibration else 0
     if not resuming:
         atomic.write_json(run.config, _config_record(config, requested, model_config, data, summary))
     card = _card(config, data, model_config, parent, backend)
@@ -109,6 +113,7 @@ def _train(config: TrainConfig, requested: TrainConfig, backend: str, distributi
         guard,
         *([clock] if clock is not None else []),
         *([WeightAverage(config.ema)] if config.ema else []),
+        *([recalibration] if recalibration else []),  # after the weight average: recalibrates what is validated
         RunCheckpoint(run, card, summary, guard, batches, config.batch_size, clock),
         ProgressBar(None if config.budget else config.epochs, len(batches), bar=config.progress and distribution.is_chief, summary=distribution.is_chief),
     ]
@@ -199,6 +204,22 @@ def _model_config(config: TrainConfig, data: TrainingData, parent: Parent | None
         return config.model_config(data.input_shape, len(data.labels))
     return dataclasses.replace(parent.architecture, input_shape=data.input_shape, num_classes=len(data.labels),
                                input_dropout=config.input_dropout, stage_dropout=config.stage_dropout)  # fmt: skip
+
+
+def _batch_norm_recalibration(model: Any, data: TrainingData, steps_per_epoch: int, replicas: int,
+                              seed: int) -> BatchNormRecalibration | None:  # fmt: skip
+    """Batch-norm recalibration before each validation when the moving averages span more than an epoch (on one device;
+    printed once), on a seeded subset of the training images."""
+    layers = batch_norm_layers(model)
+    # momentum m averages about 1 / (1 - m) steps: more than an epoch when m > 1 - 1 / steps
+    if replicas > 1 or not any(layer.momentum > 1.0 - 1.0 / steps_per_epoch for layer in layers):
+        return None
+    height, width = data.input_shape[:2]
+    count = min(len(data.train), max(1, RECALIBRATION_PIXELS // (height * width)))
+    chosen = np.sort(np.random.default_rng(seed).choice(len(data.train), count, replace=False))
+    print(f"{steps_per_epoch} steps an epoch: batch norm's statistics are recomputed on {count} training images "
+          "before each validation", file=sys.stderr)  # fmt: skip
+    return BatchNormRecalibration(prepare_batch(data.train.images[chosen], data.mean, data.std))
 
 
 def _set_precision(precision: str) -> None:
