@@ -97,17 +97,18 @@ def _train(config: TrainConfig, requested: TrainConfig, backend: str, distributi
         model = keras.models.load_model(run.last) if resuming else _new_model(config, model_config, parent, data.labels, clock, len(batches))
     fuse_batch_norm(model)
     summary = _summary(config, data, model, model_config, backend, distribution, len(batches))
-    recalibration = _batch_norm_recalibration(model, data, len(batches), distribution.replicas, config.seed)
-    summary["batch_norm_recalibration_images"] = len(recalibration.images) if recalibration else 0
     if not resuming:
         atomic.write_json(run.config, _config_record(config, requested, model_config, data, summary))
     card = _card(config, data, model_config, parent, backend)
     if (run.state.get("finished", False) if config.budget else run.state["epochs_completed"] >= config.epochs):
-        # A finished run resumed (or killed after its last epoch): nothing to train; keep the last session's speed figures.
+        # A finished run resumed (or killed after its last epoch): nothing to train; keep what the last session measured.
         previous = run.read_metrics()
-        summary.update({key: previous[key] for key in ("images_per_second", "wall_seconds_this_session", "seconds_spent") if key in previous})
+        kept = ("images_per_second", "wall_seconds_this_session", "seconds_spent", "batch_norm_recalibration_images")
+        summary.update({key: previous[key] for key in kept if key in previous})
         run.write_derived(card, summary)
         return run.root
+    recalibration = _batch_norm_recalibration(model, data, len(batches), distribution.replicas, config.seed)
+    summary["batch_norm_recalibration_images"] = len(recalibration.images) if recalibration else 0
     guard = NanGuard()
     callbacks = [
         guard,
