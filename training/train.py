@@ -24,7 +24,7 @@ from training.backend import backend_name, keras
 from training.batches import BatchSource, as_keras_dataset
 from training.budget import LearningRateByProgress, rate_at
 from training.callbacks import BatchNormRecalibration, NanGuard, ProgressBar, WeightAverage, batch_norm_layers
-from training.data import Dataset, absolute_spec, channel_statistics, fit_images_to_size
+from training.data import Dataset, absolute_spec, channel_statistics, fit_images_to_size, stratified_subset
 from training.distribution import Distribution, setup_distribution
 from training.fused_batch_norm import fuse_batch_norm
 from training.optimization import create_loss, create_optimizer
@@ -210,14 +210,14 @@ def _model_config(config: TrainConfig, data: TrainingData, parent: Parent | None
 def _batch_norm_recalibration(model: Any, data: TrainingData, steps_per_epoch: int, replicas: int,
                               seed: int) -> BatchNormRecalibration | None:  # fmt: skip
     """Batch-norm recalibration before each validation when the moving averages span more than an epoch (on one device;
-    printed once), on a seeded subset of the training images."""
+    printed once), on a seeded, class-balanced subset of the training images."""
     layers = batch_norm_layers(model)
     # momentum m averages about 1 / (1 - m) steps: more than an epoch when m > 1 - 1 / steps
     if replicas > 1 or not any(layer.momentum > 1.0 - 1.0 / steps_per_epoch for layer in layers):
         return None
     height, width = data.input_shape[:2]
     count = min(len(data.train), max(1, RECALIBRATION_PIXELS // (height * width)))
-    chosen = np.sort(np.random.default_rng(seed).choice(len(data.train), count, replace=False))
+    chosen = stratified_subset(data.train.labels, count, seed)
     print(f"{steps_per_epoch} steps an epoch: batch norm's statistics are recomputed on {count} training images "
           "before each validation", file=sys.stderr)  # fmt: skip
     return BatchNormRecalibration(prepare_batch(data.train.images[chosen], data.mean, data.std))
