@@ -57,13 +57,13 @@ def kernel_entropy(int8_path: Path) -> dict:
     A symbol-by-symbol coder cannot beat ``H(zero or not) + share(non-zero) * H(non-zero code)``
     bits per weight; gzip adds its own overhead on top.
     """
-    from converters.sparsity import entropy_bits
+    from converters.sparsity import entropy_bits, nonzero_entropy_bits
     from converters.tflite_inspect import read_tflite
 
     kernels = [kernel.ravel() for _, kernel in read_tflite(int8_path).kernels()]
     weights = np.concatenate(kernels)
     zero_share = float(np.mean(weights == 0))
-    nonzero_bits = entropy_bits(weights[weights != 0])
+    nonzero_bits = nonzero_entropy_bits(weights)
     floor_bits = entropy_bits(weights == 0) + (1 - zero_share) * nonzero_bits
     return {
         "kernel_weights": int(weights.size),

@@ -25,7 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from converters.sparsity import entropy_bits, model_kernels  # noqa: E402
+from converters.sparsity import model_kernels, nonzero_entropy_bits  # noqa: E402
 from toolkit import atomic  # noqa: E402
 
 
@@ -59,7 +59,7 @@ def kernel_statistics(checkpoint: Path, sparsity: float) -> dict:
     for name, kernel in model_kernels(load_keras3(checkpoint)):
         codes = int8_codes(kernel, sparsity)
         all_codes.append(codes.ravel())
-        row = {"layer": name, "weights": int(kernel.size), "nonzero_code_bits": round(entropy_bits(codes[codes != 0]), 3)}
+        row = {"layer": name, "weights": int(kernel.size), "nonzero_code_bits": round(nonzero_entropy_bits(codes), 3)}
         if initial is not None:
             # Per output channel, the least-squares multiple of the initial kernel that the trained
             # kernel still holds; its energy share is how much of the kernel is still the random start.
@@ -80,11 +80,11 @@ def kernel_statistics(checkpoint: Path, sparsity: float) -> dict:
         "layers": layers,
         "weights": int(codes.size),
         "zero_share": round(float((codes == 0).mean()), 4),
-        "nonzero_code_bits": round(entropy_bits(codes[codes != 0]), 3),
+        "nonzero_code_bits": round(nonzero_entropy_bits(codes), 3),
         "codes_gzip9_bytes": atomic.gzip_size(codes.tobytes()),
         "initialisation_energy_share": round(initial_energy / total_energy, 3) if initial else None,
         # The same figures for the untrained kernels the run started from.
-        "initialisation_nonzero_code_bits": round(entropy_bits(start_codes[start_codes != 0]), 3) if initial else None,
+        "initialisation_nonzero_code_bits": round(nonzero_entropy_bits(start_codes), 3) if initial else None,
         "initialisation_codes_gzip9_bytes": atomic.gzip_size(start_codes.tobytes()) if initial else None,
     }
 

@@ -50,6 +50,7 @@ DEFAULT_LIMIT = 1110
 TARGET_POINTS = 5.0  # fine-tuned test top-1 at least this many points above from scratch
 INT8_FOLDER = "fine-tuned-int8"
 EVALUATION_SUFFIX = ".test_evaluation.json"  # beside each scored model: its test top-1, keyed by the model's hash
+TEST_COLUMNS = ("images", "top1", "top5")  # of a test evaluation, in each row as test_<name>
 ARMS = {"from scratch": False, "fine-tuned": True}  # arm -> starts from --parent's weights; run folder: its name, spaces as dashes
 
 
@@ -137,7 +138,7 @@ def arm_result(arm: str, seed: int, run: RunFolder, args: argparse.Namespace) ->
         "finished_at": time.strftime("%Y-%m-%d %H:%M", time.gmtime(run.metrics.stat().st_mtime)),  # UTC; an arm read back is older than the sitting
         "input_size": evaluation["input_size"],
         **{key: metrics.get(key) for key in keys},
-        **{f"test_{key}": evaluation[key] for key in ("images", "top1", "top5")},
+        **{f"test_{key}": evaluation[key] for key in TEST_COLUMNS},
     }
 
 
@@ -163,7 +164,7 @@ def int8_result(fine_tuned: dict[str, Any], args: argparse.Namespace) -> dict[st
         "validation_top1": parity["int8_top1"],
         "float_validation_top1": parity["float_top1"],
         "conversion_seconds": report["seconds"],
-        **{f"test_{key}": evaluation[key] for key in ("images", "top1", "top5")},
+        **{f"test_{key}": evaluation[key] for key in TEST_COLUMNS},
     }
 
 

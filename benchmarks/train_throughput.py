@@ -1,16 +1,18 @@
 """Training images/s of the fast recipe against the old float32 default, both through `toolkit train`'s own pipeline.
 
     python benchmarks/train_throughput.py            # writes benchmarks/results/train_throughput.{json,md}
+    python benchmarks/train_throughput.py --compare precision --widths 1 --out benchmarks/results/train_precision
 
-The two sides, old (recipe "paper") and fast (recipe "fast"), are built and fed as training.train builds and
-feeds a run, on the same images every epoch, a multiple of both batch sizes.
+The two sides, old (recipe "paper") and fast (recipe "fast"), or with ``--compare precision`` the fast recipe in
+float32 and in bfloat16, are built and fed as training.train builds and feeds a run, on the same images every epoch,
+a multiple of both batch sizes.
 
 Each fit runs 1 + --repeats epochs; its first epoch (tracing, pipeline start-up) is not
 timed. Fits alternate (old, fast, fast, old, ...) so load from other users of the machine
 hits both alike. The ratio is of each side's fastest epoch: on a shared 2-core machine another
 job on one core makes whole epochs take twice as long (the per-epoch times in the JSON show
 the two modes), which a median mixes in unevenly. The medians are reported beside it.
-Target: fast / old >= 1.8.
+Target: fast / old >= 1.8 (none for the precision comparison, which shows what bfloat16 costs or saves here).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from benchmarks.sitting import DEFAULT_DATA, generated_line, run_script, sitting
 from toolkit.benchmark.run import load_average  # noqa: E402
 from toolkit.errors import ToolkitError  # noqa: E402
 from training.allcnn import create_model  # noqa: E402
-from training.backend import keras  # noqa: E402
+from training.backend import keras, native_bfloat16  # noqa: E402
 from training.batches import BatchSource, as_keras_dataset  # noqa: E402
 from training.budget import LearningRateByProgress  # noqa: E402
 from training.callbacks import NanGuard  # noqa: E402
@@ -41,8 +43,20 @@ from training.fused_batch_norm import fuse_batch_norm  # noqa: E402
 from training.train import POLICIES, compile_model  # noqa: E402
 from training.train_config import TrainConfig  # noqa: E402
 
-TARGET_RATIO = 1.8
-SIDES = {"old": "paper", "fast": "fast"}  # side -> its recipe
+TARGET_RATIO = 1.8  # of the recipes comparison
+# comparison -> its two sides, baseline first: side -> (recipe, precision; None: the recipe's own)
+COMPARISONS: dict[str, dict[str, tuple[str, str | None]]] = {
+    "recipes": {"old": ("paper", None), "fast": ("fast", None)},
+    "precision": {"float32": ("fast", "float32"), "bfloat16": ("fast", "bfloat16")},
+}
+DESCRIPTIONS = {
+    "recipes": ("the fast recipe vs the old float32 default",
+                "old: recipe paper (float32, batch 128, no batch norm, dropout 0.2/0.5, crop + flip, SGD momentum). "
+                "fast: recipe fast (mixed_bfloat16, batch 256, batch norm, no dropout, cutout, Nesterov SGD)."),
+    "precision": ("the fast recipe in bfloat16 vs float32",
+                  "Both: recipe fast (batch 256, batch norm, no dropout, cutout, Nesterov SGD); float32: --precision float32, "
+                  "bfloat16: --precision bfloat16 (mixed_bfloat16)."),
+}  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -56,9 +70,9 @@ class Side:
     seconds: list[float] = dataclasses.field(default_factory=list)
 
 
-def build_side(name: str, width: float, dataset: Dataset) -> Side:
-    """The model (built under the recipe's dtype policy) and the input pipeline of one side's recipe."""
-    config = TrainConfig(recipe=SIDES[name], width=width).resolved()
+def build_side(name: str, recipe: str, precision: str | None, width: float, dataset: Dataset) -> Side:
+    """The model (built under the side's dtype policy) and the input pipeline of one side's recipe."""
+    config = TrainConfig(recipe=recipe, precision=precision, width=width).resolved()
     mean, std = channel_statistics(dataset.images)
     source = BatchSource(
         dataset.images, dataset.labels, config.batch_size, mean, std,
@@ -84,16 +98,16 @@ def timed_fit(side: Side, repeats: int, total_steps: int) -> None:
     side.seconds += seconds[1:]
 
 
-def measure(width: float, dataset: Dataset, repeats: int, rounds: int) -> dict[str, Any]:
-    """Images/s of both recipes at one width, fits alternating old, fast, fast, old, ..."""
-    old, fast = (build_side(name, width, dataset) for name in SIDES)
+def measure(comparison: str, width: float, dataset: Dataset, repeats: int, rounds: int) -> dict[str, Any]:
+    """Images/s of both sides at one width, fits alternating baseline, candidate, candidate, baseline, ..."""
+    baseline, candidate = (build_side(name, *recipe, width, dataset) for name, recipe in COMPARISONS[comparison].items())
     for round_index in range(rounds):  # alternate, so load from other users hits both sides alike
-        for side in (old, fast) if round_index % 2 == 0 else (fast, old):
+        for side in (baseline, candidate) if round_index % 2 == 0 else (candidate, baseline):
             timed_fit(side, repeats, total_steps=rounds * (1 + repeats) * len(side.dataset))
-    rates = {side.name: len(dataset) / min(side.seconds) for side in (old, fast)}
-    medians = {side.name: len(dataset) / float(np.median(side.seconds)) for side in (old, fast)}
+    rates = {side.name: len(dataset) / min(side.seconds) for side in (baseline, candidate)}
+    medians = {side.name: len(dataset) / float(np.median(side.seconds)) for side in (baseline, candidate)}
     row: dict[str, Any] = {"width": width, "images_per_epoch": len(dataset), "timed_epochs_per_side": repeats * rounds}
-    for side in (old, fast):
+    for side in (baseline, candidate):
         row[side.name] = {
             "recipe": side.config.recipe,
             "policy": POLICIES[side.config.precision],
@@ -104,15 +118,15 @@ def measure(width: float, dataset: Dataset, repeats: int, rounds: int) -> dict[s
             "images_per_second_median": round(medians[side.name], 1),
             "epoch_seconds": [round(value, 2) for value in side.seconds],
         }
-    row["ratio"] = round(rates["fast"] / rates["old"], 3)
-    row["ratio_of_medians"] = round(medians["fast"] / medians["old"], 3)
-    row["meets_target"] = row["ratio"] >= TARGET_RATIO
+    row["ratio"] = round(rates[candidate.name] / rates[baseline.name], 3)
+    row["ratio_of_medians"] = round(medians[candidate.name] / medians[baseline.name], 3)
+    row["meets_target"] = row["ratio"] >= TARGET_RATIO if comparison == "recipes" else None
     return row
 
 
-def load_images(data: str, images_per_epoch: int) -> Dataset:
-    """A class-balanced subset of ``data`` whose size is a multiple of both recipes' batch sizes."""
-    multiple = math.lcm(*(TrainConfig(recipe=recipe).resolved().batch_size for recipe in SIDES.values()))
+def load_images(data: str, images_per_epoch: int, comparison: str) -> Dataset:
+    """A class-balanced subset of ``data`` whose size is a multiple of both sides' batch sizes."""
+    multiple = math.lcm(*(TrainConfig(recipe=recipe).resolved().batch_size for recipe, _ in COMPARISONS[comparison].values()))
     dataset = load_dataset(data, limit=images_per_epoch, seed=0)
     count = min(images_per_epoch, len(dataset)) // multiple * multiple
     if count == 0:
@@ -124,40 +138,46 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     """The command line of this script."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--data", default=DEFAULT_DATA, help="image folder")
+    parser.add_argument("--compare", choices=COMPARISONS, default="recipes", help="recipes: fast against the old default; precision: the fast recipe in bfloat16 against float32")
     parser.add_argument("--widths", type=float, nargs="+", default=[1.0, 0.25], help="model widths to measure")
     parser.add_argument("--images", type=int, default=2048, help="images per epoch (rounded down to a multiple of both batch sizes)")
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per fit (after one untimed epoch)")
-    parser.add_argument("--rounds", type=int, default=2, help="fits per side, alternating old and fast")
+    parser.add_argument("--rounds", type=int, default=2, help="fits per side, alternating the two sides")
     parser.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "results" / "train_throughput"), help="result path without suffix")
     return parser.parse_args(argv)
 
 
 def markdown(payload: dict[str, Any]) -> str:
     """The report: one row per width, the ratio and whether it meets the target."""
+    comparison = payload.get("comparison", "recipes")
+    a, b = COMPARISONS[comparison]
+    title, sides = DESCRIPTIONS[comparison]
+    verdicts = {True: "met", False: "NOT met", None: "-"}
     lines = [
-        "# Training throughput: the fast recipe vs the old float32 default",
+        f"# Training throughput: {title}",
         "",
         generated_line(payload),
         "Both sides train through `toolkit train`'s own pipeline (BatchSource -> as_keras_dataset -> model.fit) on the same "
         f"images; the fastest of {payload['results'][0]['timed_epochs_per_side']} timed epochs per side (medians beside it), fits alternating. "
-        "old: recipe paper (float32, batch 128, no batch norm, dropout 0.2/0.5, crop + flip, SGD momentum). "
-        "fast: recipe fast (mixed_bfloat16, batch 256, batch norm, no dropout, cutout, Nesterov SGD).",
+        + sides,
+        f"bfloat16 instructions (AVX512-BF16, AMX or Arm's BF16) on this machine: {'yes' if payload.get('native_bfloat16') else 'no'}.",
         "",
-        "| width | images/epoch | old parameters | fast parameters | old images/s | fast images/s | fast / old | medians: old, fast, fast / old | target |",
+        f"| width | images/epoch | {a} parameters | {b} parameters | {a} images/s | {b} images/s | {b} / {a} | medians: {a}, {b}, {b} / {a} | target |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in payload["results"]:
-        old, fast = row["old"], row["fast"]
+        baseline, candidate = row[a], row[b]
         lines.append(
-            f"| {row['width']:g} | {row['images_per_epoch']} | {old['parameters']:,} | {fast['parameters']:,} | "
-            f"{old['images_per_second']} | {fast['images_per_second']} | {row['ratio']:.3f} | "
-            f"{old['images_per_second_median']}, {fast['images_per_second_median']}, {row['ratio_of_medians']:.3f} | "
-            f"{'met' if row['meets_target'] else 'NOT met'} |"
+            f"| {row['width']:g} | {row['images_per_epoch']} | {baseline['parameters']:,} | {candidate['parameters']:,} | "
+            f"{baseline['images_per_second']} | {candidate['images_per_second']} | {row['ratio']:.3f} | "
+            f"{baseline['images_per_second_median']}, {candidate['images_per_second_median']}, {row['ratio_of_medians']:.3f} | "
+            f"{verdicts[row['meets_target']]} |"
         )
+    target = (f"Target: {b} / {a} >= {TARGET_RATIO} at every width -> {verdicts[payload['meets_target']]}. "
+              if comparison == "recipes" else "No target: this shows what the side on the right costs or saves on this machine. ")  # fmt: skip
     lines += [
         "",
-        f"Target: fast / old >= {TARGET_RATIO} at every width -> {'met' if payload['meets_target'] else 'NOT met'}. "
-        f"1-minute load average before/after: {payload['load_average_before_after']} "
+        target + f"1-minute load average before/after: {payload['load_average_before_after']} "
         "(other jobs may share the machine; per-epoch times are in the JSON).",
         "",
     ]
@@ -165,18 +185,21 @@ def markdown(payload: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """Measure every width, write the JSON and markdown; exit 0 when the target is met."""
+    """Measure every width, write the JSON and markdown; exit 0 when the target is met (or there is none)."""
     args = parse_arguments(argv)
-    dataset = load_images(args.data, args.images)
+    dataset = load_images(args.data, args.images, args.compare)
     facts = sitting("train_throughput.py", argv)
     try:
-        results = [measure(width, dataset, args.repeats, args.rounds) for width in args.widths]
+        results = [measure(args.compare, width, dataset, args.repeats, args.rounds) for width in args.widths]
     finally:
         keras.mixed_precision.set_global_policy("float32")
+    recipes = args.compare == "recipes"
     payload = {
         **facts,
-        "target_ratio": TARGET_RATIO,
-        "meets_target": all(row["meets_target"] for row in results),
+        "comparison": args.compare,
+        "native_bfloat16": native_bfloat16(),
+        "target_ratio": TARGET_RATIO if recipes else None,
+        "meets_target": all(row["meets_target"] for row in results) if recipes else None,
         "data": str(args.data),
         "load_average_before_after": [facts["load_average_at_start"], load_average()],
         "results": results,
@@ -184,7 +207,7 @@ def main(argv: list[str]) -> int:
     report = markdown(payload)
     write_results(payload, report, args.out)
     print(report)
-    return 0 if payload["meets_target"] else 1
+    return 0 if payload["meets_target"] in (True, None) else 1
 
 
 if __name__ == "__main__":

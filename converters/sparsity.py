@@ -69,6 +69,11 @@ def entropy_bits(values: np.ndarray) -> float:
     return float(-(shares * np.log2(shares)).sum())
 
 
+def nonzero_entropy_bits(values: np.ndarray) -> float:
+    """:func:`entropy_bits` of the non-zero ``values``: what coding each non-zero weight costs once zeros are coded apart."""
+    return entropy_bits(values[values != 0])
+
+
 def model_sparsity(model: Any) -> SparsityReport:
     """Kernel sparsity of a plain Keras model."""
     return sparsity_of_arrays(model_kernels(model))

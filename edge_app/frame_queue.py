@@ -20,7 +20,6 @@ class FrameQueue:
     def __init__(self, maxsize: int = 2, drop_oldest: bool = False) -> None:
         if maxsize < 1:  # a blocking put() would wait forever
             raise ValueError("maxsize must be at least 1")
-        self.maxsize = maxsize
         self.drop_oldest = drop_oldest
         self.dropped = 0  # items thrown away to make room for newer ones
         self._items: collections.deque[Any] = collections.deque(maxlen=maxsize)
@@ -31,10 +30,10 @@ class FrameQueue:
         """Add ``item``; False if the queue closed (or ``timeout`` passed) before there was room."""
         with self._condition:
             if not self.drop_oldest:  # a file: wait for room
-                self._condition.wait_for(lambda: self._closed or len(self._items) < self.maxsize, timeout=timeout)
-            if self._closed or (not self.drop_oldest and len(self._items) >= self.maxsize):
+                self._condition.wait_for(lambda: self._closed or len(self._items) < self._items.maxlen, timeout=timeout)
+            if self._closed or (not self.drop_oldest and len(self._items) >= self._items.maxlen):
                 return False
-            if len(self._items) == self.maxsize:  # a live source: the newest wins, the deque drops the oldest
+            if len(self._items) == self._items.maxlen:  # a live source: the newest wins, the deque drops the oldest
                 self.dropped += 1
             self._items.append(item)
             self._condition.notify_all()

@@ -43,6 +43,11 @@ def runtime_module() -> tuple[str, Any]:
     )
 
 
+def delegate_namespace(name: str, module: Any) -> Any:
+    """Where runtime ``name`` (``module``) keeps ``load_delegate`` and ``OpResolverType``: TensorFlow under ``experimental``."""
+    return module.experimental if name == "tensorflow.lite" else module
+
+
 def is_edgetpu_build(model_path: str | os.PathLike) -> bool:
     """Whether ``model_path`` is named as a model compiled by ``edgetpu_compiler`` (``*_edgetpu.tflite``)."""
     return Path(model_path).name.endswith(EDGETPU_SUFFIX)
@@ -54,8 +59,9 @@ def edgetpu_build(model_path: str | os.PathLike) -> Path:
     return model_path.with_name(model_path.stem + EDGETPU_SUFFIX)
 
 
-def load_edgetpu_delegate(module: Any) -> Any:
-    """Load the Coral Edge TPU delegate, or explain in one line how to install it."""
+def load_edgetpu_delegate(namespace: Any) -> Any:
+    """Load the Coral Edge TPU delegate through the runtime's ``delegate_namespace``, or explain in one line how to
+    install it."""
     library = EDGETPU_LIBRARIES.get(platform.system(), "libedgetpu.so.1")
     hint = "install libedgetpu1-std from the Coral apt repository and plug in the accelerator"
     try:
@@ -65,7 +71,7 @@ def load_edgetpu_delegate(module: Any) -> Any:
     except OSError:
         raise ToolkitError(f"Edge TPU delegate {library} is not installed: {hint}") from None
     try:
-        return module.load_delegate(library)
+        return namespace.load_delegate(library)
     except (ValueError, OSError, RuntimeError) as error:
         message = first_line(error, "no Edge TPU found")
         raise ToolkitError(f"Edge TPU delegate {library} could not be loaded ({message}): {hint}") from None
@@ -103,7 +109,7 @@ def make_interpreter(model_path: str | os.PathLike, threads: int | None = None, 
         raise ToolkitError(f"--edgetpu needs a model compiled by edgetpu_compiler (*_edgetpu.tflite), got {model_path.name}")
     check_tflite_file(model_path)
     name, module = runtime_module()
-    delegate_module = module if name != "tensorflow.lite" else module.experimental
+    delegate_module = delegate_namespace(name, module)
     delegates = [load_edgetpu_delegate(delegate_module)] if edgetpu else None
     options: dict[str, Any] = {}
     if not xnnpack:  # the op resolver that skips the default XNNPACK delegate, where this runtime has one

@@ -208,6 +208,8 @@ def test_idx_validation(tmp_path: Path) -> None:
         datasets.load_idx_dataset(folder)
     with pytest.raises(ToolkitError, match="no t10k-images"):
         datasets.load_idx_dataset(folder, "test")
+    with pytest.raises(ToolkitError, match="the splits train and test, not 'validation'"):
+        datasets.load_idx_dataset(folder, "validation")
 
 
 @pytest.mark.skipif(not datasets.FASHION_MNIST_DIR.is_dir(), reason="apt-get install dataset-fashion-mnist")

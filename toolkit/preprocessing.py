@@ -157,11 +157,6 @@ def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
     return (image.astype(np.float32) * np.float32(1.0 / 255.0) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
 
 
-def denormalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Inverse of :func:`normalize`: back to float pixel values in [0, 255]."""
-    return (image * np.asarray(std, np.float32) + np.asarray(mean, np.float32)) * 255.0
-
-
 def prepare_image(
     image: np.ndarray,
     input_size: Sequence[int],

@@ -261,8 +261,13 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype, offset=header_size).reshape(shape).astype(dtype.newbyteorder("="))
 
 
+IDX_PREFIXES = {"train": "train", "test": "t10k"}  # split -> the file-name prefix MNIST-style folders use
+
+
 def _find_idx(folder: Path, split: str, kind: str) -> Path:
-    prefix = {"train": "train", "test": "t10k"}[split]
+    if split not in IDX_PREFIXES:
+        raise ToolkitError(f"an IDX folder holds the splits {' and '.join(IDX_PREFIXES)}, not {split!r}")
+    prefix = IDX_PREFIXES[split]
     dims = 3 if kind == "images" else 1
     pattern = re.compile(rf"^{prefix}-{kind}[-.]idx{dims}-ubyte(\.gz)?$")
     matches = sorted(path for path in folder.iterdir() if pattern.match(path.name))

@@ -20,7 +20,7 @@ from toolkit.errors import ToolkitError, ToolkitWarning
 from toolkit.model_card import ModelCard
 from toolkit.preprocessing import prepare_batch
 from training.allcnn import ModelConfig, create_model
-from training.backend import backend_name, keras
+from training.backend import backend_name, gpu_present, keras, native_bfloat16
 from training.batches import BatchSource, as_keras_dataset
 from training.budget import LearningRateByProgress, rate_at
 from training.callbacks import BatchNormRecalibration, NanGuard, ProgressBar, WeightAverage, batch_norm_layers
@@ -83,7 +83,7 @@ def _train(config: TrainConfig, requested: TrainConfig, backend: str, distributi
     keras.utils.set_random_seed(config.seed)
     parent = parent_architecture(config.from_model) if config.from_model else None
     data = _load_data(config, parent)
-    config = _fit_to_data(config, requested, len(data.train), distribution.replicas)
+    config = _fit_to_machine(_fit_to_data(config, requested, len(data.train), distribution.replicas), requested)
     batches = BatchSource(
         data.train.images, data.train.labels, config.batch_size, data.mean, data.std,
         augmentation=config.augmentation, training=True, seed=config.seed,
@@ -223,10 +223,21 @@ def _batch_norm_recalibration(model: Any, data: TrainingData, steps_per_epoch: i
     return BatchNormRecalibration(prepare_batch(data.train.images[chosen], data.mean, data.std))
 
 
+def _fit_to_machine(config: TrainConfig, requested: TrainConfig) -> TrainConfig:
+    """The config with float32 instead of the recipe's bfloat16 where the machine has no bfloat16 hardware (printed once)."""
+    if requested.precision is not None or config.precision != "bfloat16" or native_bfloat16():
+        return config
+    print("no bfloat16 instructions found on this CPU (AVX512-BF16, AMX or Arm's BF16): precision float32, several times "
+          "faster than the recipe's bfloat16 emulated (--precision bfloat16 insists)", file=sys.stderr)  # fmt: skip
+    return dataclasses.replace(config, precision="float32")
+
+
 def _set_precision(precision: str) -> None:
-    # list_devices() names the GPUs ("gpu:0") when there are any, else the CPUs.
-    if precision == "float16" and not any(device.startswith("gpu") for device in keras.distribution.list_devices()):
+    if precision == "float16" and not gpu_present():
         warnings.warn("--precision float16 on a CPU works but is usually slower than float32; use bfloat16 or a GPU", ToolkitWarning)
+    if precision == "bfloat16" and not native_bfloat16():
+        warnings.warn("--precision bfloat16 on a CPU without bfloat16 instructions (AVX512-BF16, AMX or Arm's BF16) is "
+                      "emulated and several times slower than float32", ToolkitWarning)  # fmt: skip
     keras.mixed_precision.set_global_policy(POLICIES[precision])
 
 

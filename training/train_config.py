@@ -94,7 +94,7 @@ class TrainConfig:
     weight_decay: float | None = None  # L2 coefficient added to the gradient before momentum (the paper's weight decay)
     label_smoothing: float | None = None  # label smoothing of the cross-entropy
     ema: float = 0.0  # per-step decay of a moving average of the weights, validated and saved (e.g. 0.999); 0 is off
-    precision: str | None = None  # bfloat16 (mixed): fast on AVX512-BF16 CPUs; float16 (mixed): GPUs
+    precision: str | None = None  # bfloat16 (mixed): fast on AVX512-BF16 CPUs (the fast recipe uses float32 on other CPUs); float16 (mixed): GPUs
     strategy: str = "none"  # mirrored/multiworker (TF_CONFIG): TensorFlow backend; data-parallel: JAX backend
     workers: int = 1  # threads preparing batches in parallel with training
     progress: bool = True  # a progress bar (else one line per epoch)

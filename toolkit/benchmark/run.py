@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.runtime import edgetpu_build, is_edgetpu_build, load_edgetpu_delegate, runtime_module
+from edge_app.runtime import delegate_namespace, edgetpu_build, is_edgetpu_build, load_edgetpu_delegate, runtime_module
 from toolkit.benchmark.report import write_reports
 from toolkit.benchmark.worker import TimingConfig, file_sizes
 from toolkit.errors import ToolkitError
@@ -236,8 +236,7 @@ def edgetpu_delegate_status() -> tuple[bool, str]:
 
 def _try_edgetpu_delegate() -> tuple[bool, str]:
     try:
-        name, module = runtime_module()
-        load_edgetpu_delegate(module if name != "tensorflow.lite" else module.experimental)
+        load_edgetpu_delegate(delegate_namespace(*runtime_module()))
         return True, "Edge TPU delegate loaded"
     except ToolkitError as error:
         return False, str(error)
