@@ -149,8 +149,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
 
 def markdown(payload: dict[str, Any]) -> str:
     """The report: one row per width, the ratio and whether it meets the target."""
-    comparison = payload.get("comparison", "recipes")
-    a, b = COMPARISONS[comparison]
+    comparison = payload["comparison"]
+    first, second = COMPARISONS[comparison]
     title, sides = DESCRIPTIONS[comparison]
     verdicts = {True: "met", False: "NOT met", None: "-"}
     lines = [
@@ -160,20 +160,21 @@ def markdown(payload: dict[str, Any]) -> str:
         "Both sides train through `toolkit train`'s own pipeline (BatchSource -> as_keras_dataset -> model.fit) on the same "
         f"images; the fastest of {payload['results'][0]['timed_epochs_per_side']} timed epochs per side (medians beside it), fits alternating. "
         + sides,
-        f"bfloat16 instructions (AVX512-BF16, AMX or Arm's BF16) on this machine: {'yes' if payload.get('native_bfloat16') else 'no'}.",
+        f"bfloat16 instructions (AVX512-BF16, AMX or Arm's BF16) on this machine: {'yes' if payload['native_bfloat16'] else 'no'}.",
         "",
-        f"| width | images/epoch | {a} parameters | {b} parameters | {a} images/s | {b} images/s | {b} / {a} | medians: {a}, {b}, {b} / {a} | target |",
+        f"| width | images/epoch | {first} parameters | {second} parameters | {first} images/s | {second} images/s | {second} / {first} | "
+        f"medians: {first}, {second}, {second} / {first} | target |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in payload["results"]:
-        baseline, candidate = row[a], row[b]
+        baseline, candidate = row[first], row[second]
         lines.append(
             f"| {row['width']:g} | {row['images_per_epoch']} | {baseline['parameters']:,} | {candidate['parameters']:,} | "
             f"{baseline['images_per_second']} | {candidate['images_per_second']} | {row['ratio']:.3f} | "
             f"{baseline['images_per_second_median']}, {candidate['images_per_second_median']}, {row['ratio_of_medians']:.3f} | "
             f"{verdicts[row['meets_target']]} |"
         )
-    target = (f"Target: {b} / {a} >= {TARGET_RATIO} at every width -> {verdicts[payload['meets_target']]}. "
+    target = (f"Target: {second} / {first} >= {TARGET_RATIO} at every width -> {verdicts[payload['meets_target']]}. "
               if comparison == "recipes" else "No target: this shows what the side on the right costs or saves on this machine. ")  # fmt: skip
     lines += [
         "",
