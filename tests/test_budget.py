@@ -11,14 +11,12 @@ import pytest
 
 from toolkit.cli import main
 from toolkit.errors import ToolkitError
-from training import budget as budget_module
+from training import backend, budget as budget_module, train as train_module
 from training.allcnn import ModelConfig, create_model
-from training import backend
 from training.backend import keras
 from training.budget import LearningRateByProgress, rate_at
 from training.callbacks import BatchNormRecalibration, WeightAverage
 from training.fused_batch_norm import fuse_batch_norm
-from training import train as train_module
 from training.train import train
 from training.train_config import RECIPES, TrainConfig, parse_budget
 
