@@ -179,17 +179,18 @@ def test_bfloat16_instructions_are_read_from_cpuinfo(tmp_path: Path, monkeypatch
 
 
 def test_recipe_bfloat16_becomes_float32_without_bfloat16_hardware_unless_asked_for(monkeypatch, capsys) -> None:
-    for native, asked, expected in [(False, None, "float32"), (True, None, "bfloat16"), (False, "bfloat16", "bfloat16")]:
+    for native, asked, expected in [(False, None, "float32"), (True, None, "bfloat16")]:
         monkeypatch.setattr(train_module, "native_bfloat16", lambda: native)
         requested = TrainConfig(recipe="fast", precision=asked)
         assert train_module._fit_to_machine(requested.resolved(), requested).precision == expected
-        assert ("precision float32" in capsys.readouterr().err) is (expected == "float32" and asked is None)
+        assert ("precision float32" in capsys.readouterr().err) is (expected == "float32")
     requested = TrainConfig(recipe="paper")
     assert train_module._fit_to_machine(requested.resolved(), requested).precision == "float32"
     monkeypatch.setattr(train_module, "native_bfloat16", lambda: False)
+    requested = TrainConfig(recipe="fast", precision="bfloat16")
     with pytest.warns(UserWarning, match="emulated and several times slower"):
-        train_module._set_precision("bfloat16")
-    keras.mixed_precision.set_global_policy("float32")
+        assert train_module._fit_to_machine(requested.resolved(), requested).precision == "bfloat16"
+    assert "precision float32" not in capsys.readouterr().err
 
 
 def test_weight_average_is_validated_and_then_training_goes_on_from_the_weights() -> None:

@@ -91,7 +91,7 @@ def _train(config: TrainConfig, requested: TrainConfig, backend: str, distributi
     validation_batches = BatchSource(data.validation.images, data.validation.labels, config.batch_size, data.mean, data.std)
     resuming = _open_run(run, record, data, len(batches))
     model_config = _model_config(config, data, parent)
-    _set_precision(config.precision)
+    keras.mixed_precision.set_global_policy(POLICIES[config.precision])
     clock = _rate_controller(config, run, len(batches))
     with distribution.scope():
         model = keras.models.load_model(run.last) if resuming else _new_model(config, model_config, parent, data.labels, clock, len(batches))
@@ -224,21 +224,19 @@ def _batch_norm_recalibration(model: Any, data: TrainingData, steps_per_epoch: i
 
 
 def _fit_to_machine(config: TrainConfig, requested: TrainConfig) -> TrainConfig:
-    """The config with float32 instead of the recipe's bfloat16 where the machine has no bfloat16 hardware (printed once)."""
-    if requested.precision is not None or config.precision != "bfloat16" or native_bfloat16():
+    """The config with float32 instead of the recipe's bfloat16 where the machine has no bfloat16 hardware (printed
+    once); a warning for a precision asked for that the machine would emulate."""
+    if config.precision == "float16" and not gpu_present():
+        warnings.warn("--precision float16 on a CPU works but is usually slower than float32; use bfloat16 or a GPU", ToolkitWarning)
+    if config.precision != "bfloat16" or native_bfloat16():
+        return config
+    if requested.precision is not None:
+        warnings.warn("--precision bfloat16 on a CPU without bfloat16 instructions (AVX512-BF16, AMX or Arm's BF16) is "
+                      "emulated and several times slower than float32", ToolkitWarning)  # fmt: skip
         return config
     print("no bfloat16 instructions found on this CPU (AVX512-BF16, AMX or Arm's BF16): precision float32, several times "
           "faster than the recipe's bfloat16 emulated (--precision bfloat16 insists)", file=sys.stderr)  # fmt: skip
     return dataclasses.replace(config, precision="float32")
-
-
-def _set_precision(precision: str) -> None:
-    if precision == "float16" and not gpu_present():
-        warnings.warn("--precision float16 on a CPU works but is usually slower than float32; use bfloat16 or a GPU", ToolkitWarning)
-    if precision == "bfloat16" and not native_bfloat16():
-        warnings.warn("--precision bfloat16 on a CPU without bfloat16 instructions (AVX512-BF16, AMX or Arm's BF16) is "
-                      "emulated and several times slower than float32", ToolkitWarning)  # fmt: skip
-    keras.mixed_precision.set_global_policy(POLICIES[precision])
 
 
 def _rate_controller(config: TrainConfig, run: RunFolder, steps_per_epoch: int) -> LearningRateByProgress | None:
