@@ -31,8 +31,14 @@ def shared_cifar() -> Path:
 
 
 @pytest.fixture(scope="session")
-def edge_int8_model(tmp_path_factory) -> Path:
-    """A tiny int8 All-CNN-C .tflite with its card, for the edge app tests (built with TF once per session)."""
-    from edge_support import build_tiny_int8_model
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """One tiny trained All-CNN-C as run/best.keras and int8, uint8 and float32 .tflite, with cards (built once)."""
+    from tiny_models import build_tiny_models
 
-    return build_tiny_int8_model(tmp_path_factory.mktemp("edge-model"), SAMPLE_DIR)
+    return build_tiny_models(tmp_path_factory.mktemp("tiny-models"), SAMPLE_DIR)
+
+
+@pytest.fixture(scope="session")
+def edge_int8_model(tiny_models: dict[str, Path]) -> Path:
+    """The tiny model as int8 .tflite (int8 I/O) with its card."""
+    return tiny_models["int8"]

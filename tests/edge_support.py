@@ -1,7 +1,7 @@
-"""Helpers for the edge app tests: a tiny int8 model built once per session, and runs without TensorFlow.
+"""Helpers for the edge app tests: runs without TensorFlow, and small inputs for them.
 
-The model is built here with TensorFlow (tests may use it to BUILD fixtures); the app
-under test then runs in a subprocess where importing tensorflow or keras fails.
+Fixtures may be built with TensorFlow (tests/tiny_models.py); the app under test then runs in a
+subprocess where importing tensorflow or keras fails.
 """
 
 from __future__ import annotations
@@ -35,49 +35,6 @@ class _Blocker(importlib.abc.MetaPathFinder):
         return None
 sys.meta_path.insert(0, _Blocker())
 """
-
-
-def build_tiny_int8_model(directory: Path, sample_dir: Path, epochs: int = 8) -> Path:
-    """A width-0.125 All-CNN-C (no dropout: it learns in seconds) trained on the sample, as int8 + card.
-
-    Beside ``model_int8.tflite`` it also writes ``model_uint8.tflite`` (uint8 I/O) and
-    ``model_float32.tflite``, each with its card.
-    """
-    from converters.convert import convert_model, tensor_quantization
-    from toolkit import preprocessing
-    from toolkit.model_card import ModelCard, save_card
-    from training.allcnn import ModelConfig, create_model
-    from training.data import channel_statistics, load_image_folder
-    from training.tensorflow_stack import tf_keras
-
-    dataset = load_image_folder(sample_dir)
-    mean, std = channel_statistics(dataset.images)
-    inputs = preprocessing.prepare_batch(dataset.images, mean, std)
-    tf_keras.utils.set_random_seed(0)
-    config = ModelConfig(width=0.125, input_dropout=0.0, stage_dropout=0.0)
-    model = create_model(config, tf_keras)
-    model.compile(optimizer=tf_keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
-    model.fit(inputs, dataset.labels, epochs=epochs, batch_size=32, verbose=0)
-
-    # int8 I/O is what `toolkit convert --int8` ships; uint8 I/O and float are there to test the other paths.
-    for name, io_type in (("model_int8", "int8"), ("model_uint8", "uint8"), ("model_float32", None)):
-        path = Path(directory) / f"{name}.tflite"
-        data, parsed = convert_model(model, "int8", inputs[::3], io=io_type) if io_type else convert_model(model, "float32")
-        path.write_bytes(data)
-        card = ModelCard(
-            labels=dataset.class_names,
-            input_size=list(config.input_shape),
-            mean=mean,
-            std=std,
-            architecture={"builder": "allcnn", **config.to_dict()},
-            dataset=str(sample_dir),
-            format="tflite-int8" if io_type is not None else "tflite-float32",
-            input_quantization=tensor_quantization(parsed.inputs[0]),  # the interpreter's reading is checked against it
-            output_quantization=tensor_quantization(parsed.outputs[0]),
-            history=["edge test fixture: a few epochs on the committed sample"],
-        )
-        save_card(card, path)
-    return Path(directory) / "model_int8.tflite"
 
 
 def _environment(display: str | None) -> dict[str, str]:

@@ -8,63 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit.model_card import ModelCard, save_card
-
-WIDTH = 0.1  # 10 and 19 filters: small enough to convert and time in seconds
-
-
-def _card(dataset, fmt: str, history: list[str], mean, std) -> ModelCard:
-    return ModelCard(
-        labels=dataset.class_names,
-        input_size=[32, 32, 3],
-        mean=mean,
-        std=std,
-        format=fmt,
-        history=history,
-        dataset=dataset.source,
-    )
-
 
 @pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory, sample_dir):
-    """A run folder (best.keras) and a convert folder (float32 and int8 .tflite), with cards."""
-    from converters.convert import convert_model, tensor_quantization
-    from training.allcnn import ModelConfig, copy_weights, create_model
-    from training.backend import keras
-    from training.data import channel_statistics, load_dataset
-    from training.tensorflow_stack import tf_keras
-    from toolkit.preprocessing import prepare_batch
+def dataset(sample_dir):
+    from training.data import load_dataset
 
-    dataset = load_dataset(str(sample_dir))
-    mean, std = channel_statistics(dataset.images)
-    config = ModelConfig(width=WIDTH)
-    model = create_model(config, keras)
-    # A few steps so the predictions are not all one class.
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
-    inputs = prepare_batch(dataset.images, mean, std)
-    model.fit(inputs, dataset.labels, batch_size=50, epochs=3, verbose=0)
-
-    root = tmp_path_factory.mktemp("benchmark-models")
-    run_dir, convert_dir = root / "run", root / "convert"
-    run_dir.mkdir()
-    convert_dir.mkdir()
-    model.save(run_dir / "best.keras")
-    keras_card = _card(dataset, "keras", ["train"], mean, std)
-    keras_card.architecture = config.to_dict()
-    save_card(keras_card, run_dir / "best.keras")
-
-    twin = create_model(config, tf_keras)
-    copy_weights(model, twin)
-    (convert_dir / "model_float32.tflite").write_bytes(convert_model(twin, "float32")[0])
-    save_card(_card(dataset, "tflite-float32", ["train", "convert"], mean, std), convert_dir / "model_float32.tflite")
-
-    int8_path = convert_dir / "model_int8.tflite"
-    data, parsed = convert_model(twin, "int8", inputs[0:300:3])
-    int8_path.write_bytes(data)
-    card = _card(dataset, "tflite-int8", ["train", "convert"], mean, std)
-    card.input_quantization, card.output_quantization = tensor_quantization(parsed.inputs[0]), tensor_quantization(parsed.outputs[0])
-    save_card(card, int8_path)
-    return {"run": run_dir, "convert": convert_dir, "dataset": dataset, "keras_model": model, "inputs": inputs}
+    return load_dataset(str(sample_dir))
 
 
 def _quick_config(**changes):
@@ -100,12 +49,11 @@ def test_row_format_reads_card_history(tiny_models, tmp_path):
     assert row_format(pruned, ModelCard.from_dict(dict(card, format="onnx"))) == (None, "its card's format 'onnx' is none of the table's")
 
 
-def test_benchmark_convert_folder_measures_every_format(tiny_models, tmp_path):
+def test_benchmark_convert_folder_measures_every_format(tiny_models, dataset, tmp_path):
     """Accuracy and agreement are recomputed here independently of the benchmark's worker processes."""
     from toolkit.benchmark.run import run_benchmark
     from edge_app.runtime import TFLitePredictor
 
-    dataset = tiny_models["dataset"]
     out = tmp_path / "out"
     report = run_benchmark(tiny_models["convert"], out, _quick_config(), data=str(dataset.source), progress=False)
     assert [row["format"] for row in report["formats"]] == ["tflite-float32", "tflite-int8-ptq"]
@@ -135,10 +83,9 @@ def test_benchmark_convert_folder_measures_every_format(tiny_models, tmp_path):
 
 
 @pytest.mark.slow
-def test_benchmark_run_folder_converts_the_missing_formats(tiny_models, tmp_path):
+def test_benchmark_run_folder_converts_the_missing_formats(tiny_models, dataset, tmp_path):
     from toolkit.benchmark.run import run_benchmark
 
-    dataset = tiny_models["dataset"]
     config = _quick_config(limit=40)
     config.produce_missing = True
     config.calibration_samples = 100
@@ -174,35 +121,37 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         main(["benchmark", "--model", str(tmp_path), "--threads", "0"])
 
 
-def test_held_out_images_follow_the_split_recorded_in_the_card(tiny_models, tmp_path, sample_dir):
-    from toolkit.benchmark.run import held_out_data
-    from training.data import load_dataset
-    from training.splits import train_validation_split
-
-    source = tiny_models["convert"] / "model_float32.tflite"
-    model = tmp_path / "model_float32.tflite"
+def _float_model_with_split(tiny_models, folder: Path, sample_dir, **metrics) -> Path:
+    """A copy of the float32 model whose card says it was trained on the sample with the split ``metrics``."""
+    source = tiny_models["float32"]
+    model = folder / source.name
     model.write_bytes(source.read_bytes())
     card = json.loads(source.with_name("model_float32.card.json").read_text())
-    card["dataset"] = str(sample_dir)
-    card["metrics"] = {"validation_fraction": 0.2, "split_seed": 3, "train_images": 240, "validation_images": 60}
-    (tmp_path / "model_float32.card.json").write_text(json.dumps(card))
+    (folder / "model_float32.card.json").write_text(json.dumps(dict(card, dataset=str(sample_dir), metrics=metrics)))
+    return model
 
+
+def test_held_out_images_follow_the_split_recorded_in_the_card(tiny_models, dataset, tmp_path, sample_dir):
+    from toolkit.benchmark.run import held_out_data
+    from training.splits import train_validation_split
+
+    model = _float_model_with_split(tiny_models, tmp_path, sample_dir, validation_fraction=0.2, split_seed=3, train_images=240, validation_images=60)
     held_out = held_out_data({"tflite-float32": model}, data=None, limit=None)
-    _, expected = train_validation_split(load_dataset(str(sample_dir)), 0.2, 3)
+    _, expected = train_validation_split(dataset, 0.2, 3)
     assert len(held_out.labels) == 60 and "validation split (20%, seed 3)" in held_out.description
     np.testing.assert_array_equal(held_out.images, expected.images)
     np.testing.assert_array_equal(held_out.labels, expected.labels)
     assert len(held_out_data({"tflite-float32": model}, data=None, limit=20).labels) == 20
 
 
-def test_edgetpu_cell_says_why_it_did_not_run(tiny_models, tmp_path):
+def test_edgetpu_cell_says_why_it_did_not_run(tiny_models, dataset, tmp_path):
     from toolkit.benchmark import run as benchmark_run
 
     config = _quick_config()
     int8 = tmp_path / "model_int8.tflite"
     int8.write_bytes((tiny_models["convert"] / "model_int8.tflite").read_bytes())
     images = tmp_path / "images.npy"
-    np.save(images, tiny_models["dataset"].images[:4])
+    np.save(images, dataset.images[:4])
 
     cell = benchmark_run._edgetpu_cell("tflite-float32", int8, True, "loaded", images, config)
     assert not cell["runs"] and "int8" in cell["reason"]
@@ -219,30 +168,22 @@ def test_edgetpu_cell_says_why_it_did_not_run(tiny_models, tmp_path):
         assert not cell["runs"] and "Edge TPU delegate" in cell["reason"]
 
 
-def test_held_out_images_are_topped_up_outside_a_limited_training_subset(tiny_models, tmp_path, sample_dir):
+def test_held_out_images_are_topped_up_outside_a_limited_training_subset(tiny_models, dataset, tmp_path, sample_dir):
     from toolkit.benchmark.run import held_out_data
-    from training.data import load_dataset, stratified_subset
+    from training.data import stratified_subset
     from training.splits import train_validation_split
 
-    source = tiny_models["convert"] / "model_float32.tflite"
-    model = tmp_path / "model_float32.tflite"
-    model.write_bytes(source.read_bytes())
-    card = json.loads(source.with_name("model_float32.card.json").read_text())
-    card["dataset"] = str(sample_dir)
-    card["metrics"] = {"validation_fraction": 0.2, "split_seed": 0, "train_images": 80, "validation_images": 20}
-    (tmp_path / "model_float32.card.json").write_text(json.dumps(card))
-
+    model = _float_model_with_split(tiny_models, tmp_path, sample_dir, validation_fraction=0.2, split_seed=0, train_images=80, validation_images=20)
     held_out = held_out_data({"tflite-float32": model}, data=None, limit=60)
     assert len(held_out.labels) == 60 and "topped up with 40 images" in held_out.description
-    full = load_dataset(str(sample_dir))
-    trained_on = set(stratified_subset(full.labels, 100, 0).tolist())
-    _, validation = train_validation_split(full.subset(np.sort(list(trained_on))), 0.2, 0)
-    training_images = {full.images[i].tobytes() for i in trained_on} - {image.tobytes() for image in validation.images}
+    trained_on = set(stratified_subset(dataset.labels, 100, 0).tolist())
+    _, validation = train_validation_split(dataset.subset(np.sort(list(trained_on))), 0.2, 0)
+    training_images = {dataset.images[i].tobytes() for i in trained_on} - {image.tobytes() for image in validation.images}
     assert not training_images & {image.tobytes() for image in held_out.images}
 
 
 @pytest.mark.slow
-def test_peak_memory_is_the_models_not_the_test_sets(tiny_models, tmp_path):
+def test_peak_memory_is_the_models_not_the_test_sets(tiny_models, dataset, tmp_path):
     """The worker reads its peak before loading the held-out images: 1 or 20,000 of them, the same figure."""
     import subprocess
     import sys
@@ -250,7 +191,7 @@ def test_peak_memory_is_the_models_not_the_test_sets(tiny_models, tmp_path):
     model = tiny_models["convert"] / "model_int8.tflite"
     peaks = []
     for count in (1, 20_000):
-        images = np.resize(tiny_models["dataset"].images, (count, 32, 32, 3))  # 20,000: 61 MB, 246 MB as floats
+        images = np.resize(dataset.images, (count, 32, 32, 3))  # 20,000: 61 MB, 246 MB as floats
         np.save(tmp_path / "images.npy", images)
         np.save(tmp_path / "labels.npy", np.zeros(count, dtype=np.int64))
         subprocess.run(

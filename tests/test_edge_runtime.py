@@ -94,15 +94,12 @@ def test_bgr_frame_and_rgb_image_give_the_same_tensor(edge_int8_model, sample_di
     np.testing.assert_array_equal(predictor.predict(bgr[None], colour_order="BGR"), predictor.predict(rgb[None]))
 
 
-def test_int8_uint8_and_float_models_agree(edge_int8_model, sample_images):
-    directory = edge_int8_model.parent
-    int8 = TFLitePredictor(edge_int8_model)
-    uint8 = TFLitePredictor(directory / "model_uint8.tflite")
-    float32 = TFLitePredictor(directory / "model_float32.tflite")
+def test_int8_uint8_and_float_models_agree(tiny_models, sample_images):
+    int8, uint8, float32 = (TFLitePredictor(tiny_models[name]) for name in ("int8", "uint8", "float32"))
     assert (int8.input_quantization.dtype, uint8.input_quantization.dtype, float32.input_quantization.dtype) == (
         "int8", "uint8", "float32"
     )
-    assert load_card(directory / "model_uint8.tflite").input_quantization == uint8.input_quantization
+    assert load_card(tiny_models["uint8"]).input_quantization == uint8.input_quantization
     results = {name: model.predict(sample_images) for name, model in
                (("int8", int8), ("uint8", uint8), ("float32", float32))}
     for probabilities in results.values():

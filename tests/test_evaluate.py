@@ -1,4 +1,4 @@
-"""`toolkit eval` and training.evaluate on a tiny untrained All-CNN-C: .keras, float and int8 .tflite."""
+"""`toolkit eval` and training.evaluate on a tiny All-CNN-C: .keras, float and int8 .tflite."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from toolkit import preprocessing
 from toolkit.cli import main
 from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard, load_card, save_card
-from training.data import Dataset, channel_statistics, load_dataset, load_image_folder
+from training.data import Dataset, load_dataset, load_image_folder
 from training.evaluate import evaluate, label_mapping, load_evaluation_data, load_predictor
 from training.splits import train_validation_split
 
@@ -26,30 +26,9 @@ def sample(sample_dir: Path) -> Dataset:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, sample: Dataset) -> dict[str, Path]:
-    """model.keras, model_float.tflite and model_int8.tflite (int8 in and out), each with a card."""
-    from converters.bridge import twin_from_keras3
-    from converters.convert import convert_model
-    from training.allcnn import ModelConfig, create_model
-    from training.backend import keras
-
-    folder = tmp_path_factory.mktemp("models")
-    keras.utils.set_random_seed(0)
-    config = ModelConfig(width=0.125)
-    model = create_model(config, keras)
-    mean, std = channel_statistics(sample.images)
-    card = ModelCard(labels=list(LABELS), input_size=[32, 32, 3], mean=mean, std=std, architecture=config.to_dict())
-    paths = {"keras": folder / "model.keras", "float": folder / "model_float.tflite", "int8": folder / "model_int8.tflite"}
-    model.save(paths["keras"])
-    save_card(card, paths["keras"])
-
-    twin = twin_from_keras3(model, config)
-    paths["float"].write_bytes(convert_model(twin, "float32")[0])
-    save_card(card.replace(format="tflite-float32"), paths["float"])
-    calibration = preprocessing.prepare_batch(sample.images[::30], mean, std)
-    paths["int8"].write_bytes(convert_model(twin, "int8", calibration)[0])
-    save_card(card.replace(format="tflite-int8"), paths["int8"])
-    return paths
+def models(tiny_models: dict[str, Path]) -> dict[str, Path]:
+    """The session's tiny model as run/best.keras, float32 and int8 (int8 in and out), each with a card."""
+    return {"keras": tiny_models["keras"], "float": tiny_models["float32"], "int8": tiny_models["int8"]}
 
 
 def test_cli_writes_report_and_confusion_png(models: dict[str, Path], sample_dir: Path, tmp_path: Path, capsys) -> None:
