@@ -58,7 +58,7 @@ def build_model(path: Path) -> None:
     model = create_model(config, tf_keras)
     card = ModelCard(
         labels=dataset.class_names, input_size=list(config.input_shape), mean=mean, std=std,
-        architecture={"builder": "allcnn", **config.to_dict()}, dataset=str(SAMPLE_DIR), format="tflite-int8",
+        architecture=config.to_dict(), dataset=str(SAMPLE_DIR), format="tflite-int8",
         notes="RANDOM weights, for speed measurements only; converted with converters.convert.convert_model",
     )  # fmt: skip
     data, parsed = convert_model(model, "int8", prepare_images(dataset.images[::2], card), io="int8")

@@ -1,9 +1,8 @@
 """Collect training images: frames centre-cropped, saved as numbered JPEGs.
 
-``toolkit collect`` (no model known: the centred square) and the capture control of ``toolkit classify --serve``
-(the served model's aspect ratio) both save through :class:`ClassFolder`: ROOT/<label>/0000.jpg, 0001.jpg, ... (numbering continues after the files
-already there), each written to a hidden temporary file and renamed, so an interrupted run leaves
-whole images only (and the training loader skips hidden files).
+``toolkit collect`` (the centred square) and the ``toolkit classify --serve`` capture control (the model's aspect
+ratio) both save through :class:`ClassFolder` as ROOT/<label>/0000.jpg, 0001.jpg, ... after the numbers already there,
+each written to a hidden temporary file (skipped by training) and renamed: an interrupted run leaves whole images only.
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""A bounded hand-over queue between pipeline threads.
-
-On a live camera the newest frame wins: a full queue drops its oldest item and counts
-it, so inference always works on the freshest picture. On a file every frame matters:
-a full queue makes the producer wait. ``close()`` lets the consumer drain and stop.
-"""
+"""A bounded hand-over queue between pipeline threads: on a live camera the newest frame wins, so inference works
+on the freshest picture; on a file every frame matters, so a full queue makes the producer wait."""
 
 from __future__ import annotations
 
@@ -29,9 +25,9 @@ class FrameQueue:
     def put(self, item: Any, timeout: float | None = None) -> bool:
         """Add ``item``; False if the queue closed (or ``timeout`` passed) before there was room."""
         with self._condition:
-            if not self.drop_oldest:  # a file: wait for room
-                self._condition.wait_for(lambda: self._closed or len(self._items) < self._items.maxlen, timeout=timeout)
-            if self._closed or (not self.drop_oldest and len(self._items) >= self._items.maxlen):
+            has_room = self.drop_oldest or self._condition.wait_for(  # a file: wait for room
+                lambda: self._closed or len(self._items) < self._items.maxlen, timeout=timeout)
+            if self._closed or not has_room:
                 return False
             if len(self._items) == self._items.maxlen:  # a live source: the newest wins, the deque drops the oldest
                 self.dropped += 1

@@ -59,11 +59,9 @@ FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJP
 class VideoSaver:
     """Writes annotated frames to a video; the file appears (atomically) when the run ends.
 
-    With ``real_time`` (a camera or a stream) the video plays at the speed things happened:
-    frames are placed by their capture time at ``fps``, each filling the time slots since the
-    one before (so repeated while the app was slower than ``fps``, skipped while faster), and a
-    gap longer than a second (a reconnect) is shortened to one. Without it every frame is
-    written once (a video file keeps its own timing).
+    With ``real_time`` (a camera or a stream) each frame fills the slots at ``fps`` since the one before, by capture
+    time (repeated while the app is slower than ``fps``, skipped while faster; a gap over a second is shortened to
+    one), so the video plays at the speed things happened. Without it every frame is written once.
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, real_time: bool = False) -> None:
@@ -73,7 +71,7 @@ class VideoSaver:
             raise ToolkitError(f"--save needs one of {', '.join(FOURCC_BY_SUFFIX)}, got {self.path.name}")
         self.fps = fps
         self.real_time = real_time
-        self._context: contextlib.AbstractContextManager[Path] | None = None
+        self._file: contextlib.ExitStack | None = None  # the temporary file, moved into place on close()
         self._writer: Any = None
         self._size: tuple[int, int] | None = None
         self._first_capture: float | None = None
@@ -112,17 +110,15 @@ class VideoSaver:
         """Start the video at ``width`` x ``height`` in a temporary file; a one-line error without the encoder."""
         import cv2
 
-        self._context = atomic.atomic_path(self.path)
-        temporary = self._context.__enter__()
-        self._writer = cv2.VideoWriter(str(temporary), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (width, height))
-        if not self._writer.isOpened():
-            others = ", ".join(sorted(set(FOURCC_BY_SUFFIX) - {self.path.suffix.lower()}))
-            error = ToolkitError(
-                f"cannot write video {self.path}: OpenCV here has no {self.fourcc} encoder; try another of {others}"
-            )
-            self._context.__exit__(ToolkitError, error, None)  # an exception: the temporary file is discarded
-            self._writer = self._context = None
-            raise error
+        with contextlib.ExitStack() as stack:  # an error discards the temporary file
+            temporary = stack.enter_context(atomic.atomic_path(self.path))
+            writer = cv2.VideoWriter(str(temporary), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (width, height))
+            if not writer.isOpened():
+                others = ", ".join(sorted(set(FOURCC_BY_SUFFIX) - {self.path.suffix.lower()}))
+                raise ToolkitError(f"cannot write video {self.path}: OpenCV here has no {self.fourcc} encoder; "
+                                   f"try another of {others}")
+            self._file = stack.pop_all()
+        self._writer = writer
         self._size = (width, height)
 
     def close(self) -> None:
@@ -130,5 +126,4 @@ class VideoSaver:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-            context, self._context = self._context, None
-            context.__exit__(None, None, None)
+            self._file.close()

@@ -1,8 +1,6 @@
 """One LiteRT interpreter factory and the ``.tflite`` predictor that speaks the model card (pycoral-style).
 
-Runtimes, first found wins: ``ai_edge_litert`` (LiteRT), ``tflite_runtime``, then
-``tensorflow.lite`` if TensorFlow happens to be installed. Nothing here imports
-TensorFlow or Keras unless both LiteRT packages are missing.
+The first of :data:`RUNTIME_MODULES` found wins: TensorFlow is imported only when both LiteRT packages are missing.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.errors import ToolkitError, first_line
+from toolkit.errors import ToolkitError, check, first_line
 from toolkit.model_card import TensorQuantization, card_path, check_card_matches, load_card
 from toolkit.native_logs import quiet_native_logs
 from toolkit.preprocessing import Predictor
@@ -96,17 +94,15 @@ def make_interpreter(model_path: str | os.PathLike, threads: int | None = None, 
     """Create and allocate an interpreter for ``model_path`` on ``threads`` CPU threads, with XNNPACK (the default CPU
     delegate) unless ``xnnpack`` is off, or on the Edge TPU (a ``*_edgetpu.tflite`` model) with ``edgetpu``."""
     model_path = Path(model_path)
-    if not model_path.is_file():
-        raise ToolkitError(f"model file {model_path} does not exist")
-    if model_path.suffix in (".keras", ".h5"):
-        raise ToolkitError(
-            f"{model_path} is a Keras model; the edge app runs .tflite models: convert it first "
-            f"(toolkit convert --int8 --model {model_path})"
-        )
-    if threads is not None and threads < 1:
-        raise ToolkitError(f"--threads must be at least 1, got {threads}")
-    if edgetpu and not is_edgetpu_build(model_path):
-        raise ToolkitError(f"--edgetpu needs a model compiled by edgetpu_compiler (*_edgetpu.tflite), got {model_path.name}")
+    check(
+        (model_path.is_file(), f"model file {model_path} does not exist"),
+        (model_path.suffix not in (".keras", ".h5"),
+         f"{model_path} is a Keras model; the edge app runs .tflite models: convert it first "
+         f"(toolkit convert --int8 --model {model_path})"),
+        (threads is None or threads >= 1, f"--threads must be at least 1, got {threads}"),
+        (not edgetpu or is_edgetpu_build(model_path),
+         f"--edgetpu needs a model compiled by edgetpu_compiler (*_edgetpu.tflite), got {model_path.name}"),
+    )
     check_tflite_file(model_path)
     name, module = runtime_module()
     delegate_module = delegate_namespace(name, module)

@@ -89,9 +89,7 @@ document.getElementById("capture").addEventListener("submit", async event => {{
 
 def parse_address(text: str) -> tuple[str, int]:
     """``"8080"``, ``":8080"`` or ``"host:port"`` -> (host, port); loopback unless a host is given."""
-    host, separator, port_text = text.rpartition(":")
-    if not separator:
-        host, port_text = "", text
+    host, _, port_text = text.rpartition(":")  # no colon: ("", "", text)
     host = host.strip("[]") or "127.0.0.1"
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise ToolkitError(f"--serve needs HOST:PORT such as 127.0.0.1:8080, got {text!r}")
@@ -211,8 +209,7 @@ class PreviewServer:
                 jpeg = (sequence, encode_jpeg(frame, STREAM_JPEG_QUALITY))
             except ToolkitError:
                 return None
-            with self._condition:
-                self._jpeg = jpeg
+            self._jpeg = jpeg  # read and written under the encode lock only
             return jpeg
 
     def predictions_json(self) -> bytes:

@@ -1,9 +1,8 @@
 """Frame sources: camera, video file, image, image folder, network stream and Picamera2.
 
-``open_source(spec)`` turns the ``--source`` string into one of these. Every source
-yields :class:`Frame` objects from ``frames(stop)``; a frame whose ``image`` is
-``None`` could not be read (the pipeline skips and counts it). Live sources (cameras
-and streams) reconnect with back-off when the device goes away and carry on.
+``open_source(spec)`` turns the ``--source`` string into one of these; each yields :class:`Frame` objects
+from ``frames(stop)``. A frame whose ``image`` is None could not be read (skipped and counted); live sources
+(cameras and streams) reconnect with back-off when the device goes away.
 """
 
 from __future__ import annotations
@@ -113,9 +112,8 @@ def _log(message: str) -> None:
 def _video_capture(target: int | str, decode_threads: int = 0) -> Any:
     """``cv2.VideoCapture(target)``; files and streams with ``decode_threads`` FFmpeg decoder threads (0: FFmpeg's choice).
 
-    FFmpeg decodes on as many threads as there are cores by default. That costs more CPU
-    in all (0.22 against 0.10 ms for a 320x240 mp4v frame here) and takes the cores the
-    interpreter runs on, so the edge app asks for one: decoding stays in the capture thread.
+    FFmpeg's default, a thread per core, costs more CPU in all (0.22 against 0.10 ms for a 320x240 mp4v frame)
+    and takes the interpreter's cores: the edge app asks for one, so decoding stays in the capture thread.
     """
     cv2 = _cv2()
     if decode_threads > 0 and isinstance(target, str) and not target.startswith("/dev/video"):
@@ -134,10 +132,7 @@ _OPEN_HINTS = {  # what to check when a capture source of each kind does not ope
 
 
 class CaptureSource(Source):
-    """Anything ``cv2.VideoCapture`` opens: camera index, /dev/videoN, video file or stream URL.
-
-    ``open_capture`` builds the capture object (tests pass a fake camera).
-    """
+    """A ``cv2.VideoCapture`` camera index, /dev/videoN, video or stream URL (tests pass a fake ``open_capture``)."""
 
     def __init__(self, target: int | str, description: str, live: bool, loop: bool = False,
                  capture_size: tuple[int, int] | None = None, backoff: Backoff | None = None,

@@ -1,8 +1,4 @@
-"""Run statistics for the summary: frames, mean FPS, inference-time percentiles, drops and faults.
-
-Memory stays bounded on runs of any length: inference times are kept exactly for the
-first ``SAMPLE_SIZE`` frames, then as a uniform reservoir sample of that size.
-"""
+"""Run statistics for the summary: frames, mean FPS, inference-time percentiles (bounded memory), drops and faults."""
 
 from __future__ import annotations
 
@@ -41,7 +37,7 @@ class Reservoir:
         self.seen += 1
 
     def sample(self) -> np.ndarray:
-        return self.values[: min(self.seen, len(self.values))]
+        return self.values[: self.seen]
 
 
 @dataclasses.dataclass
@@ -81,7 +77,7 @@ class RunStats:
         """The end-of-run report as a JSON-ready dict."""
         sample = self.inference.sample()
         p50, p95, mean = (*np.percentile(sample, [50, 95]), sample.mean()) if sample.size else (None, None, None)
-        report: dict[str, Any] = {
+        return {
             "frames": self.frames,
             "seconds": round(self.elapsed, 3),
             "mean_fps": round(self.frames / self.elapsed, 2) if self.frames and self.elapsed else 0.0,
@@ -96,9 +92,8 @@ class RunStats:
             "inference_cpu_ms_per_frame": self._per_frame_ms(self.inference_cpu_seconds),
             "rss_mb_after_warmup": _rounded(self.rss_after_warmup_mb),
             "rss_mb_end": _rounded(resident_memory_mb()),
+            **extra,
         }
-        report.update(extra)
-        return report
 
 
 def _rounded(value: float | None, digits: int = 1) -> float | None:

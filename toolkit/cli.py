@@ -1,8 +1,7 @@
 """`toolkit` command line: a thin layer that parses flags and calls one stage function.
 
-Each subcommand lives in ``toolkit/commands/<name>.py`` with ``add_arguments(parser)``
-and ``run(args) -> int``; they are imported only when chosen, so ``toolkit classify``
-on a device never touches TensorFlow.
+Each subcommand is ``toolkit/commands/<name>.py`` with ``add_arguments(parser)`` and ``run(args) -> int``; its
+stage's packages are imported only when it runs, so ``toolkit classify`` on a device never touches TensorFlow.
 """
 
 from __future__ import annotations

@@ -163,7 +163,8 @@ def _check_known_keys(options: dict[str, Any], config_class: type, where: str) -
 
 
 def _check_options(options: dict[str, Any], config_class: type, section: str) -> None:
-    """One line naming the first key of pipeline section ``section`` whose value does not fit its field's type."""
+    """One line naming the first key of pipeline section ``section`` that is unknown or does not fit its type."""
+    _check_known_keys(options, config_class, f"pipeline {section} section")
     hints = typing.get_type_hints(config_class)
     for key, value in options.items():
         hint = hints[key]
@@ -188,12 +189,12 @@ def _enabled(config: PipelineConfig, section: str) -> bool:
 def _stage_config(config: PipelineConfig, section: str, config_class: type, defaults: dict[str, Any], fixed: dict[str, Any]) -> Any:
     """``config_class`` from ``defaults``, the section's options (epochs_per_stage but for convert) and ``fixed``, validated."""
     options = {key: value for key, value in getattr(config, section).items() if key != "enabled"}
-    _check_known_keys(options, config_class, f"pipeline {section} section")
     _check_options(options, config_class, section)
     if "formats" in options:
         options["formats"] = tuple(options["formats"])
     if section != "convert" and config.epochs_per_stage is not None:
         options["epochs"] = config.epochs_per_stage
+    fixed = {"out": str(Path(config.out) / section), "progress": config.progress, **fixed}
     try:
         built = config_class(**(defaults | options | fixed))
         built = built.resolved() if section == "train" else built
@@ -205,7 +206,6 @@ def _stage_config(config: PipelineConfig, section: str, config_class: type, defa
 
 def _eval_config(config: PipelineConfig, data: str | None, converted: tuple[str, ...]) -> EvalConfig:
     """The eval section, checked; it evaluates only formats that convert writes."""
-    _check_known_keys(config.eval, EvalConfig, "pipeline eval section")
     _check_options(config.eval, EvalConfig, "eval")
     filled = {"formats": list(config.eval.get("formats") or ["int8"]), "data": config.eval.get("data") or data}
     evaluation = EvalConfig(**config.eval | filled)
@@ -220,9 +220,8 @@ def _eval_config(config: PipelineConfig, data: str | None, converted: tuple[str,
 def build_stage_configs(config: PipelineConfig) -> StageConfigs:
     """Each stage's config from its section and the top-level fields, checked before the first stage runs.
 
-    Each stage's model is the file the stage before it writes (or ``config.model``). From ``model``, the later
-    stages take the images its run used, which may name another machine's folder: ``data`` overrides it.
-    """
+    Each stage's model is the file the stage before it writes (or ``config.model``); from ``model``, the later
+    stages take its run's images, which may name another machine's folder, unless ``data`` overrides them."""
     from converters.configs import ConvertConfig, PruneConfig, QatConfig
     from training.train_config import TrainConfig
 
@@ -234,15 +233,13 @@ def build_stage_configs(config: PipelineConfig) -> StageConfigs:
     _enabled(config, "train")  # checked, though training runs whenever no model is given
     train = None
     if not config.model:
-        fixed = {"out": str(out / "train"), "progress": config.progress}
-        train = _stage_config(config, "train", TrainConfig, {"data": data or "cifar10", "limit": config.limit}, fixed)
+        train = _stage_config(config, "train", TrainConfig, {"data": data or "cifar10", "limit": config.limit}, {})
     source = Path(config.model).resolve() if config.model else out / "train" / "best.keras"
     built = {}
     for section, config_class in (("prune", PruneConfig), ("qat", QatConfig), ("convert", ConvertConfig)):
         if _enabled(config, section) or section == "convert":
-            fixed = {"model": str(source), "out": str(out / section), "progress": config.progress, "overwrite": True}
-            defaults = {"data": data} if config.model else {}
-            built[section] = _stage_config(config, section, config_class, defaults, fixed)
+            fixed = {"model": str(source), "overwrite": True}
+            built[section] = _stage_config(config, section, config_class, {"data": data} if config.model else {}, fixed)
             source = out / section / "model.keras"
     evaluation = _eval_config(config, data, built["convert"].formats)
     return StageConfigs(train, built.get("prune"), built.get("qat"), built["convert"], evaluation)
@@ -393,10 +390,9 @@ def summary_rows(out: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
                 "note": f"fake-quant {fake_quant:.2%}" if fake_quant is not None else "",
             }
         )
-    convert_entry = stages.get("convert") or {}
-    parity = atomic.read_json_object(out / convert_entry["parity"]) if convert_entry.get("parity") else {}
-    evaluations = (stages.get("eval") or {}).get("reports", {})
-    for name, relative in (convert_entry.get("models") or {}).items():
+    convert_entry, evaluations = stages["convert"], stages["eval"]["reports"]
+    parity = atomic.read_json_object(out / convert_entry["parity"]) if convert_entry["parity"] else {}
+    for name, relative in convert_entry["models"].items():
         card = atomic.read_json_object(out / convert_entry["cards"][name])
         evaluation = atomic.read_json_object(out / evaluations[name]) if name in evaluations else {}
         measured = parity.get("formats", {}).get(name, {})

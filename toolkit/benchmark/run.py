@@ -272,8 +272,8 @@ def _run_worker(
             command += ["--labels", str(labels_file)]
         if edgetpu:
             command.append("--edgetpu")
-        for field in dataclasses.fields(TimingConfig):
-            command += [f"--{field.name.replace('_', '-')}", str(getattr(timing, field.name))]
+        for name, value in dataclasses.asdict(timing).items():
+            command += [f"--{name.replace('_', '-')}", str(value)]
         completed, last_line = _run_child(command, threads)
         if result_file.exists():
             return json.loads(result_file.read_text())

@@ -9,6 +9,7 @@ before the held-out images are prepared for accuracy, so the peak is the model's
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import resource
@@ -52,12 +53,10 @@ def peak_memory_mb() -> float:
     high-water mark of the forked parent across ``execve`` into it, so every worker
     would report at least the (TensorFlow-laden) parent's size.
     """
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
-    except OSError:
-        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
