@@ -43,19 +43,26 @@ from training.fused_batch_norm import fuse_batch_norm  # noqa: E402
 from training.train import POLICIES, compile_model  # noqa: E402
 from training.train_config import TrainConfig  # noqa: E402
 
-TARGET_RATIO = 1.8  # of the recipes comparison
-# comparison -> its two sides, baseline first: side -> (recipe, precision; None: the recipe's own)
-COMPARISONS: dict[str, dict[str, tuple[str, str | None]]] = {
-    "recipes": {"old": ("paper", None), "fast": ("fast", None)},
-    "precision": {"float32": ("fast", "float32"), "bfloat16": ("fast", "bfloat16")},
-}
-DESCRIPTIONS = {
-    "recipes": ("the fast recipe vs the old float32 default",
-                "old: recipe paper (float32, batch 128, no batch norm, dropout 0.2/0.5, crop + flip, SGD momentum). "
-                "fast: recipe fast (mixed_bfloat16, batch 256, batch norm, no dropout, cutout, Nesterov SGD)."),
-    "precision": ("the fast recipe in bfloat16 vs float32",
-                  "Both: recipe fast (batch 256, batch norm, no dropout, cutout, Nesterov SGD); float32: --precision float32, "
-                  "bfloat16: --precision bfloat16 (mixed_bfloat16)."),
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """Two sides measured against each other, baseline first."""
+
+    sides: dict[str, tuple[str, str | None]]  # side -> (recipe, precision; None: the recipe's own)
+    title: str  # what the report compares
+    description: str  # each side's settings, under the title
+    target_ratio: float | None = None  # candidate / baseline images/s to reach at every width; None: no target
+
+
+COMPARISONS = {
+    "recipes": Comparison(
+        {"old": ("paper", None), "fast": ("fast", None)}, "the fast recipe vs the old float32 default",
+        "old: recipe paper (float32, batch 128, no batch norm, dropout 0.2/0.5, crop + flip, SGD momentum). "
+        "fast: recipe fast (mixed_bfloat16, batch 256, batch norm, no dropout, cutout, Nesterov SGD).", target_ratio=1.8),
+    "precision": Comparison(
+        {"float32": ("fast", "float32"), "bfloat16": ("fast", "bfloat16")}, "the fast recipe in bfloat16 vs float32",
+        "Both: recipe fast (batch 256, batch norm, no dropout, cutout, Nesterov SGD); float32: --precision float32, "
+        "bfloat16: --precision bfloat16 (mixed_bfloat16)."),
 }  # fmt: skip
 
 
@@ -98,9 +105,9 @@ def timed_fit(side: Side, repeats: int, total_steps: int) -> None:
     side.seconds += seconds[1:]
 
 
-def measure(comparison: str, width: float, dataset: Dataset, repeats: int, rounds: int) -> dict[str, Any]:
+def measure(comparison: Comparison, width: float, dataset: Dataset, repeats: int, rounds: int) -> dict[str, Any]:
     """Images/s of both sides at one width, fits alternating baseline, candidate, candidate, baseline, ..."""
-    baseline, candidate = (build_side(name, *recipe, width, dataset) for name, recipe in COMPARISONS[comparison].items())
+    baseline, candidate = (build_side(name, *recipe, width, dataset) for name, recipe in comparison.sides.items())
     for round_index in range(rounds):  # alternate, so load from other users hits both sides alike
         for side in (baseline, candidate) if round_index % 2 == 0 else (candidate, baseline):
             timed_fit(side, repeats, total_steps=rounds * (1 + repeats) * len(side.dataset))
@@ -120,13 +127,13 @@ def measure(comparison: str, width: float, dataset: Dataset, repeats: int, round
         }
     row["ratio"] = round(rates[candidate.name] / rates[baseline.name], 3)
     row["ratio_of_medians"] = round(medians[candidate.name] / medians[baseline.name], 3)
-    row["meets_target"] = row["ratio"] >= TARGET_RATIO if comparison == "recipes" else None
+    row["meets_target"] = None if comparison.target_ratio is None else row["ratio"] >= comparison.target_ratio
     return row
 
 
-def load_images(data: str, images_per_epoch: int, comparison: str) -> Dataset:
+def load_images(data: str, images_per_epoch: int, comparison: Comparison) -> Dataset:
     """A class-balanced subset of ``data`` whose size is a multiple of both sides' batch sizes."""
-    multiple = math.lcm(*(TrainConfig(recipe=recipe).resolved().batch_size for recipe, _ in COMPARISONS[comparison].values()))
+    multiple = math.lcm(*(TrainConfig(recipe=recipe).resolved().batch_size for recipe, _ in comparison.sides.values()))
     dataset = load_dataset(data, limit=images_per_epoch, seed=0)
     count = min(images_per_epoch, len(dataset)) // multiple * multiple
     if count == 0:
@@ -149,17 +156,16 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
 
 def markdown(payload: dict[str, Any]) -> str:
     """The report: one row per width, the ratio and whether it meets the target."""
-    comparison = payload["comparison"]
-    first, second = COMPARISONS[comparison]
-    title, sides = DESCRIPTIONS[comparison]
+    comparison = COMPARISONS[payload["comparison"]]
+    first, second = comparison.sides
     verdicts = {True: "met", False: "NOT met", None: "-"}
     lines = [
-        f"# Training throughput: {title}",
+        f"# Training throughput: {comparison.title}",
         "",
         generated_line(payload),
         "Both sides train through `toolkit train`'s own pipeline (BatchSource -> as_keras_dataset -> model.fit) on the same "
         f"images; the fastest of {payload['results'][0]['timed_epochs_per_side']} timed epochs per side (medians beside it), fits alternating. "
-        + sides,
+        + comparison.description,
         f"bfloat16 instructions (AVX512-BF16, AMX or Arm's BF16) on this machine: {'yes' if payload['native_bfloat16'] else 'no'}.",
         "",
         f"| width | images/epoch | {first} parameters | {second} parameters | {first} images/s | {second} images/s | {second} / {first} | "
@@ -174,8 +180,8 @@ def markdown(payload: dict[str, Any]) -> str:
             f"{baseline['images_per_second_median']}, {candidate['images_per_second_median']}, {row['ratio_of_medians']:.3f} | "
             f"{verdicts[row['meets_target']]} |"
         )
-    target = (f"Target: {second} / {first} >= {TARGET_RATIO} at every width -> {verdicts[payload['meets_target']]}. "
-              if comparison == "recipes" else "No target: this shows what the side on the right costs or saves on this machine. ")  # fmt: skip
+    target = (f"Target: {second} / {first} >= {comparison.target_ratio} at every width -> {verdicts[payload['meets_target']]}. "
+              if comparison.target_ratio else "No target: this shows what the side on the right costs or saves on this machine. ")  # fmt: skip
     lines += [
         "",
         target + f"1-minute load average before/after: {payload['load_average_before_after']} "
@@ -188,19 +194,19 @@ def markdown(payload: dict[str, Any]) -> str:
 def main(argv: list[str]) -> int:
     """Measure every width, write the JSON and markdown; exit 0 when the target is met (or there is none)."""
     args = parse_arguments(argv)
-    dataset = load_images(args.data, args.images, args.compare)
+    comparison = COMPARISONS[args.compare]
+    dataset = load_images(args.data, args.images, comparison)
     facts = sitting("train_throughput.py", argv)
     try:
-        results = [measure(args.compare, width, dataset, args.repeats, args.rounds) for width in args.widths]
+        results = [measure(comparison, width, dataset, args.repeats, args.rounds) for width in args.widths]
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    recipes = args.compare == "recipes"
     payload = {
         **facts,
         "comparison": args.compare,
         "native_bfloat16": native_bfloat16(),
-        "target_ratio": TARGET_RATIO if recipes else None,
-        "meets_target": all(row["meets_target"] for row in results) if recipes else None,
+        "target_ratio": comparison.target_ratio,
+        "meets_target": None if comparison.target_ratio is None else all(row["meets_target"] for row in results),
         "data": str(args.data),
         "load_average_before_after": [facts["load_average_at_start"], load_average()],
         "results": results,
