@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -31,14 +35,67 @@ def shared_cifar() -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory) -> dict[str, Path]:
+def tiny_models(pytestconfig: pytest.Config) -> dict[str, Path]:
     """One tiny trained All-CNN-C as run/best.keras and int8, uint8 and float32 .tflite, with cards (built once)."""
-    from tiny_models import build_tiny_models
-
-    return build_tiny_models(tmp_path_factory.mktemp("tiny-models"), SAMPLE_DIR)
+    if TINY_MODELS not in pytestconfig.stash:  # asked for by a test that does not name it
+        pytestconfig.stash[TINY_MODELS] = TinyModelBuild()
+    return pytestconfig.stash[TINY_MODELS].result()
 
 
 @pytest.fixture(scope="session")
 def edge_int8_model(tiny_models: dict[str, Path]) -> Path:
     """The tiny model as int8 .tflite (int8 I/O) with its card."""
     return tiny_models["int8"]
+
+
+class TinyModelBuild:
+    """tests/tiny_models.py running in a second process, started as soon as the tests are collected."""
+
+    def __init__(self) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="tiny-models-"))
+        self.log = self.directory / "build.log"
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        with self.log.open("w") as log:
+            command = [sys.executable, str(REPO_ROOT / "tests" / "tiny_models.py"), str(self.directory), str(SAMPLE_DIR)]
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
+
+    def result(self) -> dict[str, Path]:
+        """The models' paths once the build has finished; a failed build fails every test that needs them."""
+        from tiny_models import model_paths
+
+        if self.process.wait() != 0:
+            raise RuntimeError(f"building the tiny test models failed:\n{self.log.read_text()[-4000:]}")
+        return model_paths(self.directory)
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+TINY_MODELS = pytest.StashKey[TinyModelBuild]()
+TINY_MODEL_FIXTURES = {"tiny_models", "edge_int8_model"}
+
+
+def _uses_tiny_models(item: pytest.Item) -> bool:
+    return bool(TINY_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that inspects test_compression's pipeline run (train, prune, QAT, convert, eval) is slow. The modules
+    that use the tiny models run last: their second process builds them while the other modules run (2 cores)."""
+    for item in items:
+        if "pipeline_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+    modules = {item.path for item in items if _uses_tiny_models(item)}
+    items.sort(key=lambda item: item.path in modules)  # stable: each module keeps its order and stays whole
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if not session.config.option.collectonly and any(_uses_tiny_models(item) for item in session.items):
+        session.config.stash[TINY_MODELS] = TinyModelBuild()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if TINY_MODELS in config.stash:
+        config.stash[TINY_MODELS].close()

@@ -1,9 +1,9 @@
 """Prune -> QAT -> int8 conversion on the committed real images, checked from the outside.
 
 One small All-CNN-C (width 0.125) goes through ``toolkit pipeline`` once (module
-fixture); the tests then inspect its artifacts with tools other than the ones that
-wrote them: Keras 3 for the .keras files, the bare LiteRT interpreter (no delegates)
-for the .tflite files, and numpy for the parity figures.
+fixture; conftest marks the tests that use it slow); the tests then inspect its artifacts
+with tools other than the ones that wrote them: Keras 3 for the .keras files, the bare
+LiteRT interpreter (no delegates) for the .tflite files, and numpy for the parity figures.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from script_support import SCRIPTS, load_script
 from toolkit.cli import main
 from toolkit.preprocessing import prepare_batch
 
-pytestmark = pytest.mark.slow
 
 PIPELINE_YAML = """
 out: {out}
@@ -259,6 +258,25 @@ def test_pipeline_summary_manifest_and_skip_on_rerun(pipeline_run, capsys):
     assert (out / "train" / "stage.json").is_file()
     for path, mtime in stamps.items():
         assert path.stat().st_mtime_ns == mtime, path
+
+
+@pytest.mark.parametrize("total_steps", [2, 7, 41, 12345])
+@pytest.mark.parametrize("ramp_fraction", [0.01, 0.5, 1.0])
+def test_pruning_schedule_reaches_the_target_on_a_mask_update_inside_the_run(total_steps, ramp_fraction):
+    from converters.prune import pruning_schedule_steps
+
+    end_step, frequency = pruning_schedule_steps(total_steps, ramp_fraction)
+    assert end_step % frequency == 0 and 1 <= end_step <= total_steps - 1  # UpdatePruningStep counts from 0
+    assert end_step > (total_steps - 1) * ramp_fraction - 2 * frequency  # the ramp is not cut short
+    assert (total_steps - 1) * ramp_fraction / frequency <= 40  # about 20 mask updates, not one per step
+
+
+def test_pruning_needs_two_steps():
+    from toolkit.errors import ToolkitError
+    from converters.prune import pruning_schedule_steps
+
+    with pytest.raises(ToolkitError, match="at least 2 fine-tuning steps.*raise --epochs"):
+        pruning_schedule_steps(1, 0.5)
 
 
 def test_stage_stamp_notices_a_changed_output(tmp_path):

@@ -59,6 +59,7 @@ def test_sigkill_mid_epoch_then_resume_finishes_every_epoch_once(sample_dir: Pat
     assert not list(run.glob(".*.keras"))
 
 
+@pytest.mark.slow
 def test_resume_before_the_first_checkpoint_starts_over(sample_dir: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     config = TrainConfig(data=str(sample_dir), out=str(run), epochs=1, batch_size=32, width=0.125, progress=False)

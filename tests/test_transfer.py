@@ -13,7 +13,7 @@ import pytest
 from toolkit import atomic
 from toolkit.cli import main
 from toolkit.errors import ToolkitError
-from toolkit.model_card import load_card
+from toolkit.model_card import ModelCard, load_card, save_card
 from training.allcnn import ModelConfig, create_model
 from training.backend import keras
 from training.train import train
@@ -23,10 +23,21 @@ from training.transfer import parent_architecture, start_from
 
 @pytest.fixture(scope="module")
 def parent(sample_dir: Path, tmp_path_factory) -> Path:
-    """A tiny batch-norm model trained one epoch on the 10-class sample."""
-    out = tmp_path_factory.mktemp("parent") / "run"
-    train(TrainConfig(data=str(sample_dir), out=str(out), epochs=1, batch_size=32, width=0.125, batch_norm=True, progress=False))
-    return out / "best.keras"
+    """A tiny batch-norm model saved with its card as ``toolkit train`` saves one, for the 10 classes of the sample.
+
+    Its weights are the initial ones with noise, so none is the value a fresh model starts from (not even batch
+    norm's ones and zeros) and a weight that was not copied shows.
+    """
+    path = tmp_path_factory.mktemp("parent") / "best.keras"
+    config = ModelConfig(width=0.125, batch_norm=True)
+    model = create_model(config, keras)
+    rng = np.random.default_rng(0)
+    model.set_weights([weights * rng.uniform(0.8, 1.2, weights.shape) + rng.normal(0.0, 0.01, weights.shape) for weights in model.get_weights()])
+    model.save(path)
+    labels = sorted(folder.name for folder in sample_dir.iterdir())
+    save_card(ModelCard(labels=labels, input_size=list(config.input_shape), mean=[0.5] * 3, std=[0.25] * 3,
+                        architecture=config.to_dict(), dataset=str(sample_dir), history=["train"]), path)  # fmt: skip
+    return path
 
 
 def small_folder(sample_dir: Path, root: Path, classes=("cat", "dog", "ship"), per_class: int = 10, size: int | None = None) -> Path:

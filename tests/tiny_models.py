@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+
+def model_paths(directory: Path) -> dict[str, Path]:
+    """Where :func:`build_tiny_models` writes each model and folder, by key."""
+    run, convert = Path(directory) / "run", Path(directory) / "convert"
+    return {"run": run, "convert": convert, "keras": run / "best.keras", "int8": convert / "model_int8.tflite",
+            "float32": convert / "model_float32.tflite", "uint8": Path(directory) / "uint8" / "model_uint8.tflite"}  # fmt: skip
 
 
 def build_tiny_models(directory: Path, sample_dir: Path, epochs: int = 6) -> dict[str, Path]:
@@ -31,18 +39,16 @@ def build_tiny_models(directory: Path, sample_dir: Path, epochs: int = 6) -> dic
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
     model.fit(inputs, dataset.labels, epochs=epochs, batch_size=32, verbose=0)
 
-    run, convert, uint8 = (Path(directory) / name for name in ("run", "convert", "uint8"))
-    for folder in (run, convert, uint8):
-        folder.mkdir(parents=True)
+    paths = model_paths(directory)
+    for name in ("keras", "int8", "uint8"):
+        paths[name].parent.mkdir(parents=True)
     card = ModelCard(labels=dataset.class_names, input_size=list(config.input_shape), mean=mean, std=std,
                      architecture=config.to_dict(), dataset=dataset.source, format="keras", history=["train"])  # fmt: skip
-    paths = {"run": run, "convert": convert, "keras": run / "best.keras"}
     model.save(paths["keras"])
     save_card(card, paths["keras"])
 
     twin = twin_from_keras3(model, config)
     for io_type in ("int8", "uint8", "float32"):
-        paths[io_type] = (uint8 if io_type == "uint8" else convert) / f"model_{io_type}.tflite"
         if io_type == "float32":
             data, parsed = convert_model(twin, "float32")
         else:
@@ -52,3 +58,7 @@ def build_tiny_models(directory: Path, sample_dir: Path, epochs: int = 6) -> dic
                                input_quantization=tensor_quantization(parsed.inputs[0]),  # the interpreter's reading is checked against it
                                output_quantization=tensor_quantization(parsed.outputs[0])), paths[io_type])  # fmt: skip
     return paths
+
+
+if __name__ == "__main__":  # conftest builds them in a second process: python tests/tiny_models.py OUT SAMPLE_DIR
+    build_tiny_models(Path(sys.argv[1]), Path(sys.argv[2]))

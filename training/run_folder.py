@@ -50,6 +50,7 @@ class RunFolder:
         self.curves = self.root / "curves.png"
         self.metrics = self.root / "metrics.json"
         self.state: dict[str, Any] = {}
+        self.plotted_rows: list[dict] | None = None  # the history curves.png shows, drawn by this process
 
     def holds_run(self) -> bool:
         """True when a run has already started here (a fresh run must not overwrite it)."""
@@ -146,7 +147,9 @@ class RunFolder:
             best_row = next(row for row in rows if int(row["epoch"]) == best["epoch"])
             save_card(card.replace(metrics=_card_metrics(best_row, summary)), self.best)
         write_history_csv(rows, self.history)
-        plot_history(rows, self.curves, title=str(summary.get("title", "")))
+        if rows != self.plotted_rows:  # the write after the last epoch adds figures, not epochs
+            plot_history(rows, self.curves, title=str(summary.get("title", "")))
+            self.plotted_rows = list(rows)
         atomic.write_json(self.metrics, {
             "epochs_completed": state["epochs_completed"],
             "best_epoch": best.get("epoch"),
