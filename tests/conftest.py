@@ -54,7 +54,8 @@ class TinyModelBuild:
     def __init__(self) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="tiny-models-"))
         self.log = self.directory / "build.log"
-        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+                       "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}  # one core, the tests keep the other
         with self.log.open("w") as log:
             command = [sys.executable, str(REPO_ROOT / "tests" / "tiny_models.py"), str(self.directory), str(SAMPLE_DIR)]
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)

@@ -226,10 +226,16 @@ def test_http_stream_source(edge_int8_model, sample_dir, tmp_path, capsys):
         assert source.live
         # The clip ends, which looks like a lost stream: the source reconnects and carries on until stopped.
         stop = threading.Event()
-        timer = threading.Timer(1.5, stop.set)
-        timer.start()
+
+        def stop_after_the_first_reconnect() -> None:
+            deadline = time.monotonic() + 30
+            while source.reconnects < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.2)  # frames of the reconnected stream
+            stop.set()
+
+        threading.Thread(target=stop_after_the_first_reconnect, daemon=True).start()
         summary = run_classify(config, source=source, stop=stop)
-        timer.cancel()
     finally:
         server.shutdown()
         server.server_close()
