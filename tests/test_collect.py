@@ -21,6 +21,7 @@ from edge_app.server import PreviewServer, is_loopback, token_matches
 from edge_app.sources import open_source
 from edge_support import run_without_tensorflow, write_lossless_video
 from test_edge_server import read_one_mjpeg_frame
+from toolkit.cli import main
 from toolkit.errors import ToolkitError
 from toolkit.preprocessing import center_crop
 
@@ -111,11 +112,12 @@ def test_collect_every_counts_video_time_until_the_source_ends(video, frames, tm
         ("cat", ["--every", "-1"], "--every must be 0 or more"),
     ],
 )
-def test_bad_label_or_flag_is_one_line_error(video, tmp_path, label, flags, message):
-    result = collect(video, tmp_path / "dataset", label, *flags)
-    assert result.returncode == 2
-    assert result.stderr.startswith("error: ") and message in result.stderr and len(result.stderr.splitlines()) == 1
-    assert result.stdout == "" and not (tmp_path / "dataset").exists()
+def test_bad_label_or_flag_is_one_line_error(video, tmp_path, label, flags, message, capsys):
+    code = main(["collect", "--source", str(video), "--label", label, "--out", str(tmp_path / "dataset"), *flags])
+    result = capsys.readouterr()
+    assert code == 2
+    assert result.err.startswith("error: ") and message in result.err and len(result.err.splitlines()) == 1
+    assert result.out == "" and not (tmp_path / "dataset").exists()
 
 
 def test_unknown_source_and_unwritable_out_are_one_line_errors(video, tmp_path):
