@@ -1,4 +1,4 @@
-"""Shared fixtures: the committed real CIFAR-10 sample, temporary run folders."""
+"""Shared fixtures (the committed real CIFAR-10 sample, the tiny test models) and the order the tests run in."""
 
 from __future__ import annotations
 
@@ -93,10 +93,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start building the tiny models when a selected test needs them (not for --collect-only)."""
     if not session.config.option.collectonly and any(_uses_tiny_models(item) for item in session.items):
         session.config.stash[TINY_MODELS] = TinyModelBuild()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop a build that is still running (an interrupted session) and remove the models."""
     if TINY_MODELS in config.stash:
         config.stash[TINY_MODELS].close()
