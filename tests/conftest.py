@@ -27,6 +27,17 @@ def sample_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def sample_dataset(sample_dir: Path):
+    """The committed sample, decoded once (read-only: the tests share it)."""
+    from training.data import load_image_folder
+
+    dataset = load_image_folder(sample_dir)
+    dataset.images.setflags(write=False)
+    dataset.labels.setflags(write=False)
+    return dataset
+
+
+@pytest.fixture(scope="session")
 def shared_cifar() -> Path:
     """The 50,000 shared CIFAR-10 JPEGs; tests that need them skip when they are absent."""
     if not SHARED_CIFAR.is_dir():
@@ -37,8 +48,6 @@ def shared_cifar() -> Path:
 @pytest.fixture(scope="session")
 def tiny_models(pytestconfig: pytest.Config) -> dict[str, Path]:
     """One tiny trained All-CNN-C as run/best.keras and int8, uint8 and float32 .tflite, with cards (built once)."""
-    if TINY_MODELS not in pytestconfig.stash:  # asked for by a test that does not name it
-        pytestconfig.stash[TINY_MODELS] = TinyModelBuild()
     return pytestconfig.stash[TINY_MODELS].result()
 
 
@@ -54,7 +63,7 @@ class TinyModelBuild:
     def __init__(self) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="tiny-models-"))
         self.log = self.directory / "build.log"
-        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT),
                        "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}  # one core, the tests keep the other
         with self.log.open("w") as log:
             command = [sys.executable, str(REPO_ROOT / "tests" / "tiny_models.py"), str(self.directory), str(SAMPLE_DIR)]
@@ -75,26 +84,26 @@ class TinyModelBuild:
 
 
 TINY_MODELS = pytest.StashKey[TinyModelBuild]()
-TINY_MODEL_FIXTURES = {"tiny_models", "edge_int8_model"}
 
 
-def _uses_tiny_models(item: pytest.Item) -> bool:
-    return bool(TINY_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())))
+def _uses(item: pytest.Item, fixture: str) -> bool:
+    """Whether ``item`` needs ``fixture``, directly or through another fixture."""
+    return fixture in getattr(item, "fixturenames", ())
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that inspects test_compression's pipeline run (train, prune, QAT, convert, eval) is slow. The modules
     that use the tiny models run last: their second process builds them while the other modules run (2 cores)."""
     for item in items:
-        if "pipeline_run" in getattr(item, "fixturenames", ()):
+        if _uses(item, "pipeline_run"):
             item.add_marker(pytest.mark.slow)
-    modules = {item.path for item in items if _uses_tiny_models(item)}
+    modules = {item.path for item in items if _uses(item, "tiny_models")}
     items.sort(key=lambda item: item.path in modules)  # stable: each module keeps its order and stays whole
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start building the tiny models when a selected test needs them (not for --collect-only)."""
-    if not session.config.option.collectonly and any(_uses_tiny_models(item) for item in session.items):
+    if not session.config.option.collectonly and any(_uses(item, "tiny_models") for item in session.items):
         session.config.stash[TINY_MODELS] = TinyModelBuild()
 
 

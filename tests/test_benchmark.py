@@ -9,13 +9,6 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture(scope="module")
-def dataset(sample_dir):
-    from training.data import load_dataset
-
-    return load_dataset(str(sample_dir))
-
-
 def _quick_config(**changes):
     from toolkit.benchmark.run import BenchmarkConfig
     from toolkit.benchmark.worker import TimingConfig
@@ -49,15 +42,15 @@ def test_row_format_reads_card_history(tiny_models, tmp_path):
     assert row_format(pruned, ModelCard.from_dict(dict(card, format="onnx"))) == (None, "its card's format 'onnx' is none of the table's")
 
 
-def test_benchmark_convert_folder_measures_every_format(tiny_models, dataset, tmp_path):
+def test_benchmark_convert_folder_measures_every_format(tiny_models, sample_dataset, tmp_path):
     """Accuracy and agreement are recomputed here independently of the benchmark's worker processes."""
     from toolkit.benchmark.run import run_benchmark
     from edge_app.runtime import TFLitePredictor
 
     out = tmp_path / "out"
-    report = run_benchmark(tiny_models["convert"], out, _quick_config(), data=str(dataset.source), progress=False)
+    report = run_benchmark(tiny_models["convert"], out, _quick_config(), data=str(sample_dataset.source), progress=False)
     assert [row["format"] for row in report["formats"]] == ["tflite-float32", "tflite-int8-ptq"]
-    assert report["held_out_images"] == len(dataset)
+    assert report["held_out_images"] == len(sample_dataset)
     expected = {}
     for row in report["formats"]:
         assert "error" not in row, row
@@ -71,9 +64,9 @@ def test_benchmark_convert_folder_measures_every_format(tiny_models, dataset, tm
         assert row["tensorflow_imported"] is False
         assert 10 < row["memory"]["peak_rss_mb"] < 400
         assert row["edgetpu"]["runs"] is False and row["edgetpu"]["reason"]
-        predictions = TFLitePredictor(path).predict(dataset.images).argmax(axis=-1)
+        predictions = TFLitePredictor(path).predict(sample_dataset.images).argmax(axis=-1)
         expected[row["format"]] = predictions
-        assert row["accuracy"]["top1"] == pytest.approx(np.mean(predictions == dataset.labels))
+        assert row["accuracy"]["top1"] == pytest.approx(np.mean(predictions == sample_dataset.labels))
     agreement = np.mean(expected["tflite-int8-ptq"] == expected["tflite-float32"])
     assert report["formats"][1]["accuracy"]["agreement_with_float"] == pytest.approx(agreement)
     saved = json.loads((out / "benchmark.json").read_text())
@@ -83,13 +76,13 @@ def test_benchmark_convert_folder_measures_every_format(tiny_models, dataset, tm
 
 
 @pytest.mark.slow
-def test_benchmark_run_folder_converts_the_missing_formats(tiny_models, dataset, tmp_path):
+def test_benchmark_run_folder_converts_the_missing_formats(tiny_models, sample_dataset, tmp_path):
     from toolkit.benchmark.run import run_benchmark
 
     config = _quick_config(limit=40)
     config.produce_missing = True
     config.calibration_samples = 100
-    report = run_benchmark(tiny_models["run"], tmp_path, config, data=dataset.source, progress=False)
+    report = run_benchmark(tiny_models["run"], tmp_path, config, data=sample_dataset.source, progress=False)
     rows = {row["format"]: row for row in report["formats"]}
     assert list(rows) == ["keras-float", "tflite-float32", "tflite-float16", "tflite-dynamic", "tflite-int8-ptq"]
     for key, row in rows.items():
@@ -131,27 +124,27 @@ def _float_model_with_split(tiny_models, folder: Path, sample_dir, **metrics) ->
     return model
 
 
-def test_held_out_images_follow_the_split_recorded_in_the_card(tiny_models, dataset, tmp_path, sample_dir):
+def test_held_out_images_follow_the_split_recorded_in_the_card(tiny_models, sample_dataset, tmp_path, sample_dir):
     from toolkit.benchmark.run import held_out_data
     from training.splits import train_validation_split
 
     model = _float_model_with_split(tiny_models, tmp_path, sample_dir, validation_fraction=0.2, split_seed=3, train_images=240, validation_images=60)
     held_out = held_out_data({"tflite-float32": model}, data=None, limit=None)
-    _, expected = train_validation_split(dataset, 0.2, 3)
+    _, expected = train_validation_split(sample_dataset, 0.2, 3)
     assert len(held_out.labels) == 60 and "validation split (20%, seed 3)" in held_out.description
     np.testing.assert_array_equal(held_out.images, expected.images)
     np.testing.assert_array_equal(held_out.labels, expected.labels)
     assert len(held_out_data({"tflite-float32": model}, data=None, limit=20).labels) == 20
 
 
-def test_edgetpu_cell_says_why_it_did_not_run(tiny_models, dataset, tmp_path):
+def test_edgetpu_cell_says_why_it_did_not_run(tiny_models, sample_dataset, tmp_path):
     from toolkit.benchmark import run as benchmark_run
 
     config = _quick_config()
     int8 = tmp_path / "model_int8.tflite"
     int8.write_bytes((tiny_models["convert"] / "model_int8.tflite").read_bytes())
     images = tmp_path / "images.npy"
-    np.save(images, dataset.images[:4])
+    np.save(images, sample_dataset.images[:4])
 
     cell = benchmark_run._edgetpu_cell("tflite-float32", int8, True, "loaded", images, config)
     assert not cell["runs"] and "int8" in cell["reason"]
@@ -168,7 +161,7 @@ def test_edgetpu_cell_says_why_it_did_not_run(tiny_models, dataset, tmp_path):
         assert not cell["runs"] and "Edge TPU delegate" in cell["reason"]
 
 
-def test_held_out_images_are_topped_up_outside_a_limited_training_subset(tiny_models, dataset, tmp_path, sample_dir):
+def test_held_out_images_are_topped_up_outside_a_limited_training_subset(tiny_models, sample_dataset, tmp_path, sample_dir):
     from toolkit.benchmark.run import held_out_data
     from training.data import stratified_subset
     from training.splits import train_validation_split
@@ -176,14 +169,14 @@ def test_held_out_images_are_topped_up_outside_a_limited_training_subset(tiny_mo
     model = _float_model_with_split(tiny_models, tmp_path, sample_dir, validation_fraction=0.2, split_seed=0, train_images=80, validation_images=20)
     held_out = held_out_data({"tflite-float32": model}, data=None, limit=60)
     assert len(held_out.labels) == 60 and "topped up with 40 images" in held_out.description
-    trained_on = set(stratified_subset(dataset.labels, 100, 0).tolist())
-    _, validation = train_validation_split(dataset.subset(np.sort(list(trained_on))), 0.2, 0)
-    training_images = {dataset.images[i].tobytes() for i in trained_on} - {image.tobytes() for image in validation.images}
+    trained_on = set(stratified_subset(sample_dataset.labels, 100, 0).tolist())
+    _, validation = train_validation_split(sample_dataset.subset(np.sort(list(trained_on))), 0.2, 0)
+    training_images = {sample_dataset.images[i].tobytes() for i in trained_on} - {image.tobytes() for image in validation.images}
     assert not training_images & {image.tobytes() for image in held_out.images}
 
 
 @pytest.mark.slow
-def test_peak_memory_is_the_models_not_the_test_sets(tiny_models, dataset, tmp_path):
+def test_peak_memory_is_the_models_not_the_test_sets(tiny_models, sample_dataset, tmp_path):
     """The worker reads its peak before loading the held-out images: 1 or 20,000 of them, the same figure."""
     import subprocess
     import sys
@@ -191,7 +184,7 @@ def test_peak_memory_is_the_models_not_the_test_sets(tiny_models, dataset, tmp_p
     model = tiny_models["convert"] / "model_int8.tflite"
     peaks = []
     for count in (1, 20_000):
-        images = np.resize(dataset.images, (count, 32, 32, 3))  # 20,000: 61 MB, 246 MB as floats
+        images = np.resize(sample_dataset.images, (count, 32, 32, 3))  # 20,000: 61 MB, 246 MB as floats
         np.save(tmp_path / "images.npy", images)
         np.save(tmp_path / "labels.npy", np.zeros(count, dtype=np.int64))
         subprocess.run(

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from edge_support import REPO_ROOT, json_lines, run_without_tensorflow, write_lossless_video
-from training.data import load_image_folder
 
 
 def reference_probabilities(model_path: Path, rgb_images: np.ndarray) -> np.ndarray:
@@ -22,8 +21,8 @@ def reference_probabilities(model_path: Path, rgb_images: np.ndarray) -> np.ndar
 
 
 @pytest.fixture(scope="module")
-def sample(sample_dir):
-    dataset = load_image_folder(sample_dir)
+def sample(sample_dataset):
+    dataset = sample_dataset
     chosen = np.arange(0, len(dataset), 5)  # 60 real images, 6 per class
     return dataset.images[chosen]
 

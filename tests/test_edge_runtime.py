@@ -15,12 +15,11 @@ from edge_app.runtime import TFLitePredictor, card_owner, make_interpreter
 from toolkit import preprocessing
 from toolkit.errors import ToolkitError
 from toolkit.model_card import card_path, load_card
-from training.data import load_image_folder
 
 
 @pytest.fixture(scope="module")
-def sample_images(sample_dir) -> np.ndarray:
-    return load_image_folder(sample_dir).images[::6]  # 50 RGB images, 5 per class
+def sample_images(sample_dataset) -> np.ndarray:
+    return sample_dataset.images[::6]  # 50 RGB images, 5 per class
 
 
 def test_runtime_order_prefers_litert_then_tflite_runtime_then_tensorflow(monkeypatch):

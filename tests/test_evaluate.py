@@ -13,16 +13,11 @@ from toolkit import preprocessing
 from toolkit.cli import main
 from toolkit.errors import ToolkitError
 from toolkit.model_card import ModelCard, load_card, save_card
-from training.data import Dataset, load_dataset, load_image_folder
+from training.data import Dataset, load_dataset
 from training.evaluate import evaluate, label_mapping, load_evaluation_data, load_predictor
 from training.splits import train_validation_split
 
 LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-@pytest.fixture(scope="module")
-def sample(sample_dir: Path) -> Dataset:
-    return load_image_folder(sample_dir)
 
 
 @pytest.fixture(scope="module")
@@ -52,26 +47,26 @@ def test_cli_writes_report_and_confusion_png(models: dict[str, Path], sample_dir
     assert report["top1"] == pytest.approx(np.mean(probabilities.argmax(axis=1) == subset.labels))
 
 
-def test_labels_are_matched_by_name(models: dict[str, Path], sample: Dataset, tmp_path: Path) -> None:
+def test_labels_are_matched_by_name(models: dict[str, Path], sample_dataset: Dataset, tmp_path: Path) -> None:
     # The same model with its card listing the classes in reverse order.
     reversed_model = tmp_path / "reversed.keras"
     shutil.copy(models["keras"], reversed_model)
     save_card(load_card(models["keras"]).replace(labels=LABELS[::-1]), reversed_model)
-    predictions = load_predictor(reversed_model).predict(sample.images).argmax(axis=1)
-    report = evaluate(reversed_model, sample)
-    by_name = predictions == 9 - sample.labels
-    by_id = predictions == sample.labels
+    predictions = load_predictor(reversed_model).predict(sample_dataset.images).argmax(axis=1)
+    report = evaluate(reversed_model, sample_dataset)
+    by_name = predictions == 9 - sample_dataset.labels
+    by_id = predictions == sample_dataset.labels
     assert report["top1"] == pytest.approx(by_name.mean())
     for index, name in enumerate(LABELS):
-        assert report["per_class"][name] == pytest.approx(by_name[sample.labels == index].mean())
+        assert report["per_class"][name] == pytest.approx(by_name[sample_dataset.labels == index].mean())
     assert any(
-        report["per_class"][name] != pytest.approx(by_id[sample.labels == index].mean()) for index, name in enumerate(LABELS)
+        report["per_class"][name] != pytest.approx(by_id[sample_dataset.labels == index].mean()) for index, name in enumerate(LABELS)
     ), "the model's predictions cannot tell name matching from id matching; the test would prove nothing"
 
     # A folder holding three classes, in another order, scores those images the same.
     chosen = [LABELS.index(name) for name in ("truck", "cat", "bird")]
-    members = np.flatnonzero(np.isin(sample.labels, chosen))
-    partial = Dataset(sample.images[members], np.asarray([chosen.index(label) for label in sample.labels[members]]), ["truck", "cat", "bird"])
+    members = np.flatnonzero(np.isin(sample_dataset.labels, chosen))
+    partial = Dataset(sample_dataset.images[members], np.asarray([chosen.index(label) for label in sample_dataset.labels[members]]), ["truck", "cat", "bird"])
     partial_report = evaluate(reversed_model, partial)
     assert partial_report["n"] == 90 and set(partial_report["per_class"]) == {"truck", "cat", "bird"}
     for name in ("truck", "cat", "bird"):
@@ -82,8 +77,8 @@ def test_labels_are_matched_by_name(models: dict[str, Path], sample: Dataset, tm
     assert label_mapping(["CAT", "dog"], LABELS).tolist() == [3, 5]
 
 
-def test_tflite_float_matches_keras_and_int8_runs(models: dict[str, Path], sample: Dataset) -> None:
-    images = sample.images[::10]
+def test_tflite_float_matches_keras_and_int8_runs(models: dict[str, Path], sample_dataset: Dataset) -> None:
+    images = sample_dataset.images[::10]
     keras_probabilities = load_predictor(models["keras"]).predict(images)
     float_probabilities = load_predictor(models["float"]).predict(images)
     np.testing.assert_allclose(float_probabilities, keras_probabilities, atol=1e-4)
@@ -93,17 +88,17 @@ def test_tflite_float_matches_keras_and_int8_runs(models: dict[str, Path], sampl
     # Dequantised int8 outputs stay near the float ones (raw codes or a wrong zero point would not).
     assert np.abs(int8_probabilities - keras_probabilities).mean() < 0.02
     assert np.abs(int8_probabilities - keras_probabilities).max() < 0.2
-    report = evaluate(models["int8"], sample.subset(np.arange(0, 300, 10)))
+    report = evaluate(models["int8"], sample_dataset.subset(np.arange(0, 300, 10)))
     assert report["format"] == "tflite" and report["card_format"] == "tflite-int8" and report["n"] == 30
-    assert report["top1"] == pytest.approx(np.mean(int8_probabilities.argmax(axis=1) == sample.labels[::10]))
+    assert report["top1"] == pytest.approx(np.mean(int8_probabilities.argmax(axis=1) == sample_dataset.labels[::10]))
 
 
-def test_images_of_another_size_go_through_shared_preprocessing(models: dict[str, Path], sample: Dataset) -> None:
+def test_images_of_another_size_go_through_shared_preprocessing(models: dict[str, Path], sample_dataset: Dataset) -> None:
     from training.backend import keras
 
     import cv2
 
-    large = np.stack([cv2.resize(image, (48, 40), interpolation=cv2.INTER_LINEAR) for image in sample.images[:6]])
+    large = np.stack([cv2.resize(image, (48, 40), interpolation=cv2.INTER_LINEAR) for image in sample_dataset.images[:6]])
     card = load_card(models["keras"])
     expected = keras.models.load_model(models["keras"]).predict_on_batch(
         np.stack([preprocessing.prepare_image(image, card.input_size, card.mean, card.std) for image in large])
@@ -112,11 +107,11 @@ def test_images_of_another_size_go_through_shared_preprocessing(models: dict[str
     np.testing.assert_allclose(load_predictor(models["float"]).predict(large), expected, atol=1e-4)
 
 
-def test_validation_split_follows_the_card(sample_dir: Path, sample: Dataset) -> None:
+def test_validation_split_follows_the_card(sample_dir: Path, sample_dataset: Dataset) -> None:
     card = ModelCard(labels=LABELS, input_size=[32, 32, 3], mean=[0.5] * 3, std=[0.25] * 3)
     card.metrics = {"validation_fraction": 0.2, "split_seed": 1, "train_images": 240, "validation_images": 60}
     validation = load_evaluation_data(str(sample_dir), card, "validation")
-    _, expected = train_validation_split(sample, 0.2, 1)
+    _, expected = train_validation_split(sample_dataset, 0.2, 1)
     np.testing.assert_array_equal(validation.images, expected.images)
     assert len(load_evaluation_data(str(sample_dir), card, "validation", limit=20)) == 20
     # Trained with --limit 100: the split is carved from that same subset.
