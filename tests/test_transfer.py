@@ -117,7 +117,23 @@ def test_a_small_folder_trains_with_the_defaults(sample_dir: Path, tmp_path: Pat
     assert saved["train"]["batch_size"] == 4 and saved["requested"]["batch_size"] is None
     history = json.loads((out / "state.json").read_text())["history"]
     assert len(history) == 3 and all(np.isfinite(row["loss"]) for row in history)
-    # Given flags are kept as given.
+
+
+@pytest.mark.parametrize(
+    ("recipe", "train_images", "changes"),
+    [
+        ("fast", 1000, {"batch_size": 32, "learning_rate": 0.025}),  # 31 steps an epoch instead of 7
+        ("fast", 3000, {"batch_size": 128, "learning_rate": 0.1}),
+        ("fast", 4096, {}),  # 16 steps of the recipe's 256
+        ("paper", 200, {"batch_size": 16, "learning_rate": 0.00625}),  # not below 16 (13 steps) ...
+        ("paper", 27, {"batch_size": 4, "learning_rate": 0.0015625}),  # ... unless that is more than a quarter
+        ("paper", 45000, {}),
+    ],
+)
+def test_small_data_batch_gives_an_epoch_enough_steps(recipe: str, train_images: int, changes: dict) -> None:
+    assert TrainConfig(recipe=recipe).small_data_changes(train_images) == pytest.approx(changes)
+
+
+def test_small_data_changes_keep_the_flags_given() -> None:
     assert TrainConfig(batch_size=16).small_data_changes(27) == {}
     assert TrainConfig(learning_rate=0.01).small_data_changes(27) == {"batch_size": 4}
-    assert TrainConfig().small_data_changes(45000) == {}

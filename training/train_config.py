@@ -126,13 +126,14 @@ class TrainConfig:
     def small_data_changes(self, train_images: int) -> dict[str, Any]:
         """Batch size and learning rate for few training images, where the recipe sets them (flags given stay).
 
-        The batch is at most a quarter of the images (a power of two), and the learning
-        rate shrinks with it (the linear scaling rule), so a small folder trains without NaN.
+        The batch is the largest power of two that gives an epoch at least 16 steps, but not below 16 (or a quarter of
+        the images, if that is less); the learning rate shrinks with it (the linear scaling rule), so a small folder
+        trains without NaN and takes enough steps in a short budget.
         """
         if self.batch_size is not None:
             return {}
         resolved = self.resolved()
-        bound = 2 ** max(0, int(math.log2(max(1, train_images // 4))))
+        bound = 2 ** max(0, int(math.log2(max(1, train_images // 16, min(16, train_images // 4)))))
         if resolved.batch_size <= bound:
             return {}
         changes: dict[str, Any] = {"batch_size": bound}
