@@ -22,9 +22,7 @@ def reference_probabilities(model_path: Path, rgb_images: np.ndarray) -> np.ndar
 
 @pytest.fixture(scope="module")
 def sample(sample_dataset):
-    dataset = sample_dataset
-    chosen = np.arange(0, len(dataset), 5)  # 60 real images, 6 per class
-    return dataset.images[chosen]
+    return sample_dataset.images[::5]  # 60 real images, 6 per class
 
 
 def test_video_predictions_match_eval_without_tensorflow(edge_int8_model, sample, tmp_path):

@@ -22,7 +22,7 @@ from training.transfer import parent_architecture, start_from
 
 
 @pytest.fixture(scope="module")
-def parent(sample_dir: Path, tmp_path_factory) -> Path:
+def parent(sample_dataset, tmp_path_factory) -> Path:
     """A tiny batch-norm model saved with its card as ``toolkit train`` saves one, for the 10 classes of the sample.
 
     Its weights are the initial ones with noise, so none is the value a fresh model starts from (not even batch
@@ -34,9 +34,8 @@ def parent(sample_dir: Path, tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     model.set_weights([weights * rng.uniform(0.8, 1.2, weights.shape) + rng.normal(0.0, 0.01, weights.shape) for weights in model.get_weights()])
     model.save(path)
-    labels = sorted(folder.name for folder in sample_dir.iterdir())
-    save_card(ModelCard(labels=labels, input_size=list(config.input_shape), mean=[0.5] * 3, std=[0.25] * 3,
-                        architecture=config.to_dict(), dataset=str(sample_dir), history=["train"]), path)  # fmt: skip
+    save_card(ModelCard(labels=sample_dataset.class_names, input_size=list(config.input_shape), mean=[0.5] * 3, std=[0.25] * 3,
+                        architecture=config.to_dict(), dataset=str(sample_dataset.source), history=["train"]), path)  # fmt: skip
     return path
 
 
