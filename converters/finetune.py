@@ -78,11 +78,6 @@ class FineTuneData:
             augmentation=settings.augmentation, training=True, seed=settings.seed + seed_offset,
         )  # fmt: skip
 
-    def validation_source(self) -> BatchSource:
-        return BatchSource(self.validation.images, self.validation.labels, self.settings.batch_size, self.mean, self.std)
-
-    def summary(self) -> dict[str, Any]:
-        return {**self.settings.to_dict(), "train_images": len(self.train), "validation_images": len(self.validation)}
 
 
 def load_training_data(source: SourceModel, settings: DataSettings, strict: bool = True) -> FineTuneData:
@@ -162,9 +157,10 @@ def fit(
                     file=sys.stderr,
                 )
 
+    validation = BatchSource(data.validation.images, data.validation.labels, data.settings.batch_size, data.mean, data.std)
     model.fit(
         as_keras_dataset(train_source, tf_keras),
-        validation_data=as_keras_dataset(data.validation_source(), tf_keras),
+        validation_data=as_keras_dataset(validation, tf_keras),
         epochs=epochs,
         callbacks=[*(extra_callbacks or []), EpochCallback()],
         verbose=0,

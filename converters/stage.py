@@ -87,7 +87,7 @@ def finish_stage(begun: StageStart, name: str, config: Any, model: Any, card: Mo
         "source_sha256": source.sha256,
         **details,
         "sizes": load_card(model_path).sizes,  # measured by save_keras3
-        "data": begun.data.summary(),
+        "data": {**begun.data.settings.to_dict(), "train_images": len(begun.data.train), "validation_images": len(begun.data.validation)},
         "history": rows,
         "seconds": round(time.perf_counter() - begun.started, 1),
     }

@@ -158,8 +158,7 @@ def _save_frames(source: Source, folder: ClassFolder, config: CollectConfig, sto
     return read, unreadable
 
 
-def run_collect(config: CollectConfig, source: Source | None = None, stop: threading.Event | None = None,
-                stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+def run_collect(config: CollectConfig, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Save frames of ``config.source`` into ``config.out/config.label/`` (the running count on ``stderr``, the
     summary on ``stdout``); returns the number of images saved."""
     check(
@@ -168,8 +167,8 @@ def run_collect(config: CollectConfig, source: Source | None = None, stop: threa
     )
     check_label(config.label)
     writable_folder(config.out)
-    stop = stop or threading.Event()
-    source = source or open_source(config.source)
+    stop = threading.Event()
+    source = open_source(config.source)
     try:
         folder = ClassFolder(config.out, config.label)
         read, unreadable = _save_frames(source, folder, config, stop, stderr or sys.stderr)

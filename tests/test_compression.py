@@ -18,7 +18,7 @@ import pytest
 import converters  # noqa: F401 - TF_USE_LEGACY_KERAS before TensorFlow loads
 from script_support import SCRIPTS, load_script
 from toolkit.cli import main
-from toolkit.preprocessing import prepare_batch
+from toolkit.preprocessing import normalize
 
 
 PIPELINE_YAML = """
@@ -73,7 +73,7 @@ def test_bridge_twin_matches_keras3_on_real_images(pipeline_run, sample_dir):
 
     out, manifest, _ = pipeline_run
     source = load_source(out / manifest["stages"]["train"]["model"])
-    images = prepare_batch(load_dataset(str(sample_dir)).images, source.card.mean, source.card.std)
+    images = normalize(load_dataset(str(sample_dir)).images, source.card.mean, source.card.std)
     twin = source.twin()
     difference = np.abs(np.asarray(source.model(images, training=False)) - np.asarray(twin(images, training=False)))
     assert difference.max() <= 1e-5
@@ -119,7 +119,7 @@ def test_qat_ranges_start_from_the_float_model_on_real_batches(pipeline_run, sam
 
     out, manifest, _ = pipeline_run
     source = load_source(out / manifest["stages"]["prune"]["model"])
-    images = prepare_batch(load_dataset(str(sample_dir)).images, source.card.mean, source.card.std)
+    images = normalize(load_dataset(str(sample_dir)).images, source.card.mean, source.card.std)
     batches = [images[:100], images[100:200]]
     twin = source.twin()
     uncalibrated = quantize_model(source.twin(), "prune-preserve")
@@ -182,7 +182,7 @@ def test_parity_report_recomputed_independently(pipeline_run, sample_dir):
     _, validation = _validation_split(sample_dir)
     card = json.loads((out / "qat" / "model.card.json").read_text())
     float_model = keras.models.load_model(out / "qat" / "model.keras", compile=False)
-    reference = np.asarray(float_model(prepare_batch(validation.images, card["mean"], card["std"]), training=False))
+    reference = np.asarray(float_model(normalize(validation.images, card["mean"], card["std"]), training=False))
 
     # With the default CPU delegate (XNNPACK), as on the device: its int8 rounding can differ
     # from the reference kernels by one code, enough to flip a near-tie of this barely trained model.
@@ -191,7 +191,7 @@ def test_parity_report_recomputed_independently(pipeline_run, sample_dir):
     in_scale, in_zero = input_detail["quantization"]
     out_scale, out_zero = output_detail["quantization"]
     converted = []
-    for image in prepare_batch(validation.images, card["mean"], card["std"]):
+    for image in normalize(validation.images, card["mean"], card["std"]):
         codes = np.clip(np.round(image / in_scale) + in_zero, -128, 127).astype(np.int8)
         interpreter.set_tensor(input_detail["index"], codes[None])
         interpreter.invoke()
@@ -414,7 +414,7 @@ def test_qat_model_needs_no_particular_number_of_calibration_images(pipeline_run
     report = json.loads((tmp_path / "c" / "report.json").read_text())
     assert report["quantization_aware"] and report["calibration"]["images"] == 300 and not report["calibration"]["sets_ranges"]
     card = json.loads((tmp_path / "c" / "model_int8.card.json").read_text())
-    images = prepare_batch(_validation_split(sample_dir)[1].images, card["mean"], card["std"])
+    images = normalize(_validation_split(sample_dir)[1].images, card["mean"], card["std"])
     rows, outputs = _quantisation_and_outputs(tmp_path / "c" / "model_int8.tflite", images)
     reference_rows, reference_outputs = _quantisation_and_outputs(out / manifest["stages"]["convert"]["models"]["int8"], images)
     assert rows == reference_rows

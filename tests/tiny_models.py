@@ -32,7 +32,7 @@ def build_tiny_models(directory: Path, sample_dir: Path, epochs: int = 6) -> dic
 
     dataset = load_image_folder(sample_dir)
     mean, std = channel_statistics(dataset.images)
-    inputs = preprocessing.prepare_batch(dataset.images, mean, std)
+    inputs = preprocessing.normalize(dataset.images, mean, std)
     keras.utils.set_random_seed(0)
     config = ModelConfig(width=0.125, input_dropout=0.0, stage_dropout=0.0)
     model = create_model(config, keras)

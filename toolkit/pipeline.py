@@ -437,7 +437,6 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
 
 def run_pipeline(config: PipelineConfig) -> PipelineResult:
     """Run every stage that is not up to date, write pipeline.json and return the summary."""
-    import converters  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow loads
     from converters.prune import prune
     from converters.qat import qat
 

@@ -180,17 +180,6 @@ def prepare_image(
     return normalize(image, mean, std)
 
 
-def prepare_batch(
-    images: np.ndarray,
-    mean: Sequence[float],
-    std: Sequence[float],
-) -> np.ndarray:
-    """Normalise a batch of uint8 images that already have the model's size and colour order."""
-    if images.ndim == 3:
-        images = images[..., None]
-    return normalize(images, mean, std)
-
-
 def quantize(values: np.ndarray, scale: float, zero_point: int, dtype: str | np.dtype) -> np.ndarray:
     """Real values to integer codes: ``clip(round(x / scale) + zero_point)`` (TFLite's affine scheme)."""
     dtype = np.dtype(dtype)

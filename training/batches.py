@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from toolkit.preprocessing import prepare_batch
+from toolkit.preprocessing import normalize
 from training.augment import augment_batch
 
 
@@ -46,7 +46,7 @@ class BatchSource:
         images = self.images[indices]
         if self.augmentation != "none":
             images = augment_batch(images, self.augmentation, np.random.default_rng((self.seed, self.epoch, index)))
-        return prepare_batch(images, self.mean, self.std), self.labels[indices]
+        return normalize(images, self.mean, self.std), self.labels[indices]
 
 
 def as_keras_dataset(source: BatchSource, keras: ModuleType, workers: int = 1):

@@ -38,12 +38,8 @@ class LearningRateByProgress(keras.callbacks.Callback):
     def __init__(self, peak: float, warmup_fraction: float, shape: str = "linear", total_steps: int | None = None,
                  budget_seconds: float | None = None, seconds_spent: float = 0.0, steps_per_epoch: int | None = None) -> None:  # fmt: skip
         super().__init__()
-        self.peak = peak
-        self.warmup_fraction = warmup_fraction
-        self.shape = shape
-        self.total_steps = total_steps
-        self.steps_per_epoch = steps_per_epoch
-        self.budget_seconds = budget_seconds
+        self.peak, self.warmup_fraction, self.shape = peak, warmup_fraction, shape
+        self.total_steps, self.steps_per_epoch, self.budget_seconds = total_steps, steps_per_epoch, budget_seconds
         self.spent_before = seconds_spent
         self.reserve = INITIAL_RESERVE_FRACTION * budget_seconds if budget_seconds else 0.0
         self.started = time.perf_counter()

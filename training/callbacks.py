@@ -59,10 +59,7 @@ class ProgressBar(keras.callbacks.Callback):
 
     def __init__(self, epochs: int | None, steps_per_epoch: int, bar: bool = True, summary: bool = True) -> None:
         super().__init__()
-        self.epochs = epochs
-        self.steps_per_epoch = steps_per_epoch
-        self.show_bar = bar
-        self.summary = summary
+        self.epochs, self.steps_per_epoch, self.show_bar, self.summary = epochs, steps_per_epoch, bar, summary
         self.bar = None
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:

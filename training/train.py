@@ -18,7 +18,7 @@ import numpy as np
 from toolkit import atomic
 from toolkit.errors import ToolkitError, ToolkitWarning
 from toolkit.model_card import ModelCard
-from toolkit.preprocessing import prepare_batch
+from toolkit.preprocessing import normalize
 from training.allcnn import ModelConfig, create_model
 from training.backend import backend_name, gpu_present, keras, native_bfloat16
 from training.batches import BatchSource, as_keras_dataset
@@ -220,7 +220,7 @@ def _batch_norm_recalibration(model: Any, data: TrainingData, steps_per_epoch: i
     chosen = stratified_subset(data.train.labels, count, seed)
     print(f"{steps_per_epoch} steps an epoch: batch norm's statistics are recomputed on {count} training images "
           "before each validation", file=sys.stderr)  # fmt: skip
-    return BatchNormRecalibration(prepare_batch(data.train.images[chosen], data.mean, data.std))
+    return BatchNormRecalibration(normalize(data.train.images[chosen], data.mean, data.std))
 
 
 def _fit_to_machine(config: TrainConfig, requested: TrainConfig) -> TrainConfig:
