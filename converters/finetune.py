@@ -79,7 +79,6 @@ class FineTuneData:
         )  # fmt: skip
 
 
-
 def load_training_data(source: SourceModel, settings: DataSettings, strict: bool = True) -> FineTuneData:
     """The source run's train/validation split, its images fitted to the card's input size (``strict``: as training checks it)."""
     train, validation = load_split(settings, fit_to=source.card, strict=strict)
