@@ -78,6 +78,10 @@ class FineTuneData:
             augmentation=settings.augmentation, training=True, seed=settings.seed + seed_offset,
         )  # fmt: skip
 
+    def validation_source(self) -> BatchSource:
+        """Unaugmented, normalised validation batches."""
+        return BatchSource(self.validation.images, self.validation.labels, self.settings.batch_size, self.mean, self.std)
+
 
 def load_training_data(source: SourceModel, settings: DataSettings, strict: bool = True) -> FineTuneData:
     """The source run's train/validation split, its images fitted to the card's input size (``strict``: as training checks it)."""
@@ -156,10 +160,9 @@ def fit(
                     file=sys.stderr,
                 )
 
-    validation = BatchSource(data.validation.images, data.validation.labels, data.settings.batch_size, data.mean, data.std)
     model.fit(
         as_keras_dataset(train_source, tf_keras),
-        validation_data=as_keras_dataset(validation, tf_keras),
+        validation_data=as_keras_dataset(data.validation_source(), tf_keras),
         epochs=epochs,
         callbacks=[*(extra_callbacks or []), EpochCallback()],
         verbose=0,

@@ -73,8 +73,8 @@ def finish_stage(begun: StageStart, name: str, config: Any, model: Any, card: Mo
                  details: dict[str, Any], save_extra: Callable[[Path], None] | None = None) -> StageResult:  # fmt: skip
     """Write a fine-tuning stage's folder: config.json, the Keras 3 model with its card (then ``save_extra(model_path)``),
     history.csv and report.json (the stage's ``details`` between the source and the sizes)."""
-    out, source = begun.out, begun.source
-    stage_config = {name: config.to_dict(), "data": begun.data.settings.to_dict()}
+    out, source, data = begun.out, begun.source, begun.data
+    stage_config = {name: config.to_dict(), "data": data.settings.to_dict()}
     atomic.write_json(out / "config.json", {**stage_config, "source": str(source.path), "source_sha256": source.sha256})
     model_path = bridge.save_keras3(model, card, out / MODEL_NAME)
     if save_extra is not None:
@@ -87,7 +87,7 @@ def finish_stage(begun: StageStart, name: str, config: Any, model: Any, card: Mo
         "source_sha256": source.sha256,
         **details,
         "sizes": load_card(model_path).sizes,  # measured by save_keras3
-        "data": {**begun.data.settings.to_dict(), "train_images": len(begun.data.train), "validation_images": len(begun.data.validation)},
+        "data": {**data.settings.to_dict(), "train_images": len(data.train), "validation_images": len(data.validation)},
         "history": rows,
         "seconds": round(time.perf_counter() - begun.started, 1),
     }
