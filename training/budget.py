@@ -16,7 +16,7 @@ from training.backend import keras
 
 # Share of the budget held back for the last validation pass and checkpoint until one was measured.
 INITIAL_RESERVE_FRACTION = 0.02
-# The last validation and checkpoint are assumed to take this much longer than the latest one.
+# The last validation and checkpoint are assumed to take this much longer than a recent one.
 RESERVE_MARGIN = 1.5
 
 
@@ -47,7 +47,7 @@ class LearningRateByProgress(keras.callbacks.Callback):
         self.first_step_seconds: float | None = None
         self.step_started = 0.0
         self.test_started: float | None = None
-        self.reserve_measured = False
+        self.pass_seconds: list[float] = []  # the validation passes (with their checkpoints) of this process
         self.finished = False
 
     def seconds_spent(self) -> float:
@@ -65,16 +65,17 @@ class LearningRateByProgress(keras.callbacks.Callback):
 
     def reserve_seconds(self) -> float:
         """Time held back for the last validation pass and checkpoint."""
-        if self.reserve_measured or self.first_step_seconds is None:
+        if self.pass_seconds or self.first_step_seconds is None:
             return self.reserve
         # No validation pass timed in this process yet: its first one compiles, as the first step did.
         return max(self.reserve, RESERVE_MARGIN * self.first_step_seconds)
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         if self.test_started is not None:  # the validation and checkpoint of the previous epoch just ended
-            # The latest pass, not the slowest: the first one in a process also compiled.
-            self.reserve = RESERVE_MARGIN * (time.perf_counter() - self.test_started)
-            self.reserve_measured = True
+            self.pass_seconds.append(time.perf_counter() - self.test_started)
+            # The faster of the latest two passes: the first one in a process also compiled, and one slowed by
+            # a disk flush or another process would end the run early by three times the delay.
+            self.reserve = RESERVE_MARGIN * min(self.pass_seconds[-2:])
             self.test_started = None
         self.step_started = time.perf_counter()
         self.model.optimizer.learning_rate = rate_at(self.fraction(), self.peak, self.warmup_fraction, self.shape)
