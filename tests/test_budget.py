@@ -77,10 +77,10 @@ def test_budget_ends_on_time_with_the_rate_at_zero_when_the_machine_slows_down(m
         step += 1
     spent = controller.seconds_spent()
     assert controller.finished
-    assert 0.95 * 1000 <= spent + controller.reserve <= 1000  # room left for the last validation
+    assert 0.95 * 1000 <= spent + controller.reserve_seconds() <= 1000  # room left for the last validation
     assert max(rates) == pytest.approx(0.2, rel=0.02)
     assert rates[-1] < 0.02 * 0.2  # at the end of the budget, not at the end of an epoch count
-    assert rates[0] == pytest.approx(rate_at(100 / (1000 - controller.reserve), 0.2, 0.1))  # earlier sessions count
+    assert rates[0] == pytest.approx(rate_at(100 / (1000 - controller.reserve_seconds()), 0.2, 0.1))  # earlier sessions count
 
 
 @pytest.mark.parametrize(

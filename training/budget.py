@@ -41,13 +41,13 @@ class LearningRateByProgress(keras.callbacks.Callback):
         self.peak, self.warmup_fraction, self.shape = peak, warmup_fraction, shape
         self.total_steps, self.steps_per_epoch, self.budget_seconds = total_steps, steps_per_epoch, budget_seconds
         self.spent_before = seconds_spent
-        self.reserve = INITIAL_RESERVE_FRACTION * budget_seconds if budget_seconds else 0.0
+        self.initial_reserve = INITIAL_RESERVE_FRACTION * budget_seconds if budget_seconds else 0.0
         self.started = time.perf_counter()
         self.step_seconds = 0.0
         self.first_step_seconds: float | None = None
         self.step_started = 0.0
         self.test_started: float | None = None
-        self.pass_seconds: list[float] = []  # the validation passes (with their checkpoints) of this process
+        self.pass_seconds: list[float] = []  # the latest two validation passes (with their checkpoints) of this process
         self.finished = False
 
     def seconds_spent(self) -> float:
@@ -65,17 +65,18 @@ class LearningRateByProgress(keras.callbacks.Callback):
 
     def reserve_seconds(self) -> float:
         """Time held back for the last validation pass and checkpoint."""
-        if self.pass_seconds or self.first_step_seconds is None:
-            return self.reserve
+        if self.pass_seconds:
+            # The faster of the latest two passes: the first one in a process also compiled, and one slowed by
+            # a disk flush or another process would end the run early by three times the delay.
+            return RESERVE_MARGIN * min(self.pass_seconds)
+        if self.first_step_seconds is None:
+            return self.initial_reserve
         # No validation pass timed in this process yet: its first one compiles, as the first step did.
-        return max(self.reserve, RESERVE_MARGIN * self.first_step_seconds)
+        return max(self.initial_reserve, RESERVE_MARGIN * self.first_step_seconds)
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         if self.test_started is not None:  # the validation and checkpoint of the previous epoch just ended
-            self.pass_seconds.append(time.perf_counter() - self.test_started)
-            # The faster of the latest two passes: the first one in a process also compiled, and one slowed by
-            # a disk flush or another process would end the run early by three times the delay.
-            self.reserve = RESERVE_MARGIN * min(self.pass_seconds[-2:])
+            self.pass_seconds = [*self.pass_seconds[-1:], time.perf_counter() - self.test_started]
             self.test_started = None
         self.step_started = time.perf_counter()
         self.model.optimizer.learning_rate = rate_at(self.fraction(), self.peak, self.warmup_fraction, self.shape)
