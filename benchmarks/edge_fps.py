@@ -21,6 +21,7 @@ target is >= 0.9 (the app adds at most 10 %).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -97,8 +98,6 @@ def raw_invoke_rate(model: Path, threads: int, frame_bgr: np.ndarray, invocation
 
 def app_rate(model: Path, threads: int, video: Path) -> dict:
     """The edge app on ``video`` with --headless output thrown away; returns its summary."""
-    import contextlib
-
     from edge_app.app import ClassifyConfig, run_classify
 
     with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
@@ -114,12 +113,11 @@ def stage_cpu_ms(model: Path, video: Path, frames: int = 300) -> dict:
     limit_blas_threads(1)
     classifier = TFLitePredictor(model, threads=1)  # one thread: XNNPACK runs in the calling thread
     source = open_source(str(video), decode_threads=1)  # as the app decodes: on the calling thread alone
-    capture = source.capture
     decode = prepare = invoke = 0.0
     measured = 0
     for _ in range(frames):
         started = time.thread_time()
-        ok, image = capture.read()
+        ok, image = source.capture.read()
         decoded = time.thread_time()
         if not ok:
             break
@@ -128,7 +126,7 @@ def stage_cpu_ms(model: Path, video: Path, frames: int = 300) -> dict:
         prepared = time.thread_time()
         classifier.run(tensor)  # what the app's inference thread does (dequantise is on the output thread)
         decode, prepare, invoke = decode + decoded - started, prepare + prepared - decoded, invoke + time.thread_time() - prepared
-    capture.release()
+    source.close()
     return {name: round(1000.0 * value / max(measured, 1), 3) for name, value in
             (("decode", decode), ("prepare", prepare), ("invoke_1_thread", invoke))}
 

@@ -92,12 +92,10 @@ def pipeline_config(args: argparse.Namespace):
     )
 
 
-def post_training_int8(work: Path, stages: dict, progress: bool) -> dict | None:
+def post_training_int8(work: Path, stages: dict, progress: bool) -> dict:
     """For comparison: post-training int8 of the pruned float model (calibration, no QAT)."""
     from converters.convert import ConvertConfig, convert
 
-    if "prune" not in stages:
-        return None
     config = ConvertConfig(model=str(work / stages["prune"]["model"]), out=str(work / "convert_ptq"), formats=("int8",),
                            max_drop=100.0, progress=progress, overwrite=True)  # fmt: skip
     parity = convert(config).parity["formats"]["int8"]
@@ -199,6 +197,7 @@ def main() -> int:
 
 def markdown(payload: dict, table: str) -> str:
     measured, met, targets = payload["measured"], payload["met"], payload["targets"]
+    ptq = measured["post_training_int8_of_pruned_model"]
     mark = {True: "met", False: "**not met**"}
     recipe = payload["recipe"]
     subset = f"class-balanced subset of {recipe['limit']} images" if recipe["limit"] else "all images"
@@ -230,15 +229,9 @@ def markdown(payload: dict, table: str) -> str:
         f"| dense float top-1 (before pruning) | {measured['dense_float_top1']:.2%} | | |",
         f"| end to end: dense float -> int8 gap (points) | {measured['end_to_end_gap_points']:+.2f} | | |",
         f"| end to end agreement | {measured['end_to_end_agreement']:.2%} | | |",
-    ]
-    ptq = measured.get("post_training_int8_of_pruned_model")
-    if ptq:
-        lines += [
-            f"| for comparison: post-training int8 of the pruned float model (no QAT): gap | {ptq['gap_points']:+.2f} "
-            f"({ptq['reference_top1']:.2%} -> {ptq['top1']:.2%}) | | |",
-            f"| for comparison: post-training int8 agreement | {ptq['agreement']:.2%} | | |",
-        ]
-    lines += [
+        f"| for comparison: post-training int8 of the pruned float model (no QAT): gap | {ptq['gap_points']:+.2f} "
+        f"({ptq['reference_top1']:.2%} -> {ptq['top1']:.2%}) | | |",
+        f"| for comparison: post-training int8 agreement | {ptq['agreement']:.2%} | | |",
         "",
         "Stage seconds: " + ", ".join(f"{stage} {seconds:.0f}" for stage, seconds in payload["stage_seconds"].items() if seconds is not None),
         "",

@@ -82,8 +82,7 @@ def keras3_from_weights(model_config: ModelConfig, weights: dict[str, dict[str, 
             continue
         if layer.name not in weights:
             raise ValueError(f"no weights for layer {layer.name!r}")
-        values = weights[layer.name]
-        layer.set_weights([values[short_name(variable)] for variable in layer.weights])
+        layer.set_weights([weights[layer.name][short_name(variable)] for variable in layer.weights])
     return model
 
 

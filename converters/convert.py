@@ -326,8 +326,7 @@ def _parity(
         **{key: headline.get(key) for key in headline_keys},
         "passed": all(entry["passed"] for entry in formats.values()),
     }
-    path = atomic.write_json(out / PARITY_NAME, parity)
-    return parity, path
+    return parity, atomic.write_json(out / PARITY_NAME, parity)
 
 
 def parity_of(model_path: Path, held_out: Dataset, reference: np.ndarray, progress: bool | None) -> dict[str, Any]:

@@ -153,7 +153,6 @@ def fit(
             rows.append(row)
             if self.bar is not None:
                 self.bar.close()
-                self.bar = None
                 print(
                     f"{description} epoch {epoch + 1}/{epochs}: loss {row['loss']:.4f} accuracy {row['accuracy']:.4f} "
                     f"val_accuracy {row['val_accuracy']:.4f}",

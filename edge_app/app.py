@@ -363,10 +363,9 @@ def _run_until_done(threads: _WorkerThreads, outputs: _Outputs, predict: _Predic
 
 
 def _raise_what_failed(threads: _WorkerThreads, stopped_early: bool) -> None:
-    """Raise the first error a thread left (Ctrl-C aside), or say that no frame of the source could be read."""
-    for error in threads.errors:
-        if not isinstance(error, KeyboardInterrupt):
-            raise error
+    """Raise the first error a thread left, or say that no frame of the source could be read."""
+    if threads.errors:
+        raise threads.errors[0]
     stats, source = threads.stats, threads.source
     if stats.frames == 0 and not stopped_early and (stats.unreadable or not source.live):
         raise source.nothing_read(stats.unreadable)

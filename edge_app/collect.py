@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import math
 import os
-import re
 import sys
 import threading
 from pathlib import Path
@@ -26,7 +25,6 @@ from toolkit.errors import ToolkitError, check
 from toolkit.preprocessing import center_crop, convert_colour
 
 JPEG_QUALITY = 95  # of saved training images
-_NUMBERED_NAME = re.compile(r"\d+")
 
 
 def encode_jpeg(image_bgr: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
@@ -65,7 +63,7 @@ def writable_folder(path: str | os.PathLike) -> Path:
 
 def _next_number(folder: Path) -> int:
     """One more than the highest number among the file names in ``folder`` (0 when there is none)."""
-    numbers = [int(path.stem) for path in folder.iterdir() if _NUMBERED_NAME.fullmatch(path.stem)]
+    numbers = [int(path.stem) for path in folder.iterdir() if path.stem.isdecimal()]
     return max(numbers, default=-1) + 1
 
 

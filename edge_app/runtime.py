@@ -58,8 +58,7 @@ def edgetpu_build(model_path: str | os.PathLike) -> Path:
 
 
 def load_edgetpu_delegate(namespace: Any) -> Any:
-    """Load the Coral Edge TPU delegate through the runtime's ``delegate_namespace``, or explain in one line how to
-    install it."""
+    """Load the Coral Edge TPU delegate through the runtime's ``delegate_namespace``, or say how to install it."""
     library = EDGETPU_LIBRARIES.get(platform.system(), "libedgetpu.so.1")
     hint = "install libedgetpu1-std from the Coral apt repository and plug in the accelerator"
     try:

@@ -11,6 +11,7 @@ Off loopback every path needs the start-up URL's token (query or cookie), else 4
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import ipaddress
@@ -135,7 +136,6 @@ class PreviewServer:
             self._httpd = server_class((host, port), functools.partial(_PreviewRequestHandler, preview=self))
         except OSError as error:
             raise ToolkitError(f"--serve cannot listen on {host}:{port}: {error.strerror or error}") from None
-        self._httpd.daemon_threads = True
         # shutdown() waits for the loop's next poll: 0.5 s by default, felt at every Ctrl-C.
         serve = functools.partial(self._httpd.serve_forever, poll_interval=0.05)
         self._thread = threading.Thread(target=serve, name="preview-server", daemon=True)
@@ -275,13 +275,11 @@ class _PreviewRequestHandler(BaseHTTPRequestHandler):
 
     def _answer(self, route: Callable[[str], None]) -> None:
         """Refuse a request without the token, else hand its path to ``route``; a visitor who left is let go."""
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             if not self._authorised():
                 self.send_error(HTTPStatus.FORBIDDEN, "open the URL toolkit classify printed at start-up, with its token")
             else:
                 route(self.path.split("?", 1)[0])
-        except (BrokenPipeError, ConnectionResetError):
-            return
 
     def _authorised(self) -> bool:
         """The token of the query (then handed back as a cookie) or of the cookie, where the server has one."""

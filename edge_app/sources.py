@@ -186,11 +186,10 @@ class CaptureSource(Source):
                 continue
             yield from [None] * pending
             pending, damaged = 0, 0
-            if self.loop and decoded:
-                self.capture.set(1, 0)
-                decoded = False
-                continue
-            return
+            if not (self.loop and decoded):
+                return
+            self.capture.set(1, 0)
+            decoded = False
 
     def close(self) -> None:
         if self.capture is not None:

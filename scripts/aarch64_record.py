@@ -25,17 +25,10 @@ SCORE_STEP = 1 / 256  # one step of an int8 softmax output (scale 1/256)
 
 def read_run(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The frame records (timing removed) and the summary of one headless run."""
-    frames: list[dict[str, Any]] = []
-    summary: dict[str, Any] = {}
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        record = json.loads(line)
-        if "summary" in record:
-            summary = record["summary"]
-        else:
-            frames.append({key: value for key, value in record.items() if key not in TIMING_KEYS})
-    return frames, summary
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    frames = [{key: value for key, value in record.items() if key not in TIMING_KEYS}
+              for record in records if "summary" not in record]
+    return frames, next((record["summary"] for record in reversed(records) if "summary" in record), {})
 
 
 def _classes(frame: dict[str, Any] | None) -> list[int] | None:
@@ -45,15 +38,10 @@ def _classes(frame: dict[str, Any] | None) -> list[int] | None:
 def compare(reference: list[dict[str, Any]], other: list[dict[str, Any]]) -> dict[str, Any]:
     """How far ``other`` agrees with ``reference``, frame by frame."""
     pairs = list(itertools.zip_longest(reference, other))
-    same_classes = [left is not None and _classes(left) == _classes(right) for left, right in pairs]
-    identical = [left is not None and left == right for left, right in pairs]
-    score_differences = [
-        abs(a["score"] - b["score"])
-        for left, right in pairs
-        if left is not None and right is not None and _classes(left) == _classes(right)
-        for a, b in zip(left["top_k"], right["top_k"])
-    ]
-    largest = max(score_differences, default=0.0)
+    same_classes = [_classes(left) == _classes(right) for left, right in pairs]  # zip_longest pads one side only
+    identical = [left == right for left, right in pairs]
+    largest = max((abs(a["score"] - b["score"]) for (left, right), same in zip(pairs, same_classes) if same
+                   for a, b in zip(left["top_k"], right["top_k"])), default=0.0)
     return {
         "frames_x86_64": len(reference),
         "frames_aarch64": len(other),
@@ -82,7 +70,7 @@ def main() -> int:
     summaries = {"x86_64": x86_summary}
     for path in sorted(work.glob("aarch64-*.jsonl")):
         profile = path.stem.removeprefix("aarch64-")
-        frames, summaries[f"aarch64-{profile}"] = read_run(path)
+        frames, summaries[path.stem] = read_run(path)
         runs[profile] = {"setup": context["profiles"].get(profile, ""), **compare(x86_frames, frames)}
     reference = compare(read_run(work / "x86_64.reference.jsonl")[0], read_run(work / "aarch64.reference.jsonl")[0])
     reference["bit_identical"] = reference["identical_lines"] == reference["frames_x86_64"] > 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -78,11 +77,9 @@ def main() -> int:
     folders = {"qat": run / "convert", "ptq": convert_post_training(run)}
     conversions = {name: read_json(folder / PARITY_NAME) for name, folder in folders.items()}
     chosen = max(conversions, key=lambda name: conversions[name]["int8_top1"])
-    out.mkdir(parents=True, exist_ok=True)
     model = folders[chosen] / tflite_name("int8")
     for source in (model, card_path(model), folders[chosen] / PARITY_NAME, training / "history.csv", training / "curves.png"):
-        with atomic.atomic_path(out / source.name) as temporary:
-            shutil.copyfile(source, temporary)
+        atomic.write_bytes(out / source.name, source.read_bytes())  # its atomic_path creates ``out``
     export_for_distribution(trained, out / "model.keras")
     atomic.write_json(out / "figures.json", figures(run, training, folders, conversions, chosen))
     for name, parity in conversions.items():

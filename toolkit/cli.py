@@ -76,11 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
             # add_arguments may import its stage's package (training, converters); on an edge
             # device without them the other commands, classify above all, must still work.
             module.add_arguments(subparser)
+            subparser.set_defaults(_run=module.run)
         except ModuleNotFoundError as error:
             subparser.set_defaults(_missing=error)
             subparser.epilog = _unavailable(name, error)
-            continue
-        subparser.set_defaults(_run=module.run)
     return parser
 
 

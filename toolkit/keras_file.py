@@ -15,13 +15,12 @@ ZIP_LOCAL_HEADER = b"PK\x03\x04"
 
 def check_keras_archive(model_path: str | Path) -> None:
     """A one-line error unless ``model_path`` is an intact zip archive holding a Keras model's ``config.json``."""
-    model_path = Path(model_path)
     problem = _keras_archive_problem(model_path)
     if problem:
         raise ToolkitError(f"{model_path} is not a Keras model file ({problem})")
 
 
-def _keras_archive_problem(model_path: Path) -> str | None:
+def _keras_archive_problem(model_path: str | Path) -> str | None:
     """What keeps ``model_path`` from being a .keras archive, or None."""
     if not zipfile.is_zipfile(model_path):
         with open(model_path, "rb") as handle:

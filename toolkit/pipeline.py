@@ -370,10 +370,8 @@ def summary_rows(out: Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per artifact: accuracy on the validation split, size, gzip size, sparsity."""
     rows = []
     stages = manifest["stages"]
-    for stage in ("train", "prune", "qat"):
-        entry = stages.get(stage)
-        if not entry:
-            continue
+    for stage in [name for name in ("train", "prune", "qat") if name in stages]:
+        entry = stages[stage]
         card = atomic.read_json_object(out / entry["card"])
         model = out / entry["model"]
         metrics = card.get("metrics", {})

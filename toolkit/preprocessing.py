@@ -79,8 +79,7 @@ def _resize_weights(source: int, target: int) -> np.ndarray:
         columns = np.arange(source)
         weights[:] = np.maximum(np.minimum(bounds[1:], columns + 1) - np.maximum(bounds[:-1], columns), 0.0) / scale
     else:
-        centres = (np.arange(target) + 0.5) * source / target - 0.5
-        centres = np.clip(centres, 0, source - 1)
+        centres = np.clip((np.arange(target) + 0.5) * source / target - 0.5, 0, source - 1)
         lower = np.floor(centres).astype(int)
         upper = np.minimum(lower + 1, source - 1)
         fraction = centres - lower
@@ -209,8 +208,7 @@ def top_k(probabilities: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Numerically stable softmax along the last axis."""
-    shifted = logits - np.max(logits, axis=-1, keepdims=True)
-    exponentials = np.exp(shifted)
+    exponentials = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
     return exponentials / np.sum(exponentials, axis=-1, keepdims=True)
 
 

@@ -55,9 +55,7 @@ class ModelConfig:
     stage_dropout: float = 0.5  # dropout after each down-sampling stage, as in the paper
 
     def to_dict(self) -> dict[str, Any]:
-        payload = dataclasses.asdict(self)
-        payload["input_shape"] = list(self.input_shape)
-        return payload
+        return {**dataclasses.asdict(self), "input_shape": list(self.input_shape)}
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> "ModelConfig":

@@ -56,9 +56,6 @@ def as_keras_dataset(source: BatchSource, keras: ModuleType, workers: int = 1):
     options = {"workers": workers, "use_multiprocessing": False} if is_keras3 else {}
 
     class _Dataset(base):  # type: ignore[misc, valid-type]
-        def __init__(self) -> None:
-            super().__init__(**options)
-
         def __len__(self) -> int:
             return len(source)
 
@@ -68,4 +65,4 @@ def as_keras_dataset(source: BatchSource, keras: ModuleType, workers: int = 1):
         def on_epoch_end(self) -> None:
             source.set_epoch(source.epoch + 1)
 
-    return _Dataset()
+    return _Dataset(**options)

@@ -55,21 +55,20 @@ def load_dataset(spec: str, limit: int | None = None, seed: int = 0, progress: b
     optional ``:test``), or an image folder ``ROOT/<class>/<image>``; ``limit``: a seeded, class-balanced subset."""
     name, split = _parse_spec(spec)
     named = named_dataset(name)
+    path = Path(name).expanduser()
     if named == "cifar10":
         dataset = datasets.load_cifar10(split=split or "train")
     elif named == "fashion-mnist":
         dataset = datasets.load_fashion_mnist(split=split or "train")
+    elif datasets.is_cifar10_folder(path) or datasets.is_cifar10_folder(path / datasets.CIFAR10_FOLDER):
+        dataset = datasets.load_cifar10(path, split=split or "train")
+    elif datasets.is_idx_folder(path):
+        names = datasets.FASHION_MNIST_LABELS if "fashion" in str(path).lower() else None
+        dataset = datasets.load_idx_dataset(path, split or "train", names)
+    elif split is not None:
+        raise ToolkitError(f"{spec}: the :{split} suffix applies to cifar10, fashion-mnist and IDX folders only")
     else:
-        path = Path(name).expanduser()
-        if datasets.is_cifar10_folder(path) or datasets.is_cifar10_folder(path / datasets.CIFAR10_FOLDER):
-            dataset = datasets.load_cifar10(path, split=split or "train")
-        elif datasets.is_idx_folder(path):
-            names = datasets.FASHION_MNIST_LABELS if "fashion" in str(path).lower() else None
-            dataset = datasets.load_idx_dataset(path, split or "train", names)
-        elif split is not None:
-            raise ToolkitError(f"{spec}: the :{split} suffix applies to cifar10, fashion-mnist and IDX folders only")
-        else:
-            return load_image_folder(path, limit=limit, seed=seed, progress=progress)
+        return load_image_folder(path, limit=limit, seed=seed, progress=progress)
     if limit is not None and limit < len(dataset):
         dataset = dataset.subset(stratified_subset(dataset.labels, limit, seed))
     return dataset

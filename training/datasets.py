@@ -131,8 +131,7 @@ def is_cifar10_folder(path: str | os.PathLike) -> bool:
 
 def keras_cache_dir() -> Path:
     """Keras's dataset cache: ``$KERAS_HOME/datasets`` or ``~/.keras/datasets``."""
-    base = os.environ.get("KERAS_HOME") or str(Path.home() / ".keras")
-    return Path(base).expanduser() / "datasets"
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser() / "datasets"
 
 
 def find_cifar10(path: str | os.PathLike | None = None, download: bool = True, url: str | None = None, md5: str = CIFAR10_MD5,
@@ -310,4 +309,3 @@ def load_fashion_mnist(split: str = "train") -> Dataset:
             "or pass --data PATH to a folder with the IDX files"
         )
     return dataclasses.replace(load_idx_dataset(folder, split, FASHION_MNIST_LABELS), source=f"fashion-mnist:{split} ({folder})")
-

@@ -69,18 +69,21 @@ def setup_distribution(name: str, backend: str) -> Distribution:
     if name in ("mirrored", "multiworker"):
         if backend != "tensorflow":
             raise ToolkitError(f"--strategy {name} needs KERAS_BACKEND=tensorflow; on JAX use --strategy data-parallel")
-        return _tensorflow_strategy(name)
+        from training.tensorflow_stack import tf  # the one module allowed to import TensorFlow
+
+        multiworker = name == "multiworker"
+        worker_index, num_workers = _cluster_from_tf_config() if multiworker else (0, 1)
+        strategy = tf.distribute.MultiWorkerMirroredStrategy() if multiworker else tf.distribute.MirroredStrategy()
+        return Distribution(name, strategy.scope, strategy.num_replicas_in_sync, worker_index, num_workers, strategy)
     if backend != "jax":
         raise ToolkitError("--strategy data-parallel needs KERAS_BACKEND=jax; on TensorFlow use mirrored or multiworker")
-    return _jax_data_parallel()
+    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        keras.distribution.initialize()
+    import jax
 
-
-def _tensorflow_strategy(name: str) -> Distribution:
-    from training.tensorflow_stack import tf  # the one module allowed to import TensorFlow
-
-    worker_index, num_workers = _cluster_from_tf_config() if name == "multiworker" else (0, 1)
-    strategy = tf.distribute.MultiWorkerMirroredStrategy() if name == "multiworker" else tf.distribute.MirroredStrategy()
-    return Distribution(name, strategy.scope, strategy.num_replicas_in_sync, worker_index, num_workers, strategy)
+    devices = keras.distribution.list_devices()
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    return Distribution("data-parallel", contextlib.nullcontext, len(devices), jax.process_index(), jax.process_count())
 
 
 def _cluster_from_tf_config() -> tuple[int, int]:
@@ -103,13 +106,3 @@ def _cluster_from_tf_config() -> tuple[int, int]:
     if task_type != "worker":
         raise ToolkitError(f"TF_CONFIG task type {task_type!r} is not supported; use 'chief' or 'worker'")
     return task_index + (1 if cluster.get("chief") else 0), num_workers
-
-
-def _jax_data_parallel() -> Distribution:
-    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
-        keras.distribution.initialize()
-    import jax
-
-    devices = keras.distribution.list_devices()
-    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-    return Distribution("data-parallel", contextlib.nullcontext, len(devices), jax.process_index(), jax.process_count())

@@ -93,16 +93,13 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: list[str], path: str | os.
     figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.04, label="fraction of the true class")
     axes.set_xticks(range(count), labels, rotation=45, ha="right")
     axes.set_yticks(range(count), labels)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
+    axes.set(xlabel="predicted", ylabel="true")
     if title:
         axes.set_title(title, fontsize=10)
     if count <= 30:
-        for row in range(count):
-            for column in range(count):
-                if matrix[row, column]:
-                    colour = "white" if recall[row, column] > 0.5 else "black"
-                    axes.text(column, row, str(matrix[row, column]), ha="center", va="center", fontsize=7, color=colour)
+        for row, column in zip(*np.nonzero(matrix)):
+            colour = "white" if recall[row, column] > 0.5 else "black"
+            axes.text(column, row, str(matrix[row, column]), ha="center", va="center", fontsize=7, color=colour)
     figure.tight_layout()
     with atomic.atomic_path(path, suffix=".png") as temporary:
         figure.savefig(temporary, dpi=120, format="png")
@@ -125,7 +122,6 @@ def evaluate(model_path: str | os.PathLike, dataset: Dataset, batch_size: int = 
     seconds = time.perf_counter() - started
     ranked, _ = preprocessing.top_k(probabilities, 5)
     predictions = ranked[:, 0]
-    correct = predictions == targets
     matrix = np.zeros((card.num_classes, card.num_classes), dtype=np.int64)  # row = true class, column = predicted
     np.add.at(matrix, (targets, predictions), 1)
     counts, hits = matrix.sum(axis=1), np.diag(matrix)
@@ -137,7 +133,7 @@ def evaluate(model_path: str | os.PathLike, dataset: Dataset, batch_size: int = 
         "card_format": card.format,
         "data": dataset.source,
         "n": int(len(targets)),
-        "top1": float(correct.mean()),
+        "top1": float((predictions == targets).mean()),
         "top5": float((ranked == targets[:, None]).any(axis=1).mean()),
         "top5_k": int(ranked.shape[1]),
         "per_class": per_class,

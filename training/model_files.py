@@ -41,19 +41,12 @@ def load_keras3(model_path: str | Path, tf_keras_fallback: bool = False) -> Any:
         # custom ones (training.optimization) would otherwise have to be importable.
         return keras.models.load_model(model_path, compile=False)
     except Exception as error:  # noqa: BLE001 - keras raises many types for a broken archive
-        keras_error = error
-    if tf_keras_fallback:
-        try:
-            return _load_tf_keras(model_path)
-        except Exception:  # noqa: BLE001 - report Keras 3's reason, the format the file claims to be
-            pass
-    raise ToolkitError(f"{model_path} could not be loaded as a Keras model: {first_line(keras_error)[:200]}") from None
+        if tf_keras_fallback:
+            try:
+                from training.tensorflow_stack import tf_keras, tfmot
 
-
-def _load_tf_keras(model_path: Path) -> Any:
-    """A tf_keras ``.keras`` model, pruning and quantisation wrappers included."""
-    from training.tensorflow_stack import tf_keras, tfmot
-
-    with tfmot.quantization.keras.quantize_scope(), tfmot.sparsity.keras.prune_scope():
-        return tf_keras.models.load_model(model_path, compile=False)
-
+                with tfmot.quantization.keras.quantize_scope(), tfmot.sparsity.keras.prune_scope():
+                    return tf_keras.models.load_model(model_path, compile=False)
+            except Exception:  # noqa: BLE001 - report Keras 3's reason, the format the file claims to be
+                pass
+        raise ToolkitError(f"{model_path} could not be loaded as a Keras model: {first_line(error)[:200]}") from None

@@ -111,11 +111,6 @@ def fit_to_card(dataset: Dataset, card: ModelCard, spec: str) -> Dataset:
     return dataset
 
 
-def _load(settings: SplitSettings, limit: int | None, fit_to: ModelCard | None, progress: bool | None) -> Dataset:
-    dataset = load_dataset(settings.data, limit=limit, seed=settings.seed, progress=progress)
-    return dataset if fit_to is None else fit_to_card(dataset, fit_to, settings.data)
-
-
 def load_split(
     settings: SplitSettings, fit_to: ModelCard | None = None, strict: bool = False, progress: bool | None = None
 ) -> tuple[Dataset, Dataset]:
@@ -124,7 +119,8 @@ def load_split(
     ``fit_to``: a card whose classes the data must have and whose input size the images
     are fitted to. ``strict`` (as training checks): two classes or more, each keeping an image to train on.
     """
-    dataset = _load(settings, settings.limit, fit_to, progress)
+    dataset = load_dataset(settings.data, limit=settings.limit, seed=settings.seed, progress=progress)
+    dataset = dataset if fit_to is None else fit_to_card(dataset, fit_to, settings.data)
     train, validation = train_validation_split(dataset, settings.validation_fraction, settings.seed)
     if strict:
         check_trainable(train, validation, settings.validation_fraction)
@@ -156,7 +152,7 @@ def held_out_images(
     origin = {"validation_split": len(validation), "outside_training_subset": 0}
     if not count or count <= len(validation) or settings.limit is None:
         return validation, origin
-    full = _load(settings, None, None, progress)
+    full = load_dataset(settings.data, progress=progress)
     # The limited subset is stratified_subset(labels, limit, seed) of the full listing
     # (training.data.load_dataset); everything else was never loaded for training.
     outside = full.subset(np.setdiff1d(np.arange(len(full)), stratified_subset(full.labels, settings.limit, settings.seed)))

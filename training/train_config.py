@@ -55,7 +55,7 @@ def parse_budget(text: str | int | float | None) -> float | None:
     if isinstance(text, (int, float)):
         return float(text)
     match = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
-    if not text.strip() or match is None or not any(match.groups()):
+    if match is None or not any(match.groups()):  # an empty or blank text matches with no group
         raise ToolkitError(f"--budget must be seconds or a duration like 90m, 2h or 1h30m, got {text!r}")
     hours, minutes, seconds = (float(value) if value else 0.0 for value in match.groups())
     return hours * 3600 + minutes * 60 + seconds

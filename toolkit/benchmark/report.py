@@ -67,12 +67,11 @@ def format_notes(report: dict[str, Any]) -> str:
         "and runs it, one process per format and thread count, read before the held-out images are loaded "
         "for accuracy; the highest is shown.",
     ]
-    for row in report["formats"]:
-        if "checkpoint_size" in row:
-            notes.append(
-                f"{row['name']}: size of the model saved without optimizer state; the checkpoint {Path(row['model']).name} "
-                f"is {_kib(row['checkpoint_size']['bytes'])} KiB with the optimizer's momentum."
-            )
+    notes += [
+        f"{row['name']}: size of the model saved without optimizer state; the checkpoint {Path(row['model']).name} "
+        f"is {_kib(row['checkpoint_size']['bytes'])} KiB with the optimizer's momentum."
+        for row in report["formats"] if "checkpoint_size" in row
+    ]
     if any(row.get("produced_here") for row in report["formats"]):
         notes.append("* converted from the dense float Keras model by the benchmark: the source held no such export of it (float exports of a pruned or QAT model, as a pipeline's convert/ folder holds, are not these rows).")
     notes += [f"{row['name']}: failed: {row['error']}" for row in report["formats"] if "error" in row]

@@ -8,6 +8,7 @@ first, and each model is measured by ``toolkit.benchmark.worker`` in a fresh pro
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -75,11 +76,8 @@ class HeldOut:
 
 
 def row_format(model_path: Path, card: ModelCard | None) -> tuple[str | None, str]:
-    """The format key of one model file whose card is ``card`` (its name where the card is silent), or None and why it is no row.
-
-    Float formats count only when they derive from the float model itself: a float export of a pruned or QAT
-    model is no row, and neither is an int8 model of a pruned model without QAT.
-    """
+    """The format key of one model file whose card is ``card`` (its name where the card is silent),
+    or None and why it is no row."""
     if is_edgetpu_build(model_path):  # before the card: a build reads its source model's card, it has none of its own
         return None, "it is an Edge TPU build: its int8 row's Edge TPU column measures it"
     if card is None:
@@ -121,7 +119,6 @@ def _paths_in(payload: Any) -> list[str]:
 
 def discover_models(source: Path) -> dict[str, Path]:
     """Format key -> model file, for a pipeline folder, convert folder, run folder or single model."""
-    source = Path(source)
     if not source.exists():
         raise ToolkitError(f"--model {source} does not exist (give a pipeline, convert or run folder, or a model file)")
     found: dict[str, Path] = {}
@@ -287,17 +284,14 @@ def load_average() -> float | None:
 
 def machine_description() -> dict[str, Any]:
     """The machine and software the figures were measured on."""
-    try:
+    names = []
+    with contextlib.suppress(OSError):
         names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.lower().startswith("model name")]
-    except OSError:
-        names = []
     processor = next(iter(names), platform.processor() or platform.machine())
     versions = {}
     for package in ("ai-edge-litert", "tflite-runtime", "tensorflow", "keras", "numpy"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
     return {
         "architecture": platform.machine(),
         "processor": processor,
@@ -317,7 +311,6 @@ def run_benchmark(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Benchmark every format in (or cheaply made from) the folders or files ``source``, the first holding a format winning."""
-    out_dir = Path(out_dir)
     sources = [Path(path) for path in source] if isinstance(source, (list, tuple)) else [Path(source)]
     found: dict[str, Path] = {}
     for path in sources:

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _summary(report: dict) -> str:
     per_class = report["per_class"]
     worst = sorted(per_class, key=per_class.get)[:3]
-    lines = [
+    return "\n".join([
         f"model     {report['model']} ({report['card_format']})",
         f"data      {report['data']}  split {report['split']}, {report['n']} images",
         f"top-1     {report['top1']:.2%}",
@@ -47,8 +47,7 @@ def _summary(report: dict) -> str:
         "per class " + ", ".join(f"{name} {accuracy:.0%}" for name, accuracy in per_class.items()),
         "weakest   " + ", ".join(f"{name} {per_class[name]:.1%}" for name in worst),
         f"speed     {report['images_per_second']:.0f} images/s",
-    ]
-    return "\n".join(lines)
+    ])
 
 
 def run(args: argparse.Namespace) -> int:
