@@ -221,14 +221,14 @@ def settings_lines(results: dict[str, Any]) -> list[str]:
     classes = len(FASHION_MNIST_LABELS)
     architecture = results["architecture"]
     test_subset = f", a seeded class-balanced {results['test_limit']} of them" if results["test_limit"] else ""
+    limit_rule = (" `--limit` counts images before the split, so 111 per class (round(11.1) = 11 to validation) is how the "
+                  "toolkit asks for 100 training images per class.") if results["limit"] == DEFAULT_LIMIT else ""
     return [
         f"- Data: `{results['data']}`, `--limit {results['limit']}`, a seeded, class-balanced "
         f"{results['limit'] / classes:g} images per class; each seed ({', '.join(map(str, results['seeds']))}) draws its own subset, "
         "split and initialisation. The toolkit's stratified 10 % validation split takes "
         f"{row['validation_images'] / classes:g} of each class, leaving {row['train_images'] / classes:g} training images "
-        f"per class ({row['train_images']} training, {row['validation_images']} validation)." + (
-            " `--limit` counts images before the split, so 111 per class (round(11.1) = 11 to validation) is how the "
-            "toolkit asks for 100 training images per class." if results["limit"] == DEFAULT_LIMIT else ""),
+        f"per class ({row['train_images']} training, {row['validation_images']} validation).{limit_rule}",
         f"- Both arms of a seed: the `fast` recipe, `--budget {results['budget']}` ({results['budget_seconds']:g} s of training and "
         f"validation each), one after the other, the parent's architecture ({architecture['name']}, width "
         f"{architecture['width']:g}, batch norm {'on' if architecture['batch_norm'] else 'off'}). Arms already finished in "
